@@ -1,0 +1,363 @@
+//! Arenas: ARENA_SIZE-aligned mappings carved into pools, and the `usable_arenas` ordering.
+//!
+//! Arenas with at least one free pool sit on `usable`, sorted by free-pool count, fewest first:
+//! new pools come from the fullest arena so nearly-empty arenas drain and can be released.
+//! `nfp2lasta[n]` is the rightmost arena on `usable` with `n` free pools, which keeps every
+//! re-sort O(1) (CPython's obmalloc, `insert_to_freepool`, Cases 1–4 below). An arena whose pools
+//! are all empty is unmapped unless it is the reserve (A3). All of this runs under the core's
+//! arena lock: `Arenas` is only reachable through that lock's guard.
+
+use core::ptr::{self, NonNull};
+
+use crate::config::{POOLS_PER_ARENA, POOL_SIZE, RESERVE_ARENAS};
+use crate::os::PageSource;
+use crate::pool::PoolHeader;
+use crate::registry::REGISTRY;
+
+/// An arena's header. It lives in the arena's registry slot, not in the arena; zeroed memory is
+/// a valid (unmapped) header.
+pub(crate) struct ArenaHeader {
+    /// Base address of the arena; 0 while the slot holds no arena.
+    pub address: usize,
+    /// Next never-carved pool: pools are carved from the front, lazily.
+    pub pool_address: usize,
+    /// Empty pools, carved or not.
+    pub nfreepools: usize,
+    pub ntotalpools: usize,
+    /// Carved pools that are empty (linked through `PoolHeader::nextpool`).
+    pub freepools: *mut PoolHeader,
+    /// Links in `usable`.
+    pub nextarena: *mut ArenaHeader,
+    pub prevarena: *mut ArenaHeader,
+    /// Links in the list of all this core's arenas (for walks and for dropping the core).
+    pub next_all: *mut ArenaHeader,
+    pub prev_all: *mut ArenaHeader,
+}
+
+/// Arena counters, kept where they change (under the arena lock).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArenaCounters {
+    /// Arenas mapped now.
+    pub mapped: usize,
+    /// Arenas mapped since the core was made.
+    pub mapped_ever: usize,
+    /// Arenas given back to the OS.
+    pub released: usize,
+    /// Most arenas mapped at once.
+    pub high_water: usize,
+    /// Times the OS refused an arena.
+    pub map_failures: usize,
+    /// Mapped arenas whose pools are all empty (at most RESERVE_ARENAS, A3).
+    pub wholly_empty: usize,
+}
+
+/// The arena lock's state.
+pub(crate) struct Arenas {
+    usable: *mut ArenaHeader,
+    nfp2lasta: [*mut ArenaHeader; POOLS_PER_ARENA + 1],
+    all: *mut ArenaHeader,
+    pub counters: ArenaCounters,
+}
+
+// SAFETY: the raw pointers lead to registry slots and arena memory that this state owns; the
+// state is only reached through the arena mutex.
+unsafe impl Send for Arenas {}
+
+impl Arenas {
+    pub const fn new() -> Arenas {
+        Arenas {
+            usable: ptr::null_mut(),
+            nfp2lasta: [ptr::null_mut(); POOLS_PER_ARENA + 1],
+            all: ptr::null_mut(),
+            counters: ArenaCounters {
+                mapped: 0,
+                mapped_ever: 0,
+                released: 0,
+                high_water: 0,
+                map_failures: 0,
+                wholly_empty: 0,
+            },
+        }
+    }
+
+    /// Maps a new arena for core `owner` and publishes it in the registry.
+    fn new_arena<S: PageSource>(&mut self, source: &S, owner: usize) -> Option<*mut ArenaHeader> {
+        let Some(base) = source.map_arena() else {
+            self.counters.map_failures += 1;
+            return None;
+        };
+        let addr = base.as_ptr() as usize;
+        let Some(slot) = REGISTRY.lookup_or_create(addr) else {
+            // SAFETY: the arena was just mapped and nobody has seen it.
+            unsafe { source.unmap_arena(base) };
+            self.counters.map_failures += 1;
+            return None;
+        };
+        let ao = slot.header.get();
+        // SAFETY: the slot is free (its arena range was not mapped before `map_arena` returned
+        // it), so nothing else touches its header; we hold the arena lock.
+        unsafe {
+            ao.write(ArenaHeader {
+                address: addr,
+                pool_address: addr,
+                nfreepools: POOLS_PER_ARENA,
+                ntotalpools: POOLS_PER_ARENA,
+                freepools: ptr::null_mut(),
+                nextarena: ptr::null_mut(),
+                prevarena: ptr::null_mut(),
+                next_all: self.all,
+                prev_all: ptr::null_mut(),
+            });
+            if !self.all.is_null() {
+                (*self.all).prev_all = ao;
+            }
+        }
+        self.all = ao;
+        slot.set_owner(owner);
+        let c = &mut self.counters;
+        c.mapped += 1;
+        c.mapped_ever += 1;
+        c.high_water = c.high_water.max(c.mapped);
+        c.wholly_empty += 1;
+        Some(ao)
+    }
+
+    /// Unlinks and unmaps an arena whose pools are all empty and which is on no list but `all`.
+    ///
+    /// # Safety
+    /// `ao` is one of this core's arenas, wholly empty, already off `usable`.
+    unsafe fn free_arena<S: PageSource>(&mut self, ao: *mut ArenaHeader, source: &S) {
+        // SAFETY: `ao` and its neighbours on `all` are headers of this core (precondition).
+        unsafe {
+            let a = &mut *ao;
+            if a.prev_all.is_null() {
+                self.all = a.next_all;
+            } else {
+                (*a.prev_all).next_all = a.next_all;
+            }
+            if !a.next_all.is_null() {
+                (*a.next_all).prev_all = a.prev_all;
+            }
+            let base = a.address;
+            // Withdraw from the registry before the memory goes (R2), then forget the header.
+            if let Some(slot) = REGISTRY.lookup(base) {
+                slot.set_owner(0);
+            }
+            ao.write(core::mem::zeroed());
+            source.unmap_arena(NonNull::new_unchecked(base as *mut u8));
+        }
+        self.counters.mapped -= 1;
+        self.counters.released += 1;
+    }
+
+    /// Takes an empty pool, from the arena with the fewest free pools, mapping a new arena if none
+    /// has one. Returns the pool (header not yet initialised) and its arena.
+    pub fn take_pool<S: PageSource>(
+        &mut self,
+        source: &S,
+        owner: usize,
+    ) -> Option<(*mut PoolHeader, *mut ArenaHeader)> {
+        if self.usable.is_null() {
+            let ao = self.new_arena(source, owner)?;
+            self.usable = ao;
+            self.nfp2lasta[POOLS_PER_ARENA] = ao;
+        }
+        let ao = self.usable;
+        // SAFETY: `usable` holds headers of this core's mapped arenas (A1) and we hold the lock.
+        unsafe {
+            let a = &mut *ao;
+            let nf = a.nfreepools;
+            debug_assert!(nf > 0);
+            if nf == a.ntotalpools {
+                self.counters.wholly_empty -= 1;
+            }
+            // `ao` is the leftmost arena, so the only one with `nf`, unless the next has it too.
+            if self.nfp2lasta[nf] == ao {
+                self.nfp2lasta[nf] = ptr::null_mut();
+            }
+            // With one pool fewer it is the only arena with `nf - 1` free pools.
+            if nf > 1 {
+                self.nfp2lasta[nf - 1] = ao;
+            }
+            let pool = if !a.freepools.is_null() {
+                let pool = a.freepools;
+                a.freepools = (*pool).nextpool;
+                pool
+            } else {
+                let pool = a.pool_address as *mut PoolHeader;
+                a.pool_address += POOL_SIZE;
+                pool
+            };
+            a.nfreepools -= 1;
+            if a.nfreepools == 0 {
+                // Wholly allocated: off `usable`.
+                self.usable = a.nextarena;
+                if !self.usable.is_null() {
+                    (*self.usable).prevarena = ptr::null_mut();
+                }
+                a.nextarena = ptr::null_mut();
+                a.prevarena = ptr::null_mut();
+            }
+            Some((pool, ao))
+        }
+    }
+
+    /// Gives an empty pool back to its arena and restores the ordering of `usable`, unmapping the
+    /// arena when all its pools are empty and it is not needed as the reserve.
+    ///
+    /// # Safety
+    /// `pool` is a carved pool of this core with no block out, on no list, already marked empty.
+    pub unsafe fn give_pool<S: PageSource>(&mut self, pool: *mut PoolHeader, source: &S) {
+        // SAFETY: the pool and its arena belong to this core and we hold the arena lock.
+        unsafe {
+            let ao = (*pool).arena;
+            let a = &mut *ao;
+            (*pool).nextpool = a.freepools;
+            a.freepools = pool;
+            let nf = a.nfreepools;
+            // If `ao` was the rightmost arena with `nf`, the one before it may take that role.
+            let lastnf = self.nfp2lasta[nf];
+            if lastnf == ao {
+                let p = a.prevarena;
+                self.nfp2lasta[nf] = if !p.is_null() && (*p).nfreepools == nf {
+                    p
+                } else {
+                    ptr::null_mut()
+                };
+            }
+            let nf = nf + 1;
+            a.nfreepools = nf;
+
+            // Case 1: every pool is empty. Unmap unless it is needed as the reserve (A3).
+            if nf == a.ntotalpools {
+                if self.counters.wholly_empty >= RESERVE_ARENAS {
+                    self.unlink_usable(ao);
+                    self.free_arena(ao, source);
+                    return;
+                }
+                self.counters.wholly_empty += 1;
+            }
+            // Case 2: its first free pool: it goes to the front, where the fewest-free arenas are.
+            if nf == 1 {
+                a.prevarena = ptr::null_mut();
+                a.nextarena = self.usable;
+                if !self.usable.is_null() {
+                    (*self.usable).prevarena = ao;
+                }
+                self.usable = ao;
+                if self.nfp2lasta[1].is_null() {
+                    self.nfp2lasta[1] = ao;
+                }
+                return;
+            }
+            if self.nfp2lasta[nf].is_null() {
+                self.nfp2lasta[nf] = ao;
+            }
+            // Case 4: it was the rightmost with its old count, so it is still in order.
+            if ao == lastnf {
+                return;
+            }
+            // Case 3: slide it right, behind the last arena that has its old count.
+            self.unlink_usable(ao);
+            let after = lastnf;
+            a.prevarena = after;
+            a.nextarena = (*after).nextarena;
+            if !a.nextarena.is_null() {
+                (*a.nextarena).prevarena = ao;
+            }
+            (*after).nextarena = ao;
+        }
+    }
+
+    /// # Safety
+    /// `ao` is on `usable`; the caller fixes `nfp2lasta` itself.
+    unsafe fn unlink_usable(&mut self, ao: *mut ArenaHeader) {
+        // SAFETY: `ao` and its neighbours are on `usable` (precondition).
+        unsafe {
+            let a = &mut *ao;
+            if a.prevarena.is_null() {
+                self.usable = a.nextarena;
+            } else {
+                (*a.prevarena).nextarena = a.nextarena;
+            }
+            if !a.nextarena.is_null() {
+                (*a.nextarena).prevarena = a.prevarena;
+            }
+            a.nextarena = ptr::null_mut();
+            a.prevarena = ptr::null_mut();
+        }
+    }
+
+    /// Unmaps wholly empty arenas beyond the reserve (A3). Returns how many went.
+    pub fn release_beyond_reserve<S: PageSource>(&mut self, source: &S) -> usize {
+        let mut released = 0;
+        while self.counters.wholly_empty > RESERVE_ARENAS {
+            // Wholly empty arenas are the rightmost on `usable`; the last is `nfp2lasta[max]`.
+            let ao = self.nfp2lasta[POOLS_PER_ARENA];
+            debug_assert!(!ao.is_null());
+            // SAFETY: `ao` is a wholly empty arena of this core on `usable`.
+            unsafe {
+                let p = (*ao).prevarena;
+                self.nfp2lasta[POOLS_PER_ARENA] =
+                    if !p.is_null() && (*p).nfreepools == POOLS_PER_ARENA {
+                        p
+                    } else {
+                        ptr::null_mut()
+                    };
+                self.unlink_usable(ao);
+                self.free_arena(ao, source);
+            }
+            self.counters.wholly_empty -= 1;
+            released += 1;
+        }
+        released
+    }
+
+    /// Unmaps every arena, whatever it holds. Used when a core is dropped.
+    ///
+    /// # Safety
+    /// Nothing refers to any block of this core any more.
+    pub unsafe fn release_all<S: PageSource>(&mut self, source: &S) {
+        while !self.all.is_null() {
+            let ao = self.all;
+            // SAFETY: `ao` is this core's arena and nothing uses it (precondition).
+            unsafe { self.free_arena(ao, source) };
+        }
+        self.usable = ptr::null_mut();
+        self.nfp2lasta = [ptr::null_mut(); POOLS_PER_ARENA + 1];
+        self.counters.wholly_empty = 0;
+    }
+
+    /// This core's arenas, newest first.
+    pub fn iter_all(&self) -> impl Iterator<Item = *mut ArenaHeader> + '_ {
+        let mut next = self.all;
+        core::iter::from_fn(move || {
+            if next.is_null() {
+                return None;
+            }
+            let ao = next;
+            // SAFETY: `all` links headers of this core's mapped arenas; the caller holds the lock
+            // (the iterator borrows the guarded state).
+            next = unsafe { (*ao).next_all };
+            Some(ao)
+        })
+    }
+
+    /// Arenas on `usable`, in order.
+    pub fn iter_usable(&self) -> impl Iterator<Item = *mut ArenaHeader> + '_ {
+        let mut next = self.usable;
+        core::iter::from_fn(move || {
+            if next.is_null() {
+                return None;
+            }
+            let ao = next;
+            // SAFETY: as for `iter_all`.
+            next = unsafe { (*ao).nextarena };
+            Some(ao)
+        })
+    }
+
+    pub fn nfp2lasta(&self, nf: usize) -> *mut ArenaHeader {
+        self.nfp2lasta[nf]
+    }
+}

@@ -1,0 +1,760 @@
+//! The core: the lock-guarded pool manager that thread caches refill from and flush to.
+//!
+//! ## Locks
+//! One mutex per size class (its `usedpools` list, its counters, and the headers of the pools
+//! that serve it), padded against false sharing, and one arena mutex (`Arenas`, the free-pool
+//! lists, and the headers of empty pools). **Lock order: class lock → arena lock**; a thread takes
+//! at most one class lock unless it takes them all in index order (stats, invariant walks, fork).
+//! A pool changes hands between the two (empty ↔ used) only while both are held.
+
+use core::alloc::Layout;
+use core::fmt;
+use core::ptr::{self, NonNull};
+use std::alloc::{GlobalAlloc, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+use crate::arena::Arenas;
+use crate::config::NB_SMALL_SIZE_CLASSES;
+use crate::os::{OsPages, PageSource};
+use crate::pool::{self, pool_of, FreeBlock, PoolHeader};
+use crate::registry::REGISTRY;
+use crate::size_class::{class_of, Class};
+use crate::stats::LargeCounters;
+use crate::sync::{const_fn_unless_loom, Mutex, MutexGuard};
+
+/// A class lock's state: the class's used pools and its counters.
+pub(crate) struct ClassPools {
+    /// Head of `usedpools[class]`: pools with blocks out and blocks free, allocation looks here.
+    pub usedpools: *mut PoolHeader,
+    /// Pools serving the class, used or full.
+    pub pools: usize,
+    /// Of those, full ones (on no list).
+    pub full: usize,
+    /// Blocks out of this class's pools (to the program or to thread caches).
+    pub blocks_out: usize,
+}
+
+// SAFETY: the pointers lead to pool headers this class owns; the state is only reached through
+// its mutex.
+unsafe impl Send for ClassPools {}
+
+impl ClassPools {
+    const fn new() -> ClassPools {
+        ClassPools {
+            usedpools: ptr::null_mut(),
+            pools: 0,
+            full: 0,
+            blocks_out: 0,
+        }
+    }
+
+    /// Links `pool` at the front of `usedpools` (empty → used, full → used).
+    ///
+    /// # Safety
+    /// `pool` serves this class and is on no list.
+    unsafe fn push_front(&mut self, pool: *mut PoolHeader) {
+        // SAFETY: the pool and the current head serve this class; we hold its lock.
+        unsafe {
+            (*pool).prevpool = ptr::null_mut();
+            (*pool).nextpool = self.usedpools;
+            if !self.usedpools.is_null() {
+                (*self.usedpools).prevpool = pool;
+            }
+        }
+        self.usedpools = pool;
+    }
+
+    /// Unlinks `pool` from `usedpools` (used → full, used → empty).
+    ///
+    /// # Safety
+    /// `pool` is on this class's `usedpools`.
+    unsafe fn unlink(&mut self, pool: *mut PoolHeader) {
+        // SAFETY: the pool and its neighbours are on this class's list; we hold its lock.
+        unsafe {
+            let p = &mut *pool;
+            if p.prevpool.is_null() {
+                self.usedpools = p.nextpool;
+            } else {
+                (*p.prevpool).nextpool = p.nextpool;
+            }
+            if !p.nextpool.is_null() {
+                (*p.nextpool).prevpool = p.prevpool;
+            }
+            p.nextpool = ptr::null_mut();
+            p.prevpool = ptr::null_mut();
+        }
+    }
+}
+
+/// A chain of free blocks linked through their first word, as taken from or given to the core.
+#[derive(Debug)]
+pub struct Batch {
+    pub head: *mut FreeBlock,
+    pub count: usize,
+}
+
+/// Why a pointer could not be freed. The core reports; the faces decide to abort or ignore.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FreeError {
+    pub addr: usize,
+    pub kind: FreeErrorKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreeErrorKind {
+    /// Not inside any arena of this core (it may belong to another allocator).
+    Foreign,
+    /// Inside one of our arenas but in a pool that serves no class: freed twice or never handed
+    /// out.
+    PoolNotInUse,
+    /// Not the start of a block handed out by its pool.
+    NotBlockStart { class: Class },
+    /// The block is already free.
+    DoubleFree { class: Class },
+}
+
+impl fmt::Display for FreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let addr = self.addr;
+        match self.kind {
+            FreeErrorKind::Foreign => write!(f, "free of {addr:#x}: not a poolmalloc block"),
+            FreeErrorKind::PoolNotInUse => {
+                write!(
+                    f,
+                    "free of {addr:#x}: its pool serves no class (double free?)"
+                )
+            }
+            FreeErrorKind::NotBlockStart { class } => write!(
+                f,
+                "free of {addr:#x}: not the start of a block (class {}, {}-byte blocks)",
+                class.index(),
+                class.block_size()
+            ),
+            FreeErrorKind::DoubleFree { class } => write!(
+                f,
+                "double free of {addr:#x} (class {}, {}-byte blocks)",
+                class.index(),
+                class.block_size()
+            ),
+        }
+    }
+}
+
+/// Hands out core ids (0 means "no core" in the registry).
+static NEXT_CORE_ID: AtomicUsize = AtomicUsize::new(1);
+
+/// The pool and arena manager.
+pub struct Core<S: PageSource = OsPages> {
+    pub(crate) classes: [CachePadded<Mutex<ClassPools>>; NB_SMALL_SIZE_CLASSES],
+    pub(crate) arenas: CachePadded<Mutex<Arenas>>,
+    pub(crate) source: S,
+    /// This core's id in the registry, assigned when it maps its first arena.
+    id: AtomicUsize,
+    pub(crate) large: LargeCounters,
+}
+
+impl<S: PageSource + Default> Default for Core<S> {
+    fn default() -> Self {
+        Core::new(S::default())
+    }
+}
+
+impl<S: PageSource> Core<S> {
+    const_fn_unless_loom! {
+        /// A core that maps its arenas from `source`. Maps nothing until first used.
+        pub fn new(source: S) -> Core<S> {
+            Core {
+                classes: [const { CachePadded::new(Mutex::new(ClassPools::new())) }; NB_SMALL_SIZE_CLASSES],
+                arenas: CachePadded::new(Mutex::new(Arenas::new())),
+                source,
+                id: AtomicUsize::new(0),
+                large: LargeCounters::new(),
+            }
+        }
+    }
+
+    /// The page source (tests use it to make the OS fail, or to count maps).
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// This core's registry id; assigned on first call (under the arena lock).
+    fn id_for_mapping(&self) -> usize {
+        let id = self.id.load(Ordering::Relaxed);
+        if id != 0 {
+            return id;
+        }
+        let fresh = NEXT_CORE_ID.fetch_add(1, Ordering::Relaxed);
+        self.id.store(fresh, Ordering::Relaxed);
+        fresh
+    }
+
+    /// Takes one block of `class` under its lock, carving a new pool if needed (steps
+    /// empty → used and used → full).
+    fn take_locked(&self, cls: &mut ClassPools, class: Class) -> Option<*mut FreeBlock> {
+        let mut pool = cls.usedpools;
+        if pool.is_null() {
+            let (fresh, ao) = {
+                let mut arenas = self.arenas.lock();
+                let id = self.id_for_mapping();
+                arenas.take_pool(&self.source, id)?
+            };
+            // SAFETY: the pool was just taken from its arena, so it is on no list and nobody
+            // else can reach it; we hold the class lock it will live under (P1).
+            unsafe {
+                pool::init(fresh, class, ao);
+                cls.push_front(fresh);
+            }
+            cls.pools += 1;
+            pool = fresh;
+        }
+        // SAFETY: pools on `usedpools` serve this class and have a free block (P3).
+        unsafe {
+            let block = pool::take_block(pool);
+            if !(*pool).has_free() {
+                cls.unlink(pool);
+                cls.full += 1;
+            }
+            cls.blocks_out += 1;
+            Some(block)
+        }
+    }
+
+    /// Gives one block back under its class lock (full → used, used → empty). The arena lock is
+    /// taken only when a pool empties, and kept in `arenas` for the rest of a batch.
+    ///
+    /// # Safety
+    /// `block` is a block of this core, out, from a pool serving the class of `cls`.
+    unsafe fn give_locked<'a>(
+        &'a self,
+        cls: &mut ClassPools,
+        block: *mut FreeBlock,
+        arenas: &mut Option<MutexGuard<'a, Arenas>>,
+    ) {
+        let pool = pool_of(block.cast());
+        // SAFETY: the block's pool serves this class (precondition) and we hold its lock.
+        unsafe {
+            let was_full = !(*pool).has_free();
+            pool::put_block(pool, block);
+            cls.blocks_out -= 1;
+            if (*pool).ref_count == 0 {
+                if was_full {
+                    cls.full -= 1;
+                } else {
+                    cls.unlink(pool);
+                }
+                cls.pools -= 1;
+                let arenas = arenas.get_or_insert_with(|| self.arenas.lock());
+                pool::mark_empty(pool);
+                arenas.give_pool(pool, &self.source);
+            } else if was_full {
+                cls.full -= 1;
+                cls.push_front(pool);
+            }
+        }
+    }
+
+    /// Takes up to `max` blocks of `class` in one lock acquisition, as a chain. A count below
+    /// `max` (possibly 0) means the OS refused memory; the blocks taken are still valid.
+    pub fn take_batch(&self, class: Class, max: usize) -> Batch {
+        let mut head: *mut FreeBlock = ptr::null_mut();
+        let mut count = 0;
+        let mut cls = self.classes[class.index()].lock();
+        while count < max {
+            let Some(block) = self.take_locked(&mut cls, class) else {
+                break;
+            };
+            // SAFETY: the block was just taken and is ours to link.
+            unsafe { (*block).next = head };
+            head = block;
+            count += 1;
+        }
+        Batch { head, count }
+    }
+
+    /// Gives back a chain of `count` blocks of `class` in one lock acquisition.
+    ///
+    /// # Safety
+    /// The chain holds `count` distinct blocks, each taken from this core for `class` and not
+    /// freed since, linked through their first word.
+    pub unsafe fn give_batch(&self, class: Class, head: *mut FreeBlock, count: usize) {
+        let mut cls = self.classes[class.index()].lock();
+        let mut arenas = None;
+        let mut block = head;
+        for _ in 0..count {
+            // SAFETY: the chain has `count` blocks of this class (precondition); read the link
+            // before the block goes back to its pool and is relinked.
+            unsafe {
+                let next = (*block).next;
+                debug_assert_eq!((*pool_of(block.cast())).class(), Some(class));
+                self.give_locked(&mut cls, block, &mut arenas);
+                block = next;
+            }
+        }
+    }
+
+    /// One block of `class`, for callers without a thread cache; `None` when out of memory.
+    pub fn alloc_block(&self, class: Class) -> Option<NonNull<u8>> {
+        let mut cls = self.classes[class.index()].lock();
+        self.take_locked(&mut cls, class)
+            .and_then(|b| NonNull::new(b.cast()))
+    }
+
+    /// The class of the block at `addr`, checked through the registry: no memory outside our
+    /// arenas is read. The class is a hint until its lock is held.
+    pub fn class_of_block(&self, addr: *const u8) -> Result<Class, FreeError> {
+        let id = self.id.load(Ordering::Relaxed);
+        let err = |kind| FreeError {
+            addr: addr as usize,
+            kind,
+        };
+        if id == 0 || REGISTRY.owner_of(addr as usize) != id {
+            return Err(err(FreeErrorKind::Foreign));
+        }
+        // SAFETY: the address is inside one of our mapped arenas, so its pool header is mapped;
+        // the class tag is atomic, so reading it without the lock is no data race.
+        unsafe { (*pool_of(addr)).class() }.ok_or(err(FreeErrorKind::PoolNotInUse))
+    }
+
+    /// True when `addr` lies in an arena of this core.
+    pub fn owns(&self, addr: *const u8) -> bool {
+        let id = self.id.load(Ordering::Relaxed);
+        id != 0 && REGISTRY.owner_of(addr as usize) == id
+    }
+
+    /// Frees one block, validating it first: a pointer that is not a block of ours that is out
+    /// comes back as an error and changes nothing.
+    ///
+    /// # Safety
+    /// If `ptr` is a block of ours that is out, nobody uses it after this call.
+    pub unsafe fn free_block(&self, ptr: *mut u8) -> Result<(), FreeError> {
+        let class = self.class_of_block(ptr)?;
+        let addr = ptr as usize;
+        let mut cls = self.classes[class.index()].lock();
+        let pool = pool_of(ptr);
+        // SAFETY: the pool is in one of our arenas (checked above). Under this class's lock the
+        // pool cannot start or stop serving this class, so the checks below are stable.
+        unsafe {
+            let p = &*pool;
+            if p.class() != Some(class) {
+                return Err(FreeError {
+                    addr,
+                    kind: FreeErrorKind::PoolNotInUse,
+                });
+            }
+            if !p.is_block_start(addr) {
+                return Err(FreeError {
+                    addr,
+                    kind: FreeErrorKind::NotBlockStart { class },
+                });
+            }
+            if p.freeblock.cast::<u8>() == ptr {
+                return Err(FreeError {
+                    addr,
+                    kind: FreeErrorKind::DoubleFree { class },
+                });
+            }
+            self.give_locked(&mut cls, ptr.cast(), &mut None);
+        }
+        Ok(())
+    }
+
+    /// Allocates for `layout`: small requests from the pools, the rest from the large path.
+    /// Null when out of memory.
+    pub fn alloc(&self, layout: Layout) -> *mut u8 {
+        match class_of(layout.size(), layout.align()) {
+            Some(class) => self
+                .alloc_block(class)
+                .map_or(ptr::null_mut(), NonNull::as_ptr),
+            None => self.large_alloc(layout),
+        }
+    }
+
+    /// Frees what `alloc` gave for `layout`. A small block goes back to the class its pool
+    /// serves, whatever class `layout` maps to, so a wrong layout cannot corrupt another class.
+    ///
+    /// # Safety
+    /// `ptr` came from `alloc` of this core with a layout mapping to the same path (small or
+    /// large) as `layout`, and is not used afterwards.
+    pub unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) -> Result<(), FreeError> {
+        if class_of(layout.size(), layout.align()).is_none() {
+            // SAFETY: large-path pointers came from `System` with this layout (precondition).
+            unsafe { self.large_dealloc(ptr, layout) };
+            return Ok(());
+        }
+        // SAFETY: as the precondition says; `free_block` validates the rest.
+        unsafe { self.free_block(ptr) }
+    }
+
+    /// The large path: the system allocator, counted.
+    pub fn large_alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() == 0 {
+            return layout.align() as *mut u8;
+        }
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            self.large.record_alloc(layout.size());
+        }
+        p
+    }
+
+    /// # Safety
+    /// `ptr` came from `large_alloc(layout)` of this core.
+    pub unsafe fn large_dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if layout.size() == 0 {
+            return;
+        }
+        self.large.record_free(layout.size());
+        // SAFETY: the pointer came from `System.alloc(layout)` (precondition).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    /// Unmaps every wholly empty arena beyond the reserve; returns how many went.
+    pub fn collect(&self) -> usize {
+        self.arenas.lock().release_beyond_reserve(&self.source)
+    }
+
+    /// Takes every lock in the documented order (class locks by index, then the arena lock), for
+    /// walks that need one consistent view.
+    pub(crate) fn lock_all(&self) -> AllLocks<'_> {
+        let mut classes: [Option<MutexGuard<'_, ClassPools>>; NB_SMALL_SIZE_CLASSES] =
+            [const { None }; NB_SMALL_SIZE_CLASSES];
+        for (slot, lock) in classes.iter_mut().zip(self.classes.iter()) {
+            *slot = Some(lock.lock());
+        }
+        AllLocks {
+            classes,
+            arenas: self.arenas.lock(),
+        }
+    }
+}
+
+/// Every lock of a core, held.
+pub(crate) struct AllLocks<'a> {
+    pub classes: [Option<MutexGuard<'a, ClassPools>>; NB_SMALL_SIZE_CLASSES],
+    pub arenas: MutexGuard<'a, Arenas>,
+}
+
+impl AllLocks<'_> {
+    pub fn class(&self, class: Class) -> &ClassPools {
+        self.classes[class.index()]
+            .as_deref()
+            .expect("all class locks are held")
+    }
+}
+
+impl<S: PageSource> Drop for Core<S> {
+    fn drop(&mut self) {
+        // SAFETY: dropping the core means nothing can use its blocks any more (`&mut self`).
+        unsafe { self.arenas.lock().release_all(&self.source) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{POOLS_PER_ARENA, RESERVE_ARENAS};
+    use crate::os::MemPages;
+
+    fn core(arenas: usize) -> Core<MemPages> {
+        Core::new(MemPages::new(arenas))
+    }
+
+    fn biggest() -> Class {
+        Class::new(NB_SMALL_SIZE_CLASSES - 1).unwrap()
+    }
+
+    fn used_list(core: &Core<MemPages>, class: Class) -> Vec<usize> {
+        let cls = core.classes[class.index()].lock();
+        let mut out = vec![];
+        let mut p = cls.usedpools;
+        while !p.is_null() {
+            out.push(p as usize);
+            // SAFETY: test walk of the used list under its lock.
+            p = unsafe { (*p).nextpool };
+        }
+        out
+    }
+
+    fn take(core: &Core<MemPages>, class: Class, n: usize) -> Vec<*mut u8> {
+        (0..n)
+            .map(|_| core.alloc_block(class).unwrap().as_ptr())
+            .collect()
+    }
+
+    fn free(core: &Core<MemPages>, blocks: &[*mut u8]) {
+        for &b in blocks {
+            // SAFETY: test blocks are out and unused.
+            unsafe { core.free_block(b).unwrap() };
+        }
+    }
+
+    #[test]
+    fn every_pool_transition() {
+        let core = core(2);
+        let class = biggest();
+        let per_pool = class.blocks_per_pool();
+        let stats = |c: &Core<MemPages>| c.stats().classes[class.index()];
+
+        // empty → used
+        let first = take(&core, class, 1);
+        let pool_a = pool_of(first[0]) as usize;
+        assert_eq!(used_list(&core, class), vec![pool_a]);
+        assert_eq!((stats(&core).pools_used, stats(&core).pools_full), (1, 0));
+        core.check_invariants().unwrap();
+
+        // used → full: on no list
+        let rest = take(&core, class, per_pool - 1);
+        assert!(rest.iter().all(|&b| pool_of(b) as usize == pool_a));
+        assert_eq!(used_list(&core, class), Vec::<usize>::new());
+        assert_eq!((stats(&core).pools_used, stats(&core).pools_full), (0, 1));
+        core.check_invariants().unwrap();
+
+        // a second pool, then full → used puts the first pool at the front
+        let b = take(&core, class, 1);
+        let pool_b = pool_of(b[0]) as usize;
+        assert_ne!(pool_a, pool_b);
+        assert_eq!(used_list(&core, class), vec![pool_b]);
+        free(&core, &rest[..1]);
+        assert_eq!(used_list(&core, class), vec![pool_a, pool_b]);
+        assert_eq!((stats(&core).pools_used, stats(&core).pools_full), (2, 0));
+        // the freed block is the next one handed out (LIFO free list)
+        let again = take(&core, class, 1);
+        assert_eq!(again[0], rest[0]);
+        assert_eq!(used_list(&core, class), vec![pool_b]);
+        core.check_invariants().unwrap();
+
+        // used → empty: off usedpools, class tag cleared, back on the arena's free list
+        free(&core, &b);
+        assert_eq!(used_list(&core, class), Vec::<usize>::new());
+        // SAFETY: pool_b is a carved pool of a mapped arena.
+        assert_eq!(unsafe { (*(pool_b as *mut PoolHeader)).class() }, None);
+        assert_eq!(core.stats().pools_empty, POOLS_PER_ARENA - 1);
+        core.check_invariants().unwrap();
+
+        // full → empty directly is the same path: free everything
+        free(&core, &first);
+        free(&core, &rest[1..]);
+        free(&core, &again);
+        let s = core.stats();
+        assert_eq!(
+            s.classes[class.index()],
+            ClassStats {
+                block_size: 512,
+                ..Default::default()
+            }
+        );
+        assert_eq!(s.arenas.mapped, RESERVE_ARENAS);
+        core.check_invariants().unwrap();
+    }
+
+    use crate::stats::ClassStats;
+
+    /// Arena `i` of the usable list and its free-pool count.
+    fn usable(core: &Core<MemPages>) -> Vec<(usize, usize)> {
+        let arenas = core.arenas.lock();
+        arenas
+            .iter_usable()
+            // SAFETY: test walk under the arena lock.
+            .map(|ao| unsafe { ((*ao).address, (*ao).nfreepools) })
+            .collect()
+    }
+
+    #[test]
+    fn arenas_stay_ordered_fewest_free_pools_first() {
+        let core = core(4);
+        let class = biggest();
+        let per_pool = class.blocks_per_pool();
+        // Fill three arenas pool by pool; keep one block per pool to control emptiness.
+        let mut pools: Vec<Vec<*mut u8>> = vec![];
+        for _ in 0..3 * POOLS_PER_ARENA {
+            pools.push(take(&core, class, per_pool));
+        }
+        assert_eq!(core.stats().arenas.mapped, 3);
+        assert!(
+            usable(&core).is_empty(),
+            "all three arenas are wholly allocated"
+        );
+        let arena_of = |p: &Vec<*mut u8>| p[0] as usize & !(crate::config::ARENA_SIZE - 1);
+        let a0 = arena_of(&pools[0]);
+        let a1 = arena_of(&pools[POOLS_PER_ARENA]);
+        let a2 = arena_of(&pools[2 * POOLS_PER_ARENA]);
+
+        // Case 2: an arena's first free pool puts it at the front.
+        free(&core, &pools[0]);
+        assert_eq!(usable(&core), vec![(a0, 1)]);
+        free(&core, &pools[POOLS_PER_ARENA]);
+        assert_eq!(usable(&core), vec![(a1, 1), (a0, 1)]);
+        core.check_invariants().unwrap();
+        // Case 3: a1 gains a second free pool and slides right past a0.
+        free(&core, &pools[POOLS_PER_ARENA + 1]);
+        assert_eq!(usable(&core), vec![(a0, 1), (a1, 2)]);
+        core.check_invariants().unwrap();
+        // Case 4: a1 is already rightmost: no move.
+        free(&core, &pools[POOLS_PER_ARENA + 2]);
+        assert_eq!(usable(&core), vec![(a0, 1), (a1, 3)]);
+        free(&core, &pools[2 * POOLS_PER_ARENA]);
+        assert_eq!(usable(&core), vec![(a2, 1), (a0, 1), (a1, 3)]);
+        core.check_invariants().unwrap();
+        // New pools come from the fullest arena (the front).
+        let again = take(&core, class, 1);
+        assert_eq!(again[0] as usize & !(crate::config::ARENA_SIZE - 1), a2);
+        assert_eq!(usable(&core), vec![(a0, 1), (a1, 3)]);
+        core.check_invariants().unwrap();
+
+        // Case 1: empty a0 completely: the first wholly empty arena is kept as the reserve…
+        for p in &pools[1..POOLS_PER_ARENA] {
+            free(&core, p);
+        }
+        assert_eq!(core.stats().arenas.mapped, 3);
+        assert_eq!(usable(&core), vec![(a1, 3), (a0, POOLS_PER_ARENA)]);
+        core.check_invariants().unwrap();
+        // …and a second one is unmapped at once.
+        let before = core.source().unmaps();
+        for p in &pools[POOLS_PER_ARENA + 3..2 * POOLS_PER_ARENA] {
+            free(&core, p);
+        }
+        assert_eq!(core.source().unmaps(), before + 1);
+        assert_eq!(core.stats().arenas.mapped, 2);
+        assert_eq!(core.stats().arenas.released, 1);
+        assert_eq!(usable(&core), vec![(a0, POOLS_PER_ARENA)]);
+        core.check_invariants().unwrap();
+        // The rest: a2 empties and goes; a0 stays as the reserve.
+        free(&core, &again);
+        for p in &pools[2 * POOLS_PER_ARENA + 1..] {
+            free(&core, p);
+        }
+        assert_eq!(core.stats().arenas.mapped, RESERVE_ARENAS);
+        assert_eq!(core.collect(), 0, "nothing beyond the reserve to collect");
+        core.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn batches_move_whole_chains() {
+        let core = core(2);
+        let class = Class::new(3).unwrap();
+        let batch = core.take_batch(class, 32);
+        assert_eq!(batch.count, 32);
+        let mut seen = std::collections::HashSet::new();
+        let mut b = batch.head;
+        while !b.is_null() {
+            assert!(seen.insert(b as usize), "block handed out twice");
+            // SAFETY: the chain is ours.
+            b = unsafe { (*b).next };
+        }
+        assert_eq!(seen.len(), 32);
+        assert_eq!(core.stats().classes[3].blocks_out, 32);
+        core.check_invariants().unwrap();
+        // SAFETY: the chain came from take_batch of this class.
+        unsafe { core.give_batch(class, batch.head, batch.count) };
+        assert_eq!(core.stats().classes[3].blocks_out, 0);
+        core.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn out_of_memory_returns_null_and_recovers() {
+        let core = core(1);
+        core.source().set_failing(true);
+        assert!(core.alloc(Layout::from_size_align(8, 8).unwrap()).is_null());
+        assert_eq!(core.take_batch(Class::new(0).unwrap(), 8).count, 0);
+        assert_eq!(core.stats().arenas.map_failures, 2);
+        core.check_invariants().unwrap();
+        core.source().set_failing(false);
+        // One arena only: fill it, then a batch comes back short rather than failing whole.
+        let class = biggest();
+        let total = POOLS_PER_ARENA * class.blocks_per_pool();
+        let most = core.take_batch(class, total - 3);
+        assert_eq!(most.count, total - 3);
+        let short = core.take_batch(class, 10);
+        assert_eq!(short.count, 3, "the arena had three blocks left");
+        assert!(core.alloc_block(class).is_none());
+        core.check_invariants().unwrap();
+        // Memory comes back: the next request works.
+        // SAFETY: chains from take_batch of this class.
+        unsafe { core.give_batch(class, short.head, short.count) };
+        assert!(core.alloc_block(class).is_some());
+        core.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn bad_frees_are_reported_and_change_nothing() {
+        let core = core(1);
+        let class = Class::new(7).unwrap();
+        let a = core.alloc_block(class).unwrap().as_ptr();
+        let b = core.alloc_block(class).unwrap().as_ptr();
+        let local = 0u64;
+        let foreign = &local as *const u64 as *mut u8;
+        // SAFETY: each call is rejected before anything is touched.
+        unsafe {
+            assert_eq!(
+                core.free_block(foreign).unwrap_err().kind,
+                FreeErrorKind::Foreign
+            );
+            let inner = core.free_block(a.add(8)).unwrap_err();
+            assert_eq!(inner.kind, FreeErrorKind::NotBlockStart { class });
+            assert_eq!(inner.addr, a as usize + 8);
+            core.free_block(a).unwrap();
+            let twice = core.free_block(a).unwrap_err();
+            assert_eq!(twice.kind, FreeErrorKind::DoubleFree { class });
+            assert!(twice.to_string().contains(&format!("{:#x}", a as usize)));
+        }
+        // A block of another core is foreign to this one.
+        let other = Core::new(MemPages::new(1));
+        let theirs = other.alloc_block(class).unwrap().as_ptr();
+        // SAFETY: rejected before anything is touched.
+        unsafe {
+            assert_eq!(
+                core.free_block(theirs).unwrap_err().kind,
+                FreeErrorKind::Foreign
+            );
+            core.free_block(b).unwrap();
+            // The pool is empty now: a further free of either block says so.
+            assert_eq!(
+                core.free_block(b).unwrap_err().kind,
+                FreeErrorKind::PoolNotInUse
+            );
+        }
+        core.check_invariants().unwrap();
+        other.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn large_path_is_counted() {
+        let core = core(1);
+        let layout = Layout::from_size_align(4096, 8).unwrap();
+        let p = core.alloc(layout);
+        assert!(!p.is_null());
+        let aligned = Layout::from_size_align(64, 64).unwrap();
+        let q = core.alloc(aligned);
+        assert_eq!(q as usize % 64, 0);
+        let s = core.stats();
+        assert_eq!(
+            (s.large.live, s.large.live_bytes, s.large.allocs_total),
+            (2, 4160, 2)
+        );
+        assert_eq!(s.arenas.mapped, 0, "the large path maps no arena");
+        // SAFETY: both came from `alloc` with these layouts.
+        unsafe {
+            core.dealloc(p, layout).unwrap();
+            core.dealloc(q, aligned).unwrap();
+        }
+        assert_eq!(core.stats().large.live, 0);
+    }
+
+    #[test]
+    fn dropping_a_core_unmaps_its_arenas() {
+        let core = core(3);
+        let blocks = take(&core, biggest(), 3 * biggest().blocks_per_pool());
+        assert!(core.owns(blocks[0]));
+        let addr = blocks[0] as usize;
+        drop(core);
+        assert_eq!(
+            REGISTRY.owner_of(addr),
+            0,
+            "the registry forgets dropped arenas"
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! Tunable settings, then the values derived from them, then the invariants the compiler checks.
+//!
+//! Every size the allocator depends on lives here (DESIGN §3: "constants in one module").
+//!
+//! ## How POOL_SIZE and ARENA_SIZE were chosen
+//! Measured with `cargo run --release -p poolmalloc-core --example geometry`, editing `POOL_BITS`
+//! and `ARENA_BITS` between runs (2-core x86-64 dev machine, 2026-11-24, two runs each). The churn
+//! allocates 200k random 8..512-byte blocks on the core alone and frees them in random order, five
+//! rounds; its time is dominated by page faults on freshly mapped arenas, so it rewards fewer
+//! map/unmap calls.
+//!
+//! | pool / arena     | churn ns per alloc+free | arenas mapped (5 rounds) | peak mapped |
+//! |------------------|-------------------------|--------------------------|-------------|
+//! | 4 KiB / 256 KiB  | 269, 309                | 1059                     | 54.5 MiB    |
+//! | 4 KiB / 1 MiB    | 325, 261                | 264                      | 55.3 MiB    |
+//! | 16 KiB / 256 KiB | 249, 251                | 1026                     | 51.5 MiB    |
+//! | 16 KiB / 1 MiB   | 259, 240                | 256                      | 52.0 MiB    |
+//! | 16 KiB / 4 MiB   | 262, 277                | 61                       | 52.0 MiB    |
+//!
+//! In the seed scenario (512·2000 one-byte objects, free 511 of each 512) every geometry keeps all
+//! 8 MiB mapped: with 4 KiB pools each pool holds one survivor, with 16 KiB pools four.
+//!
+//! 16 KiB pools serve the 512-byte class with 31 blocks instead of 7 (less header and tail
+//! waste: 1.4 % instead of 12.5 % for that class) and refills touch a new pool four times less
+//! often; 1 MiB arenas quarter the mmap/munmap traffic and the registry's size. The price is that
+//! one surviving block pins 16 KiB instead of 4 KiB, which the fragmentation report makes visible.
+//! Modern CPython made the same choice (16 KiB pools, 1 MiB arenas since 3.10).
+//!
+//! Under `cfg(poolmalloc_loom)` the geometry shrinks (1 KiB pools, four per arena) so that the
+//! loom models reach every pool state with a handful of blocks.
+
+/// log2 of the size-class granularity: classes are multiples of 8 bytes (the seed's 64 classes).
+pub const GRAIN_SHIFT: u32 = 3;
+/// Size-class granularity in bytes.
+pub const GRAIN: usize = 1 << GRAIN_SHIFT;
+/// Requests larger than this go to the large path (the system allocator).
+pub const SMALL_REQUEST_THRESHOLD: usize = 512;
+/// The largest alignment a size class honours; larger alignments go to the large path.
+/// 16 is x86-64's `max_align_t`: alignment-16 requests are served by classes that are multiples
+/// of 16, whose blocks all start 16-byte aligned because pools and their headers are.
+pub const MAX_SMALL_ALIGN: usize = 16;
+
+/// log2 of the pool size.
+#[cfg(not(poolmalloc_loom))]
+pub const POOL_BITS: u32 = 14;
+#[cfg(poolmalloc_loom)]
+pub const POOL_BITS: u32 = 10;
+
+/// log2 of the arena size.
+#[cfg(not(poolmalloc_loom))]
+pub const ARENA_BITS: u32 = 20;
+#[cfg(poolmalloc_loom)]
+pub const ARENA_BITS: u32 = 12;
+
+/// Bytes reserved at the start of every pool for its header (`pool::PoolHeader`), rounded up so
+/// that the first block is `MAX_SMALL_ALIGN`-aligned.
+pub const POOL_OVERHEAD: usize = 48;
+
+/// Wholly empty arenas kept mapped to stop map/unmap thrashing (CPython bpo-37257).
+pub const RESERVE_ARENAS: usize = 1;
+
+/// User-space address bits the arena registry covers (x86-64 and AArch64 with 4-level tables).
+pub const ADDRESS_BITS: u32 = 48;
+/// log2 of the number of arena slots in one registry leaf.
+#[cfg(not(poolmalloc_loom))]
+pub const REGISTRY_LEAF_BITS: u32 = 14;
+#[cfg(poolmalloc_loom)]
+pub const REGISTRY_LEAF_BITS: u32 = 16;
+
+/// Upper bound of the bytes one thread's cache may hold, over all classes. The per-class bounds
+/// below are derived so that the sum can never pass it: the cap holds by construction and the
+/// fast path need not count bytes.
+pub const THREAD_CACHE_MAX_BYTES: usize = 512 * 1024;
+/// Bytes one refill aims to move for a class (tcmalloc moves 64 KiB per transfer; our transfers
+/// are per thread, so less).
+pub const BATCH_TARGET_BYTES: usize = 4096;
+/// Batch size limits: small classes move 32 blocks per lock acquisition, the largest 8.
+pub const BATCH_MAX: usize = 32;
+pub const BATCH_MIN: usize = 8;
+/// A cache list holds at most this many batches before it flushes one back.
+pub const BATCHES_PER_BOUND: usize = 2;
+
+// ---- derived values ----
+
+pub const POOL_SIZE: usize = 1 << POOL_BITS;
+/// `addr & POOL_ADDR_MASK` is the pool a block lives in (DESIGN §3).
+pub const POOL_ADDR_MASK: usize = !(POOL_SIZE - 1);
+pub const ARENA_SIZE: usize = 1 << ARENA_BITS;
+pub const ARENA_ADDR_MASK: usize = !(ARENA_SIZE - 1);
+pub const POOLS_PER_ARENA: usize = ARENA_SIZE / POOL_SIZE;
+/// Number of small size classes: class `i` serves blocks of `(i + 1) * GRAIN` bytes.
+pub const NB_SMALL_SIZE_CLASSES: usize = SMALL_REQUEST_THRESHOLD / GRAIN;
+pub const REGISTRY_LEAF_LEN: usize = 1 << REGISTRY_LEAF_BITS;
+pub const REGISTRY_TOP_BITS: u32 = ADDRESS_BITS - ARENA_BITS - REGISTRY_LEAF_BITS;
+pub const REGISTRY_TOP_LEN: usize = 1 << REGISTRY_TOP_BITS;
+
+// ---- invariants checked at compile time ----
+
+const _: () = assert!(GRAIN.is_power_of_two() && GRAIN >= core::mem::size_of::<usize>());
+const _: () = assert!(SMALL_REQUEST_THRESHOLD % GRAIN == 0);
+const _: () = assert!(MAX_SMALL_ALIGN.is_power_of_two() && MAX_SMALL_ALIGN >= GRAIN);
+const _: () = assert!(POOL_OVERHEAD % MAX_SMALL_ALIGN == 0);
+// Every class, even the largest, fits at least one block in a pool.
+const _: () = assert!(POOL_SIZE - POOL_OVERHEAD >= SMALL_REQUEST_THRESHOLD);
+const _: () = assert!(ARENA_BITS > POOL_BITS && POOLS_PER_ARENA >= 2);
+// Pool block offsets and counts are stored as u32 in the pool header.
+const _: () = assert!(POOL_SIZE <= u32::MAX as usize);
+// The top level of the registry is a static array: keep it small in production builds.
+#[cfg(not(poolmalloc_loom))]
+const _: () = assert!(REGISTRY_TOP_LEN * core::mem::size_of::<usize>() <= 256 * 1024);
+const _: () = assert!(BATCH_MIN >= 1 && BATCH_MIN <= BATCH_MAX);
+const _: () = assert!(BATCHES_PER_BOUND >= 2);

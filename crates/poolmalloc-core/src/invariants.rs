@@ -1,0 +1,321 @@
+//! `check_invariants()`: a walk of every arena and pool that checks each state against its list
+//! membership and its counts (talc's `scan_for_errors`, mimalloc's expensive asserts). Tests run it
+//! after every step. It allocates nothing, so it can run inside the global allocator's process.
+
+use core::fmt;
+
+use crate::arena::ArenaHeader;
+use crate::central::Core;
+use crate::config::{NB_SMALL_SIZE_CLASSES, POOLS_PER_ARENA, POOL_SIZE, RESERVE_ARENAS};
+use crate::os::PageSource;
+use crate::pool::{pool_of, PoolHeader};
+use crate::registry::REGISTRY;
+use crate::size_class::Class;
+
+/// A broken invariant: which one (its name in `lib.rs`), and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub what: &'static str,
+    pub addr: usize,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invariant broken at {:#x}: {}", self.addr, self.what)
+    }
+}
+
+fn check(ok: bool, what: &'static str, addr: usize) -> Result<(), Violation> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Violation { what, addr })
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    used: usize,
+    full: usize,
+    refs: usize,
+}
+
+impl<S: PageSource> Core<S> {
+    /// Walks every arena and pool under all locks and checks the invariants of `lib.rs`.
+    pub fn check_invariants(&self) -> Result<(), Violation> {
+        let locks = self.lock_all();
+        let arenas = &*locks.arenas;
+        let mut tally = [Tally::default(); NB_SMALL_SIZE_CLASSES];
+        let mut mapped = 0;
+        let mut wholly_empty = 0;
+        let mut with_free_pools = 0;
+
+        for ao in arenas.iter_all() {
+            mapped += 1;
+            // SAFETY: `all` links headers of this core's arenas and we hold every lock.
+            let a = unsafe { &*ao };
+            let base = a.address;
+            check(
+                base % crate::config::ARENA_SIZE == 0,
+                "A1: arena not aligned",
+                base,
+            )?;
+            let slot = REGISTRY.lookup(base);
+            check(
+                slot.is_some_and(|s| {
+                    core::ptr::eq(s.header.get(), ao) && self.owns(base as *const u8)
+                }),
+                "R1: arena not registered to this core",
+                base,
+            )?;
+            let carved = (a.pool_address - base) / POOL_SIZE;
+            check(carved <= POOLS_PER_ARENA, "A1: carved past the arena", base)?;
+            check(
+                a.ntotalpools == POOLS_PER_ARENA,
+                "A1: wrong pool total",
+                base,
+            )?;
+            let mut empty_carved = 0;
+            for i in 0..carved {
+                let pool = (base + i * POOL_SIZE) as *mut PoolHeader;
+                // SAFETY: carved pools of a mapped arena have initialised headers.
+                let p = unsafe { &*pool };
+                match p.class() {
+                    None => {
+                        check(
+                            p.ref_count == 0,
+                            "P4: empty pool with blocks out",
+                            pool as usize,
+                        )?;
+                        empty_carved += 1;
+                    }
+                    Some(class) => {
+                        self.check_pool(pool, class, ao)?;
+                        let t = &mut tally[class.index()];
+                        t.refs += p.ref_count as usize;
+                        if p.has_free() {
+                            t.used += 1;
+                        } else {
+                            t.full += 1;
+                        }
+                    }
+                }
+            }
+            // Free-pool list: exactly the carved empty pools.
+            let mut listed = 0;
+            let mut pool = a.freepools;
+            while !pool.is_null() {
+                check(
+                    listed < carved,
+                    "A2: free-pool list longer than the arena",
+                    base,
+                )?;
+                let in_arena = (pool as usize) >= base && (pool as usize) < a.pool_address;
+                check(
+                    in_arena,
+                    "A2: free-pool list leaves its arena",
+                    pool as usize,
+                )?;
+                // SAFETY: the pool lies in this arena's carved range (checked just above).
+                let p = unsafe { &*pool };
+                check(
+                    p.class().is_none(),
+                    "A2: pool on free list serves a class",
+                    pool as usize,
+                )?;
+                listed += 1;
+                pool = p.nextpool;
+            }
+            check(
+                listed == empty_carved,
+                "A2: empty pool missing from free list",
+                base,
+            )?;
+            check(
+                a.nfreepools == empty_carved + (POOLS_PER_ARENA - carved),
+                "A2: nfreepools disagrees with the pools",
+                base,
+            )?;
+            if a.nfreepools == a.ntotalpools {
+                wholly_empty += 1;
+            }
+            if a.nfreepools > 0 {
+                with_free_pools += 1;
+            }
+        }
+
+        let counters = arenas.counters;
+        check(
+            counters.mapped == mapped,
+            "A1: mapped counter disagrees with the arenas",
+            0,
+        )?;
+        check(
+            counters.wholly_empty == wholly_empty,
+            "A3: wholly-empty counter wrong",
+            0,
+        )?;
+        check(
+            wholly_empty <= RESERVE_ARENAS,
+            "A3: more empty arenas than the reserve",
+            0,
+        )?;
+
+        // `usable`: every arena with a free pool, sorted fewest first, `nfp2lasta` its rightmost.
+        let mut on_usable = 0;
+        let mut prev: *mut ArenaHeader = core::ptr::null_mut();
+        let mut last_of = [core::ptr::null_mut::<ArenaHeader>(); POOLS_PER_ARENA + 1];
+        for ao in arenas.iter_usable() {
+            check(
+                on_usable < mapped,
+                "A4: usable list longer than the arenas",
+                0,
+            )?;
+            // SAFETY: `usable` links headers of this core's arenas; we hold the arena lock.
+            let a = unsafe { &*ao };
+            check(
+                a.prevarena == prev,
+                "A4: usable list back link wrong",
+                a.address,
+            )?;
+            check(
+                a.nfreepools > 0,
+                "A4: arena without free pools on usable",
+                a.address,
+            )?;
+            if !prev.is_null() {
+                // SAFETY: as above.
+                let before = unsafe { (*prev).nfreepools };
+                check(
+                    before <= a.nfreepools,
+                    "A4: usable not sorted by free pools",
+                    a.address,
+                )?;
+            }
+            last_of[a.nfreepools] = ao;
+            prev = ao;
+            on_usable += 1;
+        }
+        check(
+            on_usable == with_free_pools,
+            "A4: arena with free pools off usable",
+            0,
+        )?;
+        for (nf, last) in last_of.iter().enumerate().skip(1) {
+            check(
+                arenas.nfp2lasta(nf) == *last,
+                "A4: nfp2lasta is not the rightmost",
+                nf,
+            )?;
+        }
+
+        for class in Class::all() {
+            let cls = locks.class(class);
+            let t = tally[class.index()];
+            let mut on_list = 0;
+            let mut prev: *mut PoolHeader = core::ptr::null_mut();
+            let mut pool = cls.usedpools;
+            while !pool.is_null() {
+                check(
+                    on_list < t.used,
+                    "P3: usedpools longer than the used pools",
+                    pool as usize,
+                )?;
+                // SAFETY: `usedpools` links headers of this class's pools; we hold its lock.
+                let p = unsafe { &*pool };
+                check(
+                    p.class() == Some(class),
+                    "P3: pool on another class's list",
+                    pool as usize,
+                )?;
+                check(
+                    p.prevpool == prev,
+                    "P3: usedpools back link wrong",
+                    pool as usize,
+                )?;
+                check(
+                    p.has_free() && p.ref_count > 0,
+                    "P3: non-used pool on usedpools",
+                    pool as usize,
+                )?;
+                on_list += 1;
+                prev = pool;
+                pool = p.nextpool;
+            }
+            check(
+                on_list == t.used,
+                "P3: used pool missing from usedpools",
+                class.index(),
+            )?;
+            check(
+                cls.full == t.full,
+                "P3: full-pool counter wrong",
+                class.index(),
+            )?;
+            check(
+                cls.pools == t.used + t.full,
+                "P3: pool counter wrong",
+                class.index(),
+            )?;
+            check(
+                cls.blocks_out == t.refs,
+                "P2: blocks-out counter wrong",
+                class.index(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// One pool serving `class`: counts, free list and carving agree.
+    fn check_pool(
+        &self,
+        pool: *mut PoolHeader,
+        class: Class,
+        ao: *mut ArenaHeader,
+    ) -> Result<(), Violation> {
+        // SAFETY: the caller walks carved pools of a mapped arena under every lock.
+        let p = unsafe { &*pool };
+        let at = pool as usize;
+        check(p.arena == ao, "P1: pool points at another arena", at)?;
+        check(
+            p.ref_count > 0,
+            "P4: pool serving a class with no block out",
+            at,
+        )?;
+        let carved = p.carved();
+        check(
+            carved <= class.blocks_per_pool(),
+            "P2: carved past the pool",
+            at,
+        )?;
+        check(
+            p.ref_count as usize <= carved,
+            "P2: more blocks out than carved",
+            at,
+        )?;
+        let mut free = 0;
+        let mut block = p.freeblock;
+        while !block.is_null() {
+            check(free < carved, "P2: free list longer than the pool", at)?;
+            check(
+                pool_of(block.cast()) == pool,
+                "P2: free list leaves its pool",
+                block as usize,
+            )?;
+            check(
+                p.is_block_start(block as usize),
+                "P2: free list entry not a block",
+                block as usize,
+            )?;
+            free += 1;
+            // SAFETY: the entry is a carved block of this pool (checked above); its first word is
+            // its link (P2).
+            block = unsafe { (*block).next };
+        }
+        check(
+            free + p.ref_count as usize == carved,
+            "P2: free + out != carved",
+            at,
+        )
+    }
+}

@@ -1,0 +1,242 @@
+//! The OS layer: where arenas come from and go back to. The only module that calls mmap/munmap.
+//!
+//! `PageSource` is the whole interface the core needs (mimalloc's `prim.h` in miniature): map one
+//! `ARENA_SIZE`-aligned, zero-filled arena, and unmap it. `OsPages` is the real one; `MemPages`
+//! is a deterministic in-memory one for tests and loom models, which can be told to fail and
+//! counts every map and unmap.
+
+use core::ptr::NonNull;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::config::{ADDRESS_BITS, ARENA_SIZE};
+
+/// A source of arenas.
+///
+/// # Safety
+/// `map_arena` must return memory that is `ARENA_SIZE` bytes long, `ARENA_SIZE`-aligned,
+/// zero-filled, below `1 << ADDRESS_BITS`, readable and writable, and used by nobody else until it
+/// is passed to `unmap_arena`.
+pub unsafe trait PageSource: Send + Sync {
+    /// Maps a new arena, or `None` when the system refuses.
+    fn map_arena(&self) -> Option<NonNull<u8>>;
+
+    /// Gives an arena back.
+    ///
+    /// # Safety
+    /// `arena` came from `map_arena` of this source and nothing refers to its memory any more.
+    unsafe fn unmap_arena(&self, arena: NonNull<u8>);
+}
+
+/// Anonymous private mapping of `len` bytes, zero-filled, or `None`.
+pub(crate) fn map_anonymous(len: usize) -> Option<NonNull<u8>> {
+    // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing touches no
+    // existing memory; the result is checked for MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        None
+    } else {
+        NonNull::new(p.cast())
+    }
+}
+
+/// # Safety
+/// `[addr, addr + len)` is a whole mapping (or whole pages of one) that nothing uses any more.
+pub(crate) unsafe fn unmap(addr: *mut u8, len: usize) {
+    // SAFETY: the caller promises the range is ours and unused. munmap of a valid range cannot
+    // fail, so its result carries no information.
+    unsafe { libc::munmap(addr.cast(), len) };
+}
+
+/// Arenas straight from the kernel.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsPages;
+
+// SAFETY: mmap gives zero-filled private memory; `map_arena` trims it to an ARENA_SIZE-aligned
+// range of ARENA_SIZE bytes and refuses addresses at or above `1 << ADDRESS_BITS`.
+unsafe impl PageSource for OsPages {
+    fn map_arena(&self) -> Option<NonNull<u8>> {
+        // Map twice the size and trim, so the result is aligned whatever the kernel picks.
+        let len = 2 * ARENA_SIZE;
+        let raw = map_anonymous(len)?.as_ptr() as usize;
+        let start = (raw + ARENA_SIZE - 1) & !(ARENA_SIZE - 1);
+        let end = start + ARENA_SIZE;
+        // SAFETY: both trimmed pieces lie inside the mapping just made and hold nothing.
+        unsafe {
+            if start > raw {
+                unmap(raw as *mut u8, start - raw);
+            }
+            if raw + len > end {
+                unmap(end as *mut u8, raw + len - end);
+            }
+        }
+        if end > 1usize << ADDRESS_BITS {
+            // SAFETY: the arena was mapped just above and nobody has seen it.
+            unsafe { unmap(start as *mut u8, ARENA_SIZE) };
+            return None;
+        }
+        NonNull::new(start as *mut u8)
+    }
+
+    unsafe fn unmap_arena(&self, arena: NonNull<u8>) {
+        // SAFETY: the caller promises `arena` is one of ours and unused.
+        unsafe { unmap(arena.as_ptr(), ARENA_SIZE) }
+    }
+}
+
+/// A deterministic in-memory page source: `capacity` arena slots in one block from the system
+/// allocator, handed out lowest free slot first, zeroed again when unmapped.
+pub struct MemPages {
+    base: NonNull<u8>,
+    capacity: usize,
+    used: Mutex<Vec<bool>>,
+    failing: AtomicBool,
+    maps: AtomicUsize,
+    unmaps: AtomicUsize,
+}
+
+// SAFETY: the slot table is behind a mutex, the counters are atomics, and `base` is only used to
+// compute addresses of slots that the table hands to one owner at a time.
+unsafe impl Send for MemPages {}
+// SAFETY: as above.
+unsafe impl Sync for MemPages {}
+
+impl MemPages {
+    /// A source of at most `capacity` arenas at a time.
+    pub fn new(capacity: usize) -> MemPages {
+        assert!(capacity > 0, "MemPages capacity must be at least 1");
+        let layout = Self::layout(capacity);
+        // SAFETY: the layout has a non-zero size.
+        let base = unsafe { System.alloc_zeroed(layout) };
+        let base = NonNull::new(base).expect("MemPages: the system allocator refused the backing");
+        MemPages {
+            base,
+            capacity,
+            used: Mutex::new(vec![false; capacity]),
+            failing: AtomicBool::new(false),
+            maps: AtomicUsize::new(0),
+            unmaps: AtomicUsize::new(0),
+        }
+    }
+
+    fn layout(capacity: usize) -> Layout {
+        Layout::from_size_align(capacity * ARENA_SIZE, ARENA_SIZE).expect("MemPages layout")
+    }
+
+    /// While set, every `map_arena` fails as if the OS had no memory.
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Arenas mapped so far.
+    pub fn maps(&self) -> usize {
+        self.maps.load(Ordering::SeqCst)
+    }
+
+    /// Arenas unmapped so far.
+    pub fn unmaps(&self) -> usize {
+        self.unmaps.load(Ordering::SeqCst)
+    }
+
+    /// Arenas mapped now.
+    pub fn mapped_now(&self) -> usize {
+        self.used.lock().unwrap().iter().filter(|u| **u).count()
+    }
+}
+
+impl Drop for MemPages {
+    fn drop(&mut self) {
+        // SAFETY: `base` came from `System.alloc_zeroed` with this layout.
+        unsafe { System.dealloc(self.base.as_ptr(), Self::layout(self.capacity)) }
+    }
+}
+
+// SAFETY: each slot is ARENA_SIZE bytes at an ARENA_SIZE-aligned offset of an ARENA_SIZE-aligned
+// block, zeroed at creation and again on unmap, and handed to one caller until unmapped.
+unsafe impl PageSource for MemPages {
+    fn map_arena(&self) -> Option<NonNull<u8>> {
+        if self.failing.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut used = self.used.lock().unwrap();
+        let slot = used.iter().position(|u| !u)?;
+        used[slot] = true;
+        self.maps.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: slot < capacity, so the offset stays inside the backing block.
+        Some(unsafe { self.base.add(slot * ARENA_SIZE) })
+    }
+
+    unsafe fn unmap_arena(&self, arena: NonNull<u8>) {
+        let offset = arena.as_ptr() as usize - self.base.as_ptr() as usize;
+        assert_eq!(
+            offset % ARENA_SIZE,
+            0,
+            "MemPages: unmap of a non-arena address"
+        );
+        let slot = offset / ARENA_SIZE;
+        let mut used = self.used.lock().unwrap();
+        assert!(used[slot], "MemPages: arena {arena:p} unmapped twice");
+        // SAFETY: the caller promises nothing refers to the arena any more.
+        unsafe { core::ptr::write_bytes(arena.as_ptr(), 0, ARENA_SIZE) };
+        used[slot] = false;
+        self.unmaps.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_pages_are_aligned_zeroed_and_writable() {
+        let arena = OsPages.map_arena().expect("mmap");
+        let addr = arena.as_ptr() as usize;
+        assert_eq!(addr % ARENA_SIZE, 0);
+        // SAFETY: the arena is ours, ARENA_SIZE bytes long.
+        unsafe {
+            assert_eq!(*arena.as_ptr().add(ARENA_SIZE - 1), 0);
+            arena.as_ptr().add(ARENA_SIZE - 1).write(7);
+            OsPages.unmap_arena(arena);
+        }
+    }
+
+    #[test]
+    fn mem_pages_count_fail_and_reuse_lowest_slot() {
+        let src = MemPages::new(2);
+        let a = src.map_arena().unwrap();
+        let b = src.map_arena().unwrap();
+        assert_eq!(a.as_ptr() as usize % ARENA_SIZE, 0);
+        assert!(
+            src.map_arena().is_none(),
+            "capacity 2 must refuse a third arena"
+        );
+        // SAFETY: `a` is ours.
+        unsafe {
+            a.as_ptr().write(9);
+            src.unmap_arena(a);
+        }
+        assert_eq!((src.maps(), src.unmaps(), src.mapped_now()), (2, 1, 1));
+        src.set_failing(true);
+        assert!(src.map_arena().is_none());
+        src.set_failing(false);
+        let c = src.map_arena().unwrap();
+        assert_eq!(c, a, "lowest free slot first");
+        // SAFETY: `c` is ours again and was zeroed on unmap.
+        unsafe { assert_eq!(c.as_ptr().read(), 0) };
+        // SAFETY: both are ours.
+        unsafe {
+            src.unmap_arena(b);
+            src.unmap_arena(c);
+        }
+    }
+}

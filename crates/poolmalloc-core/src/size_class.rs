@@ -1,0 +1,203 @@
+//! Size classes: the table built once at compile time, and the request → class mapping.
+
+use crate::config::{
+    BATCHES_PER_BOUND, BATCH_MAX, BATCH_MIN, BATCH_TARGET_BYTES, GRAIN, GRAIN_SHIFT,
+    MAX_SMALL_ALIGN, NB_SMALL_SIZE_CLASSES, POOL_OVERHEAD, POOL_SIZE, SMALL_REQUEST_THRESHOLD,
+    THREAD_CACHE_MAX_BYTES,
+};
+
+/// A size class: index `i` serves blocks of `(i + 1) * GRAIN` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Class(u8);
+
+impl Class {
+    /// The class with index `index`, if there is one.
+    pub const fn new(index: usize) -> Option<Class> {
+        if index < NB_SMALL_SIZE_CLASSES {
+            Some(Class(index as u8))
+        } else {
+            None
+        }
+    }
+
+    #[inline(always)]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// Every class, smallest first.
+    pub fn all() -> impl Iterator<Item = Class> {
+        (0..NB_SMALL_SIZE_CLASSES).map(|i| Class(i as u8))
+    }
+
+    #[inline(always)]
+    pub const fn block_size(self) -> usize {
+        CLASS_TABLE[self.index()].block_size
+    }
+
+    pub const fn blocks_per_pool(self) -> usize {
+        CLASS_TABLE[self.index()].blocks_per_pool
+    }
+
+    /// Blocks a thread cache moves per refill or flush.
+    #[inline(always)]
+    pub const fn batch(self) -> usize {
+        CLASS_TABLE[self.index()].batch
+    }
+
+    /// Blocks a thread cache list may hold before it flushes a batch.
+    #[inline(always)]
+    pub const fn cache_bound(self) -> usize {
+        CLASS_TABLE[self.index()].cache_bound
+    }
+}
+
+/// What the allocator needs to know about one class, computed once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClassInfo {
+    pub block_size: usize,
+    pub blocks_per_pool: usize,
+    /// Bytes of a pool that no block can use: `(POOL_SIZE - POOL_OVERHEAD) % block_size`.
+    pub pool_tail_waste: usize,
+    pub batch: usize,
+    pub cache_bound: usize,
+}
+
+const fn class_info(index: usize) -> ClassInfo {
+    let block_size = (index + 1) * GRAIN;
+    let usable = POOL_SIZE - POOL_OVERHEAD;
+    let mut batch = BATCH_TARGET_BYTES / block_size;
+    if batch > BATCH_MAX {
+        batch = BATCH_MAX;
+    }
+    if batch < BATCH_MIN {
+        batch = BATCH_MIN;
+    }
+    ClassInfo {
+        block_size,
+        blocks_per_pool: usable / block_size,
+        pool_tail_waste: usable % block_size,
+        batch,
+        cache_bound: batch * BATCHES_PER_BOUND,
+    }
+}
+
+const fn build_table() -> [ClassInfo; NB_SMALL_SIZE_CLASSES] {
+    let mut table = [class_info(0); NB_SMALL_SIZE_CLASSES];
+    let mut i = 0;
+    while i < NB_SMALL_SIZE_CLASSES {
+        table[i] = class_info(i);
+        i += 1;
+    }
+    table
+}
+
+/// The size-class table, built at compile time.
+pub const CLASS_TABLE: [ClassInfo; NB_SMALL_SIZE_CLASSES] = build_table();
+
+const fn cache_bytes_bound() -> usize {
+    let mut sum = 0;
+    let mut i = 0;
+    while i < NB_SMALL_SIZE_CLASSES {
+        sum += CLASS_TABLE[i].cache_bound * CLASS_TABLE[i].block_size;
+        i += 1;
+    }
+    sum
+}
+
+/// The most bytes a full thread cache can hold: the per-class bounds keep it under the cap.
+pub const THREAD_CACHE_BYTES_BOUND: usize = cache_bytes_bound();
+const _: () = assert!(THREAD_CACHE_BYTES_BOUND <= THREAD_CACHE_MAX_BYTES);
+
+/// The class serving a request of `size` bytes aligned to `align` (a power of two), or `None`
+/// when the request belongs to the large path (too big, or an alignment no class honours).
+/// A zero-size request gets the smallest class.
+#[inline(always)]
+pub const fn class_of(size: usize, align: usize) -> Option<Class> {
+    if size > SMALL_REQUEST_THRESHOLD || align > MAX_SMALL_ALIGN {
+        return None;
+    }
+    // Round up to the grain (8) or, for 16-byte alignment, to 16: `(size - 1) | (g - 1)` is one
+    // below the rounded size, so shifting by the grain gives the class index directly.
+    let granule_mask = if align > GRAIN {
+        MAX_SMALL_ALIGN - 1
+    } else {
+        GRAIN - 1
+    };
+    let size = if size == 0 { 1 } else { size };
+    Some(Class((((size - 1) | granule_mask) >> GRAIN_SHIFT) as u8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_size_and_alignment_gets_the_smallest_fitting_aligned_class() {
+        let mut align = 1;
+        while align <= 4096 {
+            for size in 0..=SMALL_REQUEST_THRESHOLD + 1 {
+                let got = class_of(size, align);
+                if size > SMALL_REQUEST_THRESHOLD || align > MAX_SMALL_ALIGN {
+                    assert_eq!(
+                        got, None,
+                        "size {size} align {align} must take the large path"
+                    );
+                    continue;
+                }
+                let class = got.unwrap_or_else(|| panic!("size {size} align {align}: no class"));
+                let block = class.block_size();
+                assert!(
+                    block >= size.max(1),
+                    "size {size} align {align}: block {block}"
+                );
+                assert_eq!(block % align, 0, "size {size} align {align}: block {block}");
+                // Blocks start at POOL_OVERHEAD + k * block in a POOL_SIZE-aligned pool.
+                assert_eq!((POOL_OVERHEAD + block) % align, 0);
+                let smaller = Class::all()
+                    .find(|c| c.block_size() >= size.max(1) && c.block_size() % align == 0)
+                    .unwrap();
+                assert_eq!(
+                    smaller, class,
+                    "size {size} align {align}: not the smallest"
+                );
+            }
+            align *= 2;
+        }
+    }
+
+    #[test]
+    fn table_is_consistent() {
+        for class in Class::all() {
+            let info = CLASS_TABLE[class.index()];
+            assert_eq!(info.block_size, (class.index() + 1) * GRAIN);
+            assert!(info.blocks_per_pool >= 1);
+            assert_eq!(
+                POOL_OVERHEAD + info.blocks_per_pool * info.block_size + info.pool_tail_waste,
+                POOL_SIZE
+            );
+            assert!((BATCH_MIN..=BATCH_MAX).contains(&info.batch));
+            assert!(info.cache_bound >= 2 * info.batch);
+        }
+        assert_eq!(Class::new(NB_SMALL_SIZE_CLASSES), None);
+    }
+
+    /// Prints the table (`cargo test -p poolmalloc-core print_size_class_table -- --nocapture`).
+    #[test]
+    fn print_size_class_table() {
+        println!("class  block  blocks/pool  tail waste  batch  cache bound");
+        for class in Class::all() {
+            let info = CLASS_TABLE[class.index()];
+            println!(
+                "{:>5}  {:>5}  {:>11}  {:>10}  {:>5}  {:>11}",
+                class.index(),
+                info.block_size,
+                info.blocks_per_pool,
+                info.pool_tail_waste,
+                info.batch,
+                info.cache_bound
+            );
+        }
+        println!("thread cache holds at most {THREAD_CACHE_BYTES_BOUND} bytes");
+    }
+}

@@ -1,0 +1,78 @@
+//! `cargo xtask test`: every check the project has, in the order a failure is cheapest to see.
+//! CI (`.ci/run`) calls exactly this.
+
+use std::process::{exit, Command};
+use std::time::Instant;
+
+/// One step: a name and the cargo arguments that run it, with extra environment.
+struct Step {
+    name: &'static str,
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+}
+
+const STEPS: &[Step] = &[
+    Step {
+        name: "format",
+        args: &["fmt", "--all", "--", "--check"],
+        env: &[],
+    },
+    Step {
+        name: "clippy",
+        args: &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        env: &[],
+    },
+    Step {
+        name: "tests",
+        args: &["test", "--workspace"],
+        env: &[],
+    },
+];
+
+fn usage() -> ! {
+    eprintln!("usage: cargo xtask test\n  test  run format check, clippy and every test");
+    exit(2);
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    match (args.next().as_deref(), args.next()) {
+        (Some("test"), None) => {}
+        (Some(other), _) if other != "test" => {
+            eprintln!("xtask: unknown task '{other}' (allowed: test)");
+            usage();
+        }
+        _ => usage(),
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let started = Instant::now();
+    for step in STEPS {
+        eprintln!(
+            "==> xtask test: {} (cargo {})",
+            step.name,
+            step.args.join(" ")
+        );
+        let t = Instant::now();
+        let status = Command::new(&cargo)
+            .args(step.args)
+            .envs(step.env.iter().copied())
+            .status()
+            .unwrap_or_else(|e| {
+                eprintln!("xtask: could not run cargo: {e}");
+                exit(1)
+            });
+        if !status.success() {
+            eprintln!("xtask: step '{}' failed ({status})", step.name);
+            exit(1);
+        }
+        eprintln!("==> {} done in {:.1?}", step.name, t.elapsed());
+    }
+    eprintln!("xtask test: all steps passed in {:.1?}", started.elapsed());
+}
