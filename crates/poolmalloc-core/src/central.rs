@@ -401,6 +401,34 @@ impl<S: PageSource> Core<S> {
         p
     }
 
+    /// The large path, zero-filled (fresh pages from the system need no clearing).
+    pub fn large_alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() == 0 {
+            return layout.align() as *mut u8;
+        }
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            self.large.record_alloc(layout.size());
+        }
+        p
+    }
+
+    /// Resizes a large-path block in place where the system can, keeping the counts.
+    ///
+    /// # Safety
+    /// `ptr` came from the large path with `layout`; `new_size` is non-zero and, rounded up to
+    /// `layout.align()`, does not overflow `isize`.
+    pub unsafe fn large_realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as the precondition says.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            self.large.record_free(layout.size());
+            self.large.record_alloc(new_size);
+        }
+        p
+    }
+
     /// # Safety
     /// `ptr` came from `large_alloc(layout)` of this core.
     pub unsafe fn large_dealloc(&self, ptr: *mut u8, layout: Layout) {

@@ -80,6 +80,11 @@ pub const BATCH_MIN: usize = 8;
 /// A cache list holds at most this many batches before it flushes one back.
 pub const BATCHES_PER_BOUND: usize = 2;
 
+/// Bytes of the static region that serves requests made while a thread is already inside the
+/// allocator's slow path (the lock library setting up its per-thread data, the TLS destructor
+/// registration): they must not re-enter the core. Blocks from it are never reused.
+pub const BOOTSTRAP_BYTES: usize = 64 * 1024;
+
 // ---- derived values ----
 
 pub const POOL_SIZE: usize = 1 << POOL_BITS;
@@ -110,3 +115,4 @@ const _: () = assert!(POOL_SIZE <= u32::MAX as usize);
 const _: () = assert!(REGISTRY_TOP_LEN * core::mem::size_of::<usize>() <= 256 * 1024);
 const _: () = assert!(BATCH_MIN >= 1 && BATCH_MIN <= BATCH_MAX);
 const _: () = assert!(BATCHES_PER_BOUND >= 2);
+const _: () = assert!(BOOTSTRAP_BYTES % POOL_SIZE == 0);

@@ -29,6 +29,18 @@ pub unsafe trait PageSource: Send + Sync {
     unsafe fn unmap_arena(&self, arena: NonNull<u8>);
 }
 
+// SAFETY: forwards to the shared source, which keeps the contract.
+unsafe impl<S: PageSource + ?Sized> PageSource for std::sync::Arc<S> {
+    fn map_arena(&self) -> Option<NonNull<u8>> {
+        (**self).map_arena()
+    }
+
+    unsafe fn unmap_arena(&self, arena: NonNull<u8>) {
+        // SAFETY: the caller keeps the contract for the shared source.
+        unsafe { (**self).unmap_arena(arena) }
+    }
+}
+
 /// Anonymous private mapping of `len` bytes, zero-filled, or `None`.
 pub(crate) fn map_anonymous(len: usize) -> Option<NonNull<u8>> {
     // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing touches no

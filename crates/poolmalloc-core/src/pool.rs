@@ -50,6 +50,19 @@ pub(crate) fn pool_of(addr: *const u8) -> *mut PoolHeader {
     ((addr as usize) & POOL_ADDR_MASK) as *mut PoolHeader
 }
 
+/// The class tag of the pool holding `block`: 0 when the pool serves no class, else the class
+/// index + 1. Thread caches index their lists with it directly (their list 0 never has room, so
+/// a block of a pool in no use falls to their slow path, which reports it).
+///
+/// # Safety
+/// `block` lies in one of our arenas (in a small-path block, or in a bootstrap region laid out
+/// like pools), so its pool header is mapped.
+#[inline(always)]
+pub unsafe fn class_tag(block: *const u8) -> usize {
+    // SAFETY: the header is mapped (precondition); the tag is atomic, so no lock is needed.
+    unsafe { (*pool_of(block)).class_tag.load(Ordering::Relaxed) as usize }
+}
+
 impl PoolHeader {
     /// The class the pool serves, or `None` when it is empty or never carved.
     pub fn class(&self) -> Option<Class> {

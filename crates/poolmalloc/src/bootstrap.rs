@@ -1,0 +1,80 @@
+//! The bootstrap region: a static area that serves small requests made while the thread is
+//! already inside the allocator's slow path (the lock library creating its per-thread data while
+//! a core lock is contended, the thread-exit registration). Such requests must not re-enter the
+//! core, whose lock this very thread may hold.
+//!
+//! The region is laid out like pools: each POOL_SIZE chunk starts with POOL_OVERHEAD bytes that
+//! stay zero, so a block's pool reads class tag 0 and its free falls to the slow path, which
+//! recognises the region and ignores the free. Blocks are bump-allocated and never reused; the
+//! requests that land here are a handful per thread.
+
+use core::cell::UnsafeCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use poolmalloc_core::config::{BOOTSTRAP_BYTES, MAX_SMALL_ALIGN, POOL_OVERHEAD, POOL_SIZE};
+
+#[repr(C, align(16384))]
+struct Region(UnsafeCell<[u8; BOOTSTRAP_BYTES]>);
+
+const _: () = assert!(core::mem::align_of::<Region>() == POOL_SIZE);
+
+// SAFETY: bytes of the region are handed out once each (the bump offset only grows, by CAS), and
+// the header bytes of each chunk are never handed out.
+unsafe impl Sync for Region {}
+
+static REGION: Region = Region(UnsafeCell::new([0; BOOTSTRAP_BYTES]));
+/// Offset of the next free byte.
+static NEXT: AtomicUsize = AtomicUsize::new(POOL_OVERHEAD);
+
+/// `size` bytes aligned to MAX_SMALL_ALIGN, or null when the region is used up.
+pub(crate) fn alloc(size: usize) -> *mut u8 {
+    let size = size.max(1).next_multiple_of(MAX_SMALL_ALIGN);
+    let mut current = NEXT.load(Ordering::Relaxed);
+    loop {
+        let mut start = current;
+        if start % POOL_SIZE + size > POOL_SIZE {
+            // Not enough left in this chunk: skip to the next chunk's first block.
+            start = (start / POOL_SIZE + 1) * POOL_SIZE + POOL_OVERHEAD;
+        }
+        if start + size > BOOTSTRAP_BYTES {
+            return core::ptr::null_mut();
+        }
+        match NEXT.compare_exchange_weak(current, start + size, Ordering::Relaxed, Ordering::Relaxed) {
+            // SAFETY: `start + size` is within the region (checked above).
+            Ok(_) => return unsafe { REGION.0.get().cast::<u8>().add(start) },
+            Err(seen) => current = seen,
+        }
+    }
+}
+
+/// True when `ptr` lies in the region.
+pub(crate) fn contains(ptr: *const u8) -> bool {
+    let base = REGION.0.get() as usize;
+    (base..base + BOOTSTRAP_BYTES).contains(&(ptr as usize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_skip_chunk_headers_and_read_tag_zero() {
+        let mut seen = vec![];
+        loop {
+            let p = alloc(500);
+            if p.is_null() {
+                break;
+            }
+            assert!(contains(p));
+            assert_eq!(p as usize % MAX_SMALL_ALIGN, 0);
+            assert!(p as usize % POOL_SIZE >= POOL_OVERHEAD, "block inside a chunk header");
+            assert!(p as usize % POOL_SIZE + 500 <= POOL_SIZE, "block crosses a chunk");
+            // SAFETY: the block is in the region, whose headers are all zero.
+            assert_eq!(unsafe { poolmalloc_core::pool::class_tag(p) }, 0);
+            seen.push(p as usize);
+        }
+        assert!(seen.len() >= BOOTSTRAP_BYTES / POOL_SIZE * 30 - 1);
+        seen.sort();
+        assert!(seen.windows(2).all(|w| w[1] - w[0] >= 500), "blocks overlap");
+    }
+}

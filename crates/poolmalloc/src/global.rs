@@ -1,0 +1,337 @@
+//! `PoolMalloc`, the `#[global_allocator]`: one process-wide core and a cache per thread.
+//!
+//! ## Thread-local state and reentrancy
+//! The cache lives in a `const`-initialised thread-local with no destructor, so reaching it is
+//! one TLS-relative address and never allocates or fails. A second thread-local, the exit guard,
+//! has the destructor: it is touched once, when the cache is activated on the thread's first slow
+//! path, and at thread exit it gives everything the cache holds back to the core and retires the
+//! cache. Before activation and after retirement the lists have no blocks and no room, so every
+//! request falls to the slow path, which serves it from the core directly.
+//!
+//! `BUSY` marks a thread that is inside the slow path (holding or about to take a core lock, or
+//! registering its exit guard). A request that arrives on such a thread can only come from code
+//! the allocator itself called — parking_lot creating its per-thread data when a lock is
+//! contended, the TLS destructor registration — and must not take a core lock this very thread
+//! may hold: it is served from the bootstrap region. Activation also warms parking_lot's
+//! per-thread data up front, so later contention on a core lock normally allocates nothing.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::Cell;
+use core::ptr;
+
+use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
+use poolmalloc_core::{class_of, pool, Class, Core, CoreStats, OsPages, Violation};
+
+use crate::cache::{CacheState, ThreadCache};
+use crate::misuse::{report, Misuse};
+use crate::sync::Mutex;
+use crate::{bootstrap, resize};
+
+/// The process-wide core.
+static CORE: Core<OsPages> = Core::new(OsPages);
+
+thread_local! {
+    static THREAD: ThreadState = const { ThreadState::new() };
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+    static EXIT: ExitGuard = const { ExitGuard };
+}
+
+/// A thread's cache, and its links in `LIVE` so stats can count the blocks it holds.
+struct ThreadState {
+    cache: ThreadCache,
+    next: Cell<*const ThreadState>,
+    prev: Cell<*const ThreadState>,
+}
+
+impl ThreadState {
+    const fn new() -> ThreadState {
+        ThreadState {
+            cache: ThreadCache::new(),
+            next: Cell::new(ptr::null()),
+            prev: Cell::new(ptr::null()),
+        }
+    }
+}
+
+/// This thread's cache.
+#[inline(always)]
+fn with_cache<R>(f: impl FnOnce(&ThreadCache) -> R) -> R {
+    THREAD.with(|t| f(&t.cache))
+}
+
+/// The allocator to install with `#[global_allocator] static A: PoolMalloc = PoolMalloc;`.
+/// Every value shares the one process-wide core and the per-thread caches.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PoolMalloc;
+
+/// Runs `f` with this thread marked as inside the allocator.
+#[inline]
+fn in_allocator<R>(f: impl FnOnce() -> R) -> R {
+    let was = BUSY.replace(true);
+    let r = f();
+    BUSY.set(was);
+    r
+}
+
+struct LiveList {
+    head: *const ThreadState,
+}
+
+// SAFETY: the entries are thread-locals of live threads; a thread unlinks its own before its
+// thread-locals die, under the list's mutex, which is the only way to reach them.
+unsafe impl Send for LiveList {}
+
+/// Threads with an active cache (for stats). Never held together with a core lock.
+static LIVE: Mutex<LiveList> = Mutex::new(LiveList { head: ptr::null() });
+
+fn link_this_thread() {
+    THREAD.with(|me| {
+        let mut live = LIVE.lock();
+        me.prev.set(ptr::null());
+        me.next.set(live.head);
+        if !live.head.is_null() {
+            // SAFETY: the head is the state of a live thread, reachable only under this lock.
+            unsafe { (*live.head).prev.set(me) };
+        }
+        live.head = me;
+    });
+}
+
+fn unlink_this_thread() {
+    THREAD.with(|me| {
+        let mut live = LIVE.lock();
+        let (prev, next) = (me.prev.get(), me.next.get());
+        // SAFETY: neighbours are states of live threads, reachable only under this lock.
+        unsafe {
+            if prev.is_null() {
+                live.head = next;
+            } else {
+                (*prev).next.set(next);
+            }
+            if !next.is_null() {
+                (*next).prev.set(prev);
+            }
+        }
+    });
+}
+
+struct ExitGuard;
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        with_cache(|cache| in_allocator(|| cache.retire(&CORE)));
+        unlink_this_thread();
+    }
+}
+
+/// Warms parking_lot's per-thread data, so contention on a core lock later allocates nothing.
+fn warm_parking_lot() {
+    static KEY: u8 = 0;
+    // SAFETY: `validate` returns false, so the call returns at once without parking; the key is
+    // the address of a private static that nothing unparks.
+    unsafe {
+        parking_lot_core::park(
+            &KEY as *const u8 as usize,
+            || false,
+            || {},
+            |_, _| {},
+            parking_lot_core::DEFAULT_PARK_TOKEN,
+            None,
+        );
+    }
+}
+
+/// First slow-path visit on this thread: register the exit guard and put the cache in service.
+#[cold]
+fn activate(cache: &ThreadCache) {
+    in_allocator(|| {
+        warm_parking_lot();
+        if EXIT.try_with(|_| ()).is_ok() {
+            link_this_thread();
+            cache.activate();
+        } else {
+            // The thread is already tearing down its thread-locals: no cache.
+            cache.close(CacheState::Retired);
+        }
+    });
+}
+
+#[cold]
+#[inline(never)]
+fn alloc_slow(class: Class) -> *mut u8 {
+    if BUSY.get() {
+        let p = bootstrap::alloc(class.block_size());
+        if !p.is_null() {
+            return p;
+        }
+        // The region is used up: the core it is. This can only block if this thread holds the
+        // lock of this very class, which needs a reentrant request of the same class.
+        return CORE.alloc_block(class).map_or(ptr::null_mut(), |p| p.as_ptr());
+    }
+    with_cache(|cache| {
+        if cache.state() == CacheState::Unused {
+            activate(cache);
+        }
+        match cache.state() {
+            CacheState::Active => in_allocator(|| cache.refill(&CORE, class)),
+            _ => in_allocator(|| CORE.alloc_block(class)).map_or(ptr::null_mut(), |p| p.as_ptr()),
+        }
+    })
+}
+
+/// Frees through the core, validating; a refused free is reported.
+fn free_direct(ptr: *mut u8) {
+    // SAFETY: the caller gives the block up; `free_block` validates it before touching anything.
+    if let Err(e) = in_allocator(|| unsafe { CORE.free_block(ptr) }) {
+        report(Misuse::BadFree(e));
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_slow(tag: usize, ptr: *mut u8) {
+    if bootstrap::contains(ptr) {
+        return;
+    }
+    let Some(class) = tag.checked_sub(1).and_then(Class::new) else {
+        // The pool serves no class: a double free or a foreign pointer. The core says which.
+        return free_direct(ptr);
+    };
+    with_cache(|cache| {
+        if cache.state() == CacheState::Unused && !BUSY.get() {
+            activate(cache);
+        }
+        match cache.state() {
+            // SAFETY: the block is of `class` (its pool's tag) and the caller gave it up.
+            CacheState::Active if BUSY.get() => unsafe { cache.push_over_bound(class, ptr) },
+            CacheState::Active => {
+                in_allocator(|| cache.flush(&CORE, class));
+                // SAFETY: as above; the flush made room.
+                let pushed = unsafe { cache.push(tag, ptr) };
+                debug_assert!(pushed);
+            }
+            _ => free_direct(ptr),
+        }
+    })
+}
+
+#[inline(always)]
+fn is_small(layout: &Layout) -> bool {
+    class_of(layout.size(), layout.align()).is_some()
+}
+
+#[cfg(debug_assertions)]
+fn check_layout(ptr: *mut u8, layout: &Layout, tag: usize) {
+    let layout_class = class_of(layout.size(), layout.align());
+    let block_class = tag.checked_sub(1).and_then(Class::new);
+    if let (Some(layout_class), Some(block_class)) = (layout_class, block_class) {
+        if layout_class != block_class {
+            report(Misuse::LayoutMismatch {
+                addr: ptr as usize,
+                layout_class,
+                block_class,
+            });
+        }
+    }
+}
+
+// SAFETY: small blocks come from pools of the right class (aligned, big enough, never handed out
+// twice: C2); everything else comes from the system allocator. Nothing here unwinds.
+unsafe impl GlobalAlloc for PoolMalloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        match class_of(layout.size(), layout.align()) {
+            Some(class) => {
+                let p = with_cache(|cache| cache.pop(class));
+                if !p.is_null() {
+                    return p;
+                }
+                alloc_slow(class)
+            }
+            None => CORE.large_alloc(layout),
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if is_small(&layout) {
+            // SAFETY: a small-layout pointer from `alloc` lies in one of our pools (or the
+            // bootstrap region, laid out like pools), so its pool header is mapped.
+            let tag = unsafe { pool::class_tag(ptr) };
+            #[cfg(debug_assertions)]
+            check_layout(ptr, &layout, tag);
+            // SAFETY: the caller gives the block up; `tag` is its pool's class tag.
+            if !with_cache(|cache| unsafe { cache.push(tag, ptr) }) {
+                // SAFETY: as above.
+                unsafe { dealloc_slow(tag, ptr) };
+            }
+        } else {
+            // SAFETY: large layouts came from the large path.
+            unsafe { CORE.large_dealloc(ptr, layout) };
+        }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if !is_small(&layout) {
+            return CORE.large_alloc_zeroed(layout);
+        }
+        // SAFETY: forwarded contract.
+        let p = unsafe { self.alloc(layout) };
+        if !p.is_null() {
+            // SAFETY: the block holds at least `layout.size()` bytes; cached blocks are dirty.
+            unsafe { ptr::write_bytes(p, 0, layout.size()) };
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        unsafe { resize::realloc(self, &CORE, ptr, layout, new_size) }
+    }
+}
+
+/// Gives every block this thread's cache holds back to the core.
+pub fn flush_thread_cache() {
+    with_cache(|cache| {
+        if cache.state() == CacheState::Active {
+            in_allocator(|| cache.drain(&CORE));
+        }
+    });
+}
+
+/// Flushes this thread's cache and unmaps wholly empty arenas beyond the reserve (like
+/// `mi_collect` / `malloc_trim`). Returns the number of arenas unmapped.
+pub fn collect() -> usize {
+    flush_thread_cache();
+    in_allocator(|| CORE.collect())
+}
+
+/// A snapshot of the global allocator: the core's counts plus the blocks each live thread's cache
+/// holds (an instant's view of threads that are running).
+pub fn stats() -> CoreStats {
+    let mut cached = [0usize; NB_SMALL_SIZE_CLASSES];
+    {
+        let live = LIVE.lock();
+        let mut entry = live.head;
+        while !entry.is_null() {
+            // SAFETY: linked threads are alive (they unlink under this lock before exiting), so
+            // their state is valid; `add_held_to` reads only atomics.
+            unsafe {
+                (*entry).cache.add_held_to(&mut cached);
+                entry = (*entry).next.get();
+            }
+        }
+    }
+    let mut stats = in_allocator(|| CORE.stats());
+    for (class, held) in stats.classes.iter_mut().zip(cached) {
+        class.blocks_in_caches = held.min(class.blocks_out);
+    }
+    stats
+}
+
+/// Walks the global core and checks its invariants.
+pub fn check_invariants() -> Result<(), Violation> {
+    in_allocator(|| CORE.check_invariants())
+}

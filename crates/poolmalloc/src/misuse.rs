@@ -1,0 +1,94 @@
+//! Misuse reports (DESIGN §6): a detected misuse prints one line naming the address, the class
+//! and the fault, then aborts — through a hook that tests can replace. Nothing unwinds out of the
+//! allocator. If a replaced hook returns, the allocator leaves the offending block alone.
+
+use core::fmt::{self, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use poolmalloc_core::{Class, FreeError};
+
+/// A misuse the allocator detected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Misuse {
+    /// `dealloc` with a layout that maps to another class than the block's (checked in debug
+    /// builds; release builds free the block to its own class, so no list is corrupted).
+    LayoutMismatch {
+        addr: usize,
+        layout_class: Class,
+        block_class: Class,
+    },
+    /// A free the core refused: foreign pointer, not a block start, double free.
+    BadFree(FreeError),
+}
+
+impl fmt::Display for Misuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Misuse::LayoutMismatch {
+                addr,
+                layout_class,
+                block_class,
+            } => write!(
+                f,
+                "dealloc of {addr:#x} with a layout of class {} ({}-byte blocks), but the block \
+                 is of class {} ({}-byte blocks)",
+                layout_class.index(),
+                layout_class.block_size(),
+                block_class.index(),
+                block_class.block_size()
+            ),
+            Misuse::BadFree(e) => e.fmt(f),
+        }
+    }
+}
+
+/// What a misuse hook is given.
+pub type MisuseHook = fn(&Misuse);
+
+/// 0 means the default hook.
+static HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Replaces the misuse hook (`None` restores the default: print one line, abort).
+pub fn set_misuse_hook(hook: Option<MisuseHook>) {
+    HOOK.store(hook.map_or(0, |h| h as usize), Ordering::SeqCst);
+}
+
+/// Reports a misuse through the hook.
+#[cold]
+#[inline(never)]
+pub(crate) fn report(misuse: Misuse) {
+    let hook = HOOK.load(Ordering::SeqCst);
+    if hook == 0 {
+        default_hook(&misuse);
+    } else {
+        // SAFETY: non-zero values of HOOK are only ever stored from a `MisuseHook`.
+        let hook: MisuseHook = unsafe { core::mem::transmute::<usize, MisuseHook>(hook) };
+        hook(&misuse);
+    }
+}
+
+/// A line on the stack: the default hook must not allocate (it runs inside the allocator).
+struct Line {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+fn default_hook(misuse: &Misuse) {
+    let mut line = Line {
+        buf: [0; 256],
+        len: 0,
+    };
+    let _ = writeln!(line, "poolmalloc: {misuse}");
+    // SAFETY: writes `len` initialised bytes of our own buffer to stderr.
+    unsafe { libc::write(2, line.buf.as_ptr().cast(), line.len) };
+    std::process::abort();
+}
