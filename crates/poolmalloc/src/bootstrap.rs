@@ -39,7 +39,12 @@ pub(crate) fn alloc(size: usize) -> *mut u8 {
         if start + size > BOOTSTRAP_BYTES {
             return core::ptr::null_mut();
         }
-        match NEXT.compare_exchange_weak(current, start + size, Ordering::Relaxed, Ordering::Relaxed) {
+        match NEXT.compare_exchange_weak(
+            current,
+            start + size,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
             // SAFETY: `start + size` is within the region (checked above).
             Ok(_) => return unsafe { REGION.0.get().cast::<u8>().add(start) },
             Err(seen) => current = seen,
@@ -67,14 +72,23 @@ mod tests {
             }
             assert!(contains(p));
             assert_eq!(p as usize % MAX_SMALL_ALIGN, 0);
-            assert!(p as usize % POOL_SIZE >= POOL_OVERHEAD, "block inside a chunk header");
-            assert!(p as usize % POOL_SIZE + 500 <= POOL_SIZE, "block crosses a chunk");
+            assert!(
+                p as usize % POOL_SIZE >= POOL_OVERHEAD,
+                "block inside a chunk header"
+            );
+            assert!(
+                p as usize % POOL_SIZE + 500 <= POOL_SIZE,
+                "block crosses a chunk"
+            );
             // SAFETY: the block is in the region, whose headers are all zero.
             assert_eq!(unsafe { poolmalloc_core::pool::class_tag(p) }, 0);
             seen.push(p as usize);
         }
         assert!(seen.len() >= BOOTSTRAP_BYTES / POOL_SIZE * 30 - 1);
         seen.sort();
-        assert!(seen.windows(2).all(|w| w[1] - w[0] >= 500), "blocks overlap");
+        assert!(
+            seen.windows(2).all(|w| w[1] - w[0] >= 500),
+            "blocks overlap"
+        );
     }
 }

@@ -104,7 +104,9 @@ impl ThreadCache {
         debug_assert!(self.lists.iter().all(|l| l.head.get().is_null()));
         for class in Class::all() {
             let room = class.cache_bound() as isize;
-            self.lists[class.index() + 1].room.store(room, Ordering::Relaxed);
+            self.lists[class.index() + 1]
+                .room
+                .store(room, Ordering::Relaxed);
         }
         self.set_state(CacheState::Active);
     }

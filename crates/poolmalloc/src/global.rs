@@ -23,6 +23,8 @@ use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
 use poolmalloc_core::{class_of, pool, Class, Core, CoreStats, OsPages, Violation};
 
 use crate::cache::{CacheState, ThreadCache};
+#[cfg(debug_assertions)]
+use crate::misuse::check_layout;
 use crate::misuse::{report, Misuse};
 use crate::sync::Mutex;
 use crate::{bootstrap, resize};
@@ -166,7 +168,9 @@ fn alloc_slow(class: Class) -> *mut u8 {
         }
         // The region is used up: the core it is. This can only block if this thread holds the
         // lock of this very class, which needs a reentrant request of the same class.
-        return CORE.alloc_block(class).map_or(ptr::null_mut(), |p| p.as_ptr());
+        return CORE
+            .alloc_block(class)
+            .map_or(ptr::null_mut(), |p| p.as_ptr());
     }
     with_cache(|cache| {
         if cache.state() == CacheState::Unused {
@@ -218,21 +222,6 @@ unsafe fn dealloc_slow(tag: usize, ptr: *mut u8) {
 #[inline(always)]
 fn is_small(layout: &Layout) -> bool {
     class_of(layout.size(), layout.align()).is_some()
-}
-
-#[cfg(debug_assertions)]
-fn check_layout(ptr: *mut u8, layout: &Layout, tag: usize) {
-    let layout_class = class_of(layout.size(), layout.align());
-    let block_class = tag.checked_sub(1).and_then(Class::new);
-    if let (Some(layout_class), Some(block_class)) = (layout_class, block_class) {
-        if layout_class != block_class {
-            report(Misuse::LayoutMismatch {
-                addr: ptr as usize,
-                layout_class,
-                block_class,
-            });
-        }
-    }
 }
 
 // SAFETY: small blocks come from pools of the right class (aligned, big enough, never handed out

@@ -15,7 +15,9 @@ use std::sync::{Arc, Weak};
 
 use allocator_api2::alloc::{AllocError, Allocator};
 use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
-use poolmalloc_core::{class_of, pool, Class, Core, CoreStats, FreeErrorKind, OsPages, PageSource, Violation};
+use poolmalloc_core::{
+    class_of, pool, Class, Core, CoreStats, FreeErrorKind, OsPages, PageSource, Violation,
+};
 use thread_local::ThreadLocal;
 
 use crate::cache::{CacheState, ThreadCache};
@@ -142,7 +144,10 @@ impl<S: PageSource + 'static> Heap<S> {
         if cache.state() == CacheState::Active {
             cache.refill(&self.shared.core, class)
         } else {
-            self.shared.core.alloc_block(class).map_or(ptr::null_mut(), NonNull::as_ptr)
+            self.shared
+                .core
+                .alloc_block(class)
+                .map_or(ptr::null_mut(), NonNull::as_ptr)
         }
     }
 
@@ -165,6 +170,8 @@ impl<S: PageSource + 'static> Heap<S> {
         }
         // SAFETY: the pointer lies in one of this heap's arenas, so its pool header is mapped.
         let tag = unsafe { pool::class_tag(ptr) };
+        #[cfg(debug_assertions)]
+        crate::misuse::check_layout(ptr, &layout, tag);
         let cache = self.cache();
         // SAFETY: the caller gives the block up; `tag` is its pool's class tag.
         if !unsafe { cache.push(tag, ptr) } {

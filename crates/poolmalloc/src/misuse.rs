@@ -67,6 +67,22 @@ pub(crate) fn report(misuse: Misuse) {
     }
 }
 
+/// Debug builds: reports a `dealloc` whose layout maps to another class than the block's pool.
+#[cfg(debug_assertions)]
+pub(crate) fn check_layout(ptr: *mut u8, layout: &core::alloc::Layout, tag: usize) {
+    let layout_class = poolmalloc_core::class_of(layout.size(), layout.align());
+    let block_class = tag.checked_sub(1).and_then(Class::new);
+    if let (Some(layout_class), Some(block_class)) = (layout_class, block_class) {
+        if layout_class != block_class {
+            report(Misuse::LayoutMismatch {
+                addr: ptr as usize,
+                layout_class,
+                block_class,
+            });
+        }
+    }
+}
+
 /// A line on the stack: the default hook must not allocate (it runs inside the allocator).
 struct Line {
     buf: [u8; 256],
