@@ -110,6 +110,8 @@ const _: () = assert!(POOL_SIZE - POOL_OVERHEAD >= SMALL_REQUEST_THRESHOLD);
 const _: () = assert!(ARENA_BITS > POOL_BITS && POOLS_PER_ARENA >= 2);
 // Pool block offsets and counts are stored as u32 in the pool header.
 const _: () = assert!(POOL_SIZE <= u32::MAX as usize);
+// A pool's class tag (class index + 1) is one byte.
+const _: () = assert!(NB_SMALL_SIZE_CLASSES < u8::MAX as usize);
 // The top level of the registry is a static array: keep it small in production builds.
 #[cfg(not(poolmalloc_loom))]
 const _: () = assert!(REGISTRY_TOP_LEN * core::mem::size_of::<usize>() <= 256 * 1024);

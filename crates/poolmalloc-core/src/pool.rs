@@ -10,7 +10,7 @@
 //! precondition.
 
 use core::ptr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::arena::ArenaHeader;
 use crate::config::{POOL_ADDR_MASK, POOL_OVERHEAD, POOL_SIZE};
@@ -29,8 +29,10 @@ pub(crate) struct PoolHeader {
     pub ref_count: u32,
     /// `class index + 1` while the pool serves a class (used or full); 0 while it is empty or was
     /// never carved, which is what zero-filled arena memory says. Atomic because the ownership
-    /// test reads it before taking any lock.
-    pub class_tag: AtomicU32,
+    /// test reads it before taking any lock. One byte, so a thread cache can index a 256-entry
+    /// table with it without a bounds check, whatever a misused pointer's "header" holds.
+    pub class_tag: AtomicU8,
+    _pad: [u8; 3],
     /// Head of the free-block list (blocks given back); carving comes after it is exhausted.
     pub freeblock: *mut FreeBlock,
     /// Links in `usedpools[class]` (used pools) or, `nextpool` only, in the arena's free-pool list.
@@ -58,9 +60,9 @@ pub(crate) fn pool_of(addr: *const u8) -> *mut PoolHeader {
 /// `block` lies in one of our arenas (in a small-path block, or in a bootstrap region laid out
 /// like pools), so its pool header is mapped.
 #[inline(always)]
-pub unsafe fn class_tag(block: *const u8) -> usize {
+pub unsafe fn class_tag(block: *const u8) -> u8 {
     // SAFETY: the header is mapped (precondition); the tag is atomic, so no lock is needed.
-    unsafe { (*pool_of(block)).class_tag.load(Ordering::Relaxed) as usize }
+    unsafe { (*pool_of(block)).class_tag.load(Ordering::Relaxed) }
 }
 
 impl PoolHeader {
@@ -109,7 +111,7 @@ pub(crate) unsafe fn init(pool: *mut PoolHeader, class: Class, arena: *mut Arena
     // SAFETY: the pool is ours (precondition) and its header is plain memory under our locks.
     unsafe {
         ptr::addr_of_mut!((*pool).ref_count).write(0);
-        ptr::addr_of_mut!((*pool).class_tag).write(AtomicU32::new(class.index() as u32 + 1));
+        ptr::addr_of_mut!((*pool).class_tag).write(AtomicU8::new(class.index() as u8 + 1));
         ptr::addr_of_mut!((*pool).freeblock).write(ptr::null_mut());
         ptr::addr_of_mut!((*pool).nextpool).write(ptr::null_mut());
         ptr::addr_of_mut!((*pool).prevpool).write(ptr::null_mut());

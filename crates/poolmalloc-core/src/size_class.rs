@@ -109,23 +109,30 @@ const fn cache_bytes_bound() -> usize {
 pub const THREAD_CACHE_BYTES_BOUND: usize = cache_bytes_bound();
 const _: () = assert!(THREAD_CACHE_BYTES_BOUND <= THREAD_CACHE_MAX_BYTES);
 
+/// `log2(SMALL_REQUEST_THRESHOLD / MAX_SMALL_ALIGN)`: shifting `align - 1` left by this puts any
+/// alignment above MAX_SMALL_ALIGN at or past the threshold (see `class_of`).
+const ALIGN_SHIFT: u32 =
+    SMALL_REQUEST_THRESHOLD.trailing_zeros() - MAX_SMALL_ALIGN.trailing_zeros();
+const _: () = assert!(SMALL_REQUEST_THRESHOLD.is_power_of_two());
+const _: () = assert!((MAX_SMALL_ALIGN - 1) << ALIGN_SHIFT < SMALL_REQUEST_THRESHOLD);
+const _: () = assert!((2 * MAX_SMALL_ALIGN - 1) << ALIGN_SHIFT >= SMALL_REQUEST_THRESHOLD);
+
 /// The class serving a request of `size` bytes aligned to `align` (a power of two), or `None`
 /// when the request belongs to the large path (too big, or an alignment no class honours).
 /// A zero-size request gets the smallest class.
+///
+/// This is on every allocation's fast path, so it is branch-light arithmetic: with
+/// `s = size - 1` and `a = align - 1`, the request is small exactly when `s | a << ALIGN_SHIFT`
+/// stays below the threshold (both fit in its bits), and `(s | a | (GRAIN - 1)) >> GRAIN_SHIFT` is
+/// the class: one below the size rounded up to the grain, or to 16 for 16-byte alignment.
 #[inline(always)]
 pub const fn class_of(size: usize, align: usize) -> Option<Class> {
-    if size > SMALL_REQUEST_THRESHOLD || align > MAX_SMALL_ALIGN {
+    let s = size.saturating_sub(1);
+    let a = align.wrapping_sub(1);
+    if (s | a << ALIGN_SHIFT) >= SMALL_REQUEST_THRESHOLD {
         return None;
     }
-    // Round up to the grain (8) or, for 16-byte alignment, to 16: `(size - 1) | (g - 1)` is one
-    // below the rounded size, so shifting by the grain gives the class index directly.
-    let granule_mask = if align > GRAIN {
-        MAX_SMALL_ALIGN - 1
-    } else {
-        GRAIN - 1
-    };
-    let size = if size == 0 { 1 } else { size };
-    Some(Class((((size - 1) | granule_mask) >> GRAIN_SHIFT) as u8))
+    Some(Class(((s | a | (GRAIN - 1)) >> GRAIN_SHIFT) as u8))
 }
 
 #[cfg(test)]

@@ -7,9 +7,10 @@
 //! refills a batch from the core in one lock acquisition; one with no room left flushes a batch
 //! back in one acquisition (both `#[cold]`).
 //!
-//! List index 0 stands for "pool serving no class" (`pool::class_tag` 0): its room is always 0, so
-//! a free of such a block always takes the slow path, where it is reported. Class `c` uses list
-//! `c + 1`.
+//! Lists are indexed by the one-byte class tag of the block's pool (`pool::class_tag`): class `c`
+//! uses list `c + 1`. Every other index — 0 for "pool serving no class", and the values a misused
+//! pointer's garbage "header" may hold — has a list whose room is always 0, so such a free always
+//! takes the slow path, where it is reported. With 256 lists no index needs a bounds check.
 //!
 //! The cache holds no reference to its core: every operation that reaches the core is given one.
 //! This lets the global allocator keep its caches in a `const`-initialised thread-local, `Heap`
@@ -46,6 +47,10 @@ impl FreeList {
     }
 }
 
+/// One list per value of a one-byte class tag.
+const LISTS: usize = u8::MAX as usize + 1;
+const _: () = assert!(NB_SMALL_SIZE_CLASSES < LISTS);
+
 /// Whether the cache is in service. Only its owning thread changes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -61,7 +66,7 @@ pub enum CacheState {
 /// A thread's cache. Owned by one thread at a time (C1); other threads only read `room` and
 /// `state`, both atomics that the owner writes with plain stores.
 pub struct ThreadCache {
-    lists: [FreeList; NB_SMALL_SIZE_CLASSES + 1],
+    lists: [FreeList; LISTS],
     state: AtomicU8,
 }
 
@@ -82,7 +87,7 @@ impl ThreadCache {
     /// An unused cache. `const` so the global allocator's thread-local needs no lazy init.
     pub const fn new() -> ThreadCache {
         ThreadCache {
-            lists: [const { FreeList::new() }; NB_SMALL_SIZE_CLASSES + 1],
+            lists: [const { FreeList::new() }; LISTS],
             state: AtomicU8::new(CacheState::Unused as u8),
         }
     }
@@ -114,7 +119,9 @@ impl ThreadCache {
     /// Takes a block of `class` from the list, or null when the list is empty.
     #[inline(always)]
     pub fn pop(&self, class: Class) -> *mut u8 {
-        let list = &self.lists[class.index() + 1];
+        // SAFETY: a `Class` index is below NB_SMALL_SIZE_CLASSES, so `index + 1 < LISTS`; the
+        // compiler cannot see that through `Class`, and this saves the fast path a bounds check.
+        let list = unsafe { self.lists.get_unchecked(class.index() + 1) };
         let head = list.head.get();
         if !head.is_null() {
             // SAFETY: blocks on the list are free blocks of this cache; the first word of each
@@ -132,8 +139,8 @@ impl ThreadCache {
     /// `block` is a block of at least 8 bytes that the caller gives up; when `tag` is a class
     /// index + 1, the block belongs to a pool of that class.
     #[inline(always)]
-    pub unsafe fn push(&self, tag: usize, block: *mut u8) -> bool {
-        let list = &self.lists[tag];
+    pub unsafe fn push(&self, tag: u8, block: *mut u8) -> bool {
+        let list = &self.lists[tag as usize];
         if list.room.load(Ordering::Relaxed) <= 0 {
             return false;
         }
@@ -273,7 +280,7 @@ mod tests {
             out.push(cache.pop(c));
         }
         assert!(cache.pop(c).is_null());
-        let tag = c.index() + 1;
+        let tag = c.index() as u8 + 1;
         for &b in &out {
             // SAFETY: each block is ours and of class `c`.
             assert!(unsafe { cache.push(tag, b) });

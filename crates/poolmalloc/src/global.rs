@@ -193,11 +193,11 @@ fn free_direct(ptr: *mut u8) {
 
 #[cold]
 #[inline(never)]
-unsafe fn dealloc_slow(tag: usize, ptr: *mut u8) {
+unsafe fn dealloc_slow(tag: u8, ptr: *mut u8) {
     if bootstrap::contains(ptr) {
         return;
     }
-    let Some(class) = tag.checked_sub(1).and_then(Class::new) else {
+    let Some(class) = (tag as usize).checked_sub(1).and_then(Class::new) else {
         // The pool serves no class: a double free or a foreign pointer. The core says which.
         return free_direct(ptr);
     };

@@ -182,9 +182,9 @@ impl<S: PageSource + 'static> Heap<S> {
 
     #[cold]
     #[inline(never)]
-    unsafe fn dealloc_slow(&self, cache: &ThreadCache, tag: usize, ptr: *mut u8) {
+    unsafe fn dealloc_slow(&self, cache: &ThreadCache, tag: u8, ptr: *mut u8) {
         let core = &self.shared.core;
-        let class = tag.checked_sub(1).and_then(Class::new);
+        let class = (tag as usize).checked_sub(1).and_then(Class::new);
         if class.is_some() && cache.state() != CacheState::Active {
             self.activate(cache);
         }

@@ -69,9 +69,9 @@ pub(crate) fn report(misuse: Misuse) {
 
 /// Debug builds: reports a `dealloc` whose layout maps to another class than the block's pool.
 #[cfg(debug_assertions)]
-pub(crate) fn check_layout(ptr: *mut u8, layout: &core::alloc::Layout, tag: usize) {
+pub(crate) fn check_layout(ptr: *mut u8, layout: &core::alloc::Layout, tag: u8) {
     let layout_class = poolmalloc_core::class_of(layout.size(), layout.align());
-    let block_class = tag.checked_sub(1).and_then(Class::new);
+    let block_class = (tag as usize).checked_sub(1).and_then(Class::new);
     if let (Some(layout_class), Some(block_class)) = (layout_class, block_class) {
         if layout_class != block_class {
             report(Misuse::LayoutMismatch {

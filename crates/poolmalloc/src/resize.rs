@@ -20,7 +20,7 @@ pub(crate) unsafe fn realloc<A: GlobalAlloc, S: PageSource>(
     let new_class = class_of(new_size, layout.align());
     match (old_class, new_class) {
         // SAFETY: a small-layout pointer lies in one of our pools, so its header is mapped.
-        (Some(_), Some(new)) if unsafe { pool::class_tag(ptr) } == new.index() + 1 => {
+        (Some(_), Some(new)) if unsafe { pool::class_tag(ptr) } as usize == new.index() + 1 => {
             return ptr;
         }
         // SAFETY: both sizes are on the large path; the caller keeps realloc's contract.
