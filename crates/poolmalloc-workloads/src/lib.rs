@@ -1,0 +1,409 @@
+//! # poolmalloc-workloads: the benchmark and stress workloads
+//!
+//! Each workload is written once, generic over the allocator (`&A where A: GlobalAlloc`), and
+//! shared by the criterion benches (`benches/`), the tests and `poolmalloc compare`. Each
+//! returns the time per operation (a [`Timing`]) and checks its own results: every block it
+//! allocates is tagged and the tag is checked when the block is freed ([`blocks`]), so an
+//! allocator that hands out overlapping or live blocks fails the run instead of timing it.
+//!
+//! | case                | what it stresses                                            | op |
+//! |---------------------|-------------------------------------------------------------|----|
+//! | `pair/16,64,256`    | one alloc+free in a loop, 1024 blocks live: the fast path   | alloc+free |
+//! | `churn/1t`, `/Nt`   | 100k random sizes 8..=512, random-order free: refill/flush  | alloc+free |
+//! | `larson/Nt`         | slot arrays passed to new threads each round: remote frees  | replacement |
+//! | `prodcons/1`, `/64` | blocks sent over channels, freed by the consumer            | block |
+//! | `cache-scratch/Nt`  | small objects written hard by several threads: false sharing| alloc+writes+free |
+//! | `binary-trees`      | rayon builds and drops binary trees of 16-byte nodes        | node |
+//! | `memory/*`          | RSS (MiB above baseline) at peak, after free, round 2, trim | — |
+//! | `seed/*`            | 512·k one-byte objects, 511 of each 512 freed: RSS and pools held | — |
+//! | `global/*`          | pair and churn through `#[global_allocator]` (child binaries) | alloc+free |
+//!
+//! `N` is the machine's core count. Allocators come from [`AllocatorId::TABLE`]; sizes and
+//! counts from [`Scale`] (`quick` is the smoke-test size).
+
+pub mod allocators;
+pub mod blocks;
+pub mod churn;
+pub mod global;
+pub mod larson;
+pub mod memory;
+pub mod pair;
+pub mod prodcons;
+pub mod rng;
+pub mod rss;
+pub mod scratch;
+pub mod seed;
+pub mod trees;
+
+use std::alloc::GlobalAlloc;
+use std::fmt;
+use std::time::Duration;
+
+pub use allocators::{AllocatorId, WithAllocator};
+pub use blocks::{Fault, Result};
+
+use rss::MIB;
+
+/// What a throughput workload measured: `ops` operations in `elapsed` wall time.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub ops: u64,
+    pub elapsed: Duration,
+}
+
+impl Timing {
+    pub fn ns_per_op(&self) -> f64 {
+        self.elapsed.as_nanos() as f64 / self.ops.max(1) as f64
+    }
+}
+
+/// How big a run is: `quick` is the smoke test (every workload, small counts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scale {
+    pub quick: bool,
+}
+
+impl Scale {
+    fn pick<T>(self, quick: T, full: T) -> T {
+        if self.quick {
+            quick
+        } else {
+            full
+        }
+    }
+}
+
+/// Threads for the "all cores" cases.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The workloads, as `compare --workloads` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Workload {
+    Pair,
+    Churn,
+    Larson,
+    ProdCons,
+    CacheScratch,
+    BinaryTrees,
+    Memory,
+    Seed,
+    Global,
+}
+
+/// Where a workload must run for its figures to mean something.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Where {
+    /// In the measuring process, with the allocator passed as a value.
+    InProcess,
+    /// In a fresh child process per run (RSS figures must not see other allocators' memory).
+    FreshProcess,
+    /// In a child binary that installs the allocator as its `#[global_allocator]`.
+    GlobalAllocator,
+}
+
+impl Workload {
+    pub const ALL: &'static [Workload] = &[
+        Workload::Pair,
+        Workload::Churn,
+        Workload::Larson,
+        Workload::ProdCons,
+        Workload::CacheScratch,
+        Workload::BinaryTrees,
+        Workload::Memory,
+        Workload::Seed,
+        Workload::Global,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Pair => "pair",
+            Workload::Churn => "churn",
+            Workload::Larson => "larson",
+            Workload::ProdCons => "prodcons",
+            Workload::CacheScratch => "cache-scratch",
+            Workload::BinaryTrees => "binary-trees",
+            Workload::Memory => "memory",
+            Workload::Seed => "seed",
+            Workload::Global => "global",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Workload> {
+        Workload::ALL.iter().copied().find(|w| w.name() == name)
+    }
+
+    pub fn names() -> String {
+        let names: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
+        names.join(", ")
+    }
+
+    pub fn place(self) -> Where {
+        match self {
+            Workload::Memory | Workload::Seed => Where::FreshProcess,
+            Workload::Global => Where::GlobalAllocator,
+            _ => Where::InProcess,
+        }
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// The unit of a figure. Lower is better for every unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unit {
+    NsPerOp,
+    /// Resident MiB above the run's baseline.
+    MiB,
+    /// Pools in use (poolmalloc only).
+    Pools,
+}
+
+impl Unit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::NsPerOp => "ns/op",
+            Unit::MiB => "MiB",
+            Unit::Pools => "pools",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Unit> {
+        [Unit::NsPerOp, Unit::MiB, Unit::Pools]
+            .into_iter()
+            .find(|u| u.name() == name)
+    }
+}
+
+/// One figure of one run: the case (a workload and its variant), its unit and value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub case: String,
+    pub unit: Unit,
+    pub value: f64,
+}
+
+impl Sample {
+    fn new(case: impl Into<String>, unit: Unit, value: f64) -> Sample {
+        Sample {
+            case: case.into(),
+            unit,
+            value,
+        }
+    }
+
+    fn time(case: impl Into<String>, t: Timing) -> Sample {
+        Sample::new(case, Unit::NsPerOp, t.ns_per_op())
+    }
+
+    fn mib(case: impl Into<String>, bytes: usize, baseline: usize) -> Sample {
+        Sample::new(case, Unit::MiB, bytes.saturating_sub(baseline) as f64 / MIB)
+    }
+
+    /// The line child processes print: `RESULT\t<case>\t<unit>\t<value>`.
+    pub fn to_line(&self) -> String {
+        format!(
+            "RESULT\t{}\t{}\t{}",
+            self.case,
+            self.unit.name(),
+            self.value
+        )
+    }
+
+    /// Reads a line printed by `to_line`.
+    pub fn from_line(line: &str) -> Option<Sample> {
+        let mut f = line.split('\t');
+        if f.next()? != "RESULT" {
+            return None;
+        }
+        let case = f.next()?.to_string();
+        let unit = Unit::parse(f.next()?)?;
+        let value = f.next()?.parse().ok()?;
+        f.next().is_none().then_some(Sample { case, unit, value })
+    }
+}
+
+/// The parameters of every workload at a scale (shared with the benches).
+pub mod params {
+    use super::{cores, Scale};
+    use crate::{larson, prodcons, scratch};
+
+    pub fn pair_iters(s: Scale) -> u64 {
+        s.pick(300_000, 3_000_000)
+    }
+    pub fn churn_rounds(s: Scale) -> u32 {
+        s.pick(2, 10)
+    }
+    pub fn larson(s: Scale) -> larson::Params {
+        larson::Params {
+            threads: cores().max(2),
+            slots: larson::SLOTS,
+            replaces: s.pick(20_000, 100_000),
+            rounds: s.pick(3, 10),
+        }
+    }
+    pub fn prodcons(s: Scale) -> prodcons::Params {
+        prodcons::Params {
+            pairs: (cores() / 2).max(1),
+            blocks: s.pick(64 * 1_600, 64 * 16_000),
+        }
+    }
+    pub fn scratch(s: Scale) -> scratch::Params {
+        scratch::Params {
+            threads: cores(),
+            iterations: s.pick(20_000, 200_000),
+            writes: 100,
+        }
+    }
+    pub fn tree_depth(s: Scale) -> u32 {
+        s.pick(12, 16)
+    }
+    pub fn memory_blocks(s: Scale) -> usize {
+        s.pick(200_000, 1_000_000)
+    }
+    pub fn seed_k(s: Scale) -> usize {
+        s.pick(200, 1000)
+    }
+}
+
+/// Runs one workload on one allocator in this process and returns its figures.
+/// (`compare` runs `Memory` and `Seed` through here too, but in a fresh child process.)
+pub fn run(w: Workload, id: AllocatorId, scale: Scale) -> Result<Vec<Sample>> {
+    id.with(RunCase { w, scale })
+}
+
+struct RunCase {
+    w: Workload,
+    scale: Scale,
+}
+
+impl WithAllocator for RunCase {
+    type Output = Result<Vec<Sample>>;
+
+    fn run<A: GlobalAlloc + Sync + 'static>(self, id: AllocatorId, a: &'static A) -> Self::Output {
+        let s = self.scale;
+        let n = cores();
+        Ok(match self.w {
+            Workload::Pair => {
+                let mut out = Vec::new();
+                for size in pair::SIZES {
+                    let t = pair::pair(a, size, params::pair_iters(s))?;
+                    out.push(Sample::time(format!("pair/{size}"), t));
+                }
+                out
+            }
+            Workload::Churn => {
+                let rounds = params::churn_rounds(s);
+                let one = churn::churn(a, 1, churn::BLOCKS, rounds)?;
+                let all = churn::churn(a, n, churn::BLOCKS, rounds)?;
+                vec![
+                    Sample::time("churn/1t", one),
+                    Sample::time(format!("churn/{n}t"), all),
+                ]
+            }
+            Workload::Larson => {
+                let p = params::larson(s);
+                let t = larson::larson(a, p)?;
+                vec![Sample::time(format!("larson/{}t", p.threads), t)]
+            }
+            Workload::ProdCons => {
+                let p = params::prodcons(s);
+                let one = prodcons::prodcons::<A, 1>(a, p)?;
+                let batch = prodcons::prodcons::<A, 64>(a, p)?;
+                vec![
+                    Sample::time("prodcons/1", one),
+                    Sample::time("prodcons/64", batch),
+                ]
+            }
+            Workload::CacheScratch => {
+                let p = params::scratch(s);
+                let t = scratch::cache_scratch(a, p)?;
+                vec![Sample::time(format!("cache-scratch/{}t", p.threads), t)]
+            }
+            Workload::BinaryTrees => {
+                let depth = params::tree_depth(s);
+                let t = trees::binary_trees(a, depth)?;
+                vec![Sample::time(format!("binary-trees/d{depth}"), t)]
+            }
+            Workload::Memory => {
+                let r = memory::memory(a, params::memory_blocks(s), || id.trim())?;
+                let b = r.baseline;
+                vec![
+                    Sample::mib("memory/peak", r.peak, b),
+                    Sample::mib("memory/after-free", r.after_free, b),
+                    Sample::mib("memory/after-round-2", r.after_round2, b),
+                    Sample::mib("memory/after-trim", r.after_trim, b),
+                ]
+            }
+            Workload::Seed => {
+                let r = seed::seed(a, params::seed_k(s), || id.pools_in_use(), || id.trim())?;
+                let b = r.baseline;
+                let mut out = vec![
+                    Sample::mib("seed/peak", r.peak, b),
+                    Sample::mib("seed/held", r.held, b),
+                    Sample::mib("seed/after-trim", r.after_trim, b),
+                ];
+                if let Some(pools) = r.pools_pinned {
+                    out.push(Sample::new("seed/pools-pinned", Unit::Pools, pools as f64));
+                }
+                out
+            }
+            Workload::Global => {
+                return Err(Fault(
+                    "the global workload runs only in a global-allocator child binary".into(),
+                ))
+            }
+        })
+    }
+}
+
+/// The `global` cases, through the process's `#[global_allocator]`.
+pub fn run_global(scale: Scale) -> Result<Vec<Sample>> {
+    let a = &global::StdGlobal;
+    let t = pair::pair(a, 64, params::pair_iters(scale))?;
+    let c = churn::churn(a, 1, churn::BLOCKS, params::churn_rounds(scale))?;
+    Ok(vec![
+        Sample::time("global/pair-64", t),
+        Sample::time("global/churn-1t", c),
+    ])
+}
+
+/// For the instruction counts (`benches/instructions.sh`): runs `case` (`pair-16`, `pair-64`,
+/// `pair-256` or `churn`) for `n` iterations (churn: `n` rounds of `churn::BLOCKS`) and returns
+/// the operations done.
+pub fn run_counted(case: &str, id: AllocatorId, n: u64) -> Result<u64> {
+    struct Counted<'a> {
+        case: &'a str,
+        n: u64,
+    }
+    impl WithAllocator for Counted<'_> {
+        type Output = Result<u64>;
+        fn run<A: GlobalAlloc + Sync + 'static>(
+            self,
+            _: AllocatorId,
+            a: &'static A,
+        ) -> Result<u64> {
+            let t = match self.case {
+                "pair-16" => pair::pair(a, 16, self.n)?,
+                "pair-64" => pair::pair(a, 64, self.n)?,
+                "pair-256" => pair::pair(a, 256, self.n)?,
+                "churn" => churn::churn(a, 1, churn::BLOCKS, self.n as u32)?,
+                other => {
+                    return Err(Fault(format!(
+                        "unknown counted case '{other}' (allowed: {})",
+                        COUNTED_CASES.join(", ")
+                    )))
+                }
+            };
+            Ok(t.ops)
+        }
+    }
+    id.with(Counted { case, n })
+}
+
+pub const COUNTED_CASES: &[&str] = &["pair-16", "pair-64", "pair-256", "churn"];
