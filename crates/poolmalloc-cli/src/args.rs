@@ -1,0 +1,381 @@
+//! The command line, parsed by hand: every mistake names the bad value and what is allowed, and
+//! `main` exits with status 2 on it.
+
+use std::path::PathBuf;
+
+use poolmalloc_workloads::{AllocatorId, Workload, COUNTED_CASES};
+
+pub const USAGE: &str = "\
+usage: poolmalloc <command> [options]
+
+commands:
+  compare [--quick] [--workloads W,..] [--allocators A,..] [--reps N] [--out DIR]
+      run every workload on every allocator, print the table, write compare.json and
+      compare.svg to DIR (default target/poolmalloc-compare)
+  stats [--json] [--k K]
+      play the seed scenario (512·K one-byte objects, free 511 of each 512, then the rest) on
+      poolmalloc and print its stats report after each step (K defaults to 1000)
+  help
+      print this text";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompareArgs {
+    pub quick: bool,
+    pub workloads: Vec<Workload>,
+    pub allocators: Vec<AllocatorId>,
+    /// Repetitions of every workload × allocator; `None`: 3 when quick, 5 otherwise.
+    pub reps: Option<usize>,
+    pub out: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Compare(CompareArgs),
+    Stats {
+        json: bool,
+        k: usize,
+    },
+    Help,
+    /// Internal: one fresh-process run for `compare` (`__child <workload> <allocator> [--quick]`).
+    Child {
+        workload: Workload,
+        allocator: AllocatorId,
+        quick: bool,
+    },
+    /// Internal: a run for the instruction counts (`__count <case> <allocator|bump> <n>`).
+    Count {
+        case: String,
+        allocator: AllocatorId,
+        n: u64,
+    },
+}
+
+/// A bad command line: the message names the bad value and the allowed ones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+fn err<T>(msg: String) -> Result<T, UsageError> {
+    Err(UsageError(msg))
+}
+
+const COMMANDS: &str = "compare, stats, help";
+const COMPARE_OPTIONS: &str = "--quick, --workloads, --allocators, --reps, --out";
+const STATS_OPTIONS: &str = "--json, --k";
+
+/// Splits `--name=value` into its parts; other arguments are returned whole.
+fn split_eq(arg: &str) -> (&str, Option<&str>) {
+    match arg.split_once('=') {
+        Some((name, value)) if name.starts_with("--") => (name, Some(value)),
+        _ => (arg, None),
+    }
+}
+
+/// The values of a list option: `--opt a,b`, `--opt a b`, `--opt=a,b`, repeated or not.
+fn list_values<'a>(
+    inline: Option<&'a str>,
+    rest: &mut std::iter::Peekable<impl Iterator<Item = &'a str>>,
+) -> Vec<&'a str> {
+    let mut raw = Vec::new();
+    if let Some(v) = inline {
+        raw.push(v);
+    } else {
+        while let Some(&next) = rest.peek() {
+            if next.starts_with("--") {
+                break;
+            }
+            raw.push(next);
+            rest.next();
+        }
+    }
+    raw.iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+fn one_value<'a>(
+    option: &str,
+    inline: Option<&'a str>,
+    rest: &mut impl Iterator<Item = &'a str>,
+    allowed: &str,
+) -> Result<&'a str, UsageError> {
+    match inline.or_else(|| rest.next()) {
+        Some(v) if !v.is_empty() && !v.starts_with("--") => Ok(v),
+        _ => err(format!("{option} needs a value ({allowed})")),
+    }
+}
+
+fn whole_number(option: &str, v: &str, min: u64) -> Result<u64, UsageError> {
+    match v.parse::<u64>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => err(format!(
+            "{option}: '{v}' is not a whole number of at least {min}"
+        )),
+    }
+}
+
+fn parse_workload(v: &str) -> Result<Workload, UsageError> {
+    Workload::parse(v).ok_or_else(|| {
+        UsageError(format!(
+            "unknown workload '{v}' (allowed: {})",
+            Workload::names()
+        ))
+    })
+}
+
+fn parse_allocator(v: &str) -> Result<AllocatorId, UsageError> {
+    match AllocatorId::parse(v) {
+        Some(a) if AllocatorId::TABLE.contains(&a) => Ok(a),
+        _ => err(format!(
+            "unknown allocator '{v}' (allowed: {})",
+            AllocatorId::table_names()
+        )),
+    }
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Command, UsageError> {
+    let mut it = args.iter().map(String::as_str).peekable();
+    let Some(command) = it.next() else {
+        return err(format!("no command given (allowed: {COMMANDS})"));
+    };
+    match command {
+        "compare" => parse_compare(it),
+        "stats" => parse_stats(it),
+        "help" | "--help" | "-h" => match it.next() {
+            None => Ok(Command::Help),
+            Some(extra) => err(format!("help takes no arguments, got '{extra}'")),
+        },
+        "__child" => parse_child(it),
+        "__count" => parse_count(it),
+        other => err(format!("unknown command '{other}' (allowed: {COMMANDS})")),
+    }
+}
+
+fn parse_compare<'a>(
+    mut it: std::iter::Peekable<impl Iterator<Item = &'a str>>,
+) -> Result<Command, UsageError> {
+    let mut a = CompareArgs {
+        quick: false,
+        workloads: Vec::new(),
+        allocators: Vec::new(),
+        reps: None,
+        out: PathBuf::from("target/poolmalloc-compare"),
+    };
+    while let Some(arg) = it.next() {
+        let (name, inline) = split_eq(arg);
+        match name {
+            "--quick" if inline.is_none() => a.quick = true,
+            "--workloads" => {
+                let values = list_values(inline, &mut it);
+                if values.is_empty() {
+                    return err(format!(
+                        "--workloads needs a value (allowed: {})",
+                        Workload::names()
+                    ));
+                }
+                for v in values {
+                    let w = parse_workload(v)?;
+                    if !a.workloads.contains(&w) {
+                        a.workloads.push(w);
+                    }
+                }
+            }
+            "--allocators" => {
+                let values = list_values(inline, &mut it);
+                if values.is_empty() {
+                    return err(format!(
+                        "--allocators needs a value (allowed: {})",
+                        AllocatorId::table_names()
+                    ));
+                }
+                for v in values {
+                    let id = parse_allocator(v)?;
+                    if !a.allocators.contains(&id) {
+                        a.allocators.push(id);
+                    }
+                }
+            }
+            "--reps" => {
+                let v = one_value("--reps", inline, &mut it, "a whole number of at least 1")?;
+                a.reps = Some(whole_number("--reps", v, 1)? as usize);
+            }
+            "--out" => {
+                a.out = PathBuf::from(one_value("--out", inline, &mut it, "a directory")?);
+            }
+            _ => {
+                return err(format!(
+                    "unknown option '{arg}' for compare (allowed: {COMPARE_OPTIONS})"
+                ))
+            }
+        }
+    }
+    if a.workloads.is_empty() {
+        a.workloads = Workload::ALL.to_vec();
+    }
+    if a.allocators.is_empty() {
+        a.allocators = AllocatorId::TABLE.to_vec();
+    }
+    // Table order, whatever order they were named in.
+    a.allocators.sort();
+    Ok(Command::Compare(a))
+}
+
+fn parse_stats<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, UsageError> {
+    let (mut json, mut k) = (false, 1000);
+    while let Some(arg) = it.next() {
+        let (name, inline) = split_eq(arg);
+        match name {
+            "--json" if inline.is_none() => json = true,
+            "--k" => {
+                let v = one_value("--k", inline, &mut it, "a whole number of at least 1")?;
+                k = whole_number("--k", v, 1)? as usize;
+            }
+            _ => {
+                return err(format!(
+                    "unknown option '{arg}' for stats (allowed: {STATS_OPTIONS})"
+                ))
+            }
+        }
+    }
+    Ok(Command::Stats { json, k })
+}
+
+fn parse_child<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, UsageError> {
+    let workload = parse_workload(it.next().unwrap_or(""))?;
+    let allocator = parse_allocator(it.next().unwrap_or(""))?;
+    let quick = match it.next() {
+        None => false,
+        Some("--quick") => true,
+        Some(other) => return err(format!("__child: unexpected '{other}' (allowed: --quick)")),
+    };
+    Ok(Command::Child {
+        workload,
+        allocator,
+        quick,
+    })
+}
+
+fn parse_count<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, UsageError> {
+    let case = it.next().unwrap_or("");
+    if !COUNTED_CASES.contains(&case) {
+        return err(format!(
+            "unknown counted case '{case}' (allowed: {})",
+            COUNTED_CASES.join(", ")
+        ));
+    }
+    let name = it.next().unwrap_or("");
+    let Some(allocator) = AllocatorId::parse(name) else {
+        return err(format!(
+            "unknown allocator '{name}' (allowed: {}, bump)",
+            AllocatorId::table_names()
+        ));
+    };
+    let n = whole_number("__count", it.next().unwrap_or(""), 1)?;
+    Ok(Command::Count {
+        case: case.to_string(),
+        allocator,
+        n,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &str) -> Result<Command, UsageError> {
+        let v: Vec<String> = args.split_whitespace().map(String::from).collect();
+        parse(&v)
+    }
+
+    fn compare(args: &str) -> CompareArgs {
+        match p(args).unwrap() {
+            Command::Compare(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn compare_defaults_to_everything() {
+        let c = compare("compare");
+        assert!(!c.quick);
+        assert_eq!(c.workloads, Workload::ALL);
+        assert_eq!(c.allocators, AllocatorId::TABLE);
+        assert_eq!(c.reps, None);
+    }
+
+    #[test]
+    fn lists_take_commas_spaces_and_equals() {
+        let c =
+            compare("compare --quick --workloads pair,churn memory --allocators=mimalloc,system");
+        assert!(c.quick);
+        assert_eq!(
+            c.workloads,
+            [Workload::Pair, Workload::Churn, Workload::Memory]
+        );
+        assert_eq!(c.allocators, [AllocatorId::System, AllocatorId::Mimalloc]);
+        let c = compare("compare --workloads seed --workloads seed --reps 7 --out /tmp/x");
+        assert_eq!(c.workloads, [Workload::Seed]);
+        assert_eq!(c.reps, Some(7));
+        assert_eq!(c.out, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn bad_values_are_named_with_the_allowed_ones() {
+        let e = p("compare --workloads pair,nope").unwrap_err().0;
+        assert!(e.contains("'nope'") && e.contains("binary-trees"), "{e}");
+        let e = p("compare --allocators tcmalloc").unwrap_err().0;
+        assert!(e.contains("'tcmalloc'") && e.contains("jemalloc"), "{e}");
+        let e = p("compare --allocators bump").unwrap_err().0;
+        assert!(e.contains("'bump'"), "{e}");
+        let e = p("compare --fast").unwrap_err().0;
+        assert!(e.contains("'--fast'") && e.contains("--quick"), "{e}");
+        let e = p("compare --reps 0").unwrap_err().0;
+        assert!(e.contains("'0'"), "{e}");
+        let e = p("compare --workloads --quick").unwrap_err().0;
+        assert!(e.contains("--workloads needs a value"), "{e}");
+        let e = p("frobnicate").unwrap_err().0;
+        assert!(
+            e.contains("'frobnicate'") && e.contains("compare, stats"),
+            "{e}"
+        );
+        let e = p("stats --k x").unwrap_err().0;
+        assert!(e.contains("'x'"), "{e}");
+        let e = p("stats --yaml").unwrap_err().0;
+        assert!(e.contains("'--yaml'") && e.contains("--json"), "{e}");
+        assert!(p("").is_err());
+    }
+
+    #[test]
+    fn stats_and_internal_commands() {
+        assert_eq!(
+            p("stats").unwrap(),
+            Command::Stats {
+                json: false,
+                k: 1000
+            }
+        );
+        assert_eq!(
+            p("stats --json --k=3").unwrap(),
+            Command::Stats { json: true, k: 3 }
+        );
+        assert_eq!(
+            p("__child memory jemalloc --quick").unwrap(),
+            Command::Child {
+                workload: Workload::Memory,
+                allocator: AllocatorId::Jemalloc,
+                quick: true
+            }
+        );
+        assert_eq!(
+            p("__count pair-64 bump 1000").unwrap(),
+            Command::Count {
+                case: "pair-64".into(),
+                allocator: AllocatorId::Bump,
+                n: 1000
+            }
+        );
+        assert!(p("__count pair-65 bump 1000").is_err());
+    }
+}

@@ -1,0 +1,296 @@
+//! `poolmalloc compare`: every workload × allocator, several interleaved repetitions.
+//!
+//! Throughput workloads run in this process with the allocator passed as a value (this
+//! process's own `#[global_allocator]` is System, so bookkeeping is the same for everyone).
+//! Memory figures (`memory`, `seed`) run each in a fresh child process (`poolmalloc __child ..`),
+//! so no allocator sees another's resident pages. The `global` workload runs in one child binary
+//! per allocator, which installs it as `#[global_allocator]`. Repetitions are interleaved: every
+//! repetition runs every job once, and the allocators' order rotates between repetitions, so a
+//! noisy moment of the machine is spread over all of them rather than landing on one.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use poolmalloc_workloads::{run, AllocatorId, Sample, Scale, Unit, Where, Workload};
+
+use crate::args::CompareArgs;
+use crate::summary::{summarize, Row};
+
+/// One workload on one allocator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub workload: Workload,
+    pub allocator: AllocatorId,
+}
+
+/// A run whose checks failed (or whose child died).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub workload: Workload,
+    pub allocator: AllocatorId,
+    pub message: String,
+}
+
+/// Everything `compare` measured.
+pub struct Outcome {
+    pub rows: Vec<Row>,
+    pub failures: Vec<Failure>,
+    pub reps: usize,
+    pub elapsed: Duration,
+    /// Jobs that were not run, with the reason (an allocator a workload cannot use).
+    pub skipped: Vec<(Job, &'static str)>,
+}
+
+/// The allocators that can be installed as `#[global_allocator]` (a `Heap` cannot be built in a
+/// `static`), each with its child binary.
+pub fn has_global_binary(a: AllocatorId) -> bool {
+    a != AllocatorId::PoolMallocHeap
+}
+
+pub fn global_binary_name(a: AllocatorId) -> String {
+    format!("poolmalloc-global-{}", a.name())
+}
+
+fn exe_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default()
+}
+
+/// Makes sure the global-allocator child binaries exist beside this one. `cargo run` builds
+/// only the binary it runs, so when they are missing and we were started by cargo, build them
+/// with the same profile.
+fn ensure_global_binaries(allocators: &[AllocatorId]) -> Result<(), String> {
+    let dir = exe_dir();
+    let missing: Vec<String> = allocators
+        .iter()
+        .filter(|&&a| has_global_binary(a))
+        .map(|&a| global_binary_name(a))
+        .filter(|name| !dir.join(name).exists())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
+    let hint = format!(
+        "missing {} beside {}; build them with `cargo build {}-p poolmalloc-cli --bins`",
+        missing.join(", "),
+        dir.display(),
+        if profile == "release" {
+            "--release "
+        } else {
+            ""
+        }
+    );
+    let Ok(cargo) = std::env::var("CARGO") else {
+        return Err(hint);
+    };
+    eprintln!("compare: building the global-allocator child binaries ({profile})");
+    let mut cmd = Process::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "poolmalloc-cli", "--bins"]);
+    match profile {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    match cmd.status() {
+        Ok(s) if s.success() && missing.iter().all(|n| dir.join(n).exists()) => Ok(()),
+        _ => Err(hint),
+    }
+}
+
+/// Runs a child and reads its `RESULT` lines.
+fn run_child(program: &Path, args: &[&str]) -> Result<Vec<Sample>, String> {
+    let out = Process::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("could not start {}: {e}", program.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if let Some(fault) = stdout.lines().find_map(|l| l.strip_prefix("FAULT\t")) {
+        return Err(fault.to_string());
+    }
+    if !out.status.success() {
+        return Err(format!(
+            "{} {} exited with {}: {}",
+            program.display(),
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let samples: Vec<Sample> = stdout.lines().filter_map(Sample::from_line).collect();
+    if samples.is_empty() {
+        return Err(format!("{} printed no results", program.display()));
+    }
+    Ok(samples)
+}
+
+fn run_job(job: Job, scale: Scale) -> Result<Vec<Sample>, String> {
+    let quick = if scale.quick { &["--quick"][..] } else { &[] };
+    match job.workload.place() {
+        Where::InProcess => run(job.workload, job.allocator, scale).map_err(|f| f.0),
+        Where::FreshProcess => {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let mut args = vec!["__child", job.workload.name(), job.allocator.name()];
+            args.extend_from_slice(quick);
+            run_child(&exe, &args)
+        }
+        Where::GlobalAllocator => {
+            run_child(&exe_dir().join(global_binary_name(job.allocator)), quick)
+        }
+    }
+}
+
+fn progress(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Runs the comparison and summarizes it.
+pub fn compare(args: &CompareArgs) -> Outcome {
+    let started = Instant::now();
+    let scale = Scale { quick: args.quick };
+    let reps = args.reps.unwrap_or(if args.quick { 3 } else { 5 });
+    let mut skipped = Vec::new();
+    let mut failures: Vec<Failure> = Vec::new();
+
+    // The jobs of one repetition, grouped by workload.
+    let mut groups: Vec<Vec<Job>> = Vec::new();
+    for &workload in &args.workloads {
+        let mut group = Vec::new();
+        for &allocator in &args.allocators {
+            let job = Job {
+                workload,
+                allocator,
+            };
+            if workload == Workload::Global && !has_global_binary(allocator) {
+                skipped.push((job, "a Heap cannot be a #[global_allocator] static"));
+            } else {
+                group.push(job);
+            }
+        }
+        if workload == Workload::Global && !group.is_empty() {
+            let allocators: Vec<AllocatorId> = group.iter().map(|j| j.allocator).collect();
+            if let Err(e) = ensure_global_binaries(&allocators) {
+                for job in group.drain(..) {
+                    failures.push(Failure {
+                        workload,
+                        allocator: job.allocator,
+                        message: e.clone(),
+                    });
+                }
+            }
+        }
+        if !group.is_empty() {
+            groups.push(group);
+        }
+    }
+
+    let total: usize = groups.iter().map(Vec::len).sum::<usize>() * reps;
+    let bar = progress(total as u64);
+    // (job, samples of every repetition), in table order.
+    let mut results: Vec<(Job, Vec<Sample>)> = Vec::new();
+    for rep in 0..reps {
+        for group in &groups {
+            let n = group.len();
+            for i in 0..n {
+                let job = group[(i + rep) % n];
+                if failures
+                    .iter()
+                    .any(|f| f.workload == job.workload && f.allocator == job.allocator)
+                {
+                    bar.inc(1);
+                    continue; // failed once: its figures would mean nothing
+                }
+                bar.set_message(format!(
+                    "{} on {} (repetition {}/{reps})",
+                    job.workload,
+                    job.allocator,
+                    rep + 1
+                ));
+                match run_job(job, scale) {
+                    Ok(samples) => match results.iter_mut().find(|(j, _)| *j == job) {
+                        Some((_, all)) => all.extend(samples),
+                        None => results.push((job, samples)),
+                    },
+                    Err(message) => {
+                        bar.suspend(|| {
+                            eprintln!(
+                                "compare: {} on {} FAILED: {message}",
+                                job.workload, job.allocator
+                            )
+                        });
+                        failures.push(Failure {
+                            workload: job.workload,
+                            allocator: job.allocator,
+                            message,
+                        });
+                    }
+                }
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+
+    Outcome {
+        rows: rows(&args.workloads, &args.allocators, &results, &failures),
+        failures,
+        reps,
+        elapsed: started.elapsed(),
+        skipped,
+    }
+}
+
+/// One row per case, in workload order then in the order the workload reports its cases.
+fn rows(
+    workloads: &[Workload],
+    allocators: &[AllocatorId],
+    results: &[(Job, Vec<Sample>)],
+    failures: &[Failure],
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for &w in workloads {
+        let mut cases: Vec<(String, Unit)> = Vec::new();
+        for (job, samples) in results.iter().filter(|(j, _)| j.workload == w) {
+            if failures
+                .iter()
+                .any(|f| f.workload == w && f.allocator == job.allocator)
+            {
+                continue;
+            }
+            for s in samples {
+                if !cases.iter().any(|(c, _)| *c == s.case) {
+                    cases.push((s.case.clone(), s.unit));
+                }
+            }
+        }
+        for (case, unit) in cases {
+            let per_allocator = allocators
+                .iter()
+                .map(|&a| {
+                    let values = results
+                        .iter()
+                        .filter(|(j, _)| j.workload == w && j.allocator == a)
+                        .filter(|_| !failures.iter().any(|f| f.workload == w && f.allocator == a))
+                        .flat_map(|(_, s)| s.iter().filter(|s| s.case == case).map(|s| s.value))
+                        .collect();
+                    (a, values)
+                })
+                .collect();
+            rows.push(summarize(&case, unit, per_allocator));
+        }
+    }
+    rows
+}

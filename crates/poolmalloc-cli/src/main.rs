@@ -1,0 +1,94 @@
+//! `poolmalloc`: compare poolmalloc with its peers, and print its stats report.
+//!
+//! ```text
+//! poolmalloc compare [--quick] [--workloads W,..] [--allocators A,..] [--reps N] [--out DIR]
+//! poolmalloc stats [--json] [--k K]
+//! ```
+//! See `args::USAGE`, and README.md for how to read the table.
+
+mod args;
+mod compare;
+mod report;
+mod stats;
+mod summary;
+
+use std::io::Write;
+use std::process::exit;
+
+use args::{Command, UsageError, USAGE};
+use poolmalloc_workloads::{run, run_counted, Scale};
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let command = match args::parse(&argv) {
+        Ok(c) => c,
+        Err(UsageError(msg)) => {
+            eprintln!("poolmalloc: {msg}\n\n{USAGE}");
+            exit(2)
+        }
+    };
+    match command {
+        Command::Help => println!("{USAGE}"),
+        Command::Compare(a) => {
+            let outcome = compare::compare(&a);
+            print!("{}", report::table(&outcome, &a.allocators, a.quick));
+            match report::write_all(&outcome, &a.allocators, a.quick, &a.out) {
+                Ok(paths) => {
+                    let names: Vec<String> =
+                        paths.iter().map(|p| p.display().to_string()).collect();
+                    println!("wrote {}", names.join(", "));
+                }
+                Err(e) => {
+                    eprintln!("poolmalloc: could not write the reports: {e}");
+                    exit(1)
+                }
+            }
+            if !outcome.failures.is_empty() {
+                eprintln!(
+                    "poolmalloc: {} workload run(s) failed their checks",
+                    outcome.failures.len()
+                );
+                exit(1)
+            }
+        }
+        Command::Stats { json, k } => match stats::scenario(k) {
+            Ok(steps) if json => {
+                let doc = stats::json(k, &steps);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&doc).expect("JSON of numbers and strings")
+                );
+            }
+            Ok(steps) => print!("{}", stats::text(k, &steps)),
+            Err(e) => {
+                eprintln!("poolmalloc stats: {e}");
+                exit(1)
+            }
+        },
+        Command::Child {
+            workload,
+            allocator,
+            quick,
+        } => {
+            let mut out = std::io::stdout().lock();
+            match run(workload, allocator, Scale { quick }) {
+                Ok(samples) => {
+                    for s in samples {
+                        let _ = writeln!(out, "{}", s.to_line());
+                    }
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "FAULT\t{e}");
+                    exit(1)
+                }
+            }
+        }
+        Command::Count { case, allocator, n } => match run_counted(&case, allocator, n) {
+            Ok(ops) => println!("{ops}"),
+            Err(e) => {
+                eprintln!("poolmalloc __count: {e}");
+                exit(1)
+            }
+        },
+    }
+}

@@ -1,0 +1,298 @@
+//! compare's outputs: the text table, the JSON beside it and the SVG chart.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+use poolmalloc_workloads::{cores, AllocatorId};
+use serde_json::{json, Value};
+
+use crate::compare::Outcome;
+use crate::summary::{Cell, Row};
+
+/// poolmalloc's goal: at most this ratio to the best peer on every row.
+pub const GOAL: f64 = 0.8;
+
+/// What the machine is, for the report's first line.
+pub fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mem_kb: Option<u64> = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    });
+    let mut s = format!("{cpu}, {} cores", cores());
+    if let Some(kb) = mem_kb {
+        let _ = write!(s, ", {:.0} GiB RAM", kb as f64 / 1024.0 / 1024.0);
+    }
+    let _ = write!(s, ", {} {}", std::env::consts::OS, kernel.trim());
+    s
+}
+
+fn number(x: f64) -> String {
+    if !x.is_finite() {
+        "—".into()
+    } else if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn cell_text(c: Option<&Cell>) -> String {
+    match c {
+        None => "—".into(),
+        Some(c) => {
+            let ratio = c.ratio.map_or("  —  ".into(), |r| format!("{r:.2}×"));
+            format!(
+                "{:>7} ±{:<3} {:>6}",
+                number(c.median),
+                format!("{:.0}%", c.spread * 100.0),
+                ratio
+            )
+        }
+    }
+}
+
+/// The table: one row per case, one column per allocator, each cell "median ±spread ratio×";
+/// then a line per failure.
+pub fn table(outcome: &Outcome, allocators: &[AllocatorId], quick: bool) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "poolmalloc compare{} on {}",
+        if quick { " --quick" } else { "" },
+        machine()
+    );
+    let peers: Vec<&str> = allocators
+        .iter()
+        .filter(|a| !a.is_poolmalloc())
+        .map(|a| a.name())
+        .collect();
+    let _ =
+        writeln!(
+        t,
+        "{} interleaved repetitions; cell = median ±spread (max−min)/median, then median / best \
+         peer's median ({}); lower is better on every row; goal for poolmalloc ≤ {GOAL:.2}×",
+        outcome.reps,
+        if peers.is_empty() { "no peer in this run".to_string() } else { peers.join(", ") }
+    );
+    let _ = writeln!(t);
+    let case_w = outcome
+        .rows
+        .iter()
+        .map(|r| r.case.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let col_w = 22;
+    let _ = write!(t, "{:<case_w$}  {:<6}", "case", "unit");
+    for a in allocators {
+        let _ = write!(t, "  {:>col_w$}", a.name());
+    }
+    let _ = writeln!(t, "  goal");
+    for row in &outcome.rows {
+        let _ = write!(t, "{:<case_w$}  {:<6}", row.case, row.unit.name());
+        for &a in allocators {
+            let _ = write!(t, "  {:>col_w$}", cell_text(row.cell(a)));
+        }
+        let goal = match row.cell(AllocatorId::PoolMalloc).and_then(|c| c.ratio) {
+            Some(r) if r <= GOAL => "met",
+            Some(_) => "MISSED",
+            None => "",
+        };
+        let _ = writeln!(t, "  {goal}");
+    }
+    for (job, why) in &outcome.skipped {
+        let _ = writeln!(t, "(not run: {} on {}: {why})", job.workload, job.allocator);
+    }
+    for f in &outcome.failures {
+        let _ = writeln!(
+            t,
+            "FAILED: {} on {}: {}",
+            f.workload, f.allocator, f.message
+        );
+    }
+    let _ = writeln!(t, "({:.1} s)", outcome.elapsed.as_secs_f64());
+    t
+}
+
+fn json_number(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        Value::Null
+    }
+}
+
+/// The JSON report: every sample, every summary, the machine and the failures.
+pub fn json(outcome: &Outcome, allocators: &[AllocatorId], quick: bool) -> Value {
+    let rows: Vec<Value> = outcome
+        .rows
+        .iter()
+        .map(|r| {
+            let mut results = serde_json::Map::new();
+            for c in &r.cells {
+                results.insert(
+                    c.allocator.name().into(),
+                    json!({
+                        "median": json_number(c.median),
+                        "spread": json_number(c.spread),
+                        "ratio_to_best_peer": c.ratio.map_or(Value::Null, json_number),
+                        "samples": c.samples.iter().map(|&x| json_number(x)).collect::<Vec<_>>(),
+                    }),
+                );
+            }
+            json!({
+                "case": r.case,
+                "unit": r.unit.name(),
+                "best_peer": r.best_peer.map(|a| a.name()),
+                "poolmalloc_goal_met": r.cell(AllocatorId::PoolMalloc)
+                    .and_then(|c| c.ratio)
+                    .map(|x| x <= GOAL),
+                "results": results,
+            })
+        })
+        .collect();
+    json!({
+        "command": format!("poolmalloc compare{}", if quick { " --quick" } else { "" }),
+        "machine": machine(),
+        "repetitions": outcome.reps,
+        "allocators": allocators.iter().map(|a| a.name()).collect::<Vec<_>>(),
+        "peers": allocators.iter().filter(|a| !a.is_poolmalloc()).map(|a| a.name()).collect::<Vec<_>>(),
+        "trim": allocators.iter().map(|a| (a.name().to_string(), json!(a.trim_name()))).collect::<serde_json::Map<_, _>>(),
+        "goal_ratio": GOAL,
+        "rows": rows,
+        "failures": outcome.failures.iter().map(|f| json!({
+            "workload": f.workload.name(),
+            "allocator": f.allocator.name(),
+            "message": f.message,
+        })).collect::<Vec<_>>(),
+        "elapsed_seconds": outcome.elapsed.as_secs_f64(),
+    })
+}
+
+fn color(i: usize) -> RGBColor {
+    const PALETTE: [RGBColor; 6] = [
+        RGBColor(0xd6, 0x27, 0x28), // poolmalloc
+        RGBColor(0xff, 0x7f, 0x0e), // poolmalloc-heap
+        RGBColor(0x7f, 0x7f, 0x7f), // system
+        RGBColor(0x1f, 0x77, 0xb4), // jemalloc
+        RGBColor(0x2c, 0xa0, 0x2c), // mimalloc
+        RGBColor(0x94, 0x67, 0xbd),
+    ];
+    PALETTE[i % PALETTE.len()]
+}
+
+/// The chart: for every row with a ratio, one horizontal bar per allocator, its median over the
+/// best peer's on a log scale, with lines at 1 (the best peer) and at the goal.
+pub fn svg(outcome: &Outcome, allocators: &[AllocatorId], path: &Path) -> Result<(), String> {
+    let rows: Vec<&Row> = outcome
+        .rows
+        .iter()
+        .filter(|r| r.cells.iter().any(|c| c.ratio.is_some()))
+        .collect();
+    let ratios = rows
+        .iter()
+        .flat_map(|r| r.cells.iter().filter_map(|c| c.ratio));
+    let (lo, hi) = ratios.fold((GOAL, 1.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    let (lo, hi) = ((lo * 0.8).max(1e-3), hi * 1.25);
+    let n = rows.len().max(1);
+    let height = 120 + 26 * n as u32 + 12 * (n * allocators.len()) as u32 / 2;
+    let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{} ({})", r.case, r.unit.name()))
+        .collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "median / best peer's median, log scale, lower is better (black: best peer; red: goal)",
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(200)
+        .build_cartesian_2d((lo..hi).log_scale(), 0f64..n as f64)
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n * 2 + 1)
+        .y_label_formatter(&|y| {
+            let i = y.floor() as usize;
+            if (y - i as f64 - 0.5).abs() < 0.26 && i < labels.len() {
+                labels[n - 1 - i].clone()
+            } else {
+                String::new()
+            }
+        })
+        .x_labels(16)
+        .x_label_formatter(&|x| format!("{x}×"))
+        .draw()
+        .map_err(|x| e(&x))?;
+    let slot = 0.8 / allocators.len().max(1) as f64;
+    for (k, &a) in allocators.iter().enumerate() {
+        let style = color(k).filled();
+        let bars = rows.iter().enumerate().filter_map(|(i, r)| {
+            let ratio = r.cell(a)?.ratio?;
+            let top = (n - 1 - i) as f64 + 0.9 - k as f64 * slot;
+            Some(Rectangle::new(
+                [(lo, top - slot * 0.9), (ratio.max(lo), top)],
+                style,
+            ))
+        });
+        chart
+            .draw_series(bars)
+            .map_err(|x| e(&x))?
+            .label(a.name())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color(k).filled()));
+    }
+    for (x, style) in [(1.0, BLACK.stroke_width(1)), (GOAL, RED.stroke_width(1))] {
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(x, 0.0), (x, n as f64)],
+                style,
+            )))
+            .map_err(|x| e(&x))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|x| e(&x))?;
+    root.present().map_err(|x| e(&x))?;
+    Ok(())
+}
+
+/// Writes `compare.txt`, `compare.json` and `compare.svg` into `dir`.
+pub fn write_all(
+    outcome: &Outcome,
+    allocators: &[AllocatorId],
+    quick: bool,
+    dir: &Path,
+) -> Result<Vec<std::path::PathBuf>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let txt = dir.join("compare.txt");
+    let js = dir.join("compare.json");
+    let chart = dir.join("compare.svg");
+    std::fs::write(&txt, table(outcome, allocators, quick))
+        .map_err(|e| format!("{}: {e}", txt.display()))?;
+    let body = serde_json::to_string_pretty(&json(outcome, allocators, quick))
+        .map_err(|e| e.to_string())?;
+    std::fs::write(&js, body).map_err(|e| format!("{}: {e}", js.display()))?;
+    svg(outcome, allocators, &chart)?;
+    Ok(vec![txt, js, chart])
+}

@@ -1,0 +1,140 @@
+//! `poolmalloc stats [--json]`: the seed scenario on poolmalloc, with the stats report after
+//! each step. The objects come from `poolmalloc::PoolMalloc` called as a value (this binary's own
+//! global allocator is System), so the report shows the scenario's blocks and nothing else.
+
+use std::alloc::{GlobalAlloc, Layout};
+
+use poolmalloc::{CoreStats, PoolMalloc};
+use poolmalloc_workloads::rss::rss_bytes;
+use serde_json::{json, Value};
+
+/// One step of the scenario and the report after it.
+pub struct Step {
+    pub name: &'static str,
+    pub rss: usize,
+    pub stats: CoreStats,
+}
+
+/// Plays the scenario: 512·k one-byte objects, free 511 of each 512, free the rest, collect.
+pub fn scenario(k: usize) -> Result<Vec<Step>, String> {
+    let one = Layout::from_size_align(1, 1).expect("valid layout");
+    let a = PoolMalloc;
+    let mut steps = Vec::new();
+    let mut objects = Vec::with_capacity(512 * k);
+    for i in 0..512 * k {
+        // SAFETY: a non-zero layout.
+        let p = unsafe { a.alloc(one) };
+        if p.is_null() {
+            return Err(format!("out of memory after {i} objects"));
+        }
+        objects.push(p);
+    }
+    steps.push(Step {
+        name: "allocated 512·k one-byte objects",
+        rss: rss_bytes(),
+        stats: poolmalloc::stats(),
+    });
+    let mut survivors = Vec::with_capacity(k);
+    for (i, &p) in objects.iter().enumerate() {
+        if i % 512 == 0 {
+            survivors.push(p);
+        } else {
+            // SAFETY: allocated above with `one`, freed once.
+            unsafe { a.dealloc(p, one) };
+        }
+    }
+    steps.push(Step {
+        name: "freed 511 of each 512",
+        rss: rss_bytes(),
+        stats: poolmalloc::stats(),
+    });
+    for p in survivors {
+        // SAFETY: as above; the survivors were not freed in the loop.
+        unsafe { a.dealloc(p, one) };
+    }
+    poolmalloc::collect();
+    steps.push(Step {
+        name: "freed the survivors and collect()",
+        rss: rss_bytes(),
+        stats: poolmalloc::stats(),
+    });
+    Ok(steps)
+}
+
+pub fn text(k: usize, steps: &[Step]) -> String {
+    let mut out = String::new();
+    for s in steps {
+        out += &format!(
+            "== {} (k = {k}): {} pools in use, {} bytes mapped, RSS {:.1} MiB ==\n{}\n",
+            s.name,
+            s.stats.pools_in_use(),
+            s.stats.bytes_mapped(),
+            s.rss as f64 / (1024.0 * 1024.0),
+            s.stats
+        );
+    }
+    out
+}
+
+/// Every field of `CoreStats`, and the derived byte counts the text report prints.
+pub fn stats_json(s: &CoreStats) -> Value {
+    let classes: Vec<Value> = s
+        .classes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.pools() > 0 || c.blocks_in_caches > 0)
+        .map(|(i, c)| {
+            json!({
+                "class": i,
+                "block_size": c.block_size,
+                "pools_used": c.pools_used,
+                "pools_full": c.pools_full,
+                "blocks_out": c.blocks_out,
+                "blocks_in_use": c.blocks_in_use(),
+                "blocks_in_caches": c.blocks_in_caches,
+                "free_in_pools": c.free_in_pools,
+            })
+        })
+        .collect();
+    let a = &s.arenas;
+    json!({
+        "classes": classes,
+        "arenas": {
+            "mapped": a.mapped,
+            "mapped_ever": a.mapped_ever,
+            "released": a.released,
+            "high_water": a.high_water,
+            "map_failures": a.map_failures,
+            "wholly_empty": a.wholly_empty,
+        },
+        "pools_empty": s.pools_empty,
+        "pools_in_use": s.pools_in_use(),
+        "large": {
+            "allocs_total": s.large.allocs_total,
+            "live": s.large.live,
+            "live_bytes": s.large.live_bytes,
+        },
+        "bytes": {
+            "mapped": s.bytes_mapped(),
+            "in_use": s.bytes_in_use(),
+            "in_caches": s.bytes_in_caches(),
+            "free_in_pools": s.bytes_free_in_pools(),
+            "empty_pools": s.bytes_empty_pools(),
+            "pool_headers": s.bytes_pool_headers(),
+            "quantization": s.bytes_quantization(),
+            "accounted": s.accounted_bytes(),
+        },
+        "identity_holds": s.identity_holds(),
+    })
+}
+
+pub fn json(k: usize, steps: &[Step]) -> Value {
+    json!({
+        "scenario": {"k": k, "objects": 512 * k, "object_size": 1},
+        "steps": steps.iter().map(|s| json!({
+            "step": s.name,
+            "rss_bytes": s.rss,
+            "stats": stats_json(&s.stats),
+        })).collect::<Vec<_>>(),
+    })
+}

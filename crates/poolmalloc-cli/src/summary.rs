@@ -1,0 +1,139 @@
+//! From repeated samples to the table's figures: median, spread and ratio to the best peer.
+
+use poolmalloc_workloads::{AllocatorId, Unit};
+
+/// The samples of one allocator on one case, and what the table shows of them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    pub allocator: AllocatorId,
+    pub samples: Vec<f64>,
+    pub median: f64,
+    /// (max − min) / median: how far apart the repetitions landed.
+    pub spread: f64,
+    /// median / the best peer's median; `None` without a peer with a positive median.
+    pub ratio: Option<f64>,
+}
+
+/// One case (a row of the table).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub case: String,
+    pub unit: Unit,
+    pub cells: Vec<Cell>,
+    /// The peer (not poolmalloc) with the lowest median.
+    pub best_peer: Option<AllocatorId>,
+}
+
+impl Row {
+    pub fn cell(&self, a: AllocatorId) -> Option<&Cell> {
+        self.cells.iter().find(|c| c.allocator == a)
+    }
+}
+
+pub fn median(samples: &[f64]) -> f64 {
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+pub fn spread(samples: &[f64]) -> f64 {
+    let m = median(samples);
+    let (lo, hi) = samples
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        });
+    if m > 0.0 && samples.len() > 1 {
+        (hi - lo) / m
+    } else {
+        0.0
+    }
+}
+
+/// Builds a row from each allocator's samples (in table order). Lower is better for every unit.
+pub fn summarize(case: &str, unit: Unit, samples: Vec<(AllocatorId, Vec<f64>)>) -> Row {
+    let mut cells: Vec<Cell> = samples
+        .into_iter()
+        .filter(|(_, s)| !s.is_empty())
+        .map(|(allocator, samples)| Cell {
+            allocator,
+            median: median(&samples),
+            spread: spread(&samples),
+            samples,
+            ratio: None,
+        })
+        .collect();
+    let best_peer = cells
+        .iter()
+        .filter(|c| !c.allocator.is_poolmalloc())
+        .min_by(|a, b| a.median.total_cmp(&b.median))
+        .map(|c| (c.allocator, c.median));
+    if let Some((_, best)) = best_peer.filter(|&(_, m)| m > 0.0) {
+        for c in &mut cells {
+            c.ratio = Some(c.median / best);
+        }
+    }
+    Row {
+        case: case.to_string(),
+        unit,
+        cells,
+        best_peer: best_peer.map(|(a, _)| a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use AllocatorId::*;
+
+    #[test]
+    fn median_and_spread() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!((spread(&[9.0, 10.0, 11.0]) - 0.2).abs() < 1e-12);
+        assert_eq!(spread(&[5.0]), 0.0);
+    }
+
+    #[test]
+    fn ratio_is_to_the_best_peer_never_to_poolmalloc() {
+        let row = summarize(
+            "pair/64",
+            Unit::NsPerOp,
+            vec![
+                (PoolMalloc, vec![1.0, 1.0, 1.0]),
+                (System, vec![8.0, 8.0, 8.0]),
+                (Jemalloc, vec![4.0, 5.0, 3.0]),
+                (Mimalloc, vec![5.0]),
+                (PoolMallocHeap, vec![]),
+            ],
+        );
+        assert_eq!(row.best_peer, Some(Jemalloc));
+        assert_eq!(row.cell(PoolMalloc).unwrap().ratio, Some(0.25));
+        assert_eq!(row.cell(System).unwrap().ratio, Some(2.0));
+        assert_eq!(row.cell(Jemalloc).unwrap().ratio, Some(1.0));
+        assert!(row.cell(PoolMallocHeap).is_none(), "no samples, no cell");
+    }
+
+    #[test]
+    fn no_ratio_without_a_positive_peer() {
+        let row = summarize(
+            "seed/pools-pinned",
+            Unit::Pools,
+            vec![(PoolMalloc, vec![4.0])],
+        );
+        assert_eq!(row.best_peer, None);
+        assert_eq!(row.cell(PoolMalloc).unwrap().ratio, None);
+        let row = summarize(
+            "memory/after-trim",
+            Unit::MiB,
+            vec![(PoolMalloc, vec![0.5]), (System, vec![0.0])],
+        );
+        assert_eq!(row.best_peer, Some(System));
+        assert_eq!(row.cell(PoolMalloc).unwrap().ratio, None);
+    }
+}
