@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Instructions per operation for the pair and churn workloads, for every allocator, counted by
+# valgrind (cachegrind). Counts, unlike times, repeat on a noisy machine.
+#
+#   benches/instructions.sh [allocator ...]      (default: every allocator of the table)
+#
+# Each figure is (I(n2) - I(n1)) / (ops(n2) - ops(n1)): two runs that differ only in their number
+# of operations, so start-up, set-up and warm-up cancel out. One op is one alloc + one free (churn:
+# of a random size 8..=512, freed in random order). The `bump` column is the do-nothing
+# allocator (a pointer bump, free does nothing): the workload's own loop (indexing, tagging and
+# checking the block); "net" is an allocator's count minus it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v valgrind >/dev/null || { echo "instructions.sh: needs valgrind (apt-get install valgrind)" >&2; exit 2; }
+
+allocators=("$@")
+if [ ${#allocators[@]} -eq 0 ]; then
+    allocators=(poolmalloc poolmalloc-heap system jemalloc mimalloc)
+fi
+
+cargo build --release --quiet -p poolmalloc-cli --bin poolmalloc
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+bin="$target_dir/release/poolmalloc"
+
+# instructions <case> <allocator> <n>: total instructions of one run.
+instructions() {
+    valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
+        "$bin" __count "$1" "$2" "$3" 2>&1 >/dev/null |
+        awk '/I *refs:/ { gsub(",", "", $NF); print $NF }'
+}
+
+# ops <case> <allocator> <n>: the operations such a run performs.
+ops() {
+    "$bin" __count "$1" "$2" "$3"
+}
+
+# per_op <case> <allocator> <n1> <n2>
+per_op() {
+    local i1 i2 o1 o2
+    i1=$(instructions "$1" "$2" "$3")
+    i2=$(instructions "$1" "$2" "$4")
+    o1=$(ops "$1" bump "$3")
+    o2=$(ops "$1" bump "$4")
+    [ -n "$i1" ] && [ -n "$i2" ] || { echo "instructions.sh: valgrind failed on $1 $2" >&2; exit 1; }
+    awk -v a="$i1" -v b="$i2" -v x="$o1" -v y="$o2" 'BEGIN { printf "%.1f", (b - a) / (y - x) }'
+}
+
+printf '%s\n' "instructions per op (alloc + free), valgrind $(valgrind --version | sed 's/valgrind-//'), $(uname -m)"
+printf '%-10s %8s' case bump
+for a in "${allocators[@]}"; do printf ' %22s' "$a (net)"; done
+printf '\n'
+for case in pair-16 pair-64 pair-256 churn; do
+    if [ "$case" = churn ]; then n1=1; n2=3; else n1=100000; n2=300000; fi
+    loop=$(per_op "$case" bump "$n1" "$n2")
+    printf '%-10s %8s' "$case" "$loop"
+    for a in "${allocators[@]}"; do
+        total=$(per_op "$case" "$a" "$n1" "$n2")
+        net=$(awk -v t="$total" -v l="$loop" 'BEGIN { printf "%.1f", t - l }')
+        printf ' %22s' "$total ($net)"
+    done
+    printf '\n'
+done
