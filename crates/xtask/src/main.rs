@@ -34,10 +34,30 @@ const STEPS: &[Step] = &[
         args: &["test", "--workspace"],
         env: &[],
     },
+    // Smoke test of the main job: every workload × allocator completes and passes its own
+    // checks (release build; `--quick` runs in well under a minute on 2 cores).
+    Step {
+        name: "compare --quick",
+        args: &[
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "poolmalloc-cli",
+            "--bin",
+            "poolmalloc",
+            "--",
+            "compare",
+            "--quick",
+        ],
+        env: &[],
+    },
 ];
 
 fn usage() -> ! {
-    eprintln!("usage: cargo xtask test\n  test  run format check, clippy and every test");
+    eprintln!(
+        "usage: cargo xtask test\n  test  run format check, clippy, every test and `compare --quick`"
+    );
     exit(2);
 }
 
