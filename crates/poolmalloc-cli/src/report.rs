@@ -81,8 +81,9 @@ pub fn table(outcome: &Outcome, allocators: &[AllocatorId], quick: bool) -> Stri
     let _ =
         writeln!(
         t,
-        "{} interleaved repetitions; cell = median ±spread (max−min)/median, then median / best \
-         peer's median ({}); lower is better on every row; goal for poolmalloc ≤ {GOAL:.2}×",
+        "{} interleaved repetitions; cell = median ±spread (interquartile range / median), then \
+         median / best peer's median ({}); lower is better on every row; goal for poolmalloc \
+         ≤ {GOAL:.2}×",
         outcome.reps,
         if peers.is_empty() { "no peer in this run".to_string() } else { peers.join(", ") }
     );
@@ -146,7 +147,9 @@ pub fn json(outcome: &Outcome, allocators: &[AllocatorId], quick: bool) -> Value
                     c.allocator.name().into(),
                     json!({
                         "median": json_number(c.median),
-                        "spread": json_number(c.spread),
+                        "spread_iqr_over_median": json_number(c.spread),
+                        "min": json_number(c.min),
+                        "max": json_number(c.max),
                         "ratio_to_best_peer": c.ratio.map_or(Value::Null, json_number),
                         "samples": c.samples.iter().map(|&x| json_number(x)).collect::<Vec<_>>(),
                     }),

@@ -8,8 +8,11 @@ pub struct Cell {
     pub allocator: AllocatorId,
     pub samples: Vec<f64>,
     pub median: f64,
-    /// (max − min) / median: how far apart the repetitions landed.
+    /// Interquartile range / median: how far apart the middle half of the repetitions landed
+    /// (robust to one repetition that hit a busy moment, which interleaving already spreads).
     pub spread: f64,
+    pub min: f64,
+    pub max: f64,
     /// median / the best peer's median; `None` without a peer with a positive median.
     pub ratio: Option<f64>,
 }
@@ -41,15 +44,26 @@ pub fn median(samples: &[f64]) -> f64 {
     }
 }
 
+/// The `p` quantile, interpolating linearly between order statistics.
+pub fn quantile(samples: &[f64], p: f64) -> f64 {
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let h = (v.len() - 1) as f64 * p;
+    let (i, frac) = (h.floor() as usize, h - h.floor());
+    match v.get(i + 1) {
+        Some(&next) => v[i] + frac * (next - v[i]),
+        None => v[i],
+    }
+}
+
+/// Interquartile range over the median (0 for one sample or a zero median).
 pub fn spread(samples: &[f64]) -> f64 {
     let m = median(samples);
-    let (lo, hi) = samples
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-            (lo.min(x), hi.max(x))
-        });
     if m > 0.0 && samples.len() > 1 {
-        (hi - lo) / m
+        (quantile(samples, 0.75) - quantile(samples, 0.25)) / m
     } else {
         0.0
     }
@@ -64,6 +78,8 @@ pub fn summarize(case: &str, unit: Unit, samples: Vec<(AllocatorId, Vec<f64>)>) 
             allocator,
             median: median(&samples),
             spread: spread(&samples),
+            min: samples.iter().copied().fold(f64::INFINITY, f64::min),
+            max: samples.iter().copied().fold(f64::NEG_INFINITY, f64::max),
             samples,
             ratio: None,
         })
@@ -95,8 +111,12 @@ mod tests {
     fn median_and_spread() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!((spread(&[9.0, 10.0, 11.0]) - 0.2).abs() < 1e-12);
+        // Quartiles of 9, 10, 11 are 9.5 and 10.5.
+        assert!((spread(&[9.0, 10.0, 11.0]) - 0.1).abs() < 1e-12);
+        // One outlier of five moves neither quartile: 2nd and 4th order statistics.
+        assert!((spread(&[10.0, 30.0, 9.0, 11.0, 10.0]) - 0.1).abs() < 1e-12);
         assert_eq!(spread(&[5.0]), 0.0);
+        assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0], 0.5), 2.5);
     }
 
     #[test]
