@@ -18,6 +18,11 @@ use std::process::exit;
 use args::{Command, UsageError, USAGE};
 use poolmalloc_workloads::{run, run_counted, Scale};
 
+/// Prints to stdout; a closed pipe (`poolmalloc compare | head`) is not an error worth a panic.
+fn out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let command = match args::parse(&argv) {
@@ -28,15 +33,15 @@ fn main() {
         }
     };
     match command {
-        Command::Help => println!("{USAGE}"),
+        Command::Help => out(&format!("{USAGE}\n")),
         Command::Compare(a) => {
             let outcome = compare::compare(&a);
-            print!("{}", report::table(&outcome, &a.allocators, a.quick));
+            out(&report::table(&outcome, &a.allocators, a.quick));
             match report::write_all(&outcome, &a.allocators, a.quick, &a.out) {
                 Ok(paths) => {
                     let names: Vec<String> =
                         paths.iter().map(|p| p.display().to_string()).collect();
-                    println!("wrote {}", names.join(", "));
+                    out(&format!("wrote {}\n", names.join(", ")));
                 }
                 Err(e) => {
                     eprintln!("poolmalloc: could not write the reports: {e}");
@@ -54,12 +59,10 @@ fn main() {
         Command::Stats { json, k } => match stats::scenario(k) {
             Ok(steps) if json => {
                 let doc = stats::json(k, &steps);
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&doc).expect("JSON of numbers and strings")
-                );
+                let text = serde_json::to_string_pretty(&doc).expect("JSON of numbers and strings");
+                out(&format!("{text}\n"));
             }
-            Ok(steps) => print!("{}", stats::text(k, &steps)),
+            Ok(steps) => out(&stats::text(k, &steps)),
             Err(e) => {
                 eprintln!("poolmalloc stats: {e}");
                 exit(1)
@@ -84,7 +87,7 @@ fn main() {
             }
         }
         Command::Count { case, allocator, n } => match run_counted(&case, allocator, n) {
-            Ok(ops) => println!("{ops}"),
+            Ok(ops) => out(&format!("{ops}\n")),
             Err(e) => {
                 eprintln!("poolmalloc __count: {e}");
                 exit(1)

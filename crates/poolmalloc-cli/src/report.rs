@@ -78,14 +78,20 @@ pub fn table(outcome: &Outcome, allocators: &[AllocatorId], quick: bool) -> Stri
         .filter(|a| !a.is_poolmalloc())
         .map(|a| a.name())
         .collect();
-    let _ =
-        writeln!(
+    let _ = writeln!(
         t,
-        "{} interleaved repetitions; cell = median ±spread (interquartile range / median), then \
-         median / best peer's median ({}); lower is better on every row; goal for poolmalloc \
-         ≤ {GOAL:.2}×",
-        outcome.reps,
-        if peers.is_empty() { "no peer in this run".to_string() } else { peers.join(", ") }
+        "{} interleaved repetitions. Cell: median ±spread (interquartile range / median) and \
+         median / best peer's median",
+        outcome.reps
+    );
+    let _ = writeln!(
+        t,
+        "(peers: {}). Lower is better on every row. Goal for poolmalloc: ≤ {GOAL:.2}×.",
+        if peers.is_empty() {
+            "none in this run".to_string()
+        } else {
+            peers.join(", ")
+        }
     );
     let _ = writeln!(t);
     let case_w = outcome
