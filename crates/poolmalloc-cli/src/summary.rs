@@ -13,7 +13,8 @@ pub struct Cell {
     pub spread: f64,
     pub min: f64,
     pub max: f64,
-    /// median / the best peer's median; `None` without a peer with a positive median.
+    /// median / the best peer's median; `None` when the best peer's median is too small for a
+    /// ratio to mean anything (see `RATIO_FLOOR`).
     pub ratio: Option<f64>,
 }
 
@@ -69,6 +70,15 @@ pub fn spread(samples: &[f64]) -> f64 {
     }
 }
 
+/// The smallest best-peer median a ratio is taken against. Resident sizes below half a MiB
+/// are the noise of a process's own pages (stacks, libc, page rounding), not the allocator's.
+fn ratio_floor(unit: Unit) -> f64 {
+    match unit {
+        Unit::MiB => 0.5,
+        Unit::NsPerOp | Unit::Pools => f64::MIN_POSITIVE,
+    }
+}
+
 /// Builds a row from each allocator's samples (in table order). Lower is better for every unit.
 pub fn summarize(case: &str, unit: Unit, samples: Vec<(AllocatorId, Vec<f64>)>) -> Row {
     let mut cells: Vec<Cell> = samples
@@ -89,7 +99,7 @@ pub fn summarize(case: &str, unit: Unit, samples: Vec<(AllocatorId, Vec<f64>)>) 
         .filter(|c| !c.allocator.is_poolmalloc())
         .min_by(|a, b| a.median.total_cmp(&b.median))
         .map(|c| (c.allocator, c.median));
-    if let Some((_, best)) = best_peer.filter(|&(_, m)| m > 0.0) {
+    if let Some((_, best)) = best_peer.filter(|&(_, m)| m >= ratio_floor(unit)) {
         for c in &mut cells {
             c.ratio = Some(c.median / best);
         }
@@ -151,7 +161,7 @@ mod tests {
         let row = summarize(
             "memory/after-trim",
             Unit::MiB,
-            vec![(PoolMalloc, vec![0.5]), (System, vec![0.0])],
+            vec![(PoolMalloc, vec![0.9]), (System, vec![0.004])],
         );
         assert_eq!(row.best_peer, Some(System));
         assert_eq!(row.cell(PoolMalloc).unwrap().ratio, None);
