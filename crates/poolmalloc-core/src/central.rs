@@ -50,6 +50,18 @@ impl ClassPools {
         }
     }
 
+    /// The class's counts as stats report them.
+    pub(crate) fn stats(&self, class: Class) -> crate::stats::ClassStats {
+        crate::stats::ClassStats {
+            block_size: class.block_size(),
+            pools_used: self.pools - self.full,
+            pools_full: self.full,
+            blocks_out: self.blocks_out,
+            blocks_in_caches: 0,
+            free_in_pools: self.pools * class.blocks_per_pool() - self.blocks_out,
+        }
+    }
+
     /// Links `pool` at the front of `usedpools` (empty → used, full → used).
     ///
     /// # Safety
@@ -142,6 +154,18 @@ impl fmt::Display for FreeError {
     }
 }
 
+/// The class locks of a fresh core.
+#[cfg(not(poolmalloc_loom))]
+const fn class_locks() -> [CachePadded<Mutex<ClassPools>>; NB_SMALL_SIZE_CLASSES] {
+    [const { CachePadded::new(Mutex::new(ClassPools::new())) }; NB_SMALL_SIZE_CLASSES]
+}
+
+/// Loom's mutexes cannot be built in a const context.
+#[cfg(poolmalloc_loom)]
+fn class_locks() -> [CachePadded<Mutex<ClassPools>>; NB_SMALL_SIZE_CLASSES] {
+    core::array::from_fn(|_| CachePadded::new(Mutex::new(ClassPools::new())))
+}
+
 /// Hands out core ids (0 means "no core" in the registry).
 static NEXT_CORE_ID: AtomicUsize = AtomicUsize::new(1);
 
@@ -166,7 +190,7 @@ impl<S: PageSource> Core<S> {
         /// A core that maps its arenas from `source`. Maps nothing until first used.
         pub fn new(source: S) -> Core<S> {
             Core {
-                classes: [const { CachePadded::new(Mutex::new(ClassPools::new())) }; NB_SMALL_SIZE_CLASSES],
+                classes: class_locks(),
                 arenas: CachePadded::new(Mutex::new(Arenas::new())),
                 source,
                 id: AtomicUsize::new(0),
@@ -289,6 +313,12 @@ impl<S: PageSource> Core<S> {
             unsafe {
                 let next = (*block).next;
                 debug_assert_eq!((*pool_of(block.cast())).class(), Some(class));
+                #[cfg(feature = "planted-fault")]
+                if planted_fault::ON.load(Ordering::Relaxed) && arenas.is_none() {
+                    cls = planted_fault::give_racily(self, cls, class, block);
+                    block = next;
+                    continue;
+                }
                 self.give_locked(&mut cls, block, &mut arenas);
                 block = next;
             }
@@ -457,6 +487,44 @@ impl<S: PageSource> Core<S> {
             classes,
             arenas: self.arenas.lock(),
         }
+    }
+}
+
+/// A known bug, compiled in only with the `planted-fault` feature and switched on at run time by
+/// one loom model, to show that the models catch a broken lock protocol: a block going back to a
+/// full pool republishes the pool on `usedpools` and drops the class lock *before* the block is
+/// on the pool's free list. In the gap another thread finds a pool on `usedpools` with nothing
+/// free (P3 broken) and carves past its end.
+#[cfg(feature = "planted-fault")]
+pub mod planted_fault {
+    use super::*;
+
+    /// Switches the bug on for this process.
+    pub static ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    /// # Safety
+    /// As for `give_locked`.
+    pub(super) unsafe fn give_racily<'a, S: PageSource>(
+        core: &'a Core<S>,
+        mut cls: MutexGuard<'a, ClassPools>,
+        class: Class,
+        block: *mut FreeBlock,
+    ) -> MutexGuard<'a, ClassPools> {
+        let pool = pool_of(block.cast());
+        // SAFETY: as for `give_locked` (the bug is in the locking, not the pointers).
+        unsafe {
+            if !(*pool).has_free() && (*pool).ref_count > 1 {
+                cls.full -= 1;
+                cls.push_front(pool);
+                drop(cls);
+                cls = core.classes[class.index()].lock();
+                pool::put_block(pool, block);
+                cls.blocks_out -= 1;
+            } else {
+                core.give_locked(&mut cls, block, &mut None);
+            }
+        }
+        cls
     }
 }
 

@@ -65,7 +65,7 @@ pub const ADDRESS_BITS: u32 = 48;
 #[cfg(not(poolmalloc_loom))]
 pub const REGISTRY_LEAF_BITS: u32 = 14;
 #[cfg(poolmalloc_loom)]
-pub const REGISTRY_LEAF_BITS: u32 = 16;
+pub const REGISTRY_LEAF_BITS: u32 = 20;
 
 /// Upper bound of the bytes one thread's cache may hold, over all classes. The per-class bounds
 /// below are derived so that the sum can never pass it: the cap holds by construction and the
@@ -73,10 +73,20 @@ pub const REGISTRY_LEAF_BITS: u32 = 16;
 pub const THREAD_CACHE_MAX_BYTES: usize = 512 * 1024;
 /// Bytes one refill aims to move for a class (tcmalloc moves 64 KiB per transfer; our transfers
 /// are per thread, so less).
+#[cfg(not(poolmalloc_loom))]
 pub const BATCH_TARGET_BYTES: usize = 4096;
 /// Batch size limits: small classes move 32 blocks per lock acquisition, the largest 8.
+#[cfg(not(poolmalloc_loom))]
 pub const BATCH_MAX: usize = 32;
+#[cfg(not(poolmalloc_loom))]
 pub const BATCH_MIN: usize = 8;
+// Loom models move two blocks per batch, so a few operations cross every pool state.
+#[cfg(poolmalloc_loom)]
+pub const BATCH_TARGET_BYTES: usize = 512;
+#[cfg(poolmalloc_loom)]
+pub const BATCH_MAX: usize = 4;
+#[cfg(poolmalloc_loom)]
+pub const BATCH_MIN: usize = 2;
 /// A cache list holds at most this many batches before it flushes one back.
 pub const BATCHES_PER_BOUND: usize = 2;
 

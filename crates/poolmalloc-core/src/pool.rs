@@ -137,7 +137,10 @@ pub(crate) unsafe fn take_block(pool: *mut PoolHeader) -> *mut FreeBlock {
             p.freeblock = (*head).next;
             return head;
         }
-        debug_assert!(p.nextoffset <= p.maxnextoffset);
+        debug_assert!(
+            p.nextoffset <= p.maxnextoffset,
+            "P3: a used pool has a free block"
+        );
         let block = (pool as *mut u8).add(p.nextoffset as usize);
         p.nextoffset += p.block_size() as u32;
         block.cast()

@@ -159,21 +159,17 @@ impl CoreStats {
 }
 
 impl<S: PageSource> Core<S> {
+    /// One class's counts, under its lock only (cheaper than a full snapshot).
+    pub fn class_stats(&self, class: Class) -> ClassStats {
+        self.classes[class.index()].lock().stats(class)
+    }
+
     /// A consistent snapshot, taken with every lock held in order.
     pub fn stats(&self) -> CoreStats {
         let locks = self.lock_all();
         let mut classes = [ClassStats::default(); NB_SMALL_SIZE_CLASSES];
         for class in Class::all() {
-            let c = locks.class(class);
-            let per_pool = class.blocks_per_pool();
-            classes[class.index()] = ClassStats {
-                block_size: class.block_size(),
-                pools_used: c.pools - c.full,
-                pools_full: c.full,
-                blocks_out: c.blocks_out,
-                blocks_in_caches: 0,
-                free_in_pools: c.pools * per_pool - c.blocks_out,
-            };
+            classes[class.index()] = locks.class(class).stats(class);
         }
         let pools_in_use: usize = classes.iter().map(ClassStats::pools).sum();
         let arenas = locks.arenas.counters;

@@ -25,16 +25,29 @@
 //! - **C2** A block on a cache list is out of its pool (counted in the core's blocks out), of the
 //!   list's class, and on no other list.
 
+//!
+//! Under `cfg(poolmalloc_loom)` only the cache is built: loom cannot run a registered global
+//! allocator, so the models in `loom-tests/` drive `ThreadCache`s against a core of their own.
+
+#[cfg(not(poolmalloc_loom))]
 mod bootstrap;
 pub mod cache;
+#[cfg(not(poolmalloc_loom))]
 mod global;
+#[cfg(not(poolmalloc_loom))]
 mod heap;
+#[cfg(not(poolmalloc_loom))]
 mod misuse;
+#[cfg(not(poolmalloc_loom))]
 mod resize;
+#[cfg(not(poolmalloc_loom))]
 mod sync;
 
 pub use cache::{CacheState, ThreadCache};
+#[cfg(not(poolmalloc_loom))]
 pub use global::{check_invariants, collect, flush_thread_cache, stats, PoolMalloc};
+#[cfg(not(poolmalloc_loom))]
 pub use heap::Heap;
+#[cfg(not(poolmalloc_loom))]
 pub use misuse::{set_misuse_hook, Misuse, MisuseHook};
 pub use poolmalloc_core::{CoreStats, Violation};

@@ -1,4 +1,5 @@
-//! `cargo xtask test`: every check the project has, in the order a failure is cheapest to see.
+//! `cargo xtask test`: every check the project has, in the order a failure is cheapest to see:
+//! formatting, clippy, the workspace's tests, the quick compare, then the loom models.
 //! CI (`.ci/run`) calls exactly this.
 
 use std::process::{exit, Command};
@@ -52,11 +53,56 @@ const STEPS: &[Step] = &[
         ],
         env: &[],
     },
+    // The loom models: their own workspace and target directory, built with the loom cfg.
+    Step {
+        name: "loom format",
+        args: &[
+            "fmt",
+            "--manifest-path",
+            "loom-tests/Cargo.toml",
+            "--",
+            "--check",
+        ],
+        env: &[],
+    },
+    Step {
+        name: "loom clippy",
+        args: &[
+            "clippy",
+            "--release",
+            "--manifest-path",
+            "loom-tests/Cargo.toml",
+            "--target-dir",
+            "target/loom",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        env: &[("RUSTFLAGS", LOOM_RUSTFLAGS)],
+    },
+    Step {
+        name: "loom models",
+        args: &[
+            "test",
+            "--release",
+            "--manifest-path",
+            "loom-tests/Cargo.toml",
+            "--target-dir",
+            "target/loom",
+            "--",
+            "--nocapture",
+        ],
+        env: &[("RUSTFLAGS", LOOM_RUSTFLAGS), ("LOOM_MAX_PREEMPTIONS", "3")],
+    },
 ];
+
+/// Swaps every crate's `sync` primitives for loom's (see poolmalloc-core's `sync` module).
+const LOOM_RUSTFLAGS: &str = "--cfg poolmalloc_loom";
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo xtask test\n  test  run format check, clippy, every test and `compare --quick`"
+        "usage: cargo xtask test\n  test  run format checks, clippy, every test, `compare --quick` and the loom models"
     );
     exit(2);
 }
@@ -72,6 +118,8 @@ fn main() {
         _ => usage(),
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Steps name paths from the workspace root, wherever `cargo xtask` was started.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let started = Instant::now();
     for step in STEPS {
         eprintln!(
@@ -81,6 +129,7 @@ fn main() {
         );
         let t = Instant::now();
         let status = Command::new(&cargo)
+            .current_dir(&root)
             .args(step.args)
             .envs(step.env.iter().copied())
             .status()
