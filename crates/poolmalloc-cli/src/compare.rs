@@ -4,7 +4,8 @@
 //! process's own `#[global_allocator]` is System, so bookkeeping is the same for everyone).
 //! Memory figures (`memory`, `seed`) run each in a fresh child process (`poolmalloc __child ..`),
 //! so no allocator sees another's resident pages. The `global` workload runs in one child binary
-//! per allocator, which installs it as `#[global_allocator]`. Repetitions are interleaved: every
+//! per allocator, which installs it as `#[global_allocator]` (built with fat LTO for a release
+//! `poolmalloc`, so the allocator can be inlined into the workload). Repetitions are interleaved: every
 //! repetition runs every job once, and the allocators' order rotates between repetitions, so a
 //! noisy moment of the machine is spread over all of them rather than landing on one.
 
@@ -38,6 +39,7 @@ pub struct Outcome {
     pub rows: Vec<Row>,
     pub failures: Vec<Failure>,
     pub reps: usize,
+    /// Time of the runs (not of building the child binaries).
     pub elapsed: Duration,
     /// Jobs that were not run, with the reason (an allocator a workload cannot use).
     pub skipped: Vec<(Job, &'static str)>,
@@ -60,49 +62,105 @@ fn exe_dir() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// Makes sure the global-allocator child binaries exist beside this one. `cargo run` builds
-/// only the binary it runs, so when they are missing and we were started by cargo, build them
-/// with the same profile.
-fn ensure_global_binaries(allocators: &[AllocatorId]) -> Result<(), String> {
+/// Where the global-allocator child binaries are. A release `poolmalloc` uses children built
+/// with fat LTO and one codegen unit in their own target directory (`<target>/global-lto`), so the
+/// allocator can be inlined through Rust's `__rust_alloc` shim into the workload, as in a program
+/// built that way; the workspace's release profile is left alone. Any other build uses the
+/// children beside itself (`cargo test` builds them).
+fn global_binaries_dir() -> PathBuf {
     let dir = exe_dir();
+    match (dir.file_name().and_then(|n| n.to_str()), dir.parent()) {
+        (Some("release"), Some(target)) => target.join(GLOBAL_LTO_DIR).join("release"),
+        _ => dir,
+    }
+}
+
+const GLOBAL_LTO_DIR: &str = "global-lto";
+const LTO_ENV: [(&str, &str); 2] = [
+    ("CARGO_PROFILE_RELEASE_LTO", "fat"),
+    ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1"),
+];
+
+/// Makes sure the global-allocator child binaries are built and current. When started by cargo
+/// (`cargo run`, which builds only the binary it runs) this runs `cargo build` for them — a
+/// no-op when they are up to date, a few minutes the first time for the LTO build; otherwise
+/// they must exist already, and the error says how to build them.
+fn ensure_global_binaries(allocators: &[AllocatorId]) -> Result<PathBuf, String> {
+    let dir = global_binaries_dir();
+    let lto = dir != exe_dir();
     let missing: Vec<String> = allocators
         .iter()
         .filter(|&&a| has_global_binary(a))
         .map(|&a| global_binary_name(a))
         .filter(|name| !dir.join(name).exists())
         .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
-    let hint = format!(
-        "missing {} beside {}; build them with `cargo build {}-p poolmalloc-cli --bins`",
-        missing.join(", "),
-        dir.display(),
-        if profile == "release" {
-            "--release "
-        } else {
-            ""
-        }
-    );
-    let Ok(cargo) = std::env::var("CARGO") else {
-        return Err(hint);
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let hint = if lto {
+        let target = dir.parent().unwrap_or(&dir).display().to_string();
+        format!(
+            "missing {} in {}; build them with `CARGO_TARGET_DIR={target} {} cargo build \
+             --release -p poolmalloc-cli --bins`",
+            missing.join(", "),
+            dir.display(),
+            LTO_ENV.map(|(k, v)| format!("{k}={v}")).join(" ")
+        )
+    } else {
+        format!(
+            "missing {} in {}; build them with `cargo build -p poolmalloc-cli --bins`",
+            missing.join(", "),
+            dir.display()
+        )
     };
-    eprintln!("compare: building the global-allocator child binaries ({profile})");
-    let mut cmd = Process::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "poolmalloc-cli", "--bins"]);
-    match profile {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.args(["--profile", other]);
+    let cargo = std::env::var("CARGO").ok();
+    // Under `cargo test` the debug children are built and current, and the build directory is
+    // locked by the running `cargo test`: only the separate LTO directory is built from here.
+    let build = match &cargo {
+        Some(_) if lto => true,
+        Some(_) => !missing.is_empty(),
+        None => false,
+    };
+    if !build {
+        return if missing.is_empty() {
+            Ok(dir)
+        } else {
+            Err(hint)
+        };
+    }
+    if !missing.is_empty() {
+        eprintln!(
+            "compare: building the #[global_allocator] child binaries{} (once)",
+            if lto {
+                " with fat LTO in target/global-lto"
+            } else {
+                ""
+            }
+        );
+    }
+    let mut cmd = Process::new(cargo.unwrap_or_default());
+    cmd.args(["build", "--quiet", "--manifest-path", manifest])
+        .args(["-p", "poolmalloc-cli", "--bins"]);
+    if lto {
+        let target = dir.parent().unwrap_or(&dir);
+        cmd.arg("--release")
+            .env("CARGO_TARGET_DIR", target)
+            .envs(LTO_ENV);
+    } else if let Some(profile) = dir.file_name().and_then(|n| n.to_str()) {
+        if profile != "debug" {
+            cmd.args(["--profile", profile]);
         }
     }
     match cmd.status() {
-        Ok(s) if s.success() && missing.iter().all(|n| dir.join(n).exists()) => Ok(()),
-        _ => Err(hint),
+        Ok(s) if s.success() => {}
+        _ => return Err(format!("building the child binaries failed; {hint}")),
+    }
+    let still_missing = allocators
+        .iter()
+        .filter(|&&a| has_global_binary(a))
+        .any(|&a| !dir.join(global_binary_name(a)).exists());
+    if still_missing {
+        Err(hint)
+    } else {
+        Ok(dir)
     }
 }
 
@@ -133,7 +191,7 @@ fn run_child(program: &Path, args: &[&str]) -> Result<Vec<Sample>, String> {
     Ok(samples)
 }
 
-fn run_job(job: Job, scale: Scale) -> Result<Vec<Sample>, String> {
+fn run_job(job: Job, scale: Scale, global_dir: &Path) -> Result<Vec<Sample>, String> {
     let quick = if scale.quick { &["--quick"][..] } else { &[] };
     match job.workload.place() {
         Where::InProcess => run(job.workload, job.allocator, scale).map_err(|f| f.0),
@@ -144,7 +202,7 @@ fn run_job(job: Job, scale: Scale) -> Result<Vec<Sample>, String> {
             run_child(&exe, &args)
         }
         Where::GlobalAllocator => {
-            run_child(&exe_dir().join(global_binary_name(job.allocator)), quick)
+            run_child(&global_dir.join(global_binary_name(job.allocator)), quick)
         }
     }
 }
@@ -159,11 +217,11 @@ fn progress(total: u64) -> ProgressBar {
 
 /// Runs the comparison and summarizes it.
 pub fn compare(args: &CompareArgs) -> Outcome {
-    let started = Instant::now();
     let scale = Scale { quick: args.quick };
     let reps = args.reps.unwrap_or(if args.quick { 3 } else { 5 });
     let mut skipped = Vec::new();
     let mut failures: Vec<Failure> = Vec::new();
+    let mut global_dir = exe_dir();
 
     // The jobs of one repetition, grouped by workload.
     let mut groups: Vec<Vec<Job>> = Vec::new();
@@ -182,13 +240,16 @@ pub fn compare(args: &CompareArgs) -> Outcome {
         }
         if workload == Workload::Global && !group.is_empty() {
             let allocators: Vec<AllocatorId> = group.iter().map(|j| j.allocator).collect();
-            if let Err(e) = ensure_global_binaries(&allocators) {
-                for job in group.drain(..) {
-                    failures.push(Failure {
-                        workload,
-                        allocator: job.allocator,
-                        message: e.clone(),
-                    });
+            match ensure_global_binaries(&allocators) {
+                Ok(dir) => global_dir = dir,
+                Err(e) => {
+                    for job in group.drain(..) {
+                        failures.push(Failure {
+                            workload,
+                            allocator: job.allocator,
+                            message: e.clone(),
+                        });
+                    }
                 }
             }
         }
@@ -197,6 +258,8 @@ pub fn compare(args: &CompareArgs) -> Outcome {
         }
     }
 
+    // The runs' time, not the child binaries' build.
+    let started = Instant::now();
     let total: usize = groups.iter().map(Vec::len).sum::<usize>() * reps;
     let bar = progress(total as u64);
     // (job, samples of every repetition), in table order.
@@ -219,7 +282,7 @@ pub fn compare(args: &CompareArgs) -> Outcome {
                     job.allocator,
                     rep + 1
                 ));
-                match run_job(job, scale) {
+                match run_job(job, scale, &global_dir) {
                     Ok(samples) => match results.iter_mut().find(|(j, _)| *j == job) {
                         Some((_, all)) => all.extend(samples),
                         None => results.push((job, samples)),
