@@ -10,14 +10,13 @@
 use core::alloc::Layout;
 use core::fmt;
 use core::ptr::{self, NonNull};
-use std::alloc::{GlobalAlloc, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 
 use crate::arena::Arenas;
 use crate::config::NB_SMALL_SIZE_CLASSES;
-use crate::os::{OsPages, PageSource};
+use crate::os::{large, OsPages, PageSource};
 use crate::pool::{self, pool_of, FreeBlock, PoolHeader};
 use crate::registry::REGISTRY;
 use crate::size_class::{class_of, Class};
@@ -410,7 +409,7 @@ impl<S: PageSource> Core<S> {
     /// large) as `layout`, and is not used afterwards.
     pub unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) -> Result<(), FreeError> {
         if class_of(layout.size(), layout.align()).is_none() {
-            // SAFETY: large-path pointers came from `System` with this layout (precondition).
+            // SAFETY: large-path pointers came from `large_alloc` with this layout (precondition).
             unsafe { self.large_dealloc(ptr, layout) };
             return Ok(());
         }
@@ -418,13 +417,12 @@ impl<S: PageSource> Core<S> {
         unsafe { self.free_block(ptr) }
     }
 
-    /// The large path: the system allocator, counted.
+    /// The large path: the C library's allocator (`os::large`), counted.
     pub fn large_alloc(&self, layout: Layout) -> *mut u8 {
         if layout.size() == 0 {
             return layout.align() as *mut u8;
         }
-        // SAFETY: the layout has a non-zero size.
-        let p = unsafe { System.alloc(layout) };
+        let p = large::alloc(layout);
         if !p.is_null() {
             self.large.record_alloc(layout.size());
         }
@@ -436,8 +434,7 @@ impl<S: PageSource> Core<S> {
         if layout.size() == 0 {
             return layout.align() as *mut u8;
         }
-        // SAFETY: the layout has a non-zero size.
-        let p = unsafe { System.alloc_zeroed(layout) };
+        let p = large::alloc_zeroed(layout);
         if !p.is_null() {
             self.large.record_alloc(layout.size());
         }
@@ -451,7 +448,7 @@ impl<S: PageSource> Core<S> {
     /// `layout.align()`, does not overflow `isize`.
     pub unsafe fn large_realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: as the precondition says.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        let p = unsafe { large::realloc(ptr, layout, new_size) };
         if !p.is_null() {
             self.large.record_free(layout.size());
             self.large.record_alloc(new_size);
@@ -466,13 +463,47 @@ impl<S: PageSource> Core<S> {
             return;
         }
         self.large.record_free(layout.size());
-        // SAFETY: the pointer came from `System.alloc(layout)` (precondition).
-        unsafe { System.dealloc(ptr, layout) }
+        // SAFETY: the pointer came from `large::alloc` (precondition).
+        unsafe { large::free(ptr) }
+    }
+
+    /// Counts a large-path block that a face allocated itself through `os::large` (the C ABI,
+    /// which measures blocks by the C library's usable size, having no layout at `free`).
+    pub fn count_large_alloc(&self, bytes: usize) {
+        self.large.record_alloc(bytes);
+    }
+
+    /// Counts a large-path block going back, as `count_large_alloc` counted it.
+    pub fn count_large_free(&self, bytes: usize) {
+        self.large.record_free(bytes);
     }
 
     /// Unmaps every wholly empty arena beyond the reserve; returns how many went.
     pub fn collect(&self) -> usize {
         self.arenas.lock().release_beyond_reserve(&self.source)
+    }
+
+    /// Takes every lock in the documented order and keeps them: `pthread_atfork`'s prepare
+    /// handler, so that no lock is held by a thread that will not exist in the child.
+    #[cfg(not(poolmalloc_loom))]
+    pub fn lock_for_fork(&self) {
+        core::mem::forget(self.lock_all());
+    }
+
+    /// Releases what `lock_for_fork` took, in the parent or in the child after `fork`.
+    ///
+    /// # Safety
+    /// `lock_for_fork` was called on this core by this thread (or, in a child, by the thread
+    /// that forked) and nothing has released the locks since.
+    #[cfg(not(poolmalloc_loom))]
+    pub unsafe fn unlock_after_fork(&self) {
+        // SAFETY: every lock is held and its guard forgotten (precondition).
+        unsafe {
+            self.arenas.force_unlock();
+            for lock in self.classes.iter().rev() {
+                lock.force_unlock();
+            }
+        }
     }
 
     /// Takes every lock in the documented order (class locks by index, then the arena lock), for

@@ -81,6 +81,7 @@
 pub mod arena;
 pub mod central;
 pub mod config;
+pub mod fragmentation;
 mod invariants;
 pub mod os;
 pub mod pool;
@@ -91,6 +92,7 @@ mod sync;
 
 pub use arena::ArenaCounters;
 pub use central::{Batch, Core, FreeError, FreeErrorKind};
+pub use fragmentation::{ArenaFrag, Band, ClassFrag, Fragmentation, PoolFrag};
 pub use invariants::Violation;
 pub use os::{MemPages, OsPages, PageSource};
 pub use pool::FreeBlock;

@@ -70,6 +70,93 @@ pub(crate) unsafe fn unmap(addr: *mut u8, len: usize) {
     unsafe { libc::munmap(addr.cast(), len) };
 }
 
+/// The large path: blocks above the small threshold (or over-aligned) come from the C library's
+/// malloc. On glibc it is reached through its `__libc_*` entry points, which no `LD_PRELOAD`ed
+/// library can interpose: when poolmalloc itself is the preloaded `malloc` (poolmalloc-capi),
+/// calling the `malloc` symbol here would come straight back to us.
+pub mod large {
+    use core::alloc::Layout;
+
+    /// What glibc's malloc guarantees for every block on 64-bit targets.
+    const MALLOC_ALIGN: usize = 16;
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    mod libc_malloc {
+        use core::ffi::c_void;
+        extern "C" {
+            pub fn __libc_malloc(size: usize) -> *mut c_void;
+            pub fn __libc_calloc(n: usize, size: usize) -> *mut c_void;
+            pub fn __libc_memalign(align: usize, size: usize) -> *mut c_void;
+            pub fn __libc_realloc(ptr: *mut c_void, size: usize) -> *mut c_void;
+            pub fn __libc_free(ptr: *mut c_void);
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    mod libc_malloc {
+        pub use libc::{calloc as __libc_calloc, free as __libc_free, malloc as __libc_malloc};
+        pub use libc::{memalign as __libc_memalign, realloc as __libc_realloc};
+    }
+    use libc_malloc::*;
+
+    /// A block for `layout` (non-zero size), or null.
+    pub fn alloc(layout: Layout) -> *mut u8 {
+        // SAFETY: plain calls into the C allocator; null results are passed on.
+        unsafe {
+            if layout.align() <= MALLOC_ALIGN {
+                __libc_malloc(layout.size()).cast()
+            } else {
+                __libc_memalign(layout.align(), layout.size()).cast()
+            }
+        }
+    }
+
+    /// A zero-filled block for `layout` (non-zero size), or null.
+    pub fn alloc_zeroed(layout: Layout) -> *mut u8 {
+        if layout.align() <= MALLOC_ALIGN {
+            // SAFETY: a plain call into the C allocator.
+            return unsafe { __libc_calloc(1, layout.size()).cast() };
+        }
+        let p = alloc(layout);
+        if !p.is_null() {
+            // SAFETY: the block holds `layout.size()` bytes.
+            unsafe { core::ptr::write_bytes(p, 0, layout.size()) };
+        }
+        p
+    }
+
+    /// Resizes a block from `alloc`, moving it if the C library must; null leaves it intact.
+    ///
+    /// # Safety
+    /// `ptr` came from this module with `layout`; `new_size` is non-zero.
+    pub unsafe fn realloc(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if layout.align() <= MALLOC_ALIGN {
+            // SAFETY: `ptr` is a C-library block (precondition).
+            return unsafe { __libc_realloc(ptr.cast(), new_size).cast() };
+        }
+        let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
+            return core::ptr::null_mut();
+        };
+        let new = alloc(new_layout);
+        if !new.is_null() {
+            // SAFETY: both blocks hold at least the smaller size and are distinct.
+            unsafe {
+                core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                free(ptr);
+            }
+        }
+        new
+    }
+
+    /// Gives a block back to the C library.
+    ///
+    /// # Safety
+    /// `ptr` came from the C library's allocator (through this module or not) and is unused.
+    pub unsafe fn free(ptr: *mut u8) {
+        // SAFETY: as the precondition says.
+        unsafe { __libc_free(ptr.cast()) }
+    }
+}
+
 /// Arenas straight from the kernel.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct OsPages;

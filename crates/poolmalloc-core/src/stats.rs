@@ -35,9 +35,16 @@ impl LargeCounters {
         self.live_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Saturating: a face that cannot tell our large blocks from others' (C `free`) must not
+    /// wrap the counts around.
     pub fn record_free(&self, bytes: usize) {
-        self.live.fetch_sub(1, Ordering::Relaxed);
-        self.live_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        let dec = |by: usize| move |n: usize| Some(n.saturating_sub(by));
+        let _ = self
+            .live
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, dec(1));
+        let _ = self
+            .live_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, dec(bytes));
     }
 
     fn snapshot(&self) -> LargeStats {
@@ -182,8 +189,73 @@ impl<S: PageSource> Core<S> {
     }
 }
 
+impl CoreStats {
+    /// The snapshot as one JSON object: every field, and the derived byte counts the text report
+    /// prints. Written by hand so that faces without a JSON library (the C ABI) share it; it
+    /// allocates nothing of its own.
+    pub fn write_json(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        f.write_str("{\"classes\":[")?;
+        let mut first = true;
+        for (i, c) in self.classes.iter().enumerate() {
+            if c.pools() == 0 && c.blocks_in_caches == 0 {
+                continue;
+            }
+            if !first {
+                f.write_char(',')?;
+            }
+            first = false;
+            write!(
+                f,
+                "{{\"class\":{i},\"block_size\":{},\"pools_used\":{},\"pools_full\":{},\
+                 \"blocks_out\":{},\"blocks_in_use\":{},\"blocks_in_caches\":{},\
+                 \"free_in_pools\":{}}}",
+                c.block_size,
+                c.pools_used,
+                c.pools_full,
+                c.blocks_out,
+                c.blocks_in_use(),
+                c.blocks_in_caches,
+                c.free_in_pools
+            )?;
+        }
+        let a = &self.arenas;
+        write!(
+            f,
+            "],\"arenas\":{{\"mapped\":{},\"mapped_ever\":{},\"released\":{},\"high_water\":{},\
+             \"map_failures\":{},\"wholly_empty\":{}}},\"pools_empty\":{},\"pools_in_use\":{},\
+             \"large\":{{\"allocs_total\":{},\"live\":{},\"live_bytes\":{}}},",
+            a.mapped,
+            a.mapped_ever,
+            a.released,
+            a.high_water,
+            a.map_failures,
+            a.wholly_empty,
+            self.pools_empty,
+            self.pools_in_use(),
+            self.large.allocs_total,
+            self.large.live,
+            self.large.live_bytes
+        )?;
+        write!(
+            f,
+            "\"bytes\":{{\"mapped\":{},\"in_use\":{},\"in_caches\":{},\"free_in_pools\":{},\
+             \"empty_pools\":{},\"pool_headers\":{},\"quantization\":{},\"accounted\":{}}},\
+             \"identity_holds\":{}}}",
+            self.bytes_mapped(),
+            self.bytes_in_use(),
+            self.bytes_in_caches(),
+            self.bytes_free_in_pools(),
+            self.bytes_empty_pools(),
+            self.bytes_pool_headers(),
+            self.bytes_quantization(),
+            self.accounted_bytes(),
+            self.identity_holds()
+        )
+    }
+}
+
 /// Groups digits in threes, as CPython's report does.
-struct Thousands(usize);
+pub(crate) struct Thousands(pub(crate) usize);
 
 impl fmt::Display for Thousands {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -284,6 +356,27 @@ impl fmt::Display for CoreStats {
 #[cfg(test)]
 mod tests {
     use super::Thousands;
+
+    #[test]
+    fn json_is_well_formed_and_complete() {
+        let core = crate::Core::new(crate::MemPages::new(1));
+        let p = core.alloc(core::alloc::Layout::from_size_align(24, 8).unwrap());
+        let mut json = String::new();
+        core.stats().write_json(&mut json).unwrap();
+        assert!(
+            json.starts_with("{\"classes\":[{\"class\":2,\"block_size\":24,"),
+            "{json}"
+        );
+        assert!(json.contains("\"mapped\":1,") && json.ends_with("\"identity_holds\":true}"));
+        let opens = json.matches(['{', '[']).count();
+        let closes = json.matches(['}', ']']).count();
+        assert_eq!(opens, closes, "{json}");
+        // SAFETY: `p` came from `alloc` with this layout.
+        unsafe {
+            core.dealloc(p, core::alloc::Layout::from_size_align(24, 8).unwrap())
+                .unwrap()
+        };
+    }
 
     #[test]
     fn thousands_groups_digits() {

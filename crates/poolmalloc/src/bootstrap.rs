@@ -6,7 +6,8 @@
 //! The region is laid out like pools: each POOL_SIZE chunk starts with POOL_OVERHEAD bytes that
 //! stay zero, so a block's pool reads class tag 0 and its free falls to the slow path, which
 //! recognises the region and ignores the free. Blocks are bump-allocated and never reused; the
-//! requests that land here are a handful per thread.
+//! requests that land here are a handful per thread. Each block is preceded by a 16-byte prefix
+//! holding its size, for `malloc_usable_size` and `realloc` in the C ABI.
 
 use core::cell::UnsafeCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,9 +27,13 @@ static REGION: Region = Region(UnsafeCell::new([0; BOOTSTRAP_BYTES]));
 /// Offset of the next free byte.
 static NEXT: AtomicUsize = AtomicUsize::new(POOL_OVERHEAD);
 
+/// Bytes before each block: its size.
+const PREFIX: usize = MAX_SMALL_ALIGN;
+
 /// `size` bytes aligned to MAX_SMALL_ALIGN, or null when the region is used up.
 pub(crate) fn alloc(size: usize) -> *mut u8 {
-    let size = size.max(1).next_multiple_of(MAX_SMALL_ALIGN);
+    let block = size.max(1).next_multiple_of(MAX_SMALL_ALIGN);
+    let size = PREFIX + block;
     let mut current = NEXT.load(Ordering::Relaxed);
     loop {
         let mut start = current;
@@ -45,11 +50,25 @@ pub(crate) fn alloc(size: usize) -> *mut u8 {
             Ordering::Relaxed,
             Ordering::Relaxed,
         ) {
-            // SAFETY: `start + size` is within the region (checked above).
-            Ok(_) => return unsafe { REGION.0.get().cast::<u8>().add(start) },
+            // SAFETY: `start + size` is within the region (checked above) and was handed to
+            // nobody before the CAS; the prefix is aligned for a usize.
+            Ok(_) => unsafe {
+                let p = REGION.0.get().cast::<u8>().add(start);
+                p.cast::<usize>().write(block);
+                return p.add(PREFIX);
+            },
             Err(seen) => current = seen,
         }
     }
+}
+
+/// The size of a block of the region.
+///
+/// # Safety
+/// `ptr` came from `alloc`.
+pub(crate) unsafe fn size_of(ptr: *const u8) -> usize {
+    // SAFETY: `alloc` wrote the size just before the block.
+    unsafe { ptr.sub(PREFIX).cast::<usize>().read() }
 }
 
 /// True when `ptr` lies in the region.
@@ -84,7 +103,7 @@ mod tests {
             assert_eq!(unsafe { poolmalloc_core::pool::class_tag(p) }, 0);
             seen.push(p as usize);
         }
-        assert!(seen.len() >= BOOTSTRAP_BYTES / POOL_SIZE * 30 - 1);
+        assert!(seen.len() >= BOOTSTRAP_BYTES / POOL_SIZE * 29);
         seen.sort();
         assert!(
             seen.windows(2).all(|w| w[1] - w[0] >= 500),

@@ -20,7 +20,7 @@ use core::cell::Cell;
 use core::ptr;
 
 use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
-use poolmalloc_core::{class_of, pool, Class, Core, CoreStats, OsPages, Violation};
+use poolmalloc_core::{class_of, pool, Class, Core, CoreStats, Fragmentation, OsPages, Violation};
 
 use crate::cache::{CacheState, ThreadCache};
 #[cfg(debug_assertions)]
@@ -297,22 +297,26 @@ pub fn collect() -> usize {
     in_allocator(|| CORE.collect())
 }
 
+/// Blocks each class has in the caches of live threads (an instant's view of running threads).
+fn held_in_caches() -> [usize; NB_SMALL_SIZE_CLASSES] {
+    let mut cached = [0usize; NB_SMALL_SIZE_CLASSES];
+    let live = LIVE.lock();
+    let mut entry = live.head;
+    while !entry.is_null() {
+        // SAFETY: linked threads are alive (they unlink under this lock before exiting), so
+        // their state is valid; `add_held_to` reads only atomics.
+        unsafe {
+            (*entry).cache.add_held_to(&mut cached);
+            entry = (*entry).next.get();
+        }
+    }
+    cached
+}
+
 /// A snapshot of the global allocator: the core's counts plus the blocks each live thread's cache
 /// holds (an instant's view of threads that are running).
 pub fn stats() -> CoreStats {
-    let mut cached = [0usize; NB_SMALL_SIZE_CLASSES];
-    {
-        let live = LIVE.lock();
-        let mut entry = live.head;
-        while !entry.is_null() {
-            // SAFETY: linked threads are alive (they unlink under this lock before exiting), so
-            // their state is valid; `add_held_to` reads only atomics.
-            unsafe {
-                (*entry).cache.add_held_to(&mut cached);
-                entry = (*entry).next.get();
-            }
-        }
-    }
+    let cached = held_in_caches();
     let mut stats = in_allocator(|| CORE.stats());
     for (class, held) in stats.classes.iter_mut().zip(cached) {
         class.blocks_in_caches = held.min(class.blocks_out);
@@ -323,4 +327,142 @@ pub fn stats() -> CoreStats {
 /// Walks the global core and checks its invariants.
 pub fn check_invariants() -> Result<(), Violation> {
     in_allocator(|| CORE.check_invariants())
+}
+
+/// The global allocator's fragmentation snapshot (which pools pin memory, what freeing would
+/// give back), with the blocks live threads' caches hold, since those pin pools too.
+pub fn fragmentation() -> Fragmentation {
+    let cached = held_in_caches();
+    let mut frag = in_allocator(|| CORE.fragmentation());
+    frag.set_blocks_in_caches(&cached);
+    frag
+}
+
+/// The global allocator's pieces for faces that handle pointers without layouts (the C ABI in
+/// `poolmalloc-capi`): the same process-wide core, the same per-thread caches.
+pub mod raw {
+    use super::*;
+
+    /// Who owns a pointer, told without reading memory outside our arenas.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Owner {
+        /// A block of our pools; `tag` is its pool's class tag (class index + 1; 0 if the pool
+        /// serves no class, which makes any free of it fall to the reporting slow path).
+        Pool { tag: u8 },
+        /// A block of the bootstrap region (served while inside the allocator; never reused).
+        Bootstrap,
+        /// Not ours: the large path's C library, or another allocator.
+        Elsewhere,
+    }
+
+    /// The usable size of a block `owner` called ours (`None` for other memory). A pool block
+    /// whose pool serves no class (a misused pointer) reports 0.
+    ///
+    /// # Safety
+    /// `ptr` is a block `owner` said was ours (`Pool` or `Bootstrap`), not yet freed.
+    pub unsafe fn usable_size(ptr: *const u8, owner: Owner) -> Option<usize> {
+        match owner {
+            Owner::Pool { tag } => Some(
+                (tag as usize)
+                    .checked_sub(1)
+                    .and_then(Class::new)
+                    .map_or(0, Class::block_size),
+            ),
+            // SAFETY: a bootstrap block (precondition).
+            Owner::Bootstrap => Some(unsafe { bootstrap::size_of(ptr) }),
+            Owner::Elsewhere => None,
+        }
+    }
+
+    /// The process-wide core.
+    pub fn core() -> &'static Core<OsPages> {
+        &CORE
+    }
+
+    // Any pointer may be asked about: the pool header is read only once the registry has said
+    // the address lies in one of our arenas.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
+    #[inline]
+    pub fn owner(ptr: *const u8) -> Owner {
+        if CORE.owns(ptr) {
+            // SAFETY: the pointer lies in one of our arenas, so its pool header is mapped.
+            Owner::Pool {
+                tag: unsafe { pool::class_tag(ptr) },
+            }
+        } else if bootstrap::contains(ptr) {
+            Owner::Bootstrap
+        } else {
+            Owner::Elsewhere
+        }
+    }
+
+    /// A block of `class` from this thread's cache (or the slow path); null when out of memory.
+    #[inline]
+    pub fn alloc(class: Class) -> *mut u8 {
+        let p = with_cache(|cache| cache.pop(class));
+        if !p.is_null() {
+            return p;
+        }
+        alloc_slow(class)
+    }
+
+    /// The fast half of a free: pushes the block on this thread's list if it has room.
+    ///
+    /// # Safety
+    /// `owner(ptr)` said `Pool { tag }` and the caller gives the block up.
+    #[inline]
+    pub unsafe fn try_free_fast(tag: u8, ptr: *mut u8) -> bool {
+        // SAFETY: as the precondition says.
+        with_cache(|cache| unsafe { cache.push(tag, ptr) })
+    }
+
+    /// The slow half: flush or activate, or free through the core (validating, reporting).
+    ///
+    /// # Safety
+    /// As for `try_free_fast`, which returned false.
+    pub unsafe fn free_slow(tag: u8, ptr: *mut u8) {
+        // SAFETY: as the precondition says.
+        unsafe { dealloc_slow(tag, ptr) }
+    }
+
+    /// `pthread_atfork` prepare: takes the live-cache list's lock, then every core lock.
+    pub fn fork_prepare() {
+        in_allocator(|| {
+            core::mem::forget(LIVE.lock());
+            CORE.lock_for_fork();
+        });
+    }
+
+    /// `pthread_atfork` parent: releases what `fork_prepare` took.
+    ///
+    /// # Safety
+    /// `fork_prepare` ran on this thread just before `fork`.
+    pub unsafe fn fork_parent() {
+        // SAFETY: the locks are held by this thread with their guards forgotten.
+        unsafe {
+            CORE.unlock_after_fork();
+            LIVE.force_unlock();
+        }
+    }
+
+    /// `pthread_atfork` child: the other threads are gone, so their caches leave the live list
+    /// (their blocks stay out for the child's life), then the locks are released.
+    ///
+    /// # Safety
+    /// `fork_prepare` ran in the parent's forking thread, which this child continues.
+    pub unsafe fn fork_child() {
+        THREAD.with(|me| {
+            // SAFETY: this thread holds LIVE's lock (forgotten guard); nobody else exists.
+            let live = unsafe { &mut *LIVE.data_ptr() };
+            let active = me.cache.state() == CacheState::Active;
+            me.prev.set(ptr::null());
+            me.next.set(ptr::null());
+            live.head = if active { me } else { ptr::null() };
+        });
+        // SAFETY: as for `fork_parent`.
+        unsafe {
+            CORE.unlock_after_fork();
+            LIVE.force_unlock();
+        }
+    }
 }

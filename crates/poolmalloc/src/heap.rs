@@ -16,7 +16,8 @@ use std::sync::{Arc, Weak};
 use allocator_api2::alloc::{AllocError, Allocator};
 use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
 use poolmalloc_core::{
-    class_of, pool, Class, Core, CoreStats, FreeErrorKind, OsPages, PageSource, Violation,
+    class_of, pool, Class, Core, CoreStats, Fragmentation, FreeErrorKind, OsPages, PageSource,
+    Violation,
 };
 use thread_local::ThreadLocal;
 
@@ -220,17 +221,31 @@ impl<S: PageSource + 'static> Heap<S> {
         self.shared.core.collect()
     }
 
-    /// A snapshot of the heap, with the blocks held in every thread's cache.
-    pub fn stats(&self) -> CoreStats {
+    /// Blocks each class has in the caches of this heap's threads.
+    fn held_in_caches(&self) -> [usize; NB_SMALL_SIZE_CLASSES] {
         let mut cached = [0usize; NB_SMALL_SIZE_CLASSES];
         for cache in self.shared.caches.iter() {
             cache.add_held_to(&mut cached);
         }
+        cached
+    }
+
+    /// A snapshot of the heap, with the blocks held in every thread's cache.
+    pub fn stats(&self) -> CoreStats {
+        let cached = self.held_in_caches();
         let mut stats = self.shared.core.stats();
         for (class, held) in stats.classes.iter_mut().zip(cached) {
             class.blocks_in_caches = held.min(class.blocks_out);
         }
         stats
+    }
+
+    /// The heap's fragmentation snapshot, with the blocks held in every thread's cache.
+    pub fn fragmentation(&self) -> Fragmentation {
+        let cached = self.held_in_caches();
+        let mut frag = self.shared.core.fragmentation();
+        frag.set_blocks_in_caches(&cached);
+        frag
     }
 
     pub fn check_invariants(&self) -> Result<(), Violation> {

@@ -45,9 +45,11 @@ mod sync;
 
 pub use cache::{CacheState, ThreadCache};
 #[cfg(not(poolmalloc_loom))]
-pub use global::{check_invariants, collect, flush_thread_cache, stats, PoolMalloc};
+pub use global::{
+    check_invariants, collect, flush_thread_cache, fragmentation, raw, stats, PoolMalloc,
+};
 #[cfg(not(poolmalloc_loom))]
 pub use heap::Heap;
 #[cfg(not(poolmalloc_loom))]
 pub use misuse::{set_misuse_hook, Misuse, MisuseHook};
-pub use poolmalloc_core::{CoreStats, Violation};
+pub use poolmalloc_core::{CoreStats, Fragmentation, Violation};

@@ -1,0 +1,55 @@
+//! # poolmalloc-capi: poolmalloc as a C library
+//!
+//! `libpoolmalloc_capi.so` exports the malloc family with glibc's contract, for `LD_PRELOAD` or
+//! linking; `include/poolmalloc.h` declares it with poolmalloc's own calls. It is the global
+//! allocator of the `poolmalloc` crate (its core and per-thread caches, through
+//! `poolmalloc::raw`) behind a layout-free interface:
+//!
+//! - Ownership of a pointer comes from the arena registry, never from reading memory we might
+//!   not own. Ours go back to the caches; everything else — the large path's blocks and blocks
+//!   allocated before us or by another allocator — goes to the C library's `free`.
+//! - The large path and this library's own Rust allocations use glibc's `__libc_*` entry points,
+//!   which no preloaded library interposes: calling `malloc` from inside `malloc` would come
+//!   straight back here.
+//! - Thread-local state is `const`-initialised; requests made while a thread is inside the
+//!   allocator (its first-use setup registering the thread-exit flush, which glibc does with
+//!   `calloc`) are served from the bootstrap region (see `poolmalloc`'s `global` module).
+//!   The library must be preloaded or linked, not `dlopen`ed: a dlopened library's TLS is set up
+//!   lazily with `malloc`.
+//! - `fork` takes every allocator lock first (`pthread_atfork`), so a child of a multi-threaded
+//!   parent can allocate.
+
+mod exports;
+mod init;
+
+use core::alloc::{GlobalAlloc, Layout};
+
+use poolmalloc_core::os::large;
+
+/// This library's own Rust allocations (formatting the stats report) go to the C library
+/// directly, never through the interposed `malloc`.
+struct LibcAlloc;
+
+// SAFETY: forwards to the C library's allocator through `os::large`, which honours the layout.
+unsafe impl GlobalAlloc for LibcAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        large::alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        large::alloc_zeroed(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `ptr` came from `alloc` with `layout` (GlobalAlloc's contract).
+        unsafe { large::realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        // SAFETY: `ptr` came from `alloc` (GlobalAlloc's contract).
+        unsafe { large::free(ptr) }
+    }
+}
+
+#[global_allocator]
+static RUST_ALLOCATIONS: LibcAlloc = LibcAlloc;

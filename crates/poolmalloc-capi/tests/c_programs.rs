@@ -1,0 +1,110 @@
+//! The C library from C: programs under `tests/c/` are compiled with the system compiler against
+//! the system malloc and run with `libpoolmalloc_capi.so` preloaded; each prints its own
+//! "N passed, N failed" line and exits non-zero on a failed check.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The target directory's profile folder, which holds the library cargo built for this test.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/c_programs-<hash>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
+}
+
+mod common {
+    include!("common/library.rs");
+}
+use common::library;
+
+/// Compiles `tests/c/<name>.c` into the target directory.
+fn compile(name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
+    let out_dir = profile_dir().join("capi-tests");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let exe = out_dir.join(name);
+    let status = Command::new("cc")
+        // -fno-builtin: every call must reach the allocator (GCC would fold `malloc(SIZE_MAX)`).
+        // The bad-input program passes sizes and uses pointers GCC rightly warns about.
+        .args(["-O2", "-g", "-fno-builtin", "-Wall", "-Werror", "-pthread"])
+        .args([
+            "-Wno-alloc-size-larger-than",
+            "-Wno-use-after-free",
+            "-Wno-unused-function",
+        ])
+        .arg("-o")
+        .arg(&exe)
+        .arg(src.join(format!("{name}.c")))
+        .arg("-ldl")
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(status.success(), "compiling {name}.c failed");
+    exe
+}
+
+fn run_preloaded(name: &str) {
+    let exe = compile(name);
+    let out = Command::new(&exe)
+        .env("LD_PRELOAD", library())
+        .output()
+        .expect("run the test program");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    print!("{stdout}");
+    eprint!("{stderr}");
+    assert!(out.status.success(), "{name} failed ({})", out.status);
+    assert!(
+        stdout.contains(" passed, 0 failed"),
+        "{name} printed no summary"
+    );
+}
+
+#[test]
+fn bad_input_gets_documented_answers() {
+    run_preloaded("bad_input");
+}
+
+#[test]
+fn pthread_stress_with_cross_thread_frees() {
+    run_preloaded("stress");
+}
+
+#[test]
+fn fork_from_a_multithreaded_parent() {
+    run_preloaded("fork");
+}
+
+#[test]
+fn thread_create_exit_loop_leaks_nothing() {
+    run_preloaded("thread_churn");
+}
+
+#[test]
+fn stats_env_prints_report_and_rejects_bad_values() {
+    let run = |value: &str| {
+        Command::new("true")
+            .env("LD_PRELOAD", library())
+            .env("POOLMALLOC_STATS", value)
+            .output()
+            .expect("run true")
+    };
+    let text = run("1");
+    assert!(text.status.success());
+    let report = String::from_utf8_lossy(&text.stderr);
+    assert!(report.contains("Small block threshold = 512"), "{report}");
+    let json = run("json");
+    let json = String::from_utf8_lossy(&json.stderr);
+    assert!(json.trim_start().starts_with("{\"classes\":"), "{json}");
+    assert!(json.trim_end().ends_with('}'));
+    let bad = run("yes please");
+    assert!(
+        bad.status.success(),
+        "a bad value must not crash the program"
+    );
+    let warning = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(warning.lines().count(), 1, "{warning}");
+    assert!(warning.contains("POOLMALLOC_STATS=yes please") && warning.contains("1, json"));
+}

@@ -1,0 +1,9 @@
+/// The library cargo built for these tests, in the target directory's profile folder.
+pub fn library() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test>-<hash>
+    let profile = exe.parent().and_then(std::path::Path::parent).expect("target/<profile>");
+    let lib = profile.join("libpoolmalloc_capi.so");
+    assert!(lib.exists(), "{} was not built", lib.display());
+    lib
+}

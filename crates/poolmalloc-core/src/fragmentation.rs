@@ -1,0 +1,755 @@
+//! The fragmentation explainer: which pools pin memory, and what freeing would give back.
+//!
+//! The seed's question — most objects die, a few survive: where did the memory go? — is answered
+//! by a walk of every arena and pool, under all the core's locks taken in the documented order
+//! (`Core::lock_all`: class locks by index, then the arena lock), as `check_invariants` walks.
+//! The walk writes into a plain `Copy` snapshot of fixed-size arrays and allocates nothing while
+//! it holds the locks: the allocator it inspects may be the process's global allocator, and an
+//! allocation inside the walk would wait on a lock the walk holds.
+//!
+//! Words used here:
+//! - a pool's *occupancy* is its blocks out over its capacity (blocks per pool);
+//! - a pool is *sparse* when it has one block out, or at most `FRAG_SPARSE_PERCENT` of its
+//!   capacity: a few blocks pin `POOL_SIZE` bytes. These are the *pinned* pools;
+//! - a pool's *idle* bytes are those not in a block out: free blocks, room never carved, header
+//!   and tail;
+//! - an arena *could go back* when every pool it has in use is sparse: emptying them would empty
+//!   it, and it would be unmapped unless kept as the reserve (A3).
+
+use core::fmt;
+
+use crate::central::Core;
+use crate::config::{
+    ARENA_ADDR_MASK, ARENA_SIZE, FRAG_HALF_PERCENT, FRAG_SPARSE_PERCENT, FRAG_TOP_ARENAS,
+    FRAG_TOP_POOLS, NB_SMALL_SIZE_CLASSES, POOLS_PER_ARENA, POOL_OVERHEAD, POOL_SIZE,
+    RESERVE_ARENAS,
+};
+use crate::os::PageSource;
+use crate::pool::PoolHeader;
+use crate::size_class::{Class, CLASS_TABLE};
+use crate::stats::Thousands;
+
+/// Number of occupancy bands.
+pub const BANDS: usize = 5;
+
+/// Occupancy band of a pool in use, emptiest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Band {
+    /// One block out: one object pins the whole pool.
+    One,
+    /// At most `FRAG_SPARSE_PERCENT` of the capacity out.
+    Sparse,
+    /// At most `FRAG_HALF_PERCENT`.
+    Half,
+    /// More than that, but a block is free.
+    Most,
+    /// Every block out.
+    Full,
+}
+
+impl Band {
+    pub const ALL: [Band; BANDS] = [Band::One, Band::Sparse, Band::Half, Band::Most, Band::Full];
+
+    /// The band of a pool with `out` of `capacity` blocks out.
+    pub const fn of(out: usize, capacity: usize) -> Band {
+        if out >= capacity {
+            Band::Full
+        } else if out == 1 {
+            Band::One
+        } else if out * 100 <= capacity * FRAG_SPARSE_PERCENT {
+            Band::Sparse
+        } else if out * 100 <= capacity * FRAG_HALF_PERCENT {
+            Band::Half
+        } else {
+            Band::Most
+        }
+    }
+
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Sparse pools are the pinned ones: what the report asks to look at.
+    pub const fn is_sparse(self) -> bool {
+        matches!(self, Band::One | Band::Sparse)
+    }
+
+    /// A stable name, for JSON keys.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Band::One => "one_block",
+            Band::Sparse => "sparse",
+            Band::Half => "half",
+            Band::Most => "most",
+            Band::Full => "full",
+        }
+    }
+}
+
+/// One size class in a fragmentation snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassFrag {
+    pub block_size: usize,
+    /// Blocks one pool of the class holds.
+    pub capacity: usize,
+    /// Pools in use, by occupancy band (`Band::index`).
+    pub pools: [usize; BANDS],
+    /// Blocks out of the class's pools: in use by the program or held in thread caches.
+    pub blocks_out: usize,
+    /// Of `blocks_out`, those sitting in thread caches (filled in by the cache layer).
+    pub blocks_in_caches: usize,
+    /// Of `blocks_out`, those in sparse pools.
+    pub blocks_out_sparse: usize,
+    /// Idle bytes of the class's partly-used pools: what they hold beyond their blocks out.
+    pub bytes_idle: usize,
+}
+
+impl ClassFrag {
+    pub fn pools_in_use(&self) -> usize {
+        self.pools.iter().sum()
+    }
+
+    pub fn pools_full(&self) -> usize {
+        self.pools[Band::Full.index()]
+    }
+
+    /// Pools with blocks out and blocks free.
+    pub fn pools_used(&self) -> usize {
+        self.pools_in_use() - self.pools_full()
+    }
+
+    pub fn pools_sparse(&self) -> usize {
+        Band::ALL
+            .iter()
+            .filter(|b| b.is_sparse())
+            .map(|b| self.pools[b.index()])
+            .sum()
+    }
+
+    /// Blocks the program holds.
+    pub fn blocks_in_use(&self) -> usize {
+        self.blocks_out - self.blocks_in_caches
+    }
+}
+
+/// One arena in a fragmentation snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArenaFrag {
+    pub address: usize,
+    /// Pools with blocks out and blocks free.
+    pub pools_used: usize,
+    pub pools_full: usize,
+    /// Empty pools, carved or never carved.
+    pub pools_empty: usize,
+    /// Of the pools in use, the sparse ones.
+    pub pools_sparse: usize,
+    pub blocks_out: usize,
+}
+
+impl ArenaFrag {
+    pub fn pools_in_use(&self) -> usize {
+        self.pools_used + self.pools_full
+    }
+
+    /// Every pool in use is sparse: emptying them would empty the arena.
+    pub fn could_go_back(&self) -> bool {
+        self.pools_in_use() > 0 && self.pools_sparse == self.pools_in_use()
+    }
+
+    pub fn wholly_empty(&self) -> bool {
+        self.pools_in_use() == 0
+    }
+}
+
+/// One of the most wasteful partly-used pools: `POOL_SIZE` bytes stay mapped for few bytes of
+/// blocks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolFrag {
+    pub address: usize,
+    /// Index of the class it serves.
+    pub class: usize,
+    pub block_size: usize,
+    pub blocks_out: usize,
+    pub capacity: usize,
+    /// Bytes of the pool not in a block out.
+    pub bytes_idle: usize,
+    /// The only pool in use in its arena: emptying it would empty the arena.
+    pub alone_in_arena: bool,
+}
+
+/// The `N` best items offered so far, best first, in a fixed array (the walk cannot allocate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Top<T, const N: usize> {
+    items: [T; N],
+    len: usize,
+}
+
+impl<T: Copy + Default, const N: usize> Top<T, N> {
+    fn new() -> Self {
+        Top {
+            items: [T::default(); N],
+            len: 0,
+        }
+    }
+
+    /// Keeps `item` if it is among the `N` best; `better(a, b)` is a strict order.
+    fn offer(&mut self, item: T, better: impl Fn(&T, &T) -> bool) {
+        let at = self.items[..self.len]
+            .iter()
+            .position(|old| better(&item, old))
+            .unwrap_or(self.len);
+        if at >= N {
+            return;
+        }
+        let end = self.len.min(N - 1);
+        self.items.copy_within(at..end, at + 1);
+        self.items[at] = item;
+        self.len = (self.len + 1).min(N);
+    }
+
+    fn as_slice(&self) -> &[T] {
+        &self.items[..self.len]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        &mut self.items[..self.len]
+    }
+}
+
+/// More idle bytes first; at equal waste, lower address first (a stable order for tests).
+fn more_wasteful(a: &PoolFrag, b: &PoolFrag) -> bool {
+    (b.bytes_idle, a.address) < (a.bytes_idle, b.address)
+}
+
+/// Fewer blocks out first: the arenas fewest frees away from going back.
+fn nearer_release(a: &ArenaFrag, b: &ArenaFrag) -> bool {
+    (a.blocks_out, a.address) < (b.blocks_out, b.address)
+}
+
+/// A fragmentation snapshot of a core, taken with every lock held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fragmentation {
+    pub classes: [ClassFrag; NB_SMALL_SIZE_CLASSES],
+    pub arenas_mapped: usize,
+    /// Mapped arenas with no pool in use (at most `RESERVE_ARENAS`, A3).
+    pub arenas_wholly_empty: usize,
+    /// Arenas whose pools in use are all sparse.
+    pub arenas_could_go_back: usize,
+    /// Empty pools in mapped arenas, carved or not.
+    pub pools_empty: usize,
+    arenas: Top<ArenaFrag, FRAG_TOP_ARENAS>,
+    pools: Top<PoolFrag, FRAG_TOP_POOLS>,
+}
+
+impl Fragmentation {
+    fn new() -> Fragmentation {
+        let mut classes = [ClassFrag::default(); NB_SMALL_SIZE_CLASSES];
+        for (c, info) in classes.iter_mut().zip(CLASS_TABLE.iter()) {
+            c.block_size = info.block_size;
+            c.capacity = info.blocks_per_pool;
+        }
+        Fragmentation {
+            classes,
+            arenas_mapped: 0,
+            arenas_wholly_empty: 0,
+            arenas_could_go_back: 0,
+            pools_empty: 0,
+            arenas: Top::new(),
+            pools: Top::new(),
+        }
+    }
+
+    /// Up to `FRAG_TOP_ARENAS` arenas, fewest blocks out first (then by address).
+    pub fn arenas(&self) -> &[ArenaFrag] {
+        self.arenas.as_slice()
+    }
+
+    /// Up to `FRAG_TOP_POOLS` partly-used pools, most idle bytes first (then by address).
+    pub fn wasteful_pools(&self) -> &[PoolFrag] {
+        self.pools.as_slice()
+    }
+
+    /// Records the blocks each class has in thread caches (the cache layer knows them, the core
+    /// does not); clamped to the blocks out, as `stats()` does.
+    pub fn set_blocks_in_caches(&mut self, held: &[usize; NB_SMALL_SIZE_CLASSES]) {
+        for (c, &h) in self.classes.iter_mut().zip(held) {
+            c.blocks_in_caches = h.min(c.blocks_out);
+        }
+    }
+
+    fn sum(&self, f: impl Fn(&ClassFrag) -> usize) -> usize {
+        self.classes.iter().map(f).sum()
+    }
+
+    pub fn pools_in_use(&self) -> usize {
+        self.sum(ClassFrag::pools_in_use)
+    }
+
+    pub fn pools_full(&self) -> usize {
+        self.sum(ClassFrag::pools_full)
+    }
+
+    /// Pools in use per band, over all classes.
+    pub fn pools_by_band(&self) -> [usize; BANDS] {
+        let mut bands = [0; BANDS];
+        for c in &self.classes {
+            for (total, n) in bands.iter_mut().zip(c.pools) {
+                *total += n;
+            }
+        }
+        bands
+    }
+
+    /// The pinned pools: sparse ones.
+    pub fn pools_sparse(&self) -> usize {
+        self.sum(ClassFrag::pools_sparse)
+    }
+
+    /// Bytes the sparse pools keep mapped.
+    pub fn bytes_pinned(&self) -> usize {
+        self.pools_sparse() * POOL_SIZE
+    }
+
+    pub fn blocks_out(&self) -> usize {
+        self.sum(|c| c.blocks_out)
+    }
+
+    pub fn blocks_out_sparse(&self) -> usize {
+        self.sum(|c| c.blocks_out_sparse)
+    }
+
+    pub fn bytes_out_sparse(&self) -> usize {
+        self.sum(|c| c.blocks_out_sparse * c.block_size)
+    }
+
+    pub fn blocks_in_caches(&self) -> usize {
+        self.sum(|c| c.blocks_in_caches)
+    }
+
+    pub fn bytes_in_caches(&self) -> usize {
+        self.sum(|c| c.blocks_in_caches * c.block_size)
+    }
+
+    pub fn bytes_in_blocks_out(&self) -> usize {
+        self.sum(|c| c.blocks_out * c.block_size)
+    }
+
+    /// Idle bytes of partly-used pools, over all classes.
+    pub fn bytes_idle(&self) -> usize {
+        self.sum(|c| c.bytes_idle)
+    }
+
+    pub fn bytes_mapped(&self) -> usize {
+        self.arenas_mapped * ARENA_SIZE
+    }
+
+    /// Arenas unmapped if every sparse pool emptied: those that could go back join the wholly
+    /// empty ones, and all of them but the reserve go (A3).
+    pub fn arenas_back_if_sparse_emptied(&self) -> usize {
+        (self.arenas_wholly_empty + self.arenas_could_go_back).saturating_sub(RESERVE_ARENAS)
+    }
+
+    pub fn bytes_back_if_sparse_emptied(&self) -> usize {
+        self.arenas_back_if_sparse_emptied() * ARENA_SIZE
+    }
+
+    /// Blocks out + idle bytes of partly-used pools + header and tail of full pools + empty pools.
+    pub fn accounted_bytes(&self) -> usize {
+        let full_overhead: usize = self
+            .classes
+            .iter()
+            .zip(CLASS_TABLE.iter())
+            .map(|(c, info)| c.pools_full() * (POOL_OVERHEAD + info.pool_tail_waste))
+            .sum();
+        self.bytes_in_blocks_out()
+            + self.bytes_idle()
+            + full_overhead
+            + self.pools_empty * POOL_SIZE
+    }
+
+    /// The snapshot's own accounting identity: its parts add up to the mapped bytes, and its pools
+    /// to the arenas' pools.
+    pub fn identity_holds(&self) -> bool {
+        self.accounted_bytes() == self.bytes_mapped()
+            && self.pools_in_use() + self.pools_empty == self.arenas_mapped * POOLS_PER_ARENA
+    }
+}
+
+impl<S: PageSource> Core<S> {
+    /// Walks every arena and pool under all locks into a fragmentation snapshot. Allocates
+    /// nothing while the locks are held.
+    pub fn fragmentation(&self) -> Fragmentation {
+        let mut f = Fragmentation::new();
+        let locks = self.lock_all();
+        for ao in locks.arenas.iter_all() {
+            // SAFETY: `all` links headers of this core's mapped arenas (A1) and we hold the arena
+            // lock, which guards them.
+            let a = unsafe { &*ao };
+            let mut arena = ArenaFrag {
+                address: a.address,
+                pools_empty: a.nfreepools,
+                ..ArenaFrag::default()
+            };
+            let carved = (a.pool_address - a.address) / POOL_SIZE;
+            for i in 0..carved {
+                let pool = (a.address + i * POOL_SIZE) as *const PoolHeader;
+                // SAFETY: carved pools of a mapped arena have initialised headers; a pool serving
+                // a class is guarded by that class's lock, an empty one by the arena lock, and we
+                // hold them all (P1).
+                let p = unsafe { &*pool };
+                let Some(class) = p.class() else {
+                    continue;
+                };
+                let out = p.ref_count as usize;
+                walk_pool(&mut f, &mut arena, pool as usize, class, out);
+            }
+            if arena.pools_in_use() == 1 {
+                for p in f.pools.as_mut_slice() {
+                    if p.address & ARENA_ADDR_MASK == a.address {
+                        p.alone_in_arena = true;
+                    }
+                }
+            }
+            f.arenas_mapped += 1;
+            f.arenas_wholly_empty += usize::from(arena.wholly_empty());
+            f.arenas_could_go_back += usize::from(arena.could_go_back());
+            f.pools_empty += arena.pools_empty;
+            f.arenas.offer(arena, nearer_release);
+        }
+        drop(locks);
+        f
+    }
+}
+
+/// Counts one pool in use, with `out` blocks out, into its class, its arena and the top pools.
+fn walk_pool(f: &mut Fragmentation, arena: &mut ArenaFrag, addr: usize, class: Class, out: usize) {
+    let c = &mut f.classes[class.index()];
+    let band = Band::of(out, c.capacity);
+    let idle = POOL_SIZE.saturating_sub(out * c.block_size);
+    c.pools[band.index()] += 1;
+    c.blocks_out += out;
+    arena.blocks_out += out;
+    if band.is_sparse() {
+        c.blocks_out_sparse += out;
+        arena.pools_sparse += 1;
+    }
+    if band == Band::Full {
+        // A full pool wastes only its header and tail: not idle, and not a wasteful pool.
+        arena.pools_full += 1;
+        return;
+    }
+    arena.pools_used += 1;
+    c.bytes_idle += idle;
+    let pool = PoolFrag {
+        address: addr,
+        class: class.index(),
+        block_size: c.block_size,
+        blocks_out: out,
+        capacity: c.capacity,
+        bytes_idle: idle,
+        alone_in_arena: false,
+    };
+    f.pools.offer(pool, more_wasteful);
+}
+
+impl Fragmentation {
+    /// The snapshot as one JSON object. Written by hand and allocation-free, so that every face
+    /// (CLI, C ABI) prints the same document, whatever JSON library it has or lacks.
+    pub fn write_json(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        write!(
+            f,
+            "{{\"sparse_percent\":{FRAG_SPARSE_PERCENT},\"half_percent\":{FRAG_HALF_PERCENT},\
+             \"pool_size\":{POOL_SIZE},\"arena_size\":{ARENA_SIZE},\"reserve_arenas\":{RESERVE_ARENAS},\
+             \"classes\":["
+        )?;
+        let mut first = true;
+        for (i, c) in self.classes.iter().enumerate() {
+            if c.pools_in_use() == 0 && c.blocks_in_caches == 0 {
+                continue;
+            }
+            if !first {
+                f.write_char(',')?;
+            }
+            first = false;
+            write!(
+                f,
+                "{{\"class\":{i},\"block_size\":{},\"capacity\":{},\"pools\":",
+                c.block_size, c.capacity
+            )?;
+            write_bands(f, &c.pools)?;
+            write!(
+                f,
+                ",\"pools_in_use\":{},\"pools_sparse\":{},\"blocks_out\":{},\"blocks_in_use\":{},\
+                 \"blocks_in_caches\":{},\"blocks_out_sparse\":{},\"bytes_idle\":{}}}",
+                c.pools_in_use(),
+                c.pools_sparse(),
+                c.blocks_out,
+                c.blocks_in_use(),
+                c.blocks_in_caches,
+                c.blocks_out_sparse,
+                c.bytes_idle
+            )?;
+        }
+        f.write_str("],\"pools\":{\"by_band\":")?;
+        write_bands(f, &self.pools_by_band())?;
+        write!(
+            f,
+            ",\"in_use\":{},\"full\":{},\"sparse\":{},\"empty\":{}}},\
+             \"blocks\":{{\"out\":{},\"out_sparse\":{},\"in_caches\":{}}},\
+             \"bytes\":{{\"mapped\":{},\"pinned\":{},\"out_sparse\":{},\"idle\":{},\
+             \"in_blocks_out\":{},\"in_caches\":{},\"back_if_sparse_emptied\":{},\"accounted\":{}}},\
+             \"arenas\":{{\"mapped\":{},\"wholly_empty\":{},\"could_go_back\":{},\
+             \"back_if_sparse_emptied\":{},\"listed\":[",
+            self.pools_in_use(),
+            self.pools_full(),
+            self.pools_sparse(),
+            self.pools_empty,
+            self.blocks_out(),
+            self.blocks_out_sparse(),
+            self.blocks_in_caches(),
+            self.bytes_mapped(),
+            self.bytes_pinned(),
+            self.bytes_out_sparse(),
+            self.bytes_idle(),
+            self.bytes_in_blocks_out(),
+            self.bytes_in_caches(),
+            self.bytes_back_if_sparse_emptied(),
+            self.accounted_bytes(),
+            self.arenas_mapped,
+            self.arenas_wholly_empty,
+            self.arenas_could_go_back,
+            self.arenas_back_if_sparse_emptied()
+        )?;
+        for (n, a) in self.arenas().iter().enumerate() {
+            if n > 0 {
+                f.write_char(',')?;
+            }
+            write!(
+                f,
+                "{{\"address\":{},\"pools_used\":{},\"pools_full\":{},\"pools_empty\":{},\
+                 \"pools_sparse\":{},\"blocks_out\":{},\"could_go_back\":{}}}",
+                a.address,
+                a.pools_used,
+                a.pools_full,
+                a.pools_empty,
+                a.pools_sparse,
+                a.blocks_out,
+                a.could_go_back()
+            )?;
+        }
+        f.write_str("]},\"wasteful_pools\":[")?;
+        for (n, p) in self.wasteful_pools().iter().enumerate() {
+            if n > 0 {
+                f.write_char(',')?;
+            }
+            write!(
+                f,
+                "{{\"address\":{},\"class\":{},\"block_size\":{},\"blocks_out\":{},\
+                 \"capacity\":{},\"bytes_idle\":{},\"alone_in_arena\":{}}}",
+                p.address,
+                p.class,
+                p.block_size,
+                p.blocks_out,
+                p.capacity,
+                p.bytes_idle,
+                p.alone_in_arena
+            )?;
+        }
+        write!(f, "],\"identity_holds\":{}}}", self.identity_holds())
+    }
+}
+
+/// `{"one_block":n,...}` in band order.
+fn write_bands(f: &mut impl fmt::Write, pools: &[usize; BANDS]) -> fmt::Result {
+    f.write_char('{')?;
+    for (band, n) in Band::ALL.iter().zip(pools) {
+        if band.index() > 0 {
+            f.write_char(',')?;
+        }
+        write!(f, "\"{}\":{n}", band.name())?;
+    }
+    f.write_char('}')
+}
+
+impl fmt::Display for Fragmentation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sparse = format!("<={FRAG_SPARSE_PERCENT}%");
+        let half = format!("<={FRAG_HALF_PERCENT}%");
+        writeln!(
+            f,
+            "Fragmentation: pools in use by occupancy (blocks out of capacity); sparse = 1 block \
+             or {sparse}."
+        )?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "class   size   capacity   1 block   {sparse:>5}   {half:>5}   <100%    full   \
+             blocks in use   in caches   idle bytes"
+        )?;
+        writeln!(
+            f,
+            "-----   ----   --------   -------   -----   -----   -----   -----   \
+             -------------   ---------   ----------"
+        )?;
+        if self.pools_in_use() == 0 {
+            writeln!(f, "(no pool in use)")?;
+        }
+        for (i, c) in self.classes.iter().enumerate() {
+            if c.pools_in_use() == 0 && c.blocks_in_caches == 0 {
+                continue;
+            }
+            let b = &c.pools;
+            writeln!(
+                f,
+                "{i:>5}   {:>4}   {:>8}   {:>7}   {:>5}   {:>5}   {:>5}   {:>5}   {:>13}   {:>9}   {:>10}",
+                c.block_size,
+                c.capacity,
+                b[0],
+                b[1],
+                b[2],
+                b[3],
+                b[4],
+                Thousands(c.blocks_in_use()),
+                Thousands(c.blocks_in_caches),
+                Thousands(c.bytes_idle),
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "pinned: {} sparse pools keep {} bytes mapped for {} blocks out ({} bytes)",
+            Thousands(self.pools_sparse()),
+            Thousands(self.bytes_pinned()),
+            Thousands(self.blocks_out_sparse()),
+            Thousands(self.bytes_out_sparse()),
+        )?;
+        writeln!(
+            f,
+            "idle: {} bytes of partly-used pools hold no block out",
+            Thousands(self.bytes_idle())
+        )?;
+        write!(f, "thread caches (they pin pools too):")?;
+        for (i, c) in self.classes.iter().enumerate() {
+            if c.blocks_in_caches > 0 {
+                write!(f, " class {i} x{},", Thousands(c.blocks_in_caches))?;
+            }
+        }
+        writeln!(
+            f,
+            " {} blocks, {} bytes",
+            Thousands(self.blocks_in_caches()),
+            Thousands(self.bytes_in_caches())
+        )?;
+        writeln!(
+            f,
+            "arenas: {} mapped, {} could go back if their sparse pools emptied, {} wholly empty \
+             (reserve {RESERVE_ARENAS})",
+            self.arenas_mapped, self.arenas_could_go_back, self.arenas_wholly_empty
+        )?;
+        writeln!(
+            f,
+            "if every sparse pool emptied: {} arenas, {} bytes, would go back to the OS",
+            self.arenas_back_if_sparse_emptied(),
+            Thousands(self.bytes_back_if_sparse_emptied())
+        )?;
+        if !self.identity_holds() {
+            writeln!(
+                f,
+                "!! fragmentation identity broken: parts {} != mapped {}",
+                self.accounted_bytes(),
+                self.bytes_mapped()
+            )?;
+        }
+        if !self.arenas().is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "arena (fewest blocks out first)   used   full   empty   sparse   blocks out   could go back"
+            )?;
+            for a in self.arenas() {
+                let back = if a.could_go_back() {
+                    "yes"
+                } else if a.wholly_empty() {
+                    "empty"
+                } else {
+                    "no"
+                };
+                writeln!(
+                    f,
+                    "{:<#32x}  {:>5}   {:>4}   {:>5}   {:>6}   {:>10}   {back}",
+                    a.address,
+                    a.pools_used,
+                    a.pools_full,
+                    a.pools_empty,
+                    a.pools_sparse,
+                    Thousands(a.blocks_out),
+                )?;
+            }
+            let more = self.arenas_mapped - self.arenas().len();
+            if more > 0 {
+                writeln!(f, "... and {more} more arenas")?;
+            }
+        }
+        if !self.wasteful_pools().is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "most wasteful pools           class   size   blocks out of capacity   idle bytes"
+            )?;
+            for p in self.wasteful_pools() {
+                writeln!(
+                    f,
+                    "{:<#28x}  {:>5}   {:>4}   {:>22}   {:>10}{}",
+                    p.address,
+                    p.class,
+                    p.block_size,
+                    format!("{} of {}", p.blocks_out, p.capacity),
+                    Thousands(p.bytes_idle),
+                    if p.alone_in_arena {
+                        "   (alone in its arena)"
+                    } else {
+                        ""
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_split_at_the_configured_percentages() {
+        let cap = 1000;
+        assert_eq!(Band::of(1, cap), Band::One);
+        assert_eq!(Band::of(2, cap), Band::Sparse);
+        assert_eq!(Band::of(cap * FRAG_SPARSE_PERCENT / 100, cap), Band::Sparse);
+        assert_eq!(
+            Band::of(cap * FRAG_SPARSE_PERCENT / 100 + 1, cap),
+            Band::Half
+        );
+        assert_eq!(Band::of(cap * FRAG_HALF_PERCENT / 100, cap), Band::Half);
+        assert_eq!(Band::of(cap * FRAG_HALF_PERCENT / 100 + 1, cap), Band::Most);
+        assert_eq!(Band::of(cap - 1, cap), Band::Most);
+        assert_eq!(Band::of(cap, cap), Band::Full);
+        // A one-block pool is full, not "one block".
+        assert_eq!(Band::of(1, 1), Band::Full);
+        assert!(Band::One.is_sparse() && Band::Sparse.is_sparse() && !Band::Half.is_sparse());
+    }
+
+    #[test]
+    fn top_keeps_the_best_in_order() {
+        let mut top: Top<usize, 3> = Top::new();
+        for x in [5, 1, 9, 3, 7, 9, 0] {
+            top.offer(x, |a, b| a > b);
+        }
+        assert_eq!(top.as_slice(), &[9, 9, 7]);
+        let mut few: Top<usize, 4> = Top::new();
+        few.offer(2, |a, b| a < b);
+        few.offer(1, |a, b| a < b);
+        assert_eq!(few.as_slice(), &[1, 2]);
+    }
+}
