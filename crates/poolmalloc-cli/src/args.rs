@@ -12,9 +12,11 @@ commands:
   compare [--quick] [--workloads W,..] [--allocators A,..] [--reps N] [--out DIR]
       run every workload on every allocator, print the table, write compare.json and
       compare.svg to DIR (default target/poolmalloc-compare)
-  stats [--json] [--k K]
+  stats [--json] [--fragmentation] [--k K]
       play the seed scenario (512·K one-byte objects, free 511 of each 512, then the rest) on
-      poolmalloc and print its stats report after each step (K defaults to 1000)
+      poolmalloc and print its stats report after each step (K defaults to 1000); with
+      --fragmentation, tell each step instead: the pools survivors pin, the bytes they hold,
+      the arenas that cannot go back, and what freeing gave back
   help
       print this text";
 
@@ -32,6 +34,11 @@ pub struct CompareArgs {
 pub enum Command {
     Compare(CompareArgs),
     Stats {
+        json: bool,
+        k: usize,
+    },
+    /// `stats --fragmentation`: the seed scenario with each step's fragmentation snapshot.
+    Fragmentation {
         json: bool,
         k: usize,
     },
@@ -60,7 +67,7 @@ fn err<T>(msg: String) -> Result<T, UsageError> {
 
 const COMMANDS: &str = "compare, stats, help";
 const COMPARE_OPTIONS: &str = "--quick, --workloads, --allocators, --reps, --out";
-const STATS_OPTIONS: &str = "--json, --k";
+const STATS_OPTIONS: &str = "--json, --fragmentation, --k";
 
 /// Splits `--name=value` into its parts; other arguments are returned whole.
 fn split_eq(arg: &str) -> (&str, Option<&str>) {
@@ -223,11 +230,12 @@ fn parse_compare<'a>(
 }
 
 fn parse_stats<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, UsageError> {
-    let (mut json, mut k) = (false, 1000);
+    let (mut json, mut k, mut fragmentation) = (false, 1000, false);
     while let Some(arg) = it.next() {
         let (name, inline) = split_eq(arg);
         match name {
             "--json" if inline.is_none() => json = true,
+            "--fragmentation" if inline.is_none() => fragmentation = true,
             "--k" => {
                 let v = one_value("--k", inline, &mut it, "a whole number of at least 1")?;
                 k = whole_number("--k", v, 1)? as usize;
@@ -238,6 +246,9 @@ fn parse_stats<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, Usa
                 ))
             }
         }
+    }
+    if fragmentation {
+        return Ok(Command::Fragmentation { json, k });
     }
     Ok(Command::Stats { json, k })
 }
@@ -345,6 +356,23 @@ mod tests {
         let e = p("stats --yaml").unwrap_err().0;
         assert!(e.contains("'--yaml'") && e.contains("--json"), "{e}");
         assert!(p("").is_err());
+    }
+
+    #[test]
+    fn stats_fragmentation_takes_the_other_stats_options() {
+        assert_eq!(
+            p("stats --fragmentation").unwrap(),
+            Command::Fragmentation {
+                json: false,
+                k: 1000
+            }
+        );
+        assert_eq!(
+            p("stats --k 5 --fragmentation --json").unwrap(),
+            Command::Fragmentation { json: true, k: 5 }
+        );
+        let e = p("stats --fragmentation=yes").unwrap_err().0;
+        assert!(e.contains("--fragmentation"), "{e}");
     }
 
     #[test]

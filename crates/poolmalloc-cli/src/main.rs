@@ -2,12 +2,13 @@
 //!
 //! ```text
 //! poolmalloc compare [--quick] [--workloads W,..] [--allocators A,..] [--reps N] [--out DIR]
-//! poolmalloc stats [--json] [--k K]
+//! poolmalloc stats [--json] [--fragmentation] [--k K]
 //! ```
 //! See `args::USAGE`, and README.md for how to read the table.
 
 mod args;
 mod compare;
+mod fragmentation;
 mod report;
 mod stats;
 mod summary;
@@ -63,6 +64,18 @@ fn main() {
                 out(&format!("{text}\n"));
             }
             Ok(steps) => out(&stats::text(k, &steps)),
+            Err(e) => {
+                eprintln!("poolmalloc stats: {e}");
+                exit(1)
+            }
+        },
+        Command::Fragmentation { json, k } => match stats::scenario(k) {
+            Ok(steps) if json => {
+                let doc = fragmentation::json(k, &steps);
+                let text = serde_json::to_string_pretty(&doc).expect("JSON of numbers and strings");
+                out(&format!("{text}\n"));
+            }
+            Ok(steps) => out(&fragmentation::text(k, &steps)),
             Err(e) => {
                 eprintln!("poolmalloc stats: {e}");
                 exit(1)

@@ -4,7 +4,7 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 
-use poolmalloc::{CoreStats, PoolMalloc};
+use poolmalloc::{CoreStats, Fragmentation, PoolMalloc};
 use poolmalloc_workloads::rss::rss_bytes;
 use serde_json::{json, Value};
 
@@ -13,6 +13,8 @@ pub struct Step {
     pub name: &'static str,
     pub rss: usize,
     pub stats: CoreStats,
+    /// The fragmentation snapshot, taken right after `stats` (`stats --fragmentation`).
+    pub frag: Fragmentation,
 }
 
 /// Plays the scenario: 512·k one-byte objects, free 511 of each 512, free the rest, collect.
@@ -33,6 +35,7 @@ pub fn scenario(k: usize) -> Result<Vec<Step>, String> {
         name: "allocated 512·k one-byte objects",
         rss: rss_bytes(),
         stats: poolmalloc::stats(),
+        frag: poolmalloc::fragmentation(),
     });
     let mut survivors = Vec::with_capacity(k);
     for (i, &p) in objects.iter().enumerate() {
@@ -47,6 +50,7 @@ pub fn scenario(k: usize) -> Result<Vec<Step>, String> {
         name: "freed 511 of each 512",
         rss: rss_bytes(),
         stats: poolmalloc::stats(),
+        frag: poolmalloc::fragmentation(),
     });
     for p in survivors {
         // SAFETY: as above; the survivors were not freed in the loop.
@@ -57,6 +61,7 @@ pub fn scenario(k: usize) -> Result<Vec<Step>, String> {
         name: "freed the survivors and collect()",
         rss: rss_bytes(),
         stats: poolmalloc::stats(),
+        frag: poolmalloc::fragmentation(),
     });
     Ok(steps)
 }
