@@ -103,6 +103,17 @@ impl<S: PageSource + 'static> Heap<S> {
 
     #[inline(always)]
     fn cache(&self) -> &ThreadCache {
+        match self.shared.caches.get() {
+            Some(cache) => cache,
+            None => self.new_cache(),
+        }
+    }
+
+    /// This thread's first use of the heap. Out of line: building a cache (a 4 KiB value) inline
+    /// would give every `alloc` a 4 KiB stack frame and a stack probe.
+    #[cold]
+    #[inline(never)]
+    fn new_cache(&self) -> &ThreadCache {
         self.shared.caches.get_or(ThreadCache::new)
     }
 
@@ -261,10 +272,12 @@ impl<S: PageSource + 'static> Heap<S> {
 // SAFETY: blocks come from this heap's pools (aligned, big enough, never handed out twice) or the
 // system allocator. Nothing here unwinds.
 unsafe impl<S: PageSource + 'static> GlobalAlloc for Heap<S> {
+    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         Heap::alloc(self, layout)
     }
 
+    #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded contract.
         unsafe { Heap::dealloc(self, ptr, layout) }
