@@ -17,6 +17,11 @@ commands:
       poolmalloc and print its stats report after each step (K defaults to 1000); with
       --fragmentation, tell each step instead: the pools survivors pin, the bytes they hold,
       the arenas that cannot go back, and what freeing gave back
+  run [--stats | --json] -- CMD [ARGS..]
+      run CMD with poolmalloc's C library preloaded (LD_PRELOAD); each process prints its stats
+      report to stderr when it exits (--json: as JSON); CMD's exit status is passed through.
+      Needs libpoolmalloc_capi.so beside this program (cargo build --release -p poolmalloc-capi)
+      or at POOLMALLOC_LIB
   help
       print this text";
 
@@ -43,6 +48,11 @@ pub enum Command {
         k: usize,
     },
     Help,
+    /// `run`: a command under the preloaded C library.
+    Run {
+        report: crate::run::Report,
+        command: Vec<String>,
+    },
     /// Internal: one fresh-process run for `compare` (`__child <workload> <allocator> [--quick]`).
     Child {
         workload: Workload,
@@ -65,7 +75,7 @@ fn err<T>(msg: String) -> Result<T, UsageError> {
     Err(UsageError(msg))
 }
 
-const COMMANDS: &str = "compare, stats, help";
+const COMMANDS: &str = "compare, stats, run, help";
 const COMPARE_OPTIONS: &str = "--quick, --workloads, --allocators, --reps, --out";
 const STATS_OPTIONS: &str = "--json, --fragmentation, --k";
 
@@ -150,6 +160,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
     match command {
         "compare" => parse_compare(it),
         "stats" => parse_stats(it),
+        "run" => parse_run(it),
         "help" | "--help" | "-h" => match it.next() {
             None => Ok(Command::Help),
             Some(extra) => err(format!("help takes no arguments, got '{extra}'")),
@@ -251,6 +262,33 @@ fn parse_stats<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, Usa
         return Ok(Command::Fragmentation { json, k });
     }
     Ok(Command::Stats { json, k })
+}
+
+fn parse_run<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, UsageError> {
+    use crate::run::Report;
+    let mut report = Report::Text;
+    let mut command = Vec::new();
+    for arg in it.by_ref() {
+        match arg {
+            "--stats" => report = Report::Text,
+            "--json" => report = Report::Json,
+            "--" => break,
+            option if option.starts_with('-') => {
+                return err(format!(
+                    "unknown option '{option}' for run (allowed: --stats, --json, then -- CMD)"
+                ))
+            }
+            first => {
+                command.push(first.to_string());
+                break;
+            }
+        }
+    }
+    command.extend(it.map(str::to_string));
+    if command.is_empty() {
+        return err("run needs a command: poolmalloc run [--stats|--json] -- CMD [ARGS..]".into());
+    }
+    Ok(Command::Run { report, command })
 }
 
 fn parse_child<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, UsageError> {

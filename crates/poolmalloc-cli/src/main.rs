@@ -1,8 +1,9 @@
-//! `poolmalloc`: compare poolmalloc with its peers, and print its stats report.
+//! `poolmalloc`: compare poolmalloc with its peers, print its stats report, run a program on it.
 //!
 //! ```text
 //! poolmalloc compare [--quick] [--workloads W,..] [--allocators A,..] [--reps N] [--out DIR]
 //! poolmalloc stats [--json] [--fragmentation] [--k K]
+//! poolmalloc run [--stats|--json] -- CMD [ARGS..]
 //! ```
 //! See `args::USAGE`, and README.md for how to read the table.
 
@@ -10,6 +11,7 @@ mod args;
 mod compare;
 mod fragmentation;
 mod report;
+mod run;
 mod stats;
 mod summary;
 
@@ -79,6 +81,14 @@ fn main() {
             Err(e) => {
                 eprintln!("poolmalloc stats: {e}");
                 exit(1)
+            }
+        },
+        Command::Run { report, command } => match run::run(report, &command) {
+            Ok(code) => exit(code),
+            Err(e) => {
+                eprintln!("poolmalloc run: {e}");
+                // What shells answer for a command that cannot be run.
+                exit(127)
             }
         },
         Command::Child {

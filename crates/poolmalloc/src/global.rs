@@ -386,9 +386,8 @@ pub mod raw {
     pub fn owner(ptr: *const u8) -> Owner {
         if CORE.owns(ptr) {
             // SAFETY: the pointer lies in one of our arenas, so its pool header is mapped.
-            Owner::Pool {
-                tag: unsafe { pool::class_tag(ptr) },
-            }
+            let tag = unsafe { pool::class_tag(ptr) };
+            Owner::Pool { tag }
         } else if bootstrap::contains(ptr) {
             Owner::Bootstrap
         } else {
