@@ -30,6 +30,13 @@ const STEPS: &[Step] = &[
         ],
         env: &[],
     },
+    // `cargo test` does not build a cdylib: the C programs and `poolmalloc run` need the
+    // library in target/debug beside the test binaries.
+    Step {
+        name: "C library",
+        args: &["build", "-p", "poolmalloc-capi"],
+        env: &[],
+    },
     Step {
         name: "tests",
         args: &["test", "--workspace"],
