@@ -109,6 +109,20 @@ pub const BATCHES_PER_BOUND: usize = 2;
 /// registration): they must not re-enter the core. Blocks from it are never reused.
 pub const BOOTSTRAP_BYTES: usize = 64 * 1024;
 
+/// Debug mode (`poolmalloc`'s `debug` feature), after CPython's `PYTHONMALLOC=debug`: a block
+/// starts with a header of two words — the requested size (the free-list link once freed) and
+/// the block's state — then `DEBUG_PAD` forbidden bytes, the caller's bytes, and forbidden bytes
+/// to the block's end (at least `DEBUG_PAD`).
+pub const DEBUG_HEADER: usize = 2 * core::mem::size_of::<usize>();
+pub const DEBUG_PAD: usize = 16;
+/// Fresh memory (CPython's CLEANBYTE), freed memory (DEADBYTE), pads (FORBIDDENBYTE).
+pub const DEBUG_FRESH_BYTE: u8 = 0xCD;
+pub const DEBUG_DEAD_BYTE: u8 = 0xDD;
+pub const DEBUG_FORBIDDEN_BYTE: u8 = 0xFD;
+/// The state word of a block the program holds, and of one it has freed.
+pub const DEBUG_LIVE: usize = 0x6c69_7665_b10c_0001;
+pub const DEBUG_FREED: usize = 0x6465_6164_b10c_0002;
+
 /// Fragmentation report: a pool with at most this percent of its blocks out is *sparse* — few
 /// blocks pin a whole pool. The report predicts what emptying every sparse pool gives back.
 pub const FRAG_SPARSE_PERCENT: usize = 10;
@@ -135,6 +149,9 @@ pub const NB_SMALL_SIZE_CLASSES: usize = SMALL_REQUEST_THRESHOLD / GRAIN;
 pub const REGISTRY_LEAF_LEN: usize = 1 << REGISTRY_LEAF_BITS;
 pub const REGISTRY_TOP_BITS: u32 = ADDRESS_BITS - ARENA_BITS - REGISTRY_LEAF_BITS;
 pub const REGISTRY_TOP_LEN: usize = 1 << REGISTRY_TOP_BITS;
+/// Debug mode: bytes before the caller's (header and front pad), and the least a block adds.
+pub const DEBUG_PREFIX: usize = DEBUG_HEADER + DEBUG_PAD;
+pub const DEBUG_EXTRA: usize = DEBUG_PREFIX + DEBUG_PAD;
 
 // ---- invariants checked at compile time ----
 
@@ -158,3 +175,6 @@ const _: () = assert!(BOOTSTRAP_BYTES % POOL_SIZE == 0);
 const _: () = assert!(0 < FRAG_SPARSE_PERCENT && FRAG_SPARSE_PERCENT < FRAG_HALF_PERCENT);
 const _: () = assert!(FRAG_HALF_PERCENT < 100);
 const _: () = assert!(FRAG_TOP_POOLS >= 1 && FRAG_TOP_ARENAS >= 1);
+// Debug mode keeps the caller's bytes as aligned as the block, and fits at least an empty request.
+const _: () = assert!(DEBUG_PREFIX % MAX_SMALL_ALIGN == 0);
+const _: () = assert!(DEBUG_EXTRA < SMALL_REQUEST_THRESHOLD);

@@ -108,6 +108,16 @@ impl PoolHeader {
 /// holds the class lock of `class` and the arena lock.
 pub(crate) unsafe fn init(pool: *mut PoolHeader, class: Class, arena: *mut ArenaHeader) {
     let size = class.block_size();
+    // A pool that served another class may hold freed blocks the tools see as no-access; the
+    // new class's links fall anywhere in it.
+    #[cfg(any(feature = "valgrind", feature = "asan"))]
+    // SAFETY: the pool's block area is ours and empty (precondition).
+    unsafe {
+        crate::tools::mark_reusable(
+            pool.cast::<u8>().add(POOL_OVERHEAD),
+            POOL_SIZE - POOL_OVERHEAD,
+        )
+    };
     // SAFETY: the pool is ours (precondition) and its header is plain memory under our locks.
     unsafe {
         ptr::addr_of_mut!((*pool).ref_count).write(0);

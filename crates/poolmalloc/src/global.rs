@@ -15,19 +15,24 @@
 //! may hold: it is served from the bootstrap region. Activation also warms parking_lot's
 //! per-thread data up front, so later contention on a core lock normally allocates nothing.
 
+#[cfg(not(feature = "instrumented"))]
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
 use core::ptr;
 
+#[cfg(not(feature = "instrumented"))]
+use poolmalloc_core::class_of;
 use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
-use poolmalloc_core::{class_of, pool, Class, Core, CoreStats, Fragmentation, OsPages, Violation};
+use poolmalloc_core::{pool, Class, Core, CoreStats, Fragmentation, OsPages, Violation};
 
+use crate::bootstrap;
 use crate::cache::{CacheState, ThreadCache};
-#[cfg(debug_assertions)]
+#[cfg(all(debug_assertions, not(feature = "instrumented")))]
 use crate::misuse::check_layout;
 use crate::misuse::{report, Misuse};
+#[cfg(not(feature = "instrumented"))]
+use crate::resize;
 use crate::sync::Mutex;
-use crate::{bootstrap, resize};
 
 /// The process-wide core.
 static CORE: Core<OsPages> = Core::new(OsPages);
@@ -219,6 +224,7 @@ unsafe fn dealloc_slow(tag: u8, ptr: *mut u8) {
     })
 }
 
+#[cfg(not(feature = "instrumented"))]
 #[inline(always)]
 fn is_small(layout: &Layout) -> bool {
     class_of(layout.size(), layout.align()).is_some()
@@ -226,6 +232,8 @@ fn is_small(layout: &Layout) -> bool {
 
 // SAFETY: small blocks come from pools of the right class (aligned, big enough, never handed out
 // twice: C2); everything else comes from the system allocator. Nothing here unwinds.
+// (With the debug or tool features, `instrumented.rs` has the impl instead.)
+#[cfg(not(feature = "instrumented"))]
 unsafe impl GlobalAlloc for PoolMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {

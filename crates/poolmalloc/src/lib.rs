@@ -32,10 +32,14 @@
 #[cfg(not(poolmalloc_loom))]
 mod bootstrap;
 pub mod cache;
+#[cfg(all(feature = "debug", not(poolmalloc_loom)))]
+pub mod debug;
 #[cfg(not(poolmalloc_loom))]
 mod global;
 #[cfg(not(poolmalloc_loom))]
 mod heap;
+#[cfg(all(feature = "instrumented", not(poolmalloc_loom)))]
+mod instrumented;
 #[cfg(not(poolmalloc_loom))]
 mod misuse;
 #[cfg(not(poolmalloc_loom))]

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use poolmalloc_core::{Class, FreeError};
 
-/// A misuse the allocator detected.
+/// A misuse the allocator detected. Non-exhaustive: debug mode adds kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Misuse {
     /// `dealloc` with a layout that maps to another class than the block's (checked in debug
     /// builds; release builds free the block to its own class, so no list is corrupted).
@@ -19,6 +20,19 @@ pub enum Misuse {
     },
     /// A free the core refused: foreign pointer, not a block start, double free.
     BadFree(FreeError),
+    /// Debug mode: a forbidden byte around a block was overwritten (seen when it was freed).
+    /// `offset` is from the block's first byte: negative before it, `size` or more after it.
+    #[cfg(feature = "debug")]
+    PadOverwritten {
+        addr: usize,
+        class: Class,
+        size: usize,
+        offset: isize,
+        byte: u8,
+    },
+    /// Debug mode: the block's header (requested size, state) was overwritten.
+    #[cfg(feature = "debug")]
+    HeaderOverwritten { addr: usize, class: Class },
 }
 
 impl fmt::Display for Misuse {
@@ -38,6 +52,29 @@ impl fmt::Display for Misuse {
                 block_class.block_size()
             ),
             Misuse::BadFree(e) => e.fmt(f),
+            #[cfg(feature = "debug")]
+            Misuse::PadOverwritten {
+                addr,
+                class,
+                size,
+                offset,
+                byte,
+            } => write!(
+                f,
+                "free of {addr:#x} (class {}, {}-byte blocks): forbidden byte at offset {offset} \
+                 {} the {size}-byte block overwritten with {byte:#04x}",
+                class.index(),
+                class.block_size(),
+                if offset < 0 { "before" } else { "after" }
+            ),
+            #[cfg(feature = "debug")]
+            Misuse::HeaderOverwritten { addr, class } => write!(
+                f,
+                "free of {addr:#x} (class {}, {}-byte blocks): the block's debug header was \
+                 overwritten",
+                class.index(),
+                class.block_size()
+            ),
         }
     }
 }

@@ -157,6 +157,7 @@ fn misuse_is_reported_with_address_and_classes() {
         .filter(|m| match m {
             Misuse::BadFree(e) => e.addr == foreign as usize || e.addr == theirs as usize,
             Misuse::LayoutMismatch { addr, .. } => *addr == p as usize,
+            _ => false,
         })
         .collect();
     assert!(matches!(reports[0], Misuse::BadFree(e) if e.addr == foreign as usize));
