@@ -41,6 +41,9 @@ void poolmalloc_stats_print(void);
 /* The stats as JSON into buf (NUL-terminated, truncated to size - 1 bytes); returns the length
  * of the whole JSON text, so a call with size 0 asks how big a buffer to pass. */
 size_t poolmalloc_stats_json(char *buf, size_t size);
+/* The fragmentation snapshot as JSON, the same way: which pools pin memory (by occupancy band,
+ * per class and per arena), the most wasteful pools, and what freeing would give back. */
+size_t poolmalloc_fragmentation_json(char *buf, size_t size);
 /* Gives this thread's cached blocks back and unmaps empty arenas beyond the reserve; returns the
  * number of arenas unmapped. */
 size_t poolmalloc_collect(void);

@@ -54,6 +54,14 @@ fn page_size() -> usize {
 #[inline]
 fn alloc_aligned(size: usize, align: usize, zeroed: bool) -> *mut c_void {
     let align = align.max(natural_align(size));
+    #[cfg(feature = "debug")]
+    if crate::debug::enabled() {
+        let p = crate::debug::alloc(size, align, zeroed);
+        if p.is_null() {
+            set_errno(libc::ENOMEM);
+        }
+        return p.cast();
+    }
     let p = match class_of(size, align) {
         Some(class) => {
             let p = raw::alloc(class);
@@ -72,7 +80,7 @@ fn alloc_aligned(size: usize, align: usize, zeroed: bool) -> *mut c_void {
 }
 
 #[cold]
-fn large_alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+pub(crate) fn large_alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     // Sizes past isize::MAX (SIZE_MAX, PTRDIFF_MAX + 1) have no layout: out of memory.
     let Ok(layout) = Layout::from_size_align(size, align) else {
         return ptr::null_mut();
@@ -120,6 +128,12 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
     let p = ptr.cast::<u8>();
     match raw::owner(p) {
         Owner::Pool { tag } => {
+            #[cfg(feature = "debug")]
+            if crate::debug::enabled() {
+                let _errno = KeepErrno::save();
+                // SAFETY: ours, given up by the caller; checked before anything changes.
+                return unsafe { poolmalloc::debug::free(p) };
+            }
             // SAFETY: ours, given up by the caller.
             if !unsafe { raw::try_free_fast(tag, p) } {
                 let _errno = KeepErrno::save();
@@ -162,6 +176,11 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     }
     let p = ptr.cast::<u8>();
     let owner = raw::owner(p);
+    #[cfg(feature = "debug")]
+    if let (true, Owner::Pool { tag }) = (crate::debug::enabled(), owner) {
+        // SAFETY: ours with this tag; `size` is non-zero.
+        return unsafe { crate::debug::realloc(ptr, tag, size) };
+    }
     // SAFETY: `owner` says whether the block is ours; `usable_size` reads only ours.
     let old_size = match unsafe { raw::usable_size(p, owner) } {
         Some(old) => old,
@@ -289,6 +308,11 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
         return 0;
     }
     let p = ptr.cast::<u8>();
+    #[cfg(feature = "debug")]
+    if let (true, Owner::Pool { tag }) = (crate::debug::enabled(), raw::owner(p)) {
+        // SAFETY: ours with this tag; misuse is reported and reads as 0.
+        return unsafe { poolmalloc::debug::usable_size(p, tag) }.unwrap_or(0);
+    }
     // SAFETY: `usable_size` reads only our blocks; others are the C library's (precondition).
     unsafe { raw::usable_size(p, raw::owner(p)).unwrap_or_else(|| libc_usable_size(ptr)) }
 }
@@ -299,20 +323,40 @@ pub extern "C" fn poolmalloc_stats_print() {
     write_stderr(&text_report());
 }
 
+/// Copies `text` into a C buffer the way snprintf does: at most `size - 1` bytes and a NUL;
+/// returns the whole length, so a call with `size` 0 asks how big a buffer to pass.
+///
+/// # Safety
+/// `buf` is valid for `size` bytes of writes (or `size` is 0).
+unsafe fn copy_out(text: &str, buf: *mut c_char, size: usize) -> usize {
+    if size > 0 {
+        let n = text.len().min(size - 1);
+        // SAFETY: `buf` holds `size` bytes (precondition) and `n < size`.
+        unsafe {
+            ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n);
+            buf.add(n).write(0);
+        }
+    }
+    text.len()
+}
+
 /// # Safety
 /// `buf` is valid for `size` bytes of writes (or `size` is 0).
 #[no_mangle]
 pub unsafe extern "C" fn poolmalloc_stats_json(buf: *mut c_char, size: usize) -> usize {
-    let json = json_report();
-    if size > 0 {
-        let n = json.len().min(size - 1);
-        // SAFETY: `buf` holds `size` bytes (precondition) and `n < size`.
-        unsafe {
-            ptr::copy_nonoverlapping(json.as_ptr(), buf.cast::<u8>(), n);
-            buf.add(n).write(0);
-        }
-    }
-    json.len()
+    // SAFETY: forwarded contract.
+    unsafe { copy_out(&json_report(), buf, size) }
+}
+
+/// # Safety
+/// `buf` is valid for `size` bytes of writes (or `size` is 0).
+#[no_mangle]
+pub unsafe extern "C" fn poolmalloc_fragmentation_json(buf: *mut c_char, size: usize) -> usize {
+    let mut json = String::new();
+    // Writing into a String cannot fail.
+    let _ = poolmalloc::fragmentation().write_json(&mut json);
+    // SAFETY: forwarded contract.
+    unsafe { copy_out(&json, buf, size) }
 }
 
 /// Flushes this thread's cache and unmaps empty arenas beyond the reserve.

@@ -41,6 +41,9 @@ extern "C" fn init() {
         let f = libc::dlsym(libc::RTLD_NEXT, c"malloc_usable_size".as_ptr());
         LIBC_USABLE_SIZE.store(f as usize, Ordering::Relaxed);
     }
+    // `POOLMALLOC_DEBUG` is decided now if no allocation has decided it yet.
+    #[cfg(feature = "debug")]
+    crate::debug::enabled();
     if let Some(report) = report_from_env() {
         REPORT.store(report as usize + 1, Ordering::Relaxed);
         // SAFETY: registers a plain function for exit.

@@ -108,3 +108,43 @@ fn stats_env_prints_report_and_rejects_bad_values() {
     assert_eq!(warning.lines().count(), 1, "{warning}");
     assert!(warning.contains("POOLMALLOC_STATS=yes please") && warning.contains("1, json"));
 }
+
+/// Debug mode (library built with `--features debug`): fills and pads, then each planted fault
+/// reported on one line naming address and class, then an abort. Without `POOLMALLOC_DEBUG=1`
+/// the same library runs as usual and an overflow into the block's slack goes unseen.
+#[cfg(feature = "debug")]
+#[test]
+fn debug_mode_reports_each_planted_fault_and_aborts() {
+    use std::os::unix::process::ExitStatusExt;
+    let exe = compile("debug_mode");
+    let run = |what: &str, debug: bool| {
+        let mut cmd = Command::new(&exe);
+        cmd.arg(what).env("LD_PRELOAD", library());
+        if debug {
+            cmd.env("POOLMALLOC_DEBUG", "1");
+        }
+        cmd.output().expect("run debug_mode")
+    };
+    let fill = run("fill", true);
+    let stdout = String::from_utf8_lossy(&fill.stdout);
+    eprint!("{}", String::from_utf8_lossy(&fill.stderr));
+    assert!(fill.status.success() && stdout.contains(" passed, 0 failed"), "{stdout}");
+    let faults = [
+        ("double", "double free of 0x"),
+        ("interior", "not the start of a block (class "),
+        ("overflow", "forbidden byte at offset 40 after the 40-byte block"),
+        ("underflow", "forbidden byte at offset -1 before the 40-byte block"),
+    ];
+    for (what, expected) in faults {
+        let out = run(what, true);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{what}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{what}: {stderr}");
+        assert!(lines[0].starts_with("poolmalloc: "), "{what}: {stderr}");
+        assert!(lines[0].contains(expected), "{what}: {stderr}");
+        assert!(lines[0].contains("class "), "{what}: {stderr}");
+    }
+    let plain = run("overflow", false);
+    assert!(String::from_utf8_lossy(&plain.stdout).contains("survived overflow"));
+}

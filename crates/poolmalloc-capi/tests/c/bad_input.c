@@ -110,6 +110,14 @@ int main(void) {
 
     CHECK(served_json(json, sizeof json) > 0);
     CHECK(json_number(json, "mapped_ever") >= 1);
+    /* Size 0 asks for the length and writes nothing; a short buffer is cut and terminated. */
+    char tiny[8] = "xxxxxxx";
+    size_t whole = served_json(NULL, 0);
+    CHECK(whole > 100 && served_json(tiny, sizeof tiny) == whole && strcmp(tiny, "{\"class") == 0);
+    size_t (*frag_json)(char *, size_t) =
+        (size_t (*)(char *, size_t))dlsym(RTLD_DEFAULT, "poolmalloc_fragmentation_json");
+    static char frag[1 << 16];
+    CHECK(frag_json != NULL && frag_json(frag, sizeof frag) > 2 && frag[0] == '{');
     CHECK(json_number(json, "allocs_total") >= 1); /* the large path counted */
     return check_finish("bad_input");
 }
