@@ -26,6 +26,27 @@ fn out(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
+/// Plays the seed scenario and prints it as JSON or text.
+fn print_scenario(
+    k: usize,
+    json: bool,
+    as_json: fn(usize, &[stats::Step]) -> serde_json::Value,
+    as_text: fn(usize, &[stats::Step]) -> String,
+) {
+    match stats::scenario(k) {
+        Ok(steps) if json => {
+            let text = serde_json::to_string_pretty(&as_json(k, &steps))
+                .expect("JSON of numbers and strings");
+            out(&format!("{text}\n"));
+        }
+        Ok(steps) => out(&as_text(k, &steps)),
+        Err(e) => {
+            eprintln!("poolmalloc stats: {e}");
+            exit(1)
+        }
+    }
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let command = match args::parse(&argv) {
@@ -59,30 +80,10 @@ fn main() {
                 exit(1)
             }
         }
-        Command::Stats { json, k } => match stats::scenario(k) {
-            Ok(steps) if json => {
-                let doc = stats::json(k, &steps);
-                let text = serde_json::to_string_pretty(&doc).expect("JSON of numbers and strings");
-                out(&format!("{text}\n"));
-            }
-            Ok(steps) => out(&stats::text(k, &steps)),
-            Err(e) => {
-                eprintln!("poolmalloc stats: {e}");
-                exit(1)
-            }
-        },
-        Command::Fragmentation { json, k } => match stats::scenario(k) {
-            Ok(steps) if json => {
-                let doc = fragmentation::json(k, &steps);
-                let text = serde_json::to_string_pretty(&doc).expect("JSON of numbers and strings");
-                out(&format!("{text}\n"));
-            }
-            Ok(steps) => out(&fragmentation::text(k, &steps)),
-            Err(e) => {
-                eprintln!("poolmalloc stats: {e}");
-                exit(1)
-            }
-        },
+        Command::Stats { json, k } => print_scenario(k, json, stats::json, stats::text),
+        Command::Fragmentation { json, k } => {
+            print_scenario(k, json, fragmentation::json, fragmentation::text)
+        }
         Command::Run { report, command } => match run::run(report, &command) {
             Ok(code) => exit(code),
             Err(e) => {

@@ -81,56 +81,11 @@ pub fn text(k: usize, steps: &[Step]) -> String {
     out
 }
 
-/// Every field of `CoreStats`, and the derived byte counts the text report prints.
+/// The snapshot as `CoreStats::write_json` writes it (one JSON writer for every face).
 pub fn stats_json(s: &CoreStats) -> Value {
-    let classes: Vec<Value> = s
-        .classes
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.pools() > 0 || c.blocks_in_caches > 0)
-        .map(|(i, c)| {
-            json!({
-                "class": i,
-                "block_size": c.block_size,
-                "pools_used": c.pools_used,
-                "pools_full": c.pools_full,
-                "blocks_out": c.blocks_out,
-                "blocks_in_use": c.blocks_in_use(),
-                "blocks_in_caches": c.blocks_in_caches,
-                "free_in_pools": c.free_in_pools,
-            })
-        })
-        .collect();
-    let a = &s.arenas;
-    json!({
-        "classes": classes,
-        "arenas": {
-            "mapped": a.mapped,
-            "mapped_ever": a.mapped_ever,
-            "released": a.released,
-            "high_water": a.high_water,
-            "map_failures": a.map_failures,
-            "wholly_empty": a.wholly_empty,
-        },
-        "pools_empty": s.pools_empty,
-        "pools_in_use": s.pools_in_use(),
-        "large": {
-            "allocs_total": s.large.allocs_total,
-            "live": s.large.live,
-            "live_bytes": s.large.live_bytes,
-        },
-        "bytes": {
-            "mapped": s.bytes_mapped(),
-            "in_use": s.bytes_in_use(),
-            "in_caches": s.bytes_in_caches(),
-            "free_in_pools": s.bytes_free_in_pools(),
-            "empty_pools": s.bytes_empty_pools(),
-            "pool_headers": s.bytes_pool_headers(),
-            "quantization": s.bytes_quantization(),
-            "accounted": s.accounted_bytes(),
-        },
-        "identity_holds": s.identity_holds(),
-    })
+    let mut text = String::new();
+    s.write_json(&mut text).expect("writing to a String");
+    serde_json::from_str(&text).expect("CoreStats::write_json writes JSON")
 }
 
 pub fn json(k: usize, steps: &[Step]) -> Value {
