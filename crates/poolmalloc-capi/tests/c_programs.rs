@@ -128,12 +128,21 @@ fn debug_mode_reports_each_planted_fault_and_aborts() {
     let fill = run("fill", true);
     let stdout = String::from_utf8_lossy(&fill.stdout);
     eprint!("{}", String::from_utf8_lossy(&fill.stderr));
-    assert!(fill.status.success() && stdout.contains(" passed, 0 failed"), "{stdout}");
+    assert!(
+        fill.status.success() && stdout.contains(" passed, 0 failed"),
+        "{stdout}"
+    );
     let faults = [
         ("double", "double free of 0x"),
         ("interior", "not the start of a block (class "),
-        ("overflow", "forbidden byte at offset 40 after the 40-byte block"),
-        ("underflow", "forbidden byte at offset -1 before the 40-byte block"),
+        (
+            "overflow",
+            "forbidden byte at offset 40 after the 40-byte block",
+        ),
+        (
+            "underflow",
+            "forbidden byte at offset -1 before the 40-byte block",
+        ),
     ];
     for (what, expected) in faults {
         let out = run(what, true);

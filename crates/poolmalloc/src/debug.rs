@@ -57,13 +57,13 @@ pub(crate) unsafe fn on_alloc(block: *mut u8, class: Class, size: usize) -> *mut
     }
 }
 
-/// Checks a pointer being freed, and on success fills the block with 0xDD, marks it freed and
-/// returns the block's start and class.
+/// Checks a pointer the program hands back without changing anything: its block's start, class
+/// and requested size, or the misuse.
 ///
 /// # Safety
 /// `user` lies in one of our arenas (the registry said so), so its pool header is mapped; `tag`
 /// is that pool's class tag.
-pub(crate) unsafe fn on_free(user: *mut u8, tag: u8) -> Result<(*mut u8, Class), Misuse> {
+unsafe fn check(user: *mut u8, tag: u8) -> Result<(*mut u8, Class, usize), Misuse> {
     let addr = user as usize;
     let bad = |kind| Misuse::BadFree(FreeError { addr, kind });
     let class = (tag as usize)
@@ -106,23 +106,28 @@ pub(crate) unsafe fn on_free(user: *mut u8, tag: u8) -> Result<(*mut u8, Class),
                 });
             }
         }
+        Ok((block, class, size))
+    }
+}
+
+/// Checks a pointer being freed, and on success fills the block with 0xDD, marks it freed and
+/// returns the block's start.
+///
+/// # Safety
+/// As for `check`; on success the block is the program's no more.
+pub(crate) unsafe fn on_free(user: *mut u8, tag: u8) -> Result<*mut u8, Misuse> {
+    // SAFETY: forwarded precondition.
+    let (block, class, _) = unsafe { check(user, tag) }?;
+    // SAFETY: `check` found a live block of `class` at `block`.
+    unsafe {
         ptr::write_bytes(
             block.add(DEBUG_HEADER),
             DEBUG_DEAD_BYTE,
-            size_of_block - DEBUG_HEADER,
+            class.block_size() - DEBUG_HEADER,
         );
         block.add(WORD).cast::<usize>().write(DEBUG_FREED);
     }
-    Ok((block, class))
-}
-
-/// The size the caller asked for when it got `user`.
-///
-/// # Safety
-/// `user` is a live debug block's pointer.
-unsafe fn requested_size(user: *const u8) -> usize {
-    // SAFETY: a live debug block's header holds its size (precondition).
-    unsafe { user.sub(DEBUG_PREFIX).cast::<usize>().read() }
+    Ok(block)
 }
 
 /// For the C library: a debug block of `class` (from `class_for`) for a request of `size`
@@ -140,11 +145,18 @@ pub unsafe fn free(user: *mut u8) {
     unsafe { crate::instrumented::free_block(user, None) }
 }
 
-/// For the C library: the usable size of a live debug block — what was asked for.
+/// For the C library: the usable size of a debug block — what was asked for — after the same
+/// checks as a free (misuse is reported, and gives `None`).
 ///
 /// # Safety
-/// `user` is a live block of ours from `alloc`.
-pub unsafe fn usable_size(user: *const u8) -> usize {
-    // SAFETY: forwarded contract.
-    unsafe { requested_size(user) }
+/// `user` lies in one of our arenas and `tag` is its pool's class tag (`raw::owner` said so).
+pub unsafe fn usable_size(user: *mut u8, tag: u8) -> Option<usize> {
+    // SAFETY: forwarded precondition.
+    match unsafe { check(user, tag) } {
+        Ok((_, _, size)) => Some(size),
+        Err(misuse) => {
+            crate::misuse::report(misuse);
+            None
+        }
+    }
 }

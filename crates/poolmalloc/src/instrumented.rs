@@ -65,7 +65,7 @@ pub(crate) unsafe fn free_block(user: *mut u8, expected: Option<Class>) {
     #[cfg(feature = "debug")]
     // SAFETY: the registry said `user` is in one of our arenas; `tag` is its pool's.
     let block = match unsafe { crate::debug::on_free(user, tag) } {
-        Ok((block, _)) => block,
+        Ok(block) => block,
         Err(misuse) => return report(misuse),
     };
     #[cfg(not(feature = "debug"))]
