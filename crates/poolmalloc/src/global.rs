@@ -88,7 +88,8 @@ struct LiveList {
 // thread-locals die, under the list's mutex, which is the only way to reach them.
 unsafe impl Send for LiveList {}
 
-/// Threads with an active cache (for stats). Never held together with a core lock.
+/// Threads with an active cache (for stats). Held together with core locks only by
+/// `raw::fork_prepare`, which takes it first.
 static LIVE: Mutex<LiveList> = Mutex::new(LiveList { head: ptr::null() });
 
 fn link_this_thread() {
