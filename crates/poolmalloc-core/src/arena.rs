@@ -259,6 +259,8 @@ impl Arenas {
             }
             // Case 3: slide it right, behind the last arena that has its old count.
             self.unlink_usable(ao);
+            // `unlink_usable` borrowed the header afresh, which ends `a` (Miri: Stacked Borrows).
+            let a = &mut *ao;
             let after = lastnf;
             a.prevarena = after;
             a.nextarena = (*after).nextarena;

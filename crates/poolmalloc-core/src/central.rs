@@ -447,6 +447,13 @@ impl<S: PageSource> Core<S> {
     /// `ptr` came from the large path with `layout`; `new_size` is non-zero and, rounded up to
     /// `layout.align()`, does not overflow `isize`.
     pub unsafe fn large_realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if layout.size() == 0 {
+            // `large_alloc` gave a dangling pointer, not a block: nothing to copy or free (the
+            // fuzzer found the free of it).
+            // SAFETY: realloc's contract makes the new size with this alignment a valid layout.
+            let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+            return self.large_alloc(new_layout);
+        }
         // SAFETY: as the precondition says.
         let p = unsafe { large::realloc(ptr, layout, new_size) };
         if !p.is_null() {
@@ -846,6 +853,21 @@ mod tests {
         }
         core.check_invariants().unwrap();
         other.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn large_realloc_of_a_zero_size_request_frees_nothing() {
+        let core = core(1);
+        let zero = Layout::from_size_align(0, 4096).unwrap();
+        let p = core.large_alloc(zero);
+        // SAFETY: from `large_alloc` with this layout; before the fix this freed the dangling
+        // pointer `large_alloc` gave.
+        let q = unsafe { core.large_realloc(p, zero, 100) };
+        assert!(!q.is_null() && q as usize % 4096 == 0);
+        assert_eq!(core.stats().large.live, 1);
+        // SAFETY: a live large-path block of this layout.
+        unsafe { core.large_dealloc(q, Layout::from_size_align(100, 4096).unwrap()) };
+        assert_eq!(core.stats().large.live, 0);
     }
 
     #[test]

@@ -43,6 +43,11 @@ unsafe impl<S: PageSource + ?Sized> PageSource for std::sync::Arc<S> {
 
 /// Anonymous private mapping of `len` bytes, zero-filled, or `None`.
 pub(crate) fn map_anonymous(len: usize) -> Option<NonNull<u8>> {
+    // Miri's mmap takes no other flags; the core's pure-logic tests run under it.
+    #[cfg(miri)]
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    #[cfg(not(miri))]
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
     // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing touches no
     // existing memory; the result is checked for MAP_FAILED.
     let p = unsafe {
@@ -50,7 +55,7 @@ pub(crate) fn map_anonymous(len: usize) -> Option<NonNull<u8>> {
             core::ptr::null_mut(),
             len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            flags,
             -1,
             0,
         )
@@ -80,7 +85,10 @@ pub mod large {
     /// What glibc's malloc guarantees for every block on 64-bit targets.
     const MALLOC_ALIGN: usize = 16;
 
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // Under AddressSanitizer (feature `asan`) the plain names: ASan intercepts `malloc`, `free`
+    // and `__libc_memalign` but not `__libc_malloc` or `__libc_free`, so over-aligned blocks
+    // went from ASan's allocator to glibc's free (the fuzzer's leak report found it).
+    #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "asan")))]
     mod libc_malloc {
         use core::ffi::c_void;
         extern "C" {
@@ -91,7 +99,7 @@ pub mod large {
             pub fn __libc_free(ptr: *mut c_void);
         }
     }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    #[cfg(not(all(target_os = "linux", target_env = "gnu", not(feature = "asan"))))]
     mod libc_malloc {
         pub use libc::{calloc as __libc_calloc, free as __libc_free, malloc as __libc_malloc};
         pub use libc::{memalign as __libc_memalign, realloc as __libc_realloc};
