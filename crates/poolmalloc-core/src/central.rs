@@ -513,6 +513,24 @@ impl<S: PageSource> Core<S> {
         }
     }
 
+    /// In the child after `fork`: every lock back to unlocked without waking anyone. A lock the
+    /// parent's other threads were parked on still says so, and `force_unlock` could hand it to
+    /// one of them — a thread the child does not have — leaving it locked for good (the fork
+    /// test hung that way about one run in three).
+    ///
+    /// # Safety
+    /// As for `unlock_after_fork`, in the child, where this is the only thread.
+    #[cfg(not(poolmalloc_loom))]
+    pub unsafe fn reset_locks_in_child(&self) {
+        // SAFETY: the child has this one thread, which holds every lock (precondition).
+        unsafe {
+            reset_lock_in_child(&self.arenas);
+            for lock in self.classes.iter() {
+                reset_lock_in_child(lock);
+            }
+        }
+    }
+
     /// Takes every lock in the documented order (class locks by index, then the arena lock), for
     /// walks that need one consistent view.
     pub(crate) fn lock_all(&self) -> AllLocks<'_> {
@@ -584,6 +602,22 @@ impl<S: PageSource> Drop for Core<S> {
     fn drop(&mut self) {
         // SAFETY: dropping the core means nothing can use its blocks any more (`&mut self`).
         unsafe { self.arenas.lock().release_all(&self.source) }
+    }
+}
+
+/// Puts a lock back to its initial, unlocked state without touching the parking lot.
+///
+/// # Safety
+/// Called in a child after `fork`, where the calling thread is the only one; the lock is held by
+/// it (a forgotten guard) or by a thread of the parent, and nothing will use that guard.
+#[cfg(not(poolmalloc_loom))]
+pub unsafe fn reset_lock_in_child<T>(lock: &parking_lot::Mutex<T>) {
+    use parking_lot::lock_api::RawMutex as _;
+    // SAFETY: the raw mutex is an atomic byte (interior mutability), so writing a fresh one
+    // through a shared reference is allowed; no other thread exists to see it (precondition).
+    unsafe {
+        let raw: *const parking_lot::RawMutex = lock.raw();
+        raw.cast_mut().write(parking_lot::RawMutex::INIT);
     }
 }
 

@@ -467,10 +467,10 @@ pub mod raw {
             me.next.set(ptr::null());
             live.head = if active { me } else { ptr::null() };
         });
-        // SAFETY: as for `fork_parent`.
+        // SAFETY: this child has only this thread, which `fork_prepare` left holding every lock.
         unsafe {
-            CORE.unlock_after_fork();
-            LIVE.force_unlock();
+            CORE.reset_locks_in_child();
+            poolmalloc_core::central::reset_lock_in_child(&LIVE);
         }
     }
 }
