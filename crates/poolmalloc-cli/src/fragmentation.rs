@@ -135,9 +135,7 @@ pub fn text(k: usize, steps: &[Step]) -> String {
 /// The snapshot as JSON: the core's own writer (the one the C ABI prints), parsed so that it
 /// can sit in the CLI's document.
 pub fn frag_json(f: &Fragmentation) -> Value {
-    let mut text = String::new();
-    f.write_json(&mut text).expect("writing to a String");
-    serde_json::from_str(&text).expect("Fragmentation::write_json writes JSON")
+    crate::stats::parsed(|out| f.write_json(out))
 }
 
 /// `stats --json`'s document with each step's fragmentation snapshot added.

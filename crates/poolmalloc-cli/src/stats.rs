@@ -83,9 +83,14 @@ pub fn text(k: usize, steps: &[Step]) -> String {
 
 /// The snapshot as `CoreStats::write_json` writes it (one JSON writer for every face).
 pub fn stats_json(s: &CoreStats) -> Value {
+    parsed(|out| s.write_json(out))
+}
+
+/// What one of the core's hand-written JSON writers writes, parsed to sit in the CLI's document.
+pub fn parsed(write: impl FnOnce(&mut String) -> std::fmt::Result) -> Value {
     let mut text = String::new();
-    s.write_json(&mut text).expect("writing to a String");
-    serde_json::from_str(&text).expect("CoreStats::write_json writes JSON")
+    write(&mut text).expect("writing to a String");
+    serde_json::from_str(&text).expect("the core's JSON writers write JSON")
 }
 
 pub fn json(k: usize, steps: &[Step]) -> Value {

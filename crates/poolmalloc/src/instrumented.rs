@@ -137,17 +137,7 @@ unsafe impl GlobalAlloc for PoolMalloc {
             // SAFETY: both sizes are on the large path; the caller keeps realloc's contract.
             return unsafe { raw::core().large_realloc(ptr, layout, new_size) };
         }
-        // SAFETY: realloc's contract makes `new_size` with this alignment a valid layout.
-        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         // SAFETY: forwarded contract.
-        let new = unsafe { self.alloc(new_layout) };
-        if !new.is_null() {
-            // SAFETY: both blocks hold at least the smaller size; they are distinct allocations.
-            unsafe {
-                ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                self.dealloc(ptr, layout);
-            }
-        }
-        new
+        unsafe { crate::resize::move_block(self, ptr, layout, new_size) }
     }
 }

@@ -20,13 +20,25 @@ pub(crate) unsafe fn realloc<A: GlobalAlloc, S: PageSource>(
     let new_class = class_of(new_size, layout.align());
     match (old_class, new_class) {
         // SAFETY: a small-layout pointer lies in one of our pools, so its header is mapped.
-        (Some(_), Some(new)) if unsafe { pool::class_tag(ptr) } as usize == new.index() + 1 => {
-            return ptr;
-        }
+        (Some(_), Some(new)) if unsafe { pool::class_tag(ptr) } as usize == new.index() + 1 => ptr,
         // SAFETY: both sizes are on the large path; the caller keeps realloc's contract.
-        (None, None) => return unsafe { core.large_realloc(ptr, layout, new_size) },
-        _ => {}
+        (None, None) => unsafe { core.large_realloc(ptr, layout, new_size) },
+        // SAFETY: forwarded contract.
+        _ => unsafe { move_block(a, ptr, layout, new_size) },
     }
+}
+
+/// `realloc` by moving: a new block from `a`, the smaller size copied, the old block freed.
+/// Null (the old block intact) when `a` has no memory.
+///
+/// # Safety
+/// `GlobalAlloc::realloc`'s contract, with `a` the allocator that gave `ptr`.
+pub(crate) unsafe fn move_block<A: GlobalAlloc>(
+    a: &A,
+    ptr: *mut u8,
+    layout: Layout,
+    new_size: usize,
+) -> *mut u8 {
     // SAFETY: realloc's contract makes `new_size` with this alignment a valid layout.
     let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
     // SAFETY: forwarded contract.
