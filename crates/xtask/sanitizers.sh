@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test suite under the tools that see inside our arenas, one step per argument (default: all):
-#   asan      nightly -Zsanitizer=address, poolmalloc's `asan` feature (free blocks poisoned):
-#             the core's and poolmalloc's unit and integration tests
+#   asan      nightly -Zsanitizer=address, poolmalloc's `asan` feature (free blocks poisoned),
+#             LeakSanitizer on: the core's and poolmalloc's unit and integration tests
 #   valgrind  memcheck over the same tests, poolmalloc's `valgrind` feature (client requests)
 #   debug     poolmalloc's and the C library's tests in debug mode (pads, fills, checks)
 #   miri      the core's pure-logic unit tests under Miri (not os_pages, which trims a mapping
@@ -19,9 +19,11 @@ asan() {
     step "ASan: poolmalloc-core, poolmalloc (--features asan)"
     # --target keeps build scripts and proc macros uninstrumented; std stays uninstrumented
     # (no -Zbuild-std), which ASan tolerates: it intercepts malloc and free, not std's code.
-    # No leak check: LeakSanitizer does not scan our arenas (mmap'd), so a large-path block
-    # referenced only from a pool block (rayon's registry) looks leaked.
-    RUSTFLAGS="-Zsanitizer=address" ASAN_OPTIONS="detect_leaks=0" \
+    # LeakSanitizer is on (ASan's default on Linux). Arenas are LSan root regions while mapped
+    # (core `tools`), so a large-path block (C malloc) referenced only from a pool block (rayon's
+    # registry) is live, and a leaked large block is reported. Blocks from our pools are not
+    # LSan allocations: a leaked small block is not reported.
+    RUSTFLAGS="-Zsanitizer=address" \
         cargo +nightly test --target "$triple" --target-dir target/asan \
         -p poolmalloc-core -p poolmalloc --features poolmalloc/asan --lib --tests
 }

@@ -9,10 +9,11 @@
 
 use core::ptr::{self, NonNull};
 
-use crate::config::{POOLS_PER_ARENA, POOL_SIZE, RESERVE_ARENAS};
+use crate::config::{ARENA_SIZE, POOLS_PER_ARENA, POOL_SIZE, RESERVE_ARENAS};
 use crate::os::PageSource;
 use crate::pool::PoolHeader;
 use crate::registry::REGISTRY;
+use crate::tools;
 
 /// An arena's header. It lives in the arena's registry slot, not in the arena; zeroed memory is
 /// a valid (unmapped) header.
@@ -86,8 +87,12 @@ impl Arenas {
             self.counters.map_failures += 1;
             return None;
         };
+        // LeakSanitizer scans the arena while it is mapped: pool blocks may hold the only
+        // pointer to a large-path block (`tools`). Withdrawn before every unmap below.
+        tools::register_root_region(base.as_ptr(), ARENA_SIZE);
         let addr = base.as_ptr() as usize;
         let Some(slot) = REGISTRY.lookup_or_create(addr) else {
+            tools::unregister_root_region(base.as_ptr(), ARENA_SIZE);
             // SAFETY: the arena was just mapped and nobody has seen it.
             unsafe { source.unmap_arena(base) };
             self.counters.map_failures += 1;
@@ -144,6 +149,7 @@ impl Arenas {
                 slot.set_owner(0);
             }
             ao.write(core::mem::zeroed());
+            tools::unregister_root_region(base as *const u8, ARENA_SIZE);
             source.unmap_arena(NonNull::new_unchecked(base as *mut u8));
         }
         self.counters.mapped -= 1;

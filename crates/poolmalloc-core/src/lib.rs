@@ -89,7 +89,6 @@ mod registry;
 pub mod size_class;
 pub mod stats;
 mod sync;
-#[cfg(any(feature = "valgrind", feature = "asan"))]
 pub mod tools;
 
 pub use arena::ArenaCounters;

@@ -4,7 +4,15 @@
 //!
 //! A freed block keeps its first `keep` bytes accessible: the free-list link (and in debug mode
 //! the state word) that the cache and the core read and write while the block is free. Any
-//! other access to a free block is reported.
+//! other access to a free block is reported. Without the features every function here is a no-op.
+//!
+//! LeakSanitizer (feature `asan`) scans its own heap, globals, stacks and thread-local storage
+//! for pointers, but not anonymous mappings like our arenas: a large-path block (the C library's
+//! malloc, which ASan intercepts) whose only reference lives in a pool block would be reported as
+//! leaked. Every arena is therefore a root region while it is mapped. Blocks handed out from our
+//! pools are not LSan allocations, so a leaked small block is never reported; a leaked large block
+//! is. The whole arena is scanned, free blocks and never-carved pools included, so a stale pointer
+//! left in a freed pool block can hide a leak (a leak missed, never one made up).
 //!
 //! Valgrind's client requests are written out by hand (the instruction sequence `valgrind.h`
 //! documents as stable ABI for amd64) rather than through the `crabgrind` crate: crabgrind
@@ -48,6 +56,39 @@ compile_error!("the `valgrind` feature's client requests are written for x86-64 
 extern "C" {
     fn __asan_poison_memory_region(addr: *const u8, size: usize);
     fn __asan_unpoison_memory_region(addr: *const u8, size: usize);
+    fn __lsan_register_root_region(p: *const core::ffi::c_void, size: usize);
+    fn __lsan_unregister_root_region(p: *const core::ffi::c_void, size: usize);
+}
+
+/// A region just mapped (an arena): LeakSanitizer scans `[start, start + len)` for pointers to
+/// its allocations at every leak check until `unregister_root_region` withdraws it.
+///
+/// LSan only records the range; at a leak check it scans the part of it that is then mapped
+/// readable. Pair each call with one `unregister_root_region` of the same range before the
+/// memory goes, or LSan would scan whatever is mapped there later.
+#[inline]
+pub fn register_root_region(start: *const u8, len: usize) {
+    #[cfg(feature = "asan")]
+    // SAFETY: the call only adds the range to LSan's list of root regions; LSan reads it only
+    // while scanning, and then only where /proc/self/maps shows it mapped and readable.
+    unsafe {
+        __lsan_register_root_region(start.cast(), len)
+    };
+    let _ = (start, len);
+}
+
+/// A region about to be unmapped: LeakSanitizer stops scanning it. `[start, start + len)` must
+/// be a range given to `register_root_region` and not withdrawn since — LSan aborts the process
+/// on any other (a report, not undefined behaviour).
+#[inline]
+pub fn unregister_root_region(start: *const u8, len: usize) {
+    #[cfg(feature = "asan")]
+    // SAFETY: the call only removes the range from LSan's list of root regions (or reports a
+    // range that was never registered and aborts); it touches no memory of ours.
+    unsafe {
+        __lsan_unregister_root_region(start.cast(), len)
+    };
+    let _ = (start, len);
 }
 
 /// A block handed to the program: `len` bytes at `block` become addressable (memcheck: a
@@ -64,6 +105,7 @@ pub unsafe fn mark_live(block: *mut u8, len: usize) {
     unsafe {
         __asan_unpoison_memory_region(block, len)
     };
+    let _ = (block, len);
 }
 
 /// A block the program gave back: everything past its first `keep` bytes becomes no-access.
@@ -83,7 +125,7 @@ pub unsafe fn mark_freed(block: *mut u8, len: usize, keep: usize) {
         __asan_poison_memory_region(block.add(keep), len - keep)
     };
     // Valgrind frees the whole block by its address; only ASan needs the length.
-    let _ = len;
+    let _ = (block, len, keep);
 }
 
 /// A region of an empty pool about to serve a new class: accessible again, contents defined.
@@ -99,4 +141,5 @@ pub unsafe fn mark_reusable(start: *mut u8, len: usize) {
     unsafe {
         __asan_unpoison_memory_region(start, len)
     };
+    let _ = (start, len);
 }
