@@ -3,8 +3,9 @@
 //!
 //! The mode is read once, at the library's first call (at the latest at load, from `init`), and
 //! never changes: a block laid out in one mode must be freed in the same mode. Reading it costs
-//! no allocation (`getenv`). Large requests and other allocators' blocks are left to the C
-//! library as usual.
+//! no allocation (`getenv`). In debug mode every block is a debug block, large ones too (they
+//! still come from the C library, laid out and tracked by poolmalloc); freeing a pointer that
+//! is none of them — another allocator's — is reported as foreign.
 
 use core::ffi::{c_void, CStr};
 use core::ptr;
@@ -40,31 +41,26 @@ fn decide() -> bool {
     on
 }
 
-/// `alloc_aligned` in debug mode: a debug block, or the large path; null when out of memory.
+/// `alloc_aligned` in debug mode: a debug block, small or large; null when out of memory.
 pub(crate) fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
-    match debug::class_for(size, align) {
-        Some(class) => {
-            let p = debug::alloc(class, size);
-            if zeroed && !p.is_null() {
-                // SAFETY: the block holds `size` bytes for the caller.
-                unsafe { ptr::write_bytes(p, 0, size) };
-            }
-            p
-        }
-        None => crate::exports::large_alloc(size, align, zeroed),
+    let p = debug::alloc(size, align);
+    if zeroed && !p.is_null() {
+        // SAFETY: the block holds `size` bytes for the caller.
+        unsafe { ptr::write_bytes(p, 0, size) };
     }
+    p
 }
 
-/// `realloc` in debug mode of a block of our pools (`tag` its pool's): always moves, since the
-/// size and pads belong to the old block. Null (errno ENOMEM) when out of memory, or when the
-/// pointer was misuse (reported; the block is left alone).
+/// `realloc` in debug mode: always moves, since the size and pads belong to the old block.
+/// Null (errno ENOMEM) when out of memory, or when the pointer was misuse (reported; the block
+/// is left alone).
 ///
 /// # Safety
-/// `raw::owner(ptr)` said `Pool { tag }`; `size` is non-zero.
-pub(crate) unsafe fn realloc(ptr: *mut c_void, tag: u8, size: usize) -> *mut c_void {
+/// `ptr` is a live block from this family; `size` is non-zero.
+pub(crate) unsafe fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     let p = ptr.cast::<u8>();
-    // SAFETY: ours, with this tag (precondition).
-    let Some(old) = (unsafe { debug::usable_size(p, tag) }) else {
+    // SAFETY: a live block, if ours (precondition); anything else is reported.
+    let Some(old) = (unsafe { debug::usable_size(p) }) else {
         return ptr::null_mut();
     };
     // SAFETY: `malloc` and `free` are this library's, and `ptr` is a live block (checked).

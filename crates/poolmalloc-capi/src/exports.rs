@@ -126,14 +126,14 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
         return;
     }
     let p = ptr.cast::<u8>();
+    #[cfg(feature = "debug")]
+    if crate::debug::enabled() {
+        let _errno = KeepErrno::save();
+        // SAFETY: given up by the caller; checked before anything changes.
+        return unsafe { poolmalloc::debug::free(p) };
+    }
     match raw::owner(p) {
         Owner::Pool { tag } => {
-            #[cfg(feature = "debug")]
-            if crate::debug::enabled() {
-                let _errno = KeepErrno::save();
-                // SAFETY: ours, given up by the caller; checked before anything changes.
-                return unsafe { poolmalloc::debug::free(p) };
-            }
             // SAFETY: ours, given up by the caller.
             if !unsafe { raw::try_free_fast(tag, p) } {
                 let _errno = KeepErrno::save();
@@ -174,13 +174,13 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         unsafe { free(ptr) };
         return ptr::null_mut();
     }
+    #[cfg(feature = "debug")]
+    if crate::debug::enabled() {
+        // SAFETY: forwarded contract; `size` is non-zero.
+        return unsafe { crate::debug::realloc(ptr, size) };
+    }
     let p = ptr.cast::<u8>();
     let owner = raw::owner(p);
-    #[cfg(feature = "debug")]
-    if let (true, Owner::Pool { tag }) = (crate::debug::enabled(), owner) {
-        // SAFETY: ours with this tag; `size` is non-zero.
-        return unsafe { crate::debug::realloc(ptr, tag, size) };
-    }
     // SAFETY: `owner` says whether the block is ours; `usable_size` reads only ours.
     let old_size = match unsafe { raw::usable_size(p, owner) } {
         Some(old) => old,
@@ -309,9 +309,9 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
     }
     let p = ptr.cast::<u8>();
     #[cfg(feature = "debug")]
-    if let (true, Owner::Pool { tag }) = (crate::debug::enabled(), raw::owner(p)) {
-        // SAFETY: ours with this tag; misuse is reported and reads as 0.
-        return unsafe { poolmalloc::debug::usable_size(p, tag) }.unwrap_or(0);
+    if crate::debug::enabled() {
+        // SAFETY: a live block (precondition); misuse is reported and reads as 0.
+        return unsafe { poolmalloc::debug::usable_size(p) }.unwrap_or(0);
     }
     // SAFETY: `usable_size` reads only our blocks; others are the C library's (precondition).
     unsafe { raw::usable_size(p, raw::owner(p)).unwrap_or_else(|| libc_usable_size(ptr)) }

@@ -132,19 +132,29 @@ fn debug_mode_reports_each_planted_fault_and_aborts() {
         fill.status.success() && stdout.contains(" passed, 0 failed"),
         "{stdout}"
     );
+    // What was planted, what the line must say, and which block it must name.
     let faults = [
-        ("double", "double free of 0x"),
-        ("interior", "not the start of a block (class "),
+        ("double", "double free of 0x", "class "),
+        ("interior", "not the start of a block (class ", "class "),
         (
             "overflow",
             "forbidden byte at offset 40 after the 40-byte block",
+            "class ",
         ),
         (
             "underflow",
             "forbidden byte at offset -1 before the 40-byte block",
+            "class ",
         ),
+        ("large-double", "double free of 0x", "large block"),
+        (
+            "large-overflow",
+            "forbidden byte at offset 100000 after the 100000-byte block",
+            "large block",
+        ),
+        ("foreign", ": not a poolmalloc block", "free of 0x"),
     ];
-    for (what, expected) in faults {
+    for (what, expected, block) in faults {
         let out = run(what, true);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{what}: {stderr}");
@@ -152,7 +162,7 @@ fn debug_mode_reports_each_planted_fault_and_aborts() {
         assert_eq!(lines.len(), 1, "{what}: {stderr}");
         assert!(lines[0].starts_with("poolmalloc: "), "{what}: {stderr}");
         assert!(lines[0].contains(expected), "{what}: {stderr}");
-        assert!(lines[0].contains("class "), "{what}: {stderr}");
+        assert!(lines[0].contains(block), "{what}: {stderr}");
     }
     let plain = run("overflow", false);
     assert!(String::from_utf8_lossy(&plain.stdout).contains("survived overflow"));

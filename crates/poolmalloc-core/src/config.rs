@@ -122,6 +122,11 @@ pub const DEBUG_FORBIDDEN_BYTE: u8 = 0xFD;
 /// The state word of a block the program holds, and of one it has freed.
 pub const DEBUG_LIVE: usize = 0x6c69_7665_b10c_0001;
 pub const DEBUG_FREED: usize = 0x6465_6164_b10c_0002;
+/// Debug mode's table of live large blocks: slots in its first mapping (it doubles when half
+/// full), and how many recent large frees it remembers to tell a double free from a foreign
+/// pointer.
+pub const DEBUG_LARGE_MIN_SLOTS: usize = 1024;
+pub const DEBUG_RECENT_FREES: usize = 4096;
 
 /// Fragmentation report: a pool with at most this percent of its blocks out is *sparse* — few
 /// blocks pin a whole pool. The report predicts what emptying every sparse pool gives back.
@@ -178,3 +183,6 @@ const _: () = assert!(FRAG_TOP_POOLS >= 1 && FRAG_TOP_ARENAS >= 1);
 // Debug mode keeps the caller's bytes as aligned as the block, and fits at least an empty request.
 const _: () = assert!(DEBUG_PREFIX % MAX_SMALL_ALIGN == 0);
 const _: () = assert!(DEBUG_EXTRA < SMALL_REQUEST_THRESHOLD);
+// A large debug block's prefix is the larger of DEBUG_PREFIX and its alignment: a multiple of both.
+const _: () = assert!(DEBUG_PREFIX.is_power_of_two());
+const _: () = assert!(DEBUG_LARGE_MIN_SLOTS.is_power_of_two() && DEBUG_RECENT_FREES > 0);

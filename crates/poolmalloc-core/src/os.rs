@@ -41,8 +41,9 @@ unsafe impl<S: PageSource + ?Sized> PageSource for std::sync::Arc<S> {
     }
 }
 
-/// Anonymous private mapping of `len` bytes, zero-filled, or `None`.
-pub(crate) fn map_anonymous(len: usize) -> Option<NonNull<u8>> {
+/// Anonymous private mapping of `len` bytes, zero-filled, or `None` (also for debug mode's
+/// table of large blocks in `poolmalloc`, which must not allocate).
+pub fn map_anonymous(len: usize) -> Option<NonNull<u8>> {
     // Miri's mmap takes no other flags; the core's pure-logic tests run under it.
     #[cfg(miri)]
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
@@ -69,7 +70,7 @@ pub(crate) fn map_anonymous(len: usize) -> Option<NonNull<u8>> {
 
 /// # Safety
 /// `[addr, addr + len)` is a whole mapping (or whole pages of one) that nothing uses any more.
-pub(crate) unsafe fn unmap(addr: *mut u8, len: usize) {
+pub unsafe fn unmap(addr: *mut u8, len: usize) {
     // SAFETY: the caller promises the range is ours and unused. munmap of a valid range cannot
     // fail, so its result carries no information.
     unsafe { libc::munmap(addr.cast(), len) };
@@ -293,8 +294,12 @@ unsafe impl PageSource for MemPages {
         let slot = offset / ARENA_SIZE;
         let mut used = self.used.lock().unwrap();
         assert!(used[slot], "MemPages: arena {arena:p} unmapped twice");
-        // SAFETY: the caller promises nothing refers to the arena any more.
-        unsafe { core::ptr::write_bytes(arena.as_ptr(), 0, ARENA_SIZE) };
+        // SAFETY: the caller promises nothing refers to the arena any more. Free blocks in it
+        // may be poisoned for ASan (feature `asan`); munmap would unpoison, so must we.
+        unsafe {
+            crate::tools::mark_reusable(arena.as_ptr(), ARENA_SIZE);
+            core::ptr::write_bytes(arena.as_ptr(), 0, ARENA_SIZE);
+        }
         used[slot] = false;
         self.unmaps.fetch_add(1, Ordering::SeqCst);
     }

@@ -438,6 +438,8 @@ pub mod raw {
         in_allocator(|| {
             core::mem::forget(LIVE.lock());
             CORE.lock_for_fork();
+            #[cfg(feature = "debug")]
+            crate::debug::large::fork_prepare();
         });
     }
 
@@ -446,6 +448,8 @@ pub mod raw {
     /// # Safety
     /// `fork_prepare` ran on this thread just before `fork`.
     pub unsafe fn fork_parent() {
+        #[cfg(feature = "debug")]
+        crate::debug::large::fork_release();
         // SAFETY: the locks are held by this thread with their guards forgotten.
         unsafe {
             CORE.unlock_after_fork();
@@ -467,6 +471,8 @@ pub mod raw {
             me.next.set(ptr::null());
             live.head = if active { me } else { ptr::null() };
         });
+        #[cfg(feature = "debug")]
+        crate::debug::large::fork_release();
         // SAFETY: this child has only this thread, which `fork_prepare` left holding every lock.
         unsafe {
             CORE.reset_locks_in_child();

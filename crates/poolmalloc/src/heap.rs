@@ -15,14 +15,16 @@ use std::sync::{Arc, Weak};
 
 use allocator_api2::alloc::{AllocError, Allocator};
 use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
+#[cfg(not(feature = "instrumented"))]
+use poolmalloc_core::{class_of, FreeErrorKind};
 use poolmalloc_core::{
-    class_of, pool, Class, Core, CoreStats, Fragmentation, FreeErrorKind, OsPages, PageSource,
-    Violation,
+    pool, Class, Core, CoreStats, Fragmentation, OsPages, PageSource, Violation,
 };
 use thread_local::ThreadLocal;
 
 use crate::cache::{CacheState, ThreadCache};
 use crate::misuse::{report, Misuse};
+#[cfg(not(feature = "instrumented"))]
 use crate::resize;
 
 struct Shared<S: PageSource> {
@@ -134,11 +136,25 @@ impl<S: PageSource + 'static> Heap<S> {
     }
 
     /// Allocates for `layout`; null when out of memory.
+    #[cfg(not(feature = "instrumented"))]
     #[inline]
     pub fn alloc(&self, layout: Layout) -> *mut u8 {
-        let Some(class) = class_of(layout.size(), layout.align()) else {
-            return self.shared.core.large_alloc(layout);
-        };
+        match class_of(layout.size(), layout.align()) {
+            Some(class) => self.take(class),
+            None => self.shared.core.large_alloc(layout),
+        }
+    }
+
+    /// Allocates for `layout`, laid out and marked as this build's checks need; null when out
+    /// of memory.
+    #[cfg(feature = "instrumented")]
+    pub fn alloc(&self, layout: Layout) -> *mut u8 {
+        crate::instrumented::alloc(self, layout)
+    }
+
+    /// A block of `class` from this thread's cache, or the slow path; null when out of memory.
+    #[inline(always)]
+    fn take(&self, class: Class) -> *mut u8 {
         let cache = self.cache();
         let p = cache.pop(class);
         if !p.is_null() {
@@ -168,6 +184,7 @@ impl<S: PageSource + 'static> Heap<S> {
     ///
     /// # Safety
     /// `ptr` came from `alloc(layout)` of this heap and is not used afterwards.
+    #[cfg(not(feature = "instrumented"))]
     #[inline]
     pub unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if class_of(layout.size(), layout.align()).is_none() {
@@ -184,8 +201,30 @@ impl<S: PageSource + 'static> Heap<S> {
         let tag = unsafe { pool::class_tag(ptr) };
         #[cfg(debug_assertions)]
         crate::misuse::check_layout(ptr, &layout, tag);
-        let cache = self.cache();
         // SAFETY: the caller gives the block up; `tag` is its pool's class tag.
+        unsafe { self.give(tag, ptr) }
+    }
+
+    /// Frees what `alloc(layout)` gave, after this build's checks; misuse is reported and the
+    /// block left alone.
+    ///
+    /// # Safety
+    /// `ptr` came from `alloc(layout)` of this heap and is not used afterwards.
+    #[cfg(feature = "instrumented")]
+    pub unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded contract.
+        unsafe { crate::instrumented::dealloc(self, ptr, layout) }
+    }
+
+    /// Puts a block on this thread's list, or takes the slow path.
+    ///
+    /// # Safety
+    /// The block lies in one of this heap's arenas, `tag` is its pool's class tag, and the
+    /// program gave it up.
+    #[inline(always)]
+    unsafe fn give(&self, tag: u8, ptr: *mut u8) {
+        let cache = self.cache();
+        // SAFETY: as the precondition says.
         if !unsafe { cache.push(tag, ptr) } {
             // SAFETY: as above.
             unsafe { self.dealloc_slow(cache, tag, ptr) };
@@ -283,6 +322,7 @@ unsafe impl<S: PageSource + 'static> GlobalAlloc for Heap<S> {
         unsafe { Heap::dealloc(self, ptr, layout) }
     }
 
+    #[cfg(not(feature = "instrumented"))]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if class_of(layout.size(), layout.align()).is_none() {
             return self.shared.core.large_alloc_zeroed(layout);
@@ -295,9 +335,50 @@ unsafe impl<S: PageSource + 'static> GlobalAlloc for Heap<S> {
         p
     }
 
+    #[cfg(feature = "instrumented")]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        crate::instrumented::alloc_zeroed(self, layout)
+    }
+
+    #[cfg(not(feature = "instrumented"))]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: forwarded contract.
         unsafe { resize::realloc(self, &self.shared.core, ptr, layout, new_size) }
+    }
+
+    #[cfg(feature = "instrumented")]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        unsafe { crate::instrumented::realloc(self, ptr, layout, new_size) }
+    }
+}
+
+#[cfg(feature = "instrumented")]
+impl<S: PageSource + 'static> crate::instrumented::Pools for Heap<S> {
+    type Source = S;
+
+    fn core(&self) -> &Core<S> {
+        &self.shared.core
+    }
+
+    fn take(&self, class: Class) -> *mut u8 {
+        Heap::take(self, class)
+    }
+
+    fn owner(&self, ptr: *const u8) -> crate::raw::Owner {
+        if self.shared.core.owns(ptr) {
+            // SAFETY: the pointer lies in one of this heap's arenas, so its pool header is
+            // mapped.
+            let tag = unsafe { pool::class_tag(ptr) };
+            crate::raw::Owner::Pool { tag }
+        } else {
+            crate::raw::Owner::Elsewhere
+        }
+    }
+
+    unsafe fn give(&self, tag: u8, block: *mut u8) {
+        // SAFETY: forwarded precondition.
+        unsafe { Heap::give(self, tag, block) }
     }
 }
 

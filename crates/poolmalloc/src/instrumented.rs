@@ -1,13 +1,16 @@
-//! The global allocator with checks, built instead of the fast path when a feature among
-//! `debug`, `valgrind` and `asan` is on (the fast path in `global.rs` is then compiled out, so
-//! builds without them keep exactly its instructions). Same caches, same core: each block is laid
-//! out (debug) and marked live (tools) on its way to the program, and checked, filled and
-//! marked freed on its way back.
+//! The allocator faces with checks, built instead of the fast paths when a feature among
+//! `debug`, `valgrind` and `asan` is on (the fast paths in `global.rs` and `heap.rs` are then
+//! compiled out, so builds without them keep exactly their instructions). Same caches, same
+//! cores: each block is laid out (debug) and marked live (tools) on its way to the program, and
+//! checked, filled and marked freed on its way back. The global allocator and every `Heap` go
+//! through the same functions here, each through its `Pools`.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 
-use poolmalloc_core::{Class, FreeError, FreeErrorKind};
+use poolmalloc_core::{Class, Core, PageSource};
+#[cfg(not(feature = "debug"))]
+use poolmalloc_core::{FreeError, FreeErrorKind};
 
 use crate::global::raw::{self, Owner};
 use crate::global::PoolMalloc;
@@ -25,10 +28,56 @@ const KEEP: usize = poolmalloc_core::config::DEBUG_HEADER;
 #[cfg(all(any(feature = "valgrind", feature = "asan"), not(feature = "debug")))]
 const KEEP: usize = core::mem::size_of::<poolmalloc_core::FreeBlock>();
 
+/// What the checked paths need of a face: its core, and its caches' two halves.
+pub(crate) trait Pools {
+    type Source: PageSource;
+
+    fn core(&self) -> &Core<Self::Source>;
+
+    /// A block of `class` from the calling thread's cache (or the core); null when out of
+    /// memory.
+    fn take(&self, class: Class) -> *mut u8;
+
+    /// Who owns `ptr`, told without reading memory outside the face's arenas.
+    fn owner(&self, ptr: *const u8) -> Owner;
+
+    /// Gives a block back to the calling thread's cache (or the core, which validates).
+    ///
+    /// # Safety
+    /// `owner(block)` said `Pool { tag }` and the program gave the block up.
+    unsafe fn give(&self, tag: u8, block: *mut u8);
+}
+
+impl Pools for PoolMalloc {
+    type Source = poolmalloc_core::OsPages;
+
+    fn core(&self) -> &Core<Self::Source> {
+        raw::core()
+    }
+
+    fn take(&self, class: Class) -> *mut u8 {
+        raw::alloc(class)
+    }
+
+    fn owner(&self, ptr: *const u8) -> Owner {
+        raw::owner(ptr)
+    }
+
+    unsafe fn give(&self, tag: u8, block: *mut u8) {
+        // SAFETY: forwarded precondition; a pool serving no class makes `free_slow` validate
+        // and report.
+        unsafe {
+            if !raw::try_free_fast(tag, block) {
+                raw::free_slow(tag, block);
+            }
+        }
+    }
+}
+
 /// A block of `class` for a request of `size` bytes, laid out and marked; null when out of
 /// memory.
-pub(crate) fn alloc_block(class: Class, size: usize) -> *mut u8 {
-    let block = raw::alloc(class);
+pub(crate) fn alloc_block<P: Pools>(p: &P, class: Class, size: usize) -> *mut u8 {
+    let block = p.take(class);
     if block.is_null() {
         return block;
     }
@@ -45,25 +94,43 @@ pub(crate) fn alloc_block(class: Class, size: usize) -> *mut u8 {
     block
 }
 
-/// Frees a pointer the program gives back, after the checks this build makes. `expected` is
-/// the class its layout maps to (the C library has no layout). Misuse is reported and the block
-/// left alone.
+/// Allocates for `layout`: a checked small block, or the large path (laid out in debug mode).
+pub(crate) fn alloc<P: Pools>(p: &P, layout: Layout) -> *mut u8 {
+    match class_for(layout.size(), layout.align()) {
+        Some(class) => alloc_block(p, class, layout.size()),
+        #[cfg(feature = "debug")]
+        None => crate::debug::large::alloc(p.core(), layout),
+        #[cfg(not(feature = "debug"))]
+        None => p.core().large_alloc(layout),
+    }
+}
+
+/// Frees a pointer the program gives back, after the checks this build makes. `layout` is the
+/// caller's (the C library has none). Misuse is reported and the block left alone.
 ///
 /// # Safety
-/// If `user` is a live block of ours, the program does not use it afterwards.
-pub(crate) unsafe fn free_block(user: *mut u8, expected: Option<Class>) {
+/// If `user` is a live block of `p`, the program does not use it afterwards.
+pub(crate) unsafe fn free_block<P: Pools>(p: &P, user: *mut u8, layout: Option<Layout>) {
     let addr = user as usize;
-    let tag = match raw::owner(user) {
+    let tag = match p.owner(user) {
         Owner::Pool { tag } => tag,
         // Bootstrap blocks are never reused.
         Owner::Bootstrap => return,
+        #[cfg(feature = "debug")]
+        Owner::Elsewhere => {
+            let layout_size = layout.map(|l| l.size());
+            // SAFETY: forwarded contract; the table of large blocks checks before anything
+            // changes.
+            return unsafe { crate::debug::large::free(p.core(), user, layout_size) };
+        }
+        #[cfg(not(feature = "debug"))]
         Owner::Elsewhere => {
             let kind = FreeErrorKind::Foreign;
             return report(Misuse::BadFree(FreeError { addr, kind }));
         }
     };
     #[cfg(feature = "debug")]
-    // SAFETY: the registry said `user` is in one of our arenas; `tag` is its pool's.
+    // SAFETY: the face said `user` is in one of its arenas; `tag` is its pool's.
     let block = match unsafe { crate::debug::on_free(user, tag) } {
         Ok(block) => block,
         Err(misuse) => return report(misuse),
@@ -71,6 +138,7 @@ pub(crate) unsafe fn free_block(user: *mut u8, expected: Option<Class>) {
     #[cfg(not(feature = "debug"))]
     let block = user;
     let class = (tag as usize).checked_sub(1).and_then(Class::new);
+    let expected = layout.and_then(|l| class_for(l.size(), l.align()));
     if let (Some(layout_class), Some(block_class)) = (expected, class) {
         if layout_class != block_class {
             // The block still goes back to its own class: no list is corrupted.
@@ -86,13 +154,56 @@ pub(crate) unsafe fn free_block(user: *mut u8, expected: Option<Class>) {
         // SAFETY: a live block of `class` the program gave up; KEEP is below the smallest block.
         unsafe { poolmalloc_core::tools::mark_freed(block, class.block_size(), KEEP) };
     }
-    // SAFETY: the block is ours (registry), `tag` is its pool's, and the program gave it up; a
-    // pool serving no class makes `free_slow` validate and report.
-    unsafe {
-        if !raw::try_free_fast(tag, block) {
-            raw::free_slow(tag, block);
-        }
+    // SAFETY: the block is ours (the face said so), `tag` is its pool's, the program gave it up.
+    unsafe { p.give(tag, block) }
+}
+
+/// `GlobalAlloc::dealloc` of a checked face.
+///
+/// # Safety
+/// `ptr` came from `alloc(p, layout)` and is not used afterwards.
+pub(crate) unsafe fn dealloc<P: Pools>(p: &P, ptr: *mut u8, layout: Layout) {
+    #[cfg(not(feature = "debug"))]
+    if class_for(layout.size(), layout.align()).is_none() {
+        // SAFETY: large layouts came from the large path.
+        return unsafe { p.core().large_dealloc(ptr, layout) };
     }
+    // SAFETY: forwarded contract.
+    unsafe { free_block(p, ptr, Some(layout)) }
+}
+
+/// `GlobalAlloc::alloc_zeroed` of a checked face.
+pub(crate) fn alloc_zeroed<P: Pools>(p: &P, layout: Layout) -> *mut u8 {
+    #[cfg(not(feature = "debug"))]
+    if class_for(layout.size(), layout.align()).is_none() {
+        return p.core().large_alloc_zeroed(layout);
+    }
+    let ptr = alloc(p, layout);
+    if !ptr.is_null() {
+        // SAFETY: the block holds at least `layout.size()` bytes for the caller.
+        unsafe { ptr::write_bytes(ptr, 0, layout.size()) };
+    }
+    ptr
+}
+
+/// `GlobalAlloc::realloc` of a checked face: moves whenever a small block is involved, and in
+/// debug mode always (the size and pads belong to the old block).
+///
+/// # Safety
+/// `GlobalAlloc::realloc`'s contract, with `a` the face that gave `ptr`.
+pub(crate) unsafe fn realloc<P: Pools + GlobalAlloc>(
+    a: &P,
+    ptr: *mut u8,
+    layout: Layout,
+    new_size: usize,
+) -> *mut u8 {
+    let small = |size| class_for(size, layout.align()).is_some();
+    if cfg!(not(feature = "debug")) && !small(layout.size()) && !small(new_size) {
+        // SAFETY: both sizes are on the large path; the caller keeps realloc's contract.
+        return unsafe { a.core().large_realloc(ptr, layout, new_size) };
+    }
+    // SAFETY: forwarded contract.
+    unsafe { crate::resize::move_block(a, ptr, layout, new_size) }
 }
 
 // SAFETY: as for the fast path's impl: blocks come from pools of a class big enough for the
@@ -101,43 +212,21 @@ pub(crate) unsafe fn free_block(user: *mut u8, expected: Option<Class>) {
 unsafe impl GlobalAlloc for PoolMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match class_for(layout.size(), layout.align()) {
-            Some(class) => alloc_block(class, layout.size()),
-            None => raw::core().large_alloc(layout),
-        }
+        alloc(self, layout)
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        match class_for(layout.size(), layout.align()) {
-            // SAFETY: the caller gives the block up.
-            Some(class) => unsafe { free_block(ptr, Some(class)) },
-            // SAFETY: large layouts came from the large path.
-            None => unsafe { raw::core().large_dealloc(ptr, layout) },
-        }
+        // SAFETY: forwarded contract.
+        unsafe { dealloc(self, ptr, layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if class_for(layout.size(), layout.align()).is_none() {
-            return raw::core().large_alloc_zeroed(layout);
-        }
-        // SAFETY: forwarded contract.
-        let p = unsafe { self.alloc(layout) };
-        if !p.is_null() {
-            // SAFETY: the block holds at least `layout.size()` bytes for the caller.
-            unsafe { ptr::write_bytes(p, 0, layout.size()) };
-        }
-        p
+        alloc_zeroed(self, layout)
     }
 
-    /// Always moves between small blocks: debug mode's size and pads belong to the old block.
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let small = |size| class_for(size, layout.align()).is_some();
-        if !small(layout.size()) && !small(new_size) {
-            // SAFETY: both sizes are on the large path; the caller keeps realloc's contract.
-            return unsafe { raw::core().large_realloc(ptr, layout, new_size) };
-        }
         // SAFETY: forwarded contract.
-        unsafe { crate::resize::move_block(self, ptr, layout, new_size) }
+        unsafe { realloc(self, ptr, layout, new_size) }
     }
 }

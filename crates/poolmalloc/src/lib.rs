@@ -54,6 +54,8 @@ pub use global::{
 };
 #[cfg(not(poolmalloc_loom))]
 pub use heap::Heap;
+#[cfg(all(feature = "debug", not(poolmalloc_loom)))]
+pub use misuse::DebugBlock;
 #[cfg(not(poolmalloc_loom))]
 pub use misuse::{set_misuse_hook, Misuse, MisuseHook};
 pub use poolmalloc_core::{CoreStats, Fragmentation, Violation};

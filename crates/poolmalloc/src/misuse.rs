@@ -25,14 +25,50 @@ pub enum Misuse {
     #[cfg(feature = "debug")]
     PadOverwritten {
         addr: usize,
-        class: Class,
+        block: DebugBlock,
         size: usize,
         offset: isize,
         byte: u8,
     },
     /// Debug mode: the block's header (requested size, state) was overwritten.
     #[cfg(feature = "debug")]
-    HeaderOverwritten { addr: usize, class: Class },
+    HeaderOverwritten { addr: usize, block: DebugBlock },
+    /// Debug mode: a large block freed again (it is among the recent large frees).
+    #[cfg(feature = "debug")]
+    LargeDoubleFree { addr: usize, size: usize },
+    /// Debug mode: a large block freed with a layout of another size than it was allocated
+    /// with (it is still freed, by its own size).
+    #[cfg(feature = "debug")]
+    LargeSizeMismatch {
+        addr: usize,
+        layout_size: usize,
+        block_size: usize,
+    },
+}
+
+/// Debug mode: what kind of block a report is about.
+#[cfg(feature = "debug")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DebugBlock {
+    /// A block of a size class, from our pools.
+    Class(Class),
+    /// A block of the large path (the system allocator's, laid out by debug mode).
+    Large,
+}
+
+#[cfg(feature = "debug")]
+impl fmt::Display for DebugBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            DebugBlock::Class(class) => write!(
+                f,
+                "class {}, {}-byte blocks",
+                class.index(),
+                class.block_size()
+            ),
+            DebugBlock::Large => f.write_str("large block"),
+        }
+    }
 }
 
 impl fmt::Display for Misuse {
@@ -55,25 +91,35 @@ impl fmt::Display for Misuse {
             #[cfg(feature = "debug")]
             Misuse::PadOverwritten {
                 addr,
-                class,
+                block,
                 size,
                 offset,
                 byte,
             } => write!(
                 f,
-                "free of {addr:#x} (class {}, {}-byte blocks): forbidden byte at offset {offset} \
-                 {} the {size}-byte block overwritten with {byte:#04x}",
-                class.index(),
-                class.block_size(),
+                "free of {addr:#x} ({block}): forbidden byte at offset {offset} {} the \
+                 {size}-byte block overwritten with {byte:#04x}",
                 if offset < 0 { "before" } else { "after" }
             ),
             #[cfg(feature = "debug")]
-            Misuse::HeaderOverwritten { addr, class } => write!(
+            Misuse::HeaderOverwritten { addr, block } => write!(
                 f,
-                "free of {addr:#x} (class {}, {}-byte blocks): the block's debug header was \
-                 overwritten",
-                class.index(),
-                class.block_size()
+                "free of {addr:#x} ({block}): the block's debug header was overwritten"
+            ),
+            #[cfg(feature = "debug")]
+            Misuse::LargeDoubleFree { addr, size } => write!(
+                f,
+                "double free of {addr:#x} (large block, {size} bytes requested)"
+            ),
+            #[cfg(feature = "debug")]
+            Misuse::LargeSizeMismatch {
+                addr,
+                layout_size,
+                block_size,
+            } => write!(
+                f,
+                "dealloc of {addr:#x} with a layout of {layout_size} bytes, but the block \
+                 (large block) was allocated with {block_size}"
             ),
         }
     }
@@ -105,7 +151,7 @@ pub(crate) fn report(misuse: Misuse) {
 }
 
 /// Debug builds: reports a `dealloc` whose layout maps to another class than the block's pool.
-#[cfg(debug_assertions)]
+#[cfg(all(debug_assertions, not(feature = "instrumented")))]
 pub(crate) fn check_layout(ptr: *mut u8, layout: &core::alloc::Layout, tag: u8) {
     let layout_class = poolmalloc_core::class_of(layout.size(), layout.align());
     let block_class = (tag as usize).checked_sub(1).and_then(Class::new);

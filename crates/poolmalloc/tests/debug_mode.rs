@@ -5,16 +5,25 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
-use poolmalloc::{debug, Misuse, PoolMalloc};
-use poolmalloc_core::config::{DEBUG_FORBIDDEN_BYTE, DEBUG_PAD};
+use poolmalloc::{debug, DebugBlock, Heap, Misuse, PoolMalloc};
+use poolmalloc_core::config::{DEBUG_FORBIDDEN_BYTE, DEBUG_LARGE_MIN_SLOTS, DEBUG_PAD};
 use poolmalloc_core::{Class, FreeError, FreeErrorKind};
 
 static REPORTS: Mutex<Vec<Misuse>> = Mutex::new(Vec::new());
+/// Held by each test that plants faults: they share the hook and the reports.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 fn record(m: &Misuse) {
     REPORTS.lock().unwrap().push(*m);
+}
+
+/// Runs the calling test alone among those that plant faults, with reports recorded.
+fn planting() -> MutexGuard<'static, ()> {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    poolmalloc::set_misuse_hook(Some(record));
+    guard
 }
 
 /// Plants one fault through `plant` and returns the one report it caused.
@@ -24,6 +33,14 @@ fn report_of(plant: impl FnOnce()) -> Misuse {
     let reports = std::mem::take(&mut *REPORTS.lock().unwrap());
     assert_eq!(reports.len(), 1, "{reports:?}");
     reports[0]
+}
+
+/// Runs `f`, which must cause no report.
+fn no_report(f: impl FnOnce()) {
+    REPORTS.lock().unwrap().clear();
+    f();
+    let reports = std::mem::take(&mut *REPORTS.lock().unwrap());
+    assert!(reports.is_empty(), "{reports:?}");
 }
 
 fn class_of_request(size: usize) -> Class {
@@ -78,7 +95,7 @@ fn fresh_memory_pads_and_freed_memory_are_filled() {
 
 #[test]
 fn every_detection_is_reported_with_address_and_class() {
-    poolmalloc::set_misuse_hook(Some(record));
+    let _serial = planting();
     let layout = Layout::from_size_align(40, 8).unwrap();
     let class = class_of_request(40);
     let alloc = || {
@@ -134,7 +151,7 @@ fn every_detection_is_reported_with_address_and_class() {
     });
     let expected = Misuse::PadOverwritten {
         addr: p as usize,
-        class,
+        block: DebugBlock::Class(class),
         size: 40,
         offset: 40,
         byte: 0x41,
@@ -152,7 +169,7 @@ fn every_detection_is_reported_with_address_and_class() {
     });
     let expected = Misuse::PadOverwritten {
         addr: p as usize,
-        class,
+        block: DebugBlock::Class(class),
         size: 40,
         offset: -1,
         byte: 0,
@@ -168,7 +185,8 @@ fn every_detection_is_reported_with_address_and_class() {
         PoolMalloc.dealloc(p, layout);
     });
     let addr = p as usize;
-    assert_eq!(m, Misuse::HeaderOverwritten { addr, class });
+    let block = DebugBlock::Class(class);
+    assert_eq!(m, Misuse::HeaderOverwritten { addr, block });
     text_has(&m, p);
 
     // A pointer that is not ours at all.
@@ -191,8 +209,231 @@ fn every_detection_is_reported_with_address_and_class() {
         block_class: class,
     };
     assert_eq!(m, expected);
-    poolmalloc::set_misuse_hook(None);
     poolmalloc::check_invariants().unwrap();
+}
+
+fn foreign(addr: usize) -> Misuse {
+    let kind = FreeErrorKind::Foreign;
+    Misuse::BadFree(FreeError { addr, kind })
+}
+
+#[test]
+fn large_blocks_are_laid_out_and_every_detection_reported() {
+    let _serial = planting();
+    let size = 5000;
+    let layout = Layout::from_size_align(size, 8).unwrap();
+    assert!(debug::class_for(size, 8).is_none(), "a large request");
+    let alloc = |layout: Layout| {
+        // SAFETY: a non-zero layout.
+        let p = unsafe { PoolMalloc.alloc(layout) };
+        assert!(!p.is_null() && !poolmalloc::raw::core().owns(p));
+        p
+    };
+    let large = DebugBlock::Large;
+
+    // Fills and pads; an over-aligned block keeps its alignment and pads.
+    let p = alloc(layout);
+    assert_eq!(bytes(p, size), vec![0xCD; size]);
+    // SAFETY: the pads lie inside the system block debug mode laid out.
+    let (before, after) = unsafe { (p.sub(DEBUG_PAD), p.add(size)) };
+    assert_eq!(bytes(before, DEBUG_PAD), vec![0xFD; DEBUG_PAD]);
+    assert_eq!(bytes(after, DEBUG_PAD), vec![0xFD; DEBUG_PAD]);
+    let page = Layout::from_size_align(100, 4096).unwrap();
+    let q = alloc(page);
+    assert_eq!(q as usize % 4096, 0);
+    // SAFETY: as above.
+    assert_eq!(bytes(unsafe { q.add(100) }, DEBUG_PAD), vec![0xFD; 16]);
+    // SAFETY: from `alloc(page)`, freed once.
+    unsafe { PoolMalloc.dealloc(q, page) };
+
+    // Double free: the second finds the block among the recent frees.
+    // SAFETY: the first free is legitimate; the second is the planted fault.
+    let m = report_of(|| unsafe {
+        PoolMalloc.dealloc(p, layout);
+        PoolMalloc.dealloc(p, layout);
+    });
+    let addr = p as usize;
+    assert_eq!(m, Misuse::LargeDoubleFree { addr, size });
+    let text = m.to_string();
+    assert!(text.starts_with(&format!("double free of {addr:#x} (large block")));
+
+    // One byte past the end, one before the start, the header.
+    for (offset, byte) in [
+        (size as isize, 0x41u8),
+        (-1, 0),
+        (-(DEBUG_PAD as isize) - 8, 0),
+    ] {
+        let p = alloc(layout);
+        // SAFETY: inside the system block debug mode laid out.
+        let original = unsafe { p.offset(offset).read() };
+        // SAFETY: planted fault: a byte inside the system block, outside the caller's.
+        let m = report_of(|| unsafe {
+            p.offset(offset).write(byte);
+            PoolMalloc.dealloc(p, layout);
+        });
+        let addr = p as usize;
+        let expected = if offset < -(DEBUG_PAD as isize) {
+            Misuse::HeaderOverwritten { addr, block: large }
+        } else {
+            let block = large;
+            Misuse::PadOverwritten {
+                addr,
+                block,
+                size,
+                offset,
+                byte,
+            }
+        };
+        assert_eq!(m, expected);
+        assert!(m.to_string().contains("large block"), "{m}");
+        // The block was left alone: mended, it frees cleanly.
+        // SAFETY: the planted byte put back; then the one free of the block.
+        no_report(|| unsafe {
+            p.offset(offset).write(original);
+            PoolMalloc.dealloc(p, layout);
+        });
+    }
+
+    // Foreign and interior pointers are in no table: reported, never read.
+    let mut local = [0u64; 8];
+    let on_stack = local.as_mut_ptr().cast::<u8>();
+    // SAFETY: planted fault: a stack address.
+    let m = report_of(|| unsafe { PoolMalloc.dealloc(on_stack, layout) });
+    assert_eq!(m, foreign(on_stack as usize));
+    let p = alloc(layout);
+    // SAFETY: planted fault: an interior pointer of a live large block.
+    let m = report_of(|| unsafe { PoolMalloc.dealloc(p.add(64), layout) });
+    assert_eq!(m, foreign(p as usize + 64));
+
+    // The wrong size: reported, and the block is still freed, by its own size.
+    let wrong = Layout::from_size_align(6000, 8).unwrap();
+    // SAFETY: planted fault: a live block freed with another size.
+    let m = report_of(|| unsafe { PoolMalloc.dealloc(p, wrong) });
+    let (addr, layout_size, block_size) = (p as usize, 6000, size);
+    assert_eq!(
+        m,
+        Misuse::LargeSizeMismatch {
+            addr,
+            layout_size,
+            block_size
+        }
+    );
+    // SAFETY: planted fault: it was freed, so this is a double free.
+    let m = report_of(|| unsafe { PoolMalloc.dealloc(p, layout) });
+    assert_eq!(m, Misuse::LargeDoubleFree { addr, size });
+}
+
+#[test]
+fn heaps_run_in_debug_mode_too() {
+    let _serial = planting();
+    let (heap, other) = (Heap::new(), Heap::new());
+    let layout = Layout::from_size_align(40, 8).unwrap();
+    let class = class_of_request(40);
+    let p = heap.alloc(layout);
+    assert!(heap.owns(p));
+    assert_eq!(bytes(p, 40), vec![0xCD; 40]);
+    // SAFETY: the pads lie inside the same pool block.
+    assert_eq!(bytes(unsafe { p.add(40) }, DEBUG_PAD), vec![0xFD; 16]);
+    // SAFETY: allocated above, freed once; the second free is the planted fault.
+    let m = report_of(|| unsafe {
+        heap.dealloc(p, layout);
+        assert_eq!(bytes(p, 40), vec![0xDD; 40], "freed memory is 0xDD");
+        heap.dealloc(p, layout);
+    });
+    let (addr, kind) = (p as usize, FreeErrorKind::DoubleFree { class });
+    assert_eq!(m, Misuse::BadFree(FreeError { addr, kind }));
+
+    let p = heap.alloc(layout);
+    // SAFETY: planted faults: an interior pointer, then an overflow into the pad.
+    unsafe {
+        let m = report_of(|| heap.dealloc(p.add(8), layout));
+        let kind = FreeErrorKind::NotBlockStart { class };
+        let addr = p as usize + 8;
+        assert_eq!(m, Misuse::BadFree(FreeError { addr, kind }));
+        let m = report_of(|| {
+            p.add(40).write(1);
+            heap.dealloc(p, layout);
+        });
+        assert!(
+            matches!(m, Misuse::PadOverwritten { offset: 40, .. }),
+            "{m}"
+        );
+    }
+
+    // Another heap's blocks, small and large, are foreign to this one.
+    let theirs = other.alloc(layout);
+    // SAFETY: planted fault: `other`'s block given to `heap`.
+    let m = report_of(|| unsafe { heap.dealloc(theirs, layout) });
+    assert_eq!(m, foreign(theirs as usize));
+    let big = Layout::from_size_align(5000, 16).unwrap();
+    let their_big = other.alloc(big);
+    assert_eq!(bytes(their_big, 5000), vec![0xCD; 5000]);
+    // SAFETY: planted fault, as above; then each block back to its own heap, once.
+    unsafe {
+        let m = report_of(|| heap.dealloc(their_big, big));
+        assert_eq!(m, foreign(their_big as usize));
+        no_report(|| {
+            other.dealloc(their_big, big);
+            other.dealloc(theirs, layout);
+        });
+        let m = report_of(|| other.dealloc(their_big, big));
+        let (addr, size) = (their_big as usize, 5000);
+        assert_eq!(m, Misuse::LargeDoubleFree { addr, size });
+    }
+
+    // Collections over a debug heap: every growth moves, the contents come along.
+    no_report(|| {
+        let mut v = allocator_api2::vec::Vec::new_in(&heap);
+        v.extend(0..10_000u32);
+        assert!(v.iter().copied().eq(0..10_000));
+    });
+    heap.check_invariants().unwrap();
+    other.check_invariants().unwrap();
+}
+
+/// Thousands of live large blocks, freed in a shuffled order, each with its contents intact.
+#[test]
+fn thousands_of_live_large_blocks_grow_the_table() {
+    let _serial = planting();
+    let live_before = poolmalloc::stats().large.live;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng as usize
+    };
+    // The table starts at DEBUG_LARGE_MIN_SLOTS slots and doubles when half full.
+    let n = 4 * DEBUG_LARGE_MIN_SLOTS;
+    let mut blocks: Vec<(usize, Layout)> = (0..n)
+        .map(|i| {
+            let layout = Layout::from_size_align(600 + next() % 4000, 8 << (i % 4)).unwrap();
+            // SAFETY: a non-zero layout; the block is checked before it is written.
+            let p = unsafe { PoolMalloc.alloc(layout) };
+            assert!(!p.is_null());
+            // SAFETY: the caller's bytes of the block.
+            unsafe { p.write_bytes(i as u8, layout.size()) };
+            (p as usize, layout)
+        })
+        .collect();
+    for i in (1..n).rev() {
+        blocks.swap(i, next() % (i + 1));
+    }
+    no_report(|| {
+        for &(p, layout) in &blocks {
+            let b = bytes(p as *const u8, layout.size());
+            assert!(b.iter().all(|&x| x == b[0]), "contents intact");
+            // SAFETY: allocated above with this layout, freed once.
+            unsafe { PoolMalloc.dealloc(p as *mut u8, layout) };
+        }
+    });
+    assert_eq!(poolmalloc::stats().large.live, live_before);
+    // The latest frees are remembered: freeing the last one again is a double free.
+    let (p, layout) = *blocks.last().unwrap();
+    // SAFETY: planted fault.
+    let m = report_of(|| unsafe { PoolMalloc.dealloc(p as *mut u8, layout) });
+    let (addr, size) = (p, layout.size());
+    assert_eq!(m, Misuse::LargeDoubleFree { addr, size });
 }
 
 /// Run by `default_hook_prints_one_line_and_aborts` in a child process.

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use poolmalloc::{Heap, PoolMalloc};
 use poolmalloc_core::config::POOL_SIZE;
-use poolmalloc_core::{class_of, Band};
+use poolmalloc_core::Band;
+
+mod common;
+use common::class_in_this_build;
 
 #[global_allocator]
 static A: PoolMalloc = PoolMalloc;
@@ -68,7 +71,7 @@ fn global_walks_while_threads_allocate_and_free() {
 fn heap_counts_cached_blocks_and_matches_its_stats() {
     let heap = Heap::new();
     let layout = Layout::from_size_align(24, 8).unwrap();
-    let class = class_of(24, 8).unwrap();
+    let class = class_in_this_build(24, 8);
     let n = 3 * class.blocks_per_pool();
     let blocks: Vec<*mut u8> = (0..n).map(|_| heap.alloc(layout)).collect();
     assert!(blocks.iter().all(|p| !p.is_null()));
