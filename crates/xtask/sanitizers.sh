@@ -3,11 +3,10 @@
 #   asan      nightly -Zsanitizer=address, poolmalloc's `asan` feature (free blocks poisoned),
 #             LeakSanitizer on: the core's and poolmalloc's unit and integration tests
 #   valgrind  memcheck over the same tests, poolmalloc's `valgrind` feature (client requests)
-#   debug     poolmalloc's and the C library's tests in debug mode (pads, fills, checks)
 #   miri      the core's pure-logic unit tests under Miri (not os_pages, which trims a mapping
 #             with a partial munmap, nor the large path's tests: Miri has no memalign)
 # Not covered: the C library's preloaded programs under ASan (ASan's runtime must be loaded
-# before any preloaded library); loom models (cargo xtask test runs them).
+# before any preloaded library); debug mode and the loom models (cargo xtask test runs them).
 # Each tool builds in its own target directory under target/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -41,16 +40,6 @@ valgrind_memcheck() {
     )
 }
 
-debug_mode() {
-    step "debug mode: poolmalloc (--features debug), the C library (--features debug)"
-    # global_stress counts blocks per class, which debug mode's bigger blocks change by design.
-    CARGO_TARGET_DIR=target/debug-mode cargo test -p poolmalloc --features debug --lib \
-        --test debug_mode --test global_collections --test heap --test fragmentation
-    CARGO_TARGET_DIR=target/debug-mode cargo build -p poolmalloc-capi --features debug
-    CARGO_TARGET_DIR=target/debug-mode cargo test -p poolmalloc-capi --features debug \
-        --test c_programs debug_mode
-}
-
 miri() {
     step "Miri: poolmalloc-core unit tests"
     CARGO_TARGET_DIR=target/miri cargo +nightly miri test -p poolmalloc-core --lib -- \
@@ -58,14 +47,13 @@ miri() {
 }
 
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(asan valgrind debug miri)
+[ ${#steps[@]} -eq 0 ] && steps=(asan valgrind miri)
 for s in "${steps[@]}"; do
     case "$s" in
         asan) asan ;;
         valgrind) valgrind_memcheck ;;
-        debug) debug_mode ;;
         miri) miri ;;
-        *) echo "usage: $0 [asan|valgrind|debug|miri]..." >&2; exit 2 ;;
+        *) echo "usage: $0 [asan|valgrind|miri]..." >&2; exit 2 ;;
     esac
 done
 step "all passed: ${steps[*]}"

@@ -1,6 +1,6 @@
 //! `cargo xtask test`: every check the project has, in the order a failure is cheapest to see:
-//! formatting, clippy, the workspace's tests, the core's and cache's tests under ASan, the quick
-//! compare, then the loom models.
+//! formatting, clippy, the workspace's tests, the debug-mode tests, the core's and cache's tests
+//! under ASan, the quick compare, then the loom models.
 //! CI (`.ci/run`) calls exactly this.
 
 use std::process::{exit, Command};
@@ -43,9 +43,83 @@ const STEPS: &[Step] = &[
         args: &["test", "--workspace"],
         env: &[],
     },
+    // The checked builds (debug mode, the tool features) compile code the plain build leaves
+    // out: clippy and the debug-mode tests, Rust and C, in a target directory of their own.
+    Step {
+        name: "clippy (debug, valgrind features)",
+        args: &[
+            "clippy",
+            "--target-dir",
+            "target/checked",
+            "-p",
+            "poolmalloc-core",
+            "-p",
+            "poolmalloc",
+            "-p",
+            "poolmalloc-capi",
+            "--all-targets",
+            "--features",
+            "poolmalloc/debug,poolmalloc/valgrind,poolmalloc-capi/debug",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        env: &[],
+    },
+    Step {
+        name: "debug mode",
+        args: &[
+            "test",
+            "--target-dir",
+            "target/debug-mode",
+            "-p",
+            "poolmalloc",
+            "--features",
+            "debug",
+            "--lib",
+            "--test",
+            "debug_mode",
+            "--test",
+            "heap",
+            "--test",
+            "fragmentation",
+            "--test",
+            "global_collections",
+        ],
+        env: &[],
+    },
+    Step {
+        name: "C library (debug mode)",
+        args: &[
+            "build",
+            "--target-dir",
+            "target/debug-mode",
+            "-p",
+            "poolmalloc-capi",
+            "--features",
+            "debug",
+        ],
+        env: &[],
+    },
+    Step {
+        name: "C programs in debug mode",
+        args: &[
+            "test",
+            "--target-dir",
+            "target/debug-mode",
+            "-p",
+            "poolmalloc-capi",
+            "--features",
+            "debug",
+            "--test",
+            "c_programs",
+            "debug_mode",
+        ],
+        env: &[],
+    },
     // The core's and the cache's tests under AddressSanitizer, with poolmalloc's `asan`
     // feature poisoning free blocks in caches and pools (about two minutes on 2 cores; the
-    // valgrind, debug-mode and Miri runs are in crates/xtask/sanitizers.sh). Nightly, through
+    // valgrind and Miri runs are in crates/xtask/sanitizers.sh). Nightly, through
     // the rustup proxy; --target keeps build scripts uninstrumented. LeakSanitizer is on:
     // arenas are LSan root regions while mapped, so a large block (C malloc) referenced from a
     // pool block is live, and a leaked large block is reported. Blocks from our pools are not
