@@ -186,8 +186,8 @@ pub(crate) fn alloc_zeroed<P: Pools>(p: &P, layout: Layout) -> *mut u8 {
     ptr
 }
 
-/// `GlobalAlloc::realloc` of a checked face: moves whenever a small block is involved, and in
-/// debug mode always (the size and pads belong to the old block).
+/// `GlobalAlloc::realloc` of a checked face. Debug mode always moves (the size and pads belong
+/// to the old block); the tool builds keep the plain build's in-place cases.
 ///
 /// # Safety
 /// `GlobalAlloc::realloc`'s contract, with `a` the face that gave `ptr`.
@@ -197,10 +197,23 @@ pub(crate) unsafe fn realloc<P: Pools + GlobalAlloc>(
     layout: Layout,
     new_size: usize,
 ) -> *mut u8 {
-    let small = |size| class_for(size, layout.align()).is_some();
-    if cfg!(not(feature = "debug")) && !small(layout.size()) && !small(new_size) {
+    #[cfg(not(feature = "debug"))]
+    match (
+        class_for(layout.size(), layout.align()),
+        class_for(new_size, layout.align()),
+    ) {
         // SAFETY: both sizes are on the large path; the caller keeps realloc's contract.
-        return unsafe { a.core().large_realloc(ptr, layout, new_size) };
+        (None, None) => return unsafe { a.core().large_realloc(ptr, layout, new_size) },
+        // A class index is below 64, so its tag (index + 1) fits a byte.
+        (Some(_), Some(new))
+            if a.owner(ptr)
+                == (Owner::Pool {
+                    tag: new.index() as u8 + 1,
+                }) =>
+        {
+            return ptr
+        }
+        _ => {}
     }
     // SAFETY: forwarded contract.
     unsafe { crate::resize::move_block(a, ptr, layout, new_size) }

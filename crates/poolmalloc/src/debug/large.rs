@@ -2,8 +2,8 @@
 //! the system allocator through the core's large path, laid out like small debug blocks —
 //! header, `DEBUG_PAD` forbidden bytes on each side — at `prefix` bytes into a bigger block:
 //! ```text
-//! | (prefix - DEBUG_PREFIX) | size | state | 0xFD × DEBUG_PAD | caller's bytes | 0xFD × DEBUG_PAD |
-//! ^ the system's block                                        ^ the caller's, aligned
+//! | prefix - DEBUG_PREFIX | size | state | 0xFD × DEBUG_PAD | caller's bytes | 0xFD × PAD |
+//! ^ the system's block                                      ^ the caller's, aligned
 //! ```
 //! The system may unmap or reuse a large block the moment it is freed, so its state word cannot
 //! tell a double free, and the bytes before a pointer that is not ours may not be mapped at all.
