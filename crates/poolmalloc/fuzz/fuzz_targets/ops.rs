@@ -3,7 +3,8 @@
 //! blocks to another thread (which checks and frees them, and hands back blocks of its own), and
 //! collects. The model checks every block's alignment, that no two live blocks overlap, that
 //! each block's bytes are what was written, zeroing, and — after each input — the allocators'
-//! invariants and that the heap's stats count exactly the blocks the model holds.
+//! invariants and that the heap's stats count exactly the blocks the model holds. With the
+//! `debug` feature everything runs in debug mode, whose checks abort on a false report.
 #![no_main]
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -13,6 +14,10 @@ use std::sync::LazyLock;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use poolmalloc::{Heap, PoolMalloc};
+/// The class a request lands in, in this build: debug mode adds a header and pads.
+#[cfg(feature = "debug")]
+use poolmalloc::debug::class_for as class_of;
+#[cfg(not(feature = "debug"))]
 use poolmalloc_core::class_of;
 
 #[global_allocator]
@@ -185,9 +190,10 @@ impl Block {
         class_of(self.layout.size(), self.layout.align()).is_some()
     }
 
-    /// A zero-size request the large path serves gets a dangling pointer, not a block.
+    /// A zero-size request the large path serves gets a dangling pointer, not a block (debug
+    /// mode lays out a real one).
     fn is_block(&self) -> bool {
-        self.small() || self.layout.size() > 0
+        cfg!(feature = "debug") || self.small() || self.layout.size() > 0
     }
 }
 
