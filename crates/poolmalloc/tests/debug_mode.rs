@@ -436,6 +436,81 @@ fn thousands_of_live_large_blocks_grow_the_table() {
     assert_eq!(m, Misuse::LargeDoubleFree { addr, size });
 }
 
+/// Debug blocks, small and large, handed between threads through shared slots, so a quarter of
+/// frees are cross-thread and the large table is used by every thread at once: contents intact,
+/// no report.
+#[test]
+fn threads_free_each_others_debug_blocks() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let _serial = planting();
+    REPORTS.lock().unwrap().clear();
+    const SLOTS: usize = 256;
+    let slots: Vec<AtomicUsize> = (0..SLOTS).map(|_| AtomicUsize::new(0)).collect();
+    // A block's first word is its size; the rest is a cookie of its address.
+    let alloc = |size: usize| {
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        // SAFETY: a non-zero layout; the block holds `size` bytes, a multiple of 8.
+        unsafe {
+            let p = PoolMalloc.alloc(layout).cast::<usize>();
+            assert!(!p.is_null());
+            p.write(size);
+            for i in 1..size / 8 {
+                p.add(i).write(p as usize ^ i);
+            }
+            p as usize
+        }
+    };
+    let free = |p: usize| {
+        if p == 0 {
+            return;
+        }
+        let p = p as *mut usize;
+        // SAFETY: a block from `alloc`, freed once, by whichever thread took it.
+        unsafe {
+            let size = p.read();
+            for i in 1..size / 8 {
+                assert_eq!(p.add(i).read(), p as usize ^ i, "contents of {p:p}");
+            }
+            PoolMalloc.dealloc(p.cast(), Layout::from_size_align(size, 8).unwrap());
+        }
+    };
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let (slots, alloc, free) = (&slots, &alloc, &free);
+            s.spawn(move || {
+                let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (t + 1);
+                let mut mine = vec![];
+                for _ in 0..20_000 {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let r = rng as usize;
+                    match r % 4 {
+                        0 | 1 => {
+                            // One in eight up to 8000 bytes (large), else up to 320 (small).
+                            let words = if r % 8 == 0 { 1000 } else { 40 };
+                            mine.push(alloc(8 * (1 + (r >> 8) % words)));
+                        }
+                        2 if !mine.is_empty() => free(mine.swap_remove((r >> 8) % mine.len())),
+                        _ if !mine.is_empty() => {
+                            let ours = mine.swap_remove((r >> 8) % mine.len());
+                            free(slots[(r >> 20) % SLOTS].swap(ours, Ordering::AcqRel));
+                        }
+                        _ => {}
+                    }
+                }
+                mine.into_iter().for_each(free);
+            });
+        }
+    });
+    slots
+        .iter()
+        .for_each(|slot| free(slot.swap(0, Ordering::AcqRel)));
+    let reports = std::mem::take(&mut *REPORTS.lock().unwrap());
+    assert!(reports.is_empty(), "{reports:?}");
+    poolmalloc::check_invariants().unwrap();
+}
+
 /// Run by `default_hook_prints_one_line_and_aborts` in a child process.
 #[test]
 fn default_hook_child() {
