@@ -393,9 +393,9 @@ impl<S: PageSource> Core<S> {
             let carved = (a.pool_address - a.address) / POOL_SIZE;
             for i in 0..carved {
                 let pool = (a.address + i * POOL_SIZE) as *const PoolHeader;
-                // SAFETY: carved pools of a mapped arena have initialised headers; a pool serving
-                // a class is guarded by that class's lock, an empty one by the arena lock, and we
-                // hold them all (P1).
+                // A pool serving a class is guarded by that class's lock, an empty one by the
+                // arena lock; we hold them all.
+                // SAFETY: carved pools of a mapped arena have initialised headers (A1, P1).
                 let p = unsafe { &*pool };
                 let Some(class) = p.class() else {
                     continue;

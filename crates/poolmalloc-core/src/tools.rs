@@ -34,9 +34,10 @@ mod request {
 fn client_request(request: usize, a1: usize, a2: usize, a3: usize, a4: usize) -> usize {
     let args: [usize; 6] = [request, a1, a2, a3, a4, 0];
     let result: usize;
-    // SAFETY: the rotations of rdi add up to 128 bits (rdi is unchanged) and `xchg rbx, rbx`
-    // changes nothing: natively this is a no-op that leaves rdx = 0. Under valgrind it is the
-    // client-request marker, which reads the six words at rax and writes its answer to rdx.
+    // Under valgrind this sequence is the client-request marker: it reads the six words at rax
+    // and writes its answer to rdx.
+    // SAFETY: the rotations of rdi add up to 128 bits and `xchg rbx, rbx` changes nothing, so
+    // natively this is a no-op that leaves rdx = 0; it touches no memory but `args`.
     unsafe {
         core::arch::asm!(
             "rol rdi, 3", "rol rdi, 13", "rol rdi, 61", "rol rdi, 51",

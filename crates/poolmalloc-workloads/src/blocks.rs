@@ -142,9 +142,9 @@ fn tag_words(tag: u64, size: usize) -> [u64; 2] {
 #[inline]
 unsafe fn write_tag(ptr: *mut u8, size: usize, tag: u64) {
     let [first, last] = tag_words(tag, size);
-    // SAFETY: every access lies within the `size` bytes (caller): words only when `size >= 8`,
-    // the two words (`size >= 16`) or the word and the byte (`8..=15`) not overlapping except
-    // where they agree; unaligned accesses.
+    // Words only when `size >= 8`; the two words (`size >= 16`) or the word and the byte
+    // (`8..=15`) overlap only where they agree.
+    // SAFETY: every (unaligned) access lies within the `size` bytes the caller owns.
     unsafe {
         match size {
             16.. => {

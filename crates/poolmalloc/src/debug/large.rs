@@ -343,9 +343,9 @@ pub(crate) unsafe fn free<S: PageSource>(
         });
     }
     let prefix = prefix(entry.align);
-    // SAFETY: the table held the block as live and checked; it is out of the table now, so no
-    // other free can reach it; `alloc` made it at `prefix` bytes into a system block whose
-    // layout `system_layout` built from the same size and alignment (so it is valid).
+    // `alloc` made the block at `prefix` bytes into a system block of this (valid) layout.
+    // SAFETY: the table held the block live and checked, and no longer holds it, so no other
+    // free can reach it; the layout is the one `system_layout` built at allocation.
     unsafe {
         kill(user, entry.size + DEBUG_PAD);
         let system = Layout::from_size_align_unchecked(
