@@ -14,9 +14,9 @@ use std::cell::RefCell;
 use std::sync::{Arc, Weak};
 
 use allocator_api2::alloc::{AllocError, Allocator};
-use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
 #[cfg(not(feature = "instrumented"))]
-use poolmalloc_core::{class_of, FreeErrorKind};
+use poolmalloc_core::class_of;
+use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
 use poolmalloc_core::{
     pool, Class, Core, CoreStats, Fragmentation, OsPages, PageSource, Violation,
 };
@@ -192,10 +192,7 @@ impl<S: PageSource + 'static> Heap<S> {
             return unsafe { self.shared.core.large_dealloc(ptr, layout) };
         }
         if !self.shared.core.owns(ptr) {
-            return report(Misuse::BadFree(poolmalloc_core::FreeError {
-                addr: ptr as usize,
-                kind: FreeErrorKind::Foreign,
-            }));
+            return report(Misuse::foreign(ptr as usize));
         }
         // SAFETY: the pointer lies in one of this heap's arenas, so its pool header is mapped.
         let tag = unsafe { pool::class_tag(ptr) };

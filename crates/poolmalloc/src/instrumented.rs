@@ -9,8 +9,6 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 
 use poolmalloc_core::{Class, Core, PageSource};
-#[cfg(not(feature = "debug"))]
-use poolmalloc_core::{FreeError, FreeErrorKind};
 
 use crate::global::raw::{self, Owner};
 use crate::global::PoolMalloc;
@@ -124,10 +122,7 @@ pub(crate) unsafe fn free_block<P: Pools>(p: &P, user: *mut u8, layout: Option<L
             return unsafe { crate::debug::large::free(p.core(), user, layout_size) };
         }
         #[cfg(not(feature = "debug"))]
-        Owner::Elsewhere => {
-            let kind = FreeErrorKind::Foreign;
-            return report(Misuse::BadFree(FreeError { addr, kind }));
-        }
+        Owner::Elsewhere => return report(Misuse::foreign(addr)),
     };
     #[cfg(feature = "debug")]
     // SAFETY: the face said `user` is in one of its arenas; `tag` is its pool's.
@@ -187,7 +182,7 @@ pub(crate) fn alloc_zeroed<P: Pools>(p: &P, layout: Layout) -> *mut u8 {
 }
 
 /// `GlobalAlloc::realloc` of a checked face. Debug mode always moves (the size and pads belong
-/// to the old block); the tool builds keep the plain build's in-place cases.
+/// to the old block); the tool builds share the plain build's `resize::realloc`.
 ///
 /// # Safety
 /// `GlobalAlloc::realloc`'s contract, with `a` the face that gave `ptr`.
@@ -197,26 +192,12 @@ pub(crate) unsafe fn realloc<P: Pools + GlobalAlloc>(
     layout: Layout,
     new_size: usize,
 ) -> *mut u8 {
-    #[cfg(not(feature = "debug"))]
-    match (
-        class_for(layout.size(), layout.align()),
-        class_for(new_size, layout.align()),
-    ) {
-        // SAFETY: both sizes are on the large path; the caller keeps realloc's contract.
-        (None, None) => return unsafe { a.core().large_realloc(ptr, layout, new_size) },
-        // A class index is below 64, so its tag (index + 1) fits a byte.
-        (Some(_), Some(new))
-            if a.owner(ptr)
-                == (Owner::Pool {
-                    tag: new.index() as u8 + 1,
-                }) =>
-        {
-            return ptr
-        }
-        _ => {}
-    }
+    #[cfg(feature = "debug")]
     // SAFETY: forwarded contract.
-    unsafe { crate::resize::move_block(a, ptr, layout, new_size) }
+    return unsafe { crate::resize::move_block(a, ptr, layout, new_size) };
+    #[cfg(not(feature = "debug"))]
+    // SAFETY: forwarded contract; `a` serves `a.core()`'s blocks.
+    return unsafe { crate::resize::realloc(a, a.core(), ptr, layout, new_size) };
 }
 
 // SAFETY: as for the fast path's impl: blocks come from pools of a class big enough for the

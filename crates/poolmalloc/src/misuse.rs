@@ -71,6 +71,14 @@ impl fmt::Display for DebugBlock {
     }
 }
 
+impl Misuse {
+    /// The free of a pointer that is none of the allocator's blocks.
+    pub(crate) fn foreign(addr: usize) -> Misuse {
+        let kind = poolmalloc_core::FreeErrorKind::Foreign;
+        Misuse::BadFree(FreeError { addr, kind })
+    }
+}
+
 impl fmt::Display for Misuse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {

@@ -1,16 +1,16 @@
 //! `realloc` shared by the global allocator and `Heap`: in place when the new size maps to the
-//! block's own class, through the system's realloc on the large path, else move. The checked
-//! builds (`instrumented.rs`) use only the move.
+//! block's own class, through the system's realloc on the large path, else move. Debug mode
+//! (`instrumented.rs`) uses only the move.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 
-#[cfg(not(feature = "instrumented"))]
+#[cfg(not(feature = "debug"))]
 use poolmalloc_core::{class_of, pool, Core, PageSource};
 
 /// # Safety
 /// `GlobalAlloc::realloc`'s contract, with `a` the allocator that serves `core`'s blocks.
-#[cfg(not(feature = "instrumented"))]
+#[cfg(not(feature = "debug"))]
 #[inline]
 pub(crate) unsafe fn realloc<A: GlobalAlloc, S: PageSource>(
     a: &A,

@@ -11,6 +11,9 @@ use poolmalloc::{debug, DebugBlock, Heap, Misuse, PoolMalloc};
 use poolmalloc_core::config::{DEBUG_FORBIDDEN_BYTE, DEBUG_LARGE_MIN_SLOTS, DEBUG_PAD};
 use poolmalloc_core::{Class, FreeError, FreeErrorKind};
 
+mod common;
+use common::class_in_this_build;
+
 static REPORTS: Mutex<Vec<Misuse>> = Mutex::new(Vec::new());
 /// Held by each test that plants faults: they share the hook and the reports.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -26,25 +29,28 @@ fn planting() -> MutexGuard<'static, ()> {
     guard
 }
 
+/// The reports `f` caused.
+fn reports_of(f: impl FnOnce()) -> Vec<Misuse> {
+    REPORTS.lock().unwrap().clear();
+    f();
+    std::mem::take(&mut *REPORTS.lock().unwrap())
+}
+
 /// Plants one fault through `plant` and returns the one report it caused.
 fn report_of(plant: impl FnOnce()) -> Misuse {
-    REPORTS.lock().unwrap().clear();
-    plant();
-    let reports = std::mem::take(&mut *REPORTS.lock().unwrap());
+    let reports = reports_of(plant);
     assert_eq!(reports.len(), 1, "{reports:?}");
     reports[0]
 }
 
 /// Runs `f`, which must cause no report.
 fn no_report(f: impl FnOnce()) {
-    REPORTS.lock().unwrap().clear();
-    f();
-    let reports = std::mem::take(&mut *REPORTS.lock().unwrap());
+    let reports = reports_of(f);
     assert!(reports.is_empty(), "{reports:?}");
 }
 
 fn class_of_request(size: usize) -> Class {
-    debug::class_for(size, 8).unwrap()
+    class_in_this_build(size, 8)
 }
 
 /// Reads `len` bytes at `p` (the tests read pads and freed blocks, which stay mapped in pools).
@@ -443,7 +449,6 @@ fn thousands_of_live_large_blocks_grow_the_table() {
 fn threads_free_each_others_debug_blocks() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let _serial = planting();
-    REPORTS.lock().unwrap().clear();
     const SLOTS: usize = 256;
     let slots: Vec<AtomicUsize> = (0..SLOTS).map(|_| AtomicUsize::new(0)).collect();
     // A block's first word is its size; the rest is a cookie of its address.
@@ -474,40 +479,40 @@ fn threads_free_each_others_debug_blocks() {
             PoolMalloc.dealloc(p.cast(), Layout::from_size_align(size, 8).unwrap());
         }
     };
-    std::thread::scope(|s| {
-        for t in 0..4u64 {
-            let (slots, alloc, free) = (&slots, &alloc, &free);
-            s.spawn(move || {
-                let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (t + 1);
-                let mut mine = vec![];
-                for _ in 0..20_000 {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    let r = rng as usize;
-                    match r % 4 {
-                        0 | 1 => {
-                            // One in eight up to 8000 bytes (large), else up to 320 (small).
-                            let words = if r % 8 == 0 { 1000 } else { 40 };
-                            mine.push(alloc(8 * (1 + (r >> 8) % words)));
+    no_report(|| {
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let (slots, alloc, free) = (&slots, &alloc, &free);
+                s.spawn(move || {
+                    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (t + 1);
+                    let mut mine = vec![];
+                    for _ in 0..20_000 {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        let r = rng as usize;
+                        match r % 4 {
+                            0 | 1 => {
+                                // One in eight up to 8000 bytes (large), else up to 320 (small).
+                                let words = if r % 8 == 0 { 1000 } else { 40 };
+                                mine.push(alloc(8 * (1 + (r >> 8) % words)));
+                            }
+                            2 if !mine.is_empty() => free(mine.swap_remove((r >> 8) % mine.len())),
+                            _ if !mine.is_empty() => {
+                                let ours = mine.swap_remove((r >> 8) % mine.len());
+                                free(slots[(r >> 20) % SLOTS].swap(ours, Ordering::AcqRel));
+                            }
+                            _ => {}
                         }
-                        2 if !mine.is_empty() => free(mine.swap_remove((r >> 8) % mine.len())),
-                        _ if !mine.is_empty() => {
-                            let ours = mine.swap_remove((r >> 8) % mine.len());
-                            free(slots[(r >> 20) % SLOTS].swap(ours, Ordering::AcqRel));
-                        }
-                        _ => {}
                     }
-                }
-                mine.into_iter().for_each(free);
-            });
-        }
+                    mine.into_iter().for_each(free);
+                });
+            }
+        });
+        slots
+            .iter()
+            .for_each(|slot| free(slot.swap(0, Ordering::AcqRel)));
     });
-    slots
-        .iter()
-        .for_each(|slot| free(slot.swap(0, Ordering::AcqRel)));
-    let reports = std::mem::take(&mut *REPORTS.lock().unwrap());
-    assert!(reports.is_empty(), "{reports:?}");
     poolmalloc::check_invariants().unwrap();
 }
 

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use poolmalloc_core::config::{
     DEBUG_LARGE_MIN_SLOTS, DEBUG_PAD, DEBUG_PREFIX, DEBUG_RECENT_FREES, MAX_SMALL_ALIGN,
 };
-use poolmalloc_core::{os, Core, FreeError, FreeErrorKind, PageSource};
+use poolmalloc_core::{os, Core, PageSource};
 
 use super::{check_pads, kill, lay_out, live_size};
 use crate::misuse::{report, DebugBlock, Misuse};
@@ -305,18 +305,11 @@ fn find<S: PageSource>(core: &Core<S>, user: *mut u8, remove: bool) -> Result<En
             Ok(entry)
         }
         // Another heap's block: as foreign to this one as any other pointer.
-        Some(_) => Err(foreign(addr)),
+        Some(_) => Err(Misuse::foreign(addr)),
         None => Err(match t.recently_freed(addr) {
             Some(size) => Misuse::LargeDoubleFree { addr, size },
-            None => foreign(addr),
+            None => Misuse::foreign(addr),
         }),
-    })
-}
-
-fn foreign(addr: usize) -> Misuse {
-    Misuse::BadFree(FreeError {
-        addr,
-        kind: FreeErrorKind::Foreign,
     })
 }
 
