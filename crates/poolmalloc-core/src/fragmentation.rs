@@ -27,7 +27,7 @@ use crate::config::{
 use crate::os::PageSource;
 use crate::pool::PoolHeader;
 use crate::size_class::{Class, CLASS_TABLE};
-use crate::stats::Thousands;
+use crate::stats::{comma_separated, Thousands};
 
 /// Number of occupancy bands.
 pub const BANDS: usize = 5;
@@ -462,15 +462,9 @@ impl Fragmentation {
              \"pool_size\":{POOL_SIZE},\"arena_size\":{ARENA_SIZE},\"reserve_arenas\":{RESERVE_ARENAS},\
              \"classes\":["
         )?;
-        let mut first = true;
-        for (i, c) in self.classes.iter().enumerate() {
-            if c.pools_in_use() == 0 && c.blocks_in_caches == 0 {
-                continue;
-            }
-            if !first {
-                f.write_char(',')?;
-            }
-            first = false;
+        let in_use = self.classes.iter().enumerate();
+        let in_use = in_use.filter(|(_, c)| c.pools_in_use() > 0 || c.blocks_in_caches > 0);
+        comma_separated(f, in_use, |f, (i, c)| {
             write!(
                 f,
                 "{{\"class\":{i},\"block_size\":{},\"capacity\":{},\"pools\":",
@@ -488,8 +482,8 @@ impl Fragmentation {
                 c.blocks_in_caches,
                 c.blocks_out_sparse,
                 c.bytes_idle
-            )?;
-        }
+            )
+        })?;
         f.write_str("],\"pools\":{\"by_band\":")?;
         write_bands(f, &self.pools_by_band())?;
         write!(
@@ -520,10 +514,7 @@ impl Fragmentation {
             self.arenas_could_go_back,
             self.arenas_back_if_sparse_emptied()
         )?;
-        for (n, a) in self.arenas().iter().enumerate() {
-            if n > 0 {
-                f.write_char(',')?;
-            }
+        comma_separated(f, self.arenas(), |f, a| {
             write!(
                 f,
                 "{{\"address\":{},\"pools_used\":{},\"pools_full\":{},\"pools_empty\":{},\
@@ -535,13 +526,10 @@ impl Fragmentation {
                 a.pools_sparse,
                 a.blocks_out,
                 a.could_go_back()
-            )?;
-        }
+            )
+        })?;
         f.write_str("]},\"wasteful_pools\":[")?;
-        for (n, p) in self.wasteful_pools().iter().enumerate() {
-            if n > 0 {
-                f.write_char(',')?;
-            }
+        comma_separated(f, self.wasteful_pools(), |f, p| {
             write!(
                 f,
                 "{{\"address\":{},\"class\":{},\"block_size\":{},\"blocks_out\":{},\
@@ -553,8 +541,8 @@ impl Fragmentation {
                 p.capacity,
                 p.bytes_idle,
                 p.alone_in_arena
-            )?;
-        }
+            )
+        })?;
         write!(f, "],\"identity_holds\":{}}}", self.identity_holds())
     }
 }
@@ -562,12 +550,9 @@ impl Fragmentation {
 /// `{"one_block":n,...}` in band order.
 fn write_bands(f: &mut impl fmt::Write, pools: &[usize; BANDS]) -> fmt::Result {
     f.write_char('{')?;
-    for (band, n) in Band::ALL.iter().zip(pools) {
-        if band.index() > 0 {
-            f.write_char(',')?;
-        }
-        write!(f, "\"{}\":{n}", band.name())?;
-    }
+    comma_separated(f, Band::ALL.iter().zip(pools), |f, (band, n)| {
+        write!(f, "\"{}\":{n}", band.name())
+    })?;
     f.write_char('}')
 }
 

@@ -195,15 +195,9 @@ impl CoreStats {
     /// allocates nothing of its own.
     pub fn write_json(&self, f: &mut impl fmt::Write) -> fmt::Result {
         f.write_str("{\"classes\":[")?;
-        let mut first = true;
-        for (i, c) in self.classes.iter().enumerate() {
-            if c.pools() == 0 && c.blocks_in_caches == 0 {
-                continue;
-            }
-            if !first {
-                f.write_char(',')?;
-            }
-            first = false;
+        let in_use = self.classes.iter().enumerate();
+        let in_use = in_use.filter(|(_, c)| c.pools() > 0 || c.blocks_in_caches > 0);
+        comma_separated(f, in_use, |f, (i, c)| {
             write!(
                 f,
                 "{{\"class\":{i},\"block_size\":{},\"pools_used\":{},\"pools_full\":{},\
@@ -216,8 +210,8 @@ impl CoreStats {
                 c.blocks_in_use(),
                 c.blocks_in_caches,
                 c.free_in_pools
-            )?;
-        }
+            )
+        })?;
         let a = &self.arenas;
         write!(
             f,
@@ -252,6 +246,22 @@ impl CoreStats {
             self.identity_holds()
         )
     }
+}
+
+/// Writes `items` separated by commas, each through `one`: the JSON writers' arrays and
+/// objects.
+pub(crate) fn comma_separated<W: fmt::Write, T>(
+    f: &mut W,
+    items: impl IntoIterator<Item = T>,
+    mut one: impl FnMut(&mut W, T) -> fmt::Result,
+) -> fmt::Result {
+    for (n, item) in items.into_iter().enumerate() {
+        if n > 0 {
+            f.write_char(',')?;
+        }
+        one(f, item)?;
+    }
+    Ok(())
 }
 
 /// Groups digits in threes, as CPython's report does.
