@@ -87,11 +87,16 @@ fn split_eq(arg: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// The values of a list option: `--opt a,b`, `--opt a b`, `--opt=a,b`, repeated or not.
-fn list_values<'a>(
+/// Adds the values of a list option — `--opt a,b`, `--opt a b`, `--opt=a,b`, repeated or not —
+/// to `into`, each parsed and kept once. No value at all names the allowed ones.
+fn add_list_values<'a, T: PartialEq>(
+    option: &str,
     inline: Option<&'a str>,
     rest: &mut std::iter::Peekable<impl Iterator<Item = &'a str>>,
-) -> Vec<&'a str> {
+    allowed: &str,
+    parse: fn(&str) -> Result<T, UsageError>,
+    into: &mut Vec<T>,
+) -> Result<(), UsageError> {
     let mut raw = Vec::new();
     if let Some(v) = inline {
         raw.push(v);
@@ -104,11 +109,22 @@ fn list_values<'a>(
             rest.next();
         }
     }
-    raw.iter()
+    let mut values = raw
+        .iter()
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|v| !v.is_empty())
-        .collect()
+        .peekable();
+    if values.peek().is_none() {
+        return err(format!("{option} needs a value (allowed: {allowed})"));
+    }
+    for v in values {
+        let value = parse(v)?;
+        if !into.contains(&value) {
+            into.push(value);
+        }
+    }
+    Ok(())
 }
 
 fn one_value<'a>(
@@ -185,36 +201,22 @@ fn parse_compare<'a>(
         let (name, inline) = split_eq(arg);
         match name {
             "--quick" if inline.is_none() => a.quick = true,
-            "--workloads" => {
-                let values = list_values(inline, &mut it);
-                if values.is_empty() {
-                    return err(format!(
-                        "--workloads needs a value (allowed: {})",
-                        Workload::names()
-                    ));
-                }
-                for v in values {
-                    let w = parse_workload(v)?;
-                    if !a.workloads.contains(&w) {
-                        a.workloads.push(w);
-                    }
-                }
-            }
-            "--allocators" => {
-                let values = list_values(inline, &mut it);
-                if values.is_empty() {
-                    return err(format!(
-                        "--allocators needs a value (allowed: {})",
-                        AllocatorId::table_names()
-                    ));
-                }
-                for v in values {
-                    let id = parse_allocator(v)?;
-                    if !a.allocators.contains(&id) {
-                        a.allocators.push(id);
-                    }
-                }
-            }
+            "--workloads" => add_list_values(
+                name,
+                inline,
+                &mut it,
+                &Workload::names(),
+                parse_workload,
+                &mut a.workloads,
+            )?,
+            "--allocators" => add_list_values(
+                name,
+                inline,
+                &mut it,
+                &AllocatorId::table_names(),
+                parse_allocator,
+                &mut a.allocators,
+            )?,
             "--reps" => {
                 let v = one_value("--reps", inline, &mut it, "a whole number of at least 1")?;
                 a.reps = Some(whole_number("--reps", v, 1)? as usize);
