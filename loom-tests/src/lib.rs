@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use poolmalloc::ThreadCache;
+use poolmalloc::internal::ThreadCache;
 use poolmalloc_core::{Class, Core, FreeBlock, MemPages};
 
 pub type TestCore = Core<MemPages>;

@@ -6,7 +6,7 @@
 use loom::sync::{mpsc, Arc};
 use loom::thread;
 use loom_tests::*;
-use poolmalloc::ThreadCache;
+use poolmalloc::internal::ThreadCache;
 use poolmalloc_core::{Core, MemPages};
 
 /// Class 47: 384-byte blocks, two per 1 KiB pool.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use loom_tests::*;
-use poolmalloc::ThreadCache;
+use poolmalloc::internal::ThreadCache;
 use poolmalloc_core::{Core, MemPages};
 
 static SAW_FULL: AtomicBool = AtomicBool::new(false);

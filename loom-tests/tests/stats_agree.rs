@@ -5,7 +5,7 @@
 use loom::sync::Arc;
 use loom::thread;
 use loom_tests::*;
-use poolmalloc::ThreadCache;
+use poolmalloc::internal::ThreadCache;
 use poolmalloc_core::{Core, MemPages};
 
 #[test]

@@ -5,7 +5,7 @@
 use loom::sync::Arc;
 use loom::thread;
 use loom_tests::*;
-use poolmalloc::{CacheState, ThreadCache};
+use poolmalloc::internal::{CacheState, ThreadCache};
 use poolmalloc_core::{Core, MemPages};
 
 /// Class 31: three blocks per pool, batches of two.

@@ -1,18 +1,15 @@
 //! The exported C functions. Each follows glibc's contract; the comments in
 //! `include/poolmalloc.h` say what each does with bad input.
 
-use core::alloc::Layout;
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
 
-use poolmalloc::raw::{self, Owner};
-use poolmalloc_core::class_of;
-use poolmalloc_core::os::large;
+use poolmalloc::internal::capi;
 
-use crate::init::{json_report, libc_usable_size, text_report, write_stderr};
+use crate::init::{json_report, text_report, write_stderr};
 
-/// Saves `errno` and puts it back when dropped: `free` must keep it, and the slow paths make
-/// system calls (futex, munmap) that may change it.
+/// Saves `errno` and puts it back when dropped: `posix_memalign` answers through its return
+/// value and leaves `errno` as it was.
 struct KeepErrno(c_int);
 
 impl KeepErrno {
@@ -24,7 +21,7 @@ impl KeepErrno {
 
 impl Drop for KeepErrno {
     fn drop(&mut self) {
-        // SAFETY: as above.
+        // SAFETY: `__errno_location` returns this thread's errno.
         unsafe { *libc::__errno_location() = self.0 };
     }
 }
@@ -32,17 +29,6 @@ impl Drop for KeepErrno {
 fn set_errno(code: c_int) {
     // SAFETY: `__errno_location` returns this thread's errno.
     unsafe { *libc::__errno_location() = code };
-}
-
-/// The alignment C requires of a block of `size` bytes: 16 (x86-64's `max_align_t`) from 16
-/// bytes up, 8 below (no type needing more fits).
-#[inline(always)]
-fn natural_align(size: usize) -> usize {
-    if size >= 16 {
-        16
-    } else {
-        8
-    }
 }
 
 fn page_size() -> usize {
@@ -53,62 +39,11 @@ fn page_size() -> usize {
 /// A block of `size` bytes aligned to `align` (a power of two), or null with ENOMEM.
 #[inline]
 fn alloc_aligned(size: usize, align: usize, zeroed: bool) -> *mut c_void {
-    let align = align.max(natural_align(size));
-    #[cfg(feature = "debug")]
-    if crate::debug::enabled() {
-        let p = crate::debug::alloc(size, align, zeroed);
-        if p.is_null() {
-            set_errno(libc::ENOMEM);
-        }
-        return p.cast();
-    }
-    let p = match class_of(size, align) {
-        Some(class) => {
-            let p = raw::alloc(class);
-            if zeroed && !p.is_null() {
-                // SAFETY: the block holds at least `size` bytes.
-                unsafe { ptr::write_bytes(p, 0, size) };
-            }
-            p
-        }
-        None => large_alloc(size, align, zeroed),
-    };
+    let p = capi::malloc(size, align, zeroed);
     if p.is_null() {
         set_errno(libc::ENOMEM);
     }
     p.cast()
-}
-
-#[cold]
-pub(crate) fn large_alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
-    // Sizes past isize::MAX (SIZE_MAX, PTRDIFF_MAX + 1) have no layout: out of memory.
-    let Ok(layout) = Layout::from_size_align(size, align) else {
-        return ptr::null_mut();
-    };
-    let p = if zeroed {
-        large::alloc_zeroed(layout)
-    } else {
-        large::alloc(layout)
-    };
-    if !p.is_null() {
-        // SAFETY: `p` is a live C-library block.
-        raw::core().count_large_alloc(unsafe { libc_usable_size(p.cast()) });
-    }
-    p
-}
-
-/// Frees a block that is not ours: the C library's.
-///
-/// # Safety
-/// `ptr` is a live block of the C library's allocator.
-#[cold]
-unsafe fn large_free(ptr: *mut c_void) {
-    let _errno = KeepErrno::save();
-    // SAFETY: as the precondition says.
-    unsafe {
-        raw::core().count_large_free(libc_usable_size(ptr));
-        large::free(ptr.cast());
-    }
 }
 
 /// # Safety
@@ -125,27 +60,8 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
     if ptr.is_null() {
         return;
     }
-    let p = ptr.cast::<u8>();
-    #[cfg(feature = "debug")]
-    if crate::debug::enabled() {
-        let _errno = KeepErrno::save();
-        // SAFETY: given up by the caller; checked before anything changes.
-        return unsafe { poolmalloc::debug::free(p) };
-    }
-    match raw::owner(p) {
-        Owner::Pool { tag } => {
-            // SAFETY: ours, given up by the caller.
-            if !unsafe { raw::try_free_fast(tag, p) } {
-                let _errno = KeepErrno::save();
-                // SAFETY: as above; the fast half declined.
-                unsafe { raw::free_slow(tag, p) };
-            }
-        }
-        // Bootstrap blocks are never reused.
-        Owner::Bootstrap => {}
-        // SAFETY: not ours, so the C library's (the large path, or from before us).
-        Owner::Elsewhere => unsafe { large_free(ptr) },
-    }
+    // SAFETY: C's contract: a live block of this family, given up.
+    unsafe { capi::free(ptr.cast()) }
 }
 
 /// # Safety
@@ -174,53 +90,12 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         unsafe { free(ptr) };
         return ptr::null_mut();
     }
-    #[cfg(feature = "debug")]
-    if crate::debug::enabled() {
-        // SAFETY: forwarded contract; `size` is non-zero.
-        return unsafe { crate::debug::realloc(ptr, size) };
+    // SAFETY: C's contract: a live block of this family; `size` is non-zero.
+    let new = unsafe { capi::realloc(ptr.cast(), size) };
+    if new.is_null() {
+        set_errno(libc::ENOMEM);
     }
-    let p = ptr.cast::<u8>();
-    let owner = raw::owner(p);
-    // SAFETY: `owner` says whether the block is ours; `usable_size` reads only ours.
-    let old_size = match unsafe { raw::usable_size(p, owner) } {
-        Some(old) => old,
-        // SAFETY: a C-library block: its realloc keeps it there (and sets errno on failure).
-        None => return unsafe { large_realloc(ptr, size) },
-    };
-    if let (Owner::Pool { tag }, Some(class)) = (owner, class_of(size, natural_align(size))) {
-        if tag as usize == class.index() + 1 {
-            return ptr;
-        }
-    }
-    let new = alloc_aligned(size, 1, false);
-    if !new.is_null() {
-        // SAFETY: both blocks hold at least the smaller size and are distinct.
-        unsafe {
-            ptr::copy_nonoverlapping(p, new.cast::<u8>(), old_size.min(size));
-            free(ptr);
-        }
-    }
-    new
-}
-
-/// # Safety
-/// `ptr` is a live C-library block; `size` is non-zero.
-#[cold]
-unsafe fn large_realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
-    // SAFETY: as the precondition says; a layout with alignment 16 makes `large::realloc` use
-    // the C library's realloc, which keeps the block's own alignment.
-    unsafe {
-        let old = libc_usable_size(ptr);
-        let layout = Layout::from_size_align_unchecked(1, 16);
-        let new = large::realloc(ptr.cast(), layout, size);
-        if new.is_null() {
-            set_errno(libc::ENOMEM);
-        } else {
-            raw::core().count_large_free(old);
-            raw::core().count_large_alloc(libc_usable_size(new.cast()));
-        }
-        new.cast()
-    }
+    new.cast()
 }
 
 /// # Safety
@@ -307,14 +182,8 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
     if ptr.is_null() {
         return 0;
     }
-    let p = ptr.cast::<u8>();
-    #[cfg(feature = "debug")]
-    if crate::debug::enabled() {
-        // SAFETY: a live block (precondition); misuse is reported and reads as 0.
-        return unsafe { poolmalloc::debug::usable_size(p) }.unwrap_or(0);
-    }
-    // SAFETY: `usable_size` reads only our blocks; others are the C library's (precondition).
-    unsafe { raw::usable_size(p, raw::owner(p)).unwrap_or_else(|| libc_usable_size(ptr)) }
+    // SAFETY: C's contract: a live block of this family.
+    unsafe { capi::usable_size(ptr.cast()) }
 }
 
 /// Prints the stats report to stderr.

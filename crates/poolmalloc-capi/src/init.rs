@@ -1,17 +1,14 @@
-//! Set-up when the library is loaded: fork handlers, the C library's `malloc_usable_size` for
-//! blocks that are not ours, and `POOLMALLOC_STATS`.
+//! Set-up when the library is loaded: fork handlers, the allocator's own start-up (the C
+//! library's `malloc_usable_size`, `POOLMALLOC_DEBUG`), and `POOLMALLOC_STATS`.
 
-use core::ffi::{c_void, CStr};
+use core::ffi::CStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use poolmalloc::raw;
+use poolmalloc::internal::capi;
 
 #[used]
 #[link_section = ".init_array"]
 static INIT: extern "C" fn() = init;
-
-/// glibc's own `malloc_usable_size` (ours interposes the symbol), or 0 if not found.
-static LIBC_USABLE_SIZE: AtomicUsize = AtomicUsize::new(0);
 
 /// What `POOLMALLOC_STATS` asked for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -24,26 +21,19 @@ static REPORT: AtomicUsize = AtomicUsize::new(0);
 
 extern "C" fn init() {
     extern "C" fn prepare() {
-        raw::fork_prepare();
+        capi::fork_prepare();
     }
     extern "C" fn parent() {
         // SAFETY: `prepare` ran on this thread just before `fork`.
-        unsafe { raw::fork_parent() }
+        unsafe { capi::fork_parent() }
     }
     extern "C" fn child() {
         // SAFETY: `prepare` ran on the thread that forked, which this child continues.
-        unsafe { raw::fork_child() }
+        unsafe { capi::fork_child() }
     }
-    // SAFETY: registering handlers that stay valid for the process's life; RTLD_NEXT finds the
-    // next `malloc_usable_size` after this library, glibc's.
-    unsafe {
-        libc::pthread_atfork(Some(prepare), Some(parent), Some(child));
-        let f = libc::dlsym(libc::RTLD_NEXT, c"malloc_usable_size".as_ptr());
-        LIBC_USABLE_SIZE.store(f as usize, Ordering::Relaxed);
-    }
-    // `POOLMALLOC_DEBUG` is decided now if no allocation has decided it yet.
-    #[cfg(feature = "debug")]
-    crate::debug::enabled();
+    // SAFETY: registering handlers that stay valid for the process's life.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    capi::start();
     if let Some(report) = report_from_env() {
         REPORT.store(report as usize + 1, Ordering::Relaxed);
         // SAFETY: registers a plain function for exit.
@@ -109,19 +99,4 @@ pub(crate) fn write_stderr(text: &str) {
         }
         rest = &rest[n as usize..];
     }
-}
-
-/// The C library's usable size of one of its blocks (0 if glibc's function was not found).
-///
-/// # Safety
-/// `ptr` is a live block of the C library's allocator.
-pub(crate) unsafe fn libc_usable_size(ptr: *mut c_void) -> usize {
-    let f = LIBC_USABLE_SIZE.load(Ordering::Relaxed);
-    if f == 0 {
-        return 0;
-    }
-    // SAFETY: non-zero values are glibc's `malloc_usable_size`, stored by `init`.
-    let f: unsafe extern "C" fn(*mut c_void) -> usize = unsafe { core::mem::transmute(f) };
-    // SAFETY: `ptr` is a live C-library block (precondition).
-    unsafe { f(ptr) }
 }

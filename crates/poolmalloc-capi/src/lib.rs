@@ -19,8 +19,6 @@
 //! - `fork` takes every allocator lock first (`pthread_atfork`), so a child of a multi-threaded
 //!   parent can allocate.
 
-#[cfg(feature = "debug")]
-mod debug;
 mod exports;
 mod init;
 

@@ -18,10 +18,12 @@
 
 use core::cell::Cell;
 use core::ptr;
-use std::sync::atomic::{AtomicIsize, AtomicU8, Ordering};
 
 use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
-use poolmalloc_core::{Class, Core, FreeBlock, PageSource};
+use poolmalloc_core::{Class, Core, FreeBlock, LargeStats, PageSource};
+
+use crate::sync::atomic::{AtomicIsize, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::{array_of, const_fn_unless_loom};
 
 /// One class's free list.
 struct FreeList {
@@ -32,10 +34,12 @@ struct FreeList {
 }
 
 impl FreeList {
-    const fn new() -> FreeList {
-        FreeList {
-            head: Cell::new(ptr::null_mut()),
-            room: AtomicIsize::new(0),
+    const_fn_unless_loom! {
+        fn new() -> FreeList {
+            FreeList {
+                head: Cell::new(ptr::null_mut()),
+                room: AtomicIsize::new(0),
+            }
         }
     }
 
@@ -63,11 +67,106 @@ pub enum CacheState {
     Retired,
 }
 
-/// A thread's cache. Owned by one thread at a time (C1); other threads only read `room` and
-/// `state`, both atomics that the owner writes with plain stores.
+/// A thread's count of the large blocks it allocated and freed (`large.rs`): raw totals, so
+/// that a block allocated on one thread and freed on another nets out when stats add the
+/// threads up. Written by one thread at a time with plain loads and stores (C1); stats read it
+/// from any thread.
+pub struct LargeTally {
+    /// Blocks allocated, blocks freed, bytes allocated, bytes freed.
+    counts: [AtomicUsize; 4],
+}
+
+const ALLOCS: usize = 0;
+const FREES: usize = 1;
+const BYTES_IN: usize = 2;
+const BYTES_OUT: usize = 3;
+
+impl LargeTally {
+    const_fn_unless_loom! {
+        /// Nothing counted.
+        pub fn new() -> LargeTally {
+            LargeTally {
+                counts: [
+                    AtomicUsize::new(0),
+                    AtomicUsize::new(0),
+                    AtomicUsize::new(0),
+                    AtomicUsize::new(0),
+                ],
+            }
+        }
+    }
+
+    /// Plain load-add-store: only the owning thread writes (C1).
+    #[inline(always)]
+    fn bump(&self, which: usize, by: usize) {
+        let count = &self.counts[which];
+        count.store(
+            count.load(Ordering::Relaxed).wrapping_add(by),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// One block of `bytes` allocated. Only the owning thread calls it (C1).
+    pub fn record_alloc(&self, bytes: usize) {
+        self.bump(ALLOCS, 1);
+        self.bump(BYTES_IN, bytes);
+    }
+
+    /// One block of `bytes` freed. Only the owning thread calls it (C1).
+    pub fn record_free(&self, bytes: usize) {
+        self.bump(FREES, 1);
+        self.bump(BYTES_OUT, bytes);
+    }
+
+    /// Adds `other`'s counts with atomic adds: any thread may call it (a thread's counts left
+    /// behind when it exits, or counted while it had no cache).
+    pub fn absorb(&self, other: &LargeTally) {
+        for (mine, theirs) in self.counts.iter().zip(&other.counts) {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    /// Adds the counts to raw totals that `LargeTotals::stats` turns into a snapshot.
+    pub fn add_to(&self, totals: &mut LargeTotals) {
+        for (total, count) in totals.0.iter_mut().zip(&self.counts) {
+            *total = total.wrapping_add(count.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// Several threads' `LargeTally`s added up.
+#[derive(Default)]
+pub struct LargeTotals([usize; 4]);
+
+impl LargeTotals {
+    /// Both totals added up.
+    pub fn plus(mut self, other: LargeTotals) -> LargeTotals {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine = mine.wrapping_add(theirs);
+        }
+        self
+    }
+
+    /// The large path's snapshot. Live counts stop at zero: the C library's `free` counts every
+    /// block that is not in our pools, including blocks the C library handed out before
+    /// poolmalloc was loaded.
+    pub fn stats(&self) -> LargeStats {
+        let c = &self.0;
+        LargeStats {
+            allocs_total: c[ALLOCS],
+            live: c[ALLOCS].saturating_sub(c[FREES]),
+            live_bytes: c[BYTES_IN].saturating_sub(c[BYTES_OUT]),
+        }
+    }
+}
+
+/// A thread's cache. Owned by one thread at a time (C1); other threads only read `room`,
+/// `state` and `large`, atomics that the owner writes with plain stores.
 pub struct ThreadCache {
     lists: [FreeList; LISTS],
     state: AtomicU8,
+    /// This thread's large blocks (kept here so that counting them writes no shared line).
+    pub large: LargeTally,
 }
 
 // SAFETY: the non-atomic fields are only touched by the owning thread (C1); other threads (stats,
@@ -84,14 +183,18 @@ impl Default for ThreadCache {
 }
 
 impl ThreadCache {
-    /// An unused cache. `const` so the global allocator's thread-local needs no lazy init.
-    pub const fn new() -> ThreadCache {
-        ThreadCache {
-            lists: [const { FreeList::new() }; LISTS],
-            state: AtomicU8::new(CacheState::Unused as u8),
+    const_fn_unless_loom! {
+        /// An unused cache. `const` so the global allocator's thread-local needs no lazy init.
+        pub fn new() -> ThreadCache {
+            ThreadCache {
+                lists: array_of!(FreeList::new(); LISTS),
+                state: AtomicU8::new(CacheState::Unused as u8),
+                large: LargeTally::new(),
+            }
         }
     }
 
+    /// Where the cache is in its life.
     pub fn state(&self) -> CacheState {
         match self.state.load(Ordering::Relaxed) {
             0 => CacheState::Unused,

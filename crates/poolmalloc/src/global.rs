@@ -1,4 +1,5 @@
-//! `PoolMalloc`, the `#[global_allocator]`: one process-wide core and a cache per thread.
+//! The global home: one process-wide core and a cache per thread, behind `PoolMalloc` (the
+//! `#[global_allocator]`) and the C library's entry points (`capi`).
 //!
 //! ## Thread-local state and reentrancy
 //! The cache lives in a `const`-initialised thread-local with no destructor, so reaching it is
@@ -14,28 +15,26 @@
 //! contended, the TLS destructor registration — and must not take a core lock this very thread
 //! may hold: it is served from the bootstrap region. Activation also warms parking_lot's
 //! per-thread data up front, so later contention on a core lock normally allocates nothing.
+//!
+//! `LIVE` links the state of every thread whose cache is in service, so that stats can count
+//! what the caches hold; a thread unlinks itself at exit and leaves its large-block counts in
+//! `LEFT`, both under `LIVE`'s lock.
 
-#[cfg(not(feature = "instrumented"))]
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
 use core::ptr;
 
-#[cfg(not(feature = "instrumented"))]
-use poolmalloc_core::class_of;
-use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
-use poolmalloc_core::{pool, Class, Core, CoreStats, Fragmentation, OsPages, Violation};
+use poolmalloc_core::{Core, CoreStats, Fragmentation, OsPages, Violation};
 
-use crate::bootstrap;
-use crate::cache::{CacheState, ThreadCache};
-#[cfg(all(debug_assertions, not(feature = "instrumented")))]
-use crate::misuse::check_layout;
-use crate::misuse::{report, Misuse};
-#[cfg(not(feature = "instrumented"))]
-use crate::resize;
+use crate::cache::{CacheState, LargeTally, ThreadCache};
+use crate::frontend::{self, Active, Home};
 use crate::sync::Mutex;
 
 /// The process-wide core.
 static CORE: Core<OsPages> = Core::new(OsPages);
+
+/// Large-block counts of threads that exited or counted without a cache in service.
+static LEFT: LargeTally = LargeTally::new();
 
 thread_local! {
     static THREAD: ThreadState = const { ThreadState::new() };
@@ -60,16 +59,78 @@ impl ThreadState {
     }
 }
 
-/// This thread's cache.
-#[inline(always)]
-fn with_cache<R>(f: impl FnOnce(&ThreadCache) -> R) -> R {
-    THREAD.with(|t| f(&t.cache))
+/// The global allocator's home (see `frontend::Home`).
+pub(crate) struct Global;
+
+impl Home for Global {
+    type Source = OsPages;
+    // Every small layout the program frees came from our pools or the bootstrap region.
+    const TRUSTS_SMALL_LAYOUT: bool = true;
+
+    #[inline(always)]
+    fn core(&self) -> &Core<OsPages> {
+        &CORE
+    }
+
+    #[inline(always)]
+    fn with_cache<R>(&self, f: impl FnOnce(&ThreadCache) -> R) -> R {
+        THREAD.with(|t| f(&t.cache))
+    }
+
+    fn activate(&self, cache: &ThreadCache) {
+        activate(cache);
+    }
+
+    /// Marks the thread busy, and keeps `errno`: C's `free` must not change it, and the slow
+    /// steps make system calls (futex, mmap, munmap) that may.
+    #[inline]
+    fn slow<R>(&self, f: impl FnOnce() -> R) -> R {
+        let errno = Errno::save();
+        let r = in_allocator(f);
+        errno.restore();
+        r
+    }
+
+    #[inline]
+    fn busy(&self) -> bool {
+        BUSY.get()
+    }
+
+    fn census(&self, caches: &mut dyn FnMut(&ThreadCache), left: &mut dyn FnMut(&LargeTally)) {
+        let live = LIVE.lock();
+        let mut entry = live.head;
+        while !entry.is_null() {
+            // SAFETY: linked threads are alive (they unlink under this lock before exiting), so
+            // their state is valid; a cache's counts are atomics (C1).
+            unsafe {
+                caches(&(*entry).cache);
+                entry = (*entry).next.get();
+            }
+        }
+        left(&LEFT);
+    }
+
+    fn left_behind(&self) -> &LargeTally {
+        &LEFT
+    }
 }
 
-/// The allocator to install with `#[global_allocator] static A: PoolMalloc = PoolMalloc;`.
-/// Every value shares the one process-wide core and the per-thread caches.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PoolMalloc;
+/// This thread's `errno`, put back after a slow step.
+struct Errno(libc::c_int);
+
+impl Errno {
+    #[inline]
+    fn save() -> Errno {
+        // SAFETY: `__errno_location` returns this thread's errno.
+        Errno(unsafe { *libc::__errno_location() })
+    }
+
+    #[inline]
+    fn restore(self) {
+        // SAFETY: as in `save`.
+        unsafe { *libc::__errno_location() = self.0 };
+    }
+}
 
 /// Runs `f` with this thread marked as inside the allocator.
 #[inline]
@@ -89,7 +150,7 @@ struct LiveList {
 unsafe impl Send for LiveList {}
 
 /// Threads with an active cache (for stats). Held together with core locks only by
-/// `raw::fork_prepare`, which takes it first.
+/// `capi::fork_prepare`, which takes it first.
 static LIVE: Mutex<LiveList> = Mutex::new(LiveList { head: ptr::null() });
 
 fn link_this_thread() {
@@ -105,6 +166,8 @@ fn link_this_thread() {
     });
 }
 
+/// Takes this thread off `LIVE` and leaves its large-block counts in `LEFT`, in one critical
+/// section, so a census counts them once.
 fn unlink_this_thread() {
     THREAD.with(|me| {
         let mut live = LIVE.lock();
@@ -120,6 +183,7 @@ fn unlink_this_thread() {
                 (*next).prev.set(prev);
             }
         }
+        LEFT.absorb(&me.cache.large);
     });
 }
 
@@ -127,7 +191,7 @@ struct ExitGuard;
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        with_cache(|cache| in_allocator(|| cache.retire(&CORE)));
+        THREAD.with(|me| in_allocator(|| me.cache.retire(&CORE)));
         unlink_this_thread();
     }
 }
@@ -164,173 +228,53 @@ fn activate(cache: &ThreadCache) {
     });
 }
 
-#[cold]
-#[inline(never)]
-fn alloc_slow(class: Class) -> *mut u8 {
-    if BUSY.get() {
-        let p = bootstrap::alloc(class.block_size());
-        if !p.is_null() {
-            return p;
-        }
-        // The region is used up: the core it is. This can only block if this thread holds the
-        // lock of this very class, which needs a reentrant request of the same class.
-        return CORE
-            .alloc_block(class)
-            .map_or(ptr::null_mut(), |p| p.as_ptr());
-    }
-    with_cache(|cache| {
-        if cache.state() == CacheState::Unused {
-            activate(cache);
-        }
-        match cache.state() {
-            CacheState::Active => in_allocator(|| cache.refill(&CORE, class)),
-            _ => in_allocator(|| CORE.alloc_block(class)).map_or(ptr::null_mut(), |p| p.as_ptr()),
-        }
-    })
-}
+/// The allocator to install with `#[global_allocator] static A: PoolMalloc = PoolMalloc;`.
+/// Every value shares the one process-wide core and the per-thread caches.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PoolMalloc;
 
-/// Frees through the core, validating; a refused free is reported.
-fn free_direct(ptr: *mut u8) {
-    // SAFETY: the caller gives the block up; `free_block` validates it before touching anything.
-    if let Err(e) = in_allocator(|| unsafe { CORE.free_block(ptr) }) {
-        report(Misuse::BadFree(e));
-    }
-}
-
-#[cold]
-#[inline(never)]
-unsafe fn dealloc_slow(tag: u8, ptr: *mut u8) {
-    if bootstrap::contains(ptr) {
-        return;
-    }
-    let Some(class) = (tag as usize).checked_sub(1).and_then(Class::new) else {
-        // The pool serves no class: a double free or a foreign pointer. The core says which.
-        return free_direct(ptr);
-    };
-    with_cache(|cache| {
-        if cache.state() == CacheState::Unused && !BUSY.get() {
-            activate(cache);
-        }
-        match cache.state() {
-            // SAFETY: the block is of `class` (its pool's tag) and the caller gave it up.
-            CacheState::Active if BUSY.get() => unsafe { cache.push_over_bound(class, ptr) },
-            CacheState::Active => {
-                in_allocator(|| cache.flush(&CORE, class));
-                // SAFETY: as above; the flush made room.
-                let pushed = unsafe { cache.push(tag, ptr) };
-                debug_assert!(pushed);
-            }
-            _ => free_direct(ptr),
-        }
-    })
-}
-
-#[cfg(not(feature = "instrumented"))]
-#[inline(always)]
-fn is_small(layout: &Layout) -> bool {
-    class_of(layout.size(), layout.align()).is_some()
-}
-
-// SAFETY: small blocks come from pools of the right class (aligned, big enough, never handed out
-// twice: C2); everything else comes from the system allocator. Nothing here unwinds.
-// (With the debug or tool features, `instrumented.rs` has the impl instead.)
-#[cfg(not(feature = "instrumented"))]
+// SAFETY: small blocks come from pools of a class big enough for the request and aligned for it
+// (the size-class table), never handed out twice (C2); everything else comes from the system
+// allocator. Nothing here unwinds.
 unsafe impl GlobalAlloc for PoolMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match class_of(layout.size(), layout.align()) {
-            Some(class) => {
-                let p = with_cache(|cache| cache.pop(class));
-                if !p.is_null() {
-                    return p;
-                }
-                alloc_slow(class)
-            }
-            None => CORE.large_alloc(layout),
-        }
+        frontend::alloc::<Global, Active>(&Global, layout, false)
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if is_small(&layout) {
-            // SAFETY: a small-layout pointer from `alloc` lies in one of our pools (or the
-            // bootstrap region, laid out like pools), so its pool header is mapped.
-            let tag = unsafe { pool::class_tag(ptr) };
-            #[cfg(debug_assertions)]
-            check_layout(ptr, &layout, tag);
-            // SAFETY: the caller gives the block up; `tag` is its pool's class tag.
-            if !with_cache(|cache| unsafe { cache.push(tag, ptr) }) {
-                // SAFETY: as above.
-                unsafe { dealloc_slow(tag, ptr) };
-            }
-        } else {
-            // SAFETY: large layouts came from the large path.
-            unsafe { CORE.large_dealloc(ptr, layout) };
-        }
+        // SAFETY: GlobalAlloc's contract: `ptr` came from `alloc(layout)` and is given up.
+        unsafe { frontend::dealloc::<Global, Active>(&Global, ptr, layout) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !is_small(&layout) {
-            return CORE.large_alloc_zeroed(layout);
-        }
-        // SAFETY: forwarded contract.
-        let p = unsafe { self.alloc(layout) };
-        if !p.is_null() {
-            // SAFETY: the block holds at least `layout.size()` bytes; cached blocks are dirty.
-            unsafe { ptr::write_bytes(p, 0, layout.size()) };
-        }
-        p
+        frontend::alloc::<Global, Active>(&Global, layout, true)
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded contract.
-        unsafe { resize::realloc(self, &CORE, ptr, layout, new_size) }
+        // SAFETY: GlobalAlloc's contract, forwarded.
+        unsafe { frontend::realloc::<Global, Active>(&Global, ptr, layout, new_size) }
     }
 }
 
 /// Gives every block this thread's cache holds back to the core.
 pub fn flush_thread_cache() {
-    with_cache(|cache| {
-        if cache.state() == CacheState::Active {
-            in_allocator(|| cache.drain(&CORE));
-        }
-    });
+    frontend::flush_thread_cache(&Global);
 }
 
 /// Flushes this thread's cache and unmaps wholly empty arenas beyond the reserve (like
 /// `mi_collect` / `malloc_trim`). Returns the number of arenas unmapped.
 pub fn collect() -> usize {
-    flush_thread_cache();
-    in_allocator(|| CORE.collect())
-}
-
-/// Blocks each class has in the caches of live threads (an instant's view of running threads).
-fn held_in_caches() -> [usize; NB_SMALL_SIZE_CLASSES] {
-    let mut cached = [0usize; NB_SMALL_SIZE_CLASSES];
-    let live = LIVE.lock();
-    let mut entry = live.head;
-    while !entry.is_null() {
-        // SAFETY: linked threads are alive (they unlink under this lock before exiting), so
-        // their state is valid; `add_held_to` reads only atomics.
-        unsafe {
-            (*entry).cache.add_held_to(&mut cached);
-            entry = (*entry).next.get();
-        }
-    }
-    cached
+    frontend::collect(&Global)
 }
 
 /// A snapshot of the global allocator: the core's counts plus the blocks each live thread's cache
 /// holds (an instant's view of threads that are running).
 pub fn stats() -> CoreStats {
-    let cached = held_in_caches();
-    let mut stats = in_allocator(|| CORE.stats());
-    for (class, held) in stats.classes.iter_mut().zip(cached) {
-        class.blocks_in_caches = held.min(class.blocks_out);
-    }
-    stats
+    frontend::stats(&Global)
 }
 
 /// Walks the global core and checks its invariants.
@@ -341,96 +285,133 @@ pub fn check_invariants() -> Result<(), Violation> {
 /// The global allocator's fragmentation snapshot (which pools pin memory, what freeing would
 /// give back), with the blocks live threads' caches hold, since those pin pools too.
 pub fn fragmentation() -> Fragmentation {
-    let cached = held_in_caches();
-    let mut frag = in_allocator(|| CORE.fragmentation());
-    frag.set_blocks_in_caches(&cached);
-    frag
+    frontend::fragmentation(&Global)
 }
 
-/// The global allocator's pieces for faces that handle pointers without layouts (the C ABI in
-/// `poolmalloc-capi`): the same process-wide core, the same per-thread caches.
-pub mod raw {
+/// True when `ptr` lies in one of the global allocator's arenas (a block of its pools).
+pub fn owns(ptr: *const u8) -> bool {
+    CORE.owns(ptr)
+}
+
+/// The global home's entry points for the C library (`poolmalloc-capi`), which has no layouts:
+/// the same core, the same per-thread caches, the same front end. Not part of the Rust API.
+pub mod capi {
+    use core::alloc::Layout;
+    use core::ptr;
+
     use super::*;
+    use crate::frontend::natural_align;
+    use crate::hooks::Plain;
 
-    /// Who owns a pointer, told without reading memory outside our arenas.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub enum Owner {
-        /// A block of our pools; `tag` is its pool's class tag (class index + 1; 0 if the pool
-        /// serves no class, which makes any free of it fall to the reporting slow path).
-        Pool { tag: u8 },
-        /// A block of the bootstrap region (served while inside the allocator; never reused).
-        Bootstrap,
-        /// Not ours: the large path's C library, or another allocator.
-        Elsewhere,
+    /// Runs `$call` with the hooks the library was started with: debug mode's when the library
+    /// was built with feature `debug` and `POOLMALLOC_DEBUG=1` said so, else the plain ones.
+    macro_rules! with_mode {
+        ($f:ident ( $($arg:expr),* )) => {
+            if debug_mode() {
+                with_mode!(@debug $f($($arg),*))
+            } else {
+                frontend::$f::<Global, Plain>($($arg),*)
+            }
+        };
+        (@debug $f:ident ( $($arg:expr),* )) => {{
+            #[cfg(feature = "debug")]
+            let r = frontend::$f::<Global, crate::debug::Debug>($($arg),*);
+            #[cfg(not(feature = "debug"))]
+            let r = frontend::$f::<Global, Plain>($($arg),*);
+            r
+        }};
     }
 
-    /// The usable size of a block `owner` called ours (`None` for other memory). A pool block
-    /// whose pool serves no class (a misused pointer) reports 0.
+    /// `size` bytes aligned to at least `align` (a power of two) and to what C requires of that
+    /// size, zero-filled if asked; null when out of memory (or the size has no layout).
+    #[inline]
+    pub fn malloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+        let align = align.max(natural_align(size));
+        let Ok(layout) = Layout::from_size_align(size, align) else {
+            return ptr::null_mut();
+        };
+        with_mode!(alloc(&Global, layout, zeroed))
+    }
+
+    /// C's `free` of a non-null pointer.
     ///
     /// # Safety
-    /// `ptr` is a block `owner` said was ours (`Pool` or `Bootstrap`), not yet freed.
-    pub unsafe fn usable_size(ptr: *const u8, owner: Owner) -> Option<usize> {
-        match owner {
-            Owner::Pool { tag } => Some(
-                (tag as usize)
-                    .checked_sub(1)
-                    .and_then(Class::new)
-                    .map_or(0, Class::block_size),
-            ),
-            // SAFETY: a bootstrap block (precondition).
-            Owner::Bootstrap => Some(unsafe { bootstrap::size_of(ptr) }),
-            Owner::Elsewhere => None,
-        }
-    }
-
-    /// The process-wide core.
-    pub fn core() -> &'static Core<OsPages> {
-        &CORE
-    }
-
-    // Any pointer may be asked about: the pool header is read only once the registry has said
-    // the address lies in one of our arenas.
-    #[allow(clippy::not_unsafe_ptr_arg_deref)]
+    /// `ptr` is a live block of ours or of the C library's allocator, given up.
     #[inline]
-    pub fn owner(ptr: *const u8) -> Owner {
-        if CORE.owns(ptr) {
-            // SAFETY: the pointer lies in one of our arenas, so its pool header is mapped.
-            let tag = unsafe { pool::class_tag(ptr) };
-            Owner::Pool { tag }
-        } else if bootstrap::contains(ptr) {
-            Owner::Bootstrap
-        } else {
-            Owner::Elsewhere
-        }
+    pub unsafe fn free(ptr: *mut u8) {
+        // SAFETY: forwarded contract.
+        unsafe { with_mode!(free(&Global, ptr, None)) }
     }
 
-    /// A block of `class` from this thread's cache (or the slow path); null when out of memory.
-    #[inline]
-    pub fn alloc(class: Class) -> *mut u8 {
-        let p = with_cache(|cache| cache.pop(class));
-        if !p.is_null() {
-            return p;
-        }
-        alloc_slow(class)
-    }
-
-    /// The fast half of a free: pushes the block on this thread's list if it has room.
+    /// C's `realloc` of a non-null pointer to a non-zero size; null (the block intact) when out
+    /// of memory or when `ptr` was misuse (reported).
     ///
     /// # Safety
-    /// `owner(ptr)` said `Pool { tag }` and the caller gives the block up.
-    #[inline]
-    pub unsafe fn try_free_fast(tag: u8, ptr: *mut u8) -> bool {
-        // SAFETY: as the precondition says.
-        with_cache(|cache| unsafe { cache.push(tag, ptr) })
+    /// `ptr` is a live block of ours or of the C library's allocator; `size` is non-zero.
+    pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        unsafe { with_mode!(realloc_unsized(&Global, ptr, size)) }
     }
 
-    /// The slow half: flush or activate, or free through the core (validating, reporting).
+    /// C's `malloc_usable_size` of a non-null pointer; 0 for misuse (reported).
     ///
     /// # Safety
-    /// As for `try_free_fast`, which returned false.
-    pub unsafe fn free_slow(tag: u8, ptr: *mut u8) {
-        // SAFETY: as the precondition says.
-        unsafe { dealloc_slow(tag, ptr) }
+    /// `ptr` is a live block of ours or of the C library's allocator.
+    pub unsafe fn usable_size(ptr: *mut u8) -> usize {
+        // SAFETY: forwarded contract.
+        unsafe { with_mode!(usable_size(&Global, ptr)) }
+    }
+
+    #[cfg(feature = "debug")]
+    mod mode {
+        use core::ffi::CStr;
+        use std::sync::atomic::{AtomicU8, Ordering};
+
+        const UNDECIDED: u8 = 0;
+        const OFF: u8 = 1;
+        const ON: u8 = 2;
+
+        static MODE: AtomicU8 = AtomicU8::new(UNDECIDED);
+
+        /// True when the library runs in debug mode: read once, at the library's first call
+        /// (at the latest at load, from its start-up), and never changed, since a block laid
+        /// out in one mode must be freed in the same mode.
+        #[inline]
+        pub fn debug_mode() -> bool {
+            match MODE.load(Ordering::Relaxed) {
+                ON => true,
+                OFF => false,
+                _ => decide(),
+            }
+        }
+
+        #[cold]
+        fn decide() -> bool {
+            // SAFETY: getenv returns null or a NUL-terminated string; it does not allocate.
+            // Two threads deciding at once read the same environment and store the same answer.
+            let on = unsafe {
+                let v = libc::getenv(c"POOLMALLOC_DEBUG".as_ptr());
+                !v.is_null() && CStr::from_ptr(v).to_bytes() == b"1"
+            };
+            MODE.store(if on { ON } else { OFF }, Ordering::Relaxed);
+            on
+        }
+    }
+    #[cfg(feature = "debug")]
+    pub use mode::debug_mode;
+
+    /// True when the library runs in debug mode: never, in a build without feature `debug`.
+    #[cfg(not(feature = "debug"))]
+    #[inline(always)]
+    pub fn debug_mode() -> bool {
+        false
+    }
+
+    /// The library's start-up, before `main`: finds the C library's own `malloc_usable_size`
+    /// and decides the mode, while no lock is held and allocating is still safe.
+    pub fn start() {
+        crate::large::system_usable_size();
+        debug_mode();
     }
 
     /// `pthread_atfork` prepare: takes the live-cache list's lock, then every core lock.
@@ -450,7 +431,7 @@ pub mod raw {
     pub unsafe fn fork_parent() {
         #[cfg(feature = "debug")]
         crate::debug::large::fork_release();
-        // SAFETY: the locks are held by this thread with their guards forgotten.
+        // SAFETY: the locks are held by this thread with their guards forgotten (precondition).
         unsafe {
             CORE.unlock_after_fork();
             LIVE.force_unlock();
@@ -458,14 +439,26 @@ pub mod raw {
     }
 
     /// `pthread_atfork` child: the other threads are gone, so their caches leave the live list
-    /// (their blocks stay out for the child's life), then the locks are released.
+    /// (their blocks stay out for the child's life; their large-block counts go to `LEFT`),
+    /// then the locks are released.
     ///
     /// # Safety
     /// `fork_prepare` ran in the parent's forking thread, which this child continues.
     pub unsafe fn fork_child() {
         THREAD.with(|me| {
-            // SAFETY: this thread holds LIVE's lock (forgotten guard); nobody else exists.
+            // SAFETY: this thread holds LIVE's lock (forgotten guard); nobody else exists, and
+            // the other threads' states are memory the child inherited, unchanged since.
             let live = unsafe { &mut *LIVE.data_ptr() };
+            let mut entry = live.head;
+            while !entry.is_null() {
+                // SAFETY: as above.
+                unsafe {
+                    if !ptr::eq(entry, me) {
+                        LEFT.absorb(&(*entry).cache.large);
+                    }
+                    entry = (*entry).next.get();
+                }
+            }
             let active = me.cache.state() == CacheState::Active;
             me.prev.set(ptr::null());
             me.next.set(ptr::null());

@@ -19,38 +19,58 @@
 //! assert_eq!(v.iter().sum::<u32>(), 6);
 //! ```
 //!
+//! ## Modules, bottom-up (each uses only those above it)
+//! - `sync`: the primitives of shared state (loom's under `cfg(poolmalloc_loom)`).
+//! - `misuse`: what a detected misuse is, and the hook that reports it.
+//! - `cache`: a thread's cache — per class a free list, batch refill and flush — and its
+//!   large-block tally.
+//! - `bootstrap`: a static region for requests made from inside the allocator.
+//! - `large`: the large path (the C library's allocator), counted per thread.
+//! - `hooks`: what a build's checks add to a block's way out and back; the plain build's.
+//! - `debug` (feature `debug`): debug mode's hooks.
+//! - `frontend`: the cache protocol, once for every face, over a `Home` and a `Hooks`.
+//! - `slots`: per-thread caches of `Heap` instances, and their exit hooks.
+//! - `global`: the process-wide home — `PoolMalloc`, the C library's entry points.
+//! - `heap`: `Heap`, a home of its own per instance.
+//!
 //! ## Invariants of the cache layer
 //! - **C1** A thread cache is used by one thread at a time; other threads only read its atomic
 //!   counts.
 //! - **C2** A block on a cache list is out of its pool (counted in the core's blocks out), of the
 //!   list's class, and on no other list.
-
 //!
-//! Under `cfg(poolmalloc_loom)` only the cache is built: loom cannot run a registered global
-//! allocator, so the models in `loom-tests/` drive `ThreadCache`s against a core of their own.
+//! Under `cfg(poolmalloc_loom)` only `sync` and `cache` are built: loom cannot run a registered
+//! global allocator, so the models in `loom-tests/` drive `ThreadCache`s against a core of their
+//! own.
+#![warn(missing_docs)]
+
+mod sync;
+
+#[cfg(not(poolmalloc_loom))]
+mod misuse;
+
+mod cache;
 
 #[cfg(not(poolmalloc_loom))]
 mod bootstrap;
-pub mod cache;
 #[cfg(all(feature = "debug", not(poolmalloc_loom)))]
 pub mod debug;
+#[cfg(not(poolmalloc_loom))]
+mod frontend;
 #[cfg(not(poolmalloc_loom))]
 mod global;
 #[cfg(not(poolmalloc_loom))]
 mod heap;
-#[cfg(all(feature = "instrumented", not(poolmalloc_loom)))]
-mod instrumented;
 #[cfg(not(poolmalloc_loom))]
-mod misuse;
+mod hooks;
 #[cfg(not(poolmalloc_loom))]
-mod resize;
+mod large;
 #[cfg(not(poolmalloc_loom))]
-mod sync;
+mod slots;
 
-pub use cache::{CacheState, ThreadCache};
 #[cfg(not(poolmalloc_loom))]
 pub use global::{
-    check_invariants, collect, flush_thread_cache, fragmentation, raw, stats, PoolMalloc,
+    check_invariants, collect, flush_thread_cache, fragmentation, owns, stats, PoolMalloc,
 };
 #[cfg(not(poolmalloc_loom))]
 pub use heap::Heap;
@@ -59,3 +79,12 @@ pub use misuse::DebugBlock;
 #[cfg(not(poolmalloc_loom))]
 pub use misuse::{set_misuse_hook, Misuse, MisuseHook};
 pub use poolmalloc_core::{CoreStats, Fragmentation, Violation};
+
+/// What exists only for the C library (`poolmalloc-capi`) and for the loom models: not part of
+/// the Rust API, and free to change.
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::cache::{CacheState, ThreadCache};
+    #[cfg(not(poolmalloc_loom))]
+    pub use crate::global::capi;
+}

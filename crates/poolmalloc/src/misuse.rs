@@ -14,8 +14,11 @@ pub enum Misuse {
     /// `dealloc` with a layout that maps to another class than the block's (checked in debug
     /// builds; release builds free the block to its own class, so no list is corrupted).
     LayoutMismatch {
+        /// The block's address.
         addr: usize,
+        /// The class the layout maps to.
         layout_class: Class,
+        /// The class of the block's pool.
         block_class: Class,
     },
     /// A free the core refused: foreign pointer, not a block start, double free.
@@ -24,24 +27,42 @@ pub enum Misuse {
     /// `offset` is from the block's first byte: negative before it, `size` or more after it.
     #[cfg(feature = "debug")]
     PadOverwritten {
+        /// The pointer the program freed.
         addr: usize,
+        /// The block's kind.
         block: DebugBlock,
+        /// The size the program asked for.
         size: usize,
+        /// Where the first overwritten byte is, from the block's first byte.
         offset: isize,
+        /// What it holds.
         byte: u8,
     },
     /// Debug mode: the block's header (requested size, state) was overwritten.
     #[cfg(feature = "debug")]
-    HeaderOverwritten { addr: usize, block: DebugBlock },
+    HeaderOverwritten {
+        /// The pointer the program freed.
+        addr: usize,
+        /// The block's kind.
+        block: DebugBlock,
+    },
     /// Debug mode: a large block freed again (it is among the recent large frees).
     #[cfg(feature = "debug")]
-    LargeDoubleFree { addr: usize, size: usize },
+    LargeDoubleFree {
+        /// The pointer the program freed.
+        addr: usize,
+        /// The size it was allocated with.
+        size: usize,
+    },
     /// Debug mode: a large block freed with a layout of another size than it was allocated
     /// with (it is still freed, by its own size).
     #[cfg(feature = "debug")]
     LargeSizeMismatch {
+        /// The pointer the program freed.
         addr: usize,
+        /// The size the layout says.
         layout_size: usize,
+        /// The size the block was allocated with.
         block_size: usize,
     },
 }
@@ -155,22 +176,6 @@ pub(crate) fn report(misuse: Misuse) {
         // SAFETY: non-zero values of HOOK are only ever stored from a `MisuseHook`.
         let hook: MisuseHook = unsafe { core::mem::transmute::<usize, MisuseHook>(hook) };
         hook(&misuse);
-    }
-}
-
-/// Debug builds: reports a `dealloc` whose layout maps to another class than the block's pool.
-#[cfg(all(debug_assertions, not(feature = "instrumented")))]
-pub(crate) fn check_layout(ptr: *mut u8, layout: &core::alloc::Layout, tag: u8) {
-    let layout_class = poolmalloc_core::class_of(layout.size(), layout.align());
-    let block_class = (tag as usize).checked_sub(1).and_then(Class::new);
-    if let (Some(layout_class), Some(block_class)) = (layout_class, block_class) {
-        if layout_class != block_class {
-            report(Misuse::LayoutMismatch {
-                addr: ptr as usize,
-                layout_class,
-                block_class,
-            });
-        }
     }
 }
 

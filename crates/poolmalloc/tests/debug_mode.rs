@@ -232,7 +232,7 @@ fn large_blocks_are_laid_out_and_every_detection_reported() {
     let alloc = |layout: Layout| {
         // SAFETY: a non-zero layout.
         let p = unsafe { PoolMalloc.alloc(layout) };
-        assert!(!p.is_null() && !poolmalloc::raw::core().owns(p));
+        assert!(!p.is_null() && !poolmalloc::owns(p));
         p
     };
     let large = DebugBlock::Large;

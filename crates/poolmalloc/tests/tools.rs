@@ -27,7 +27,7 @@ fn use_after_free_child() {
     let seen = unsafe {
         let p = PoolMalloc.alloc(layout);
         p.write_bytes(1, 64);
-        assert!(poolmalloc::raw::core().owns(p), "the block is in an arena");
+        assert!(poolmalloc::owns(p), "the block is in an arena");
         PoolMalloc.dealloc(p, layout);
         p.add(32).read_volatile()
     };
@@ -100,9 +100,9 @@ fn plant_large_block_in_pool_block(hidden: bool) {
     // SAFETY: two fresh blocks of the sizes asked for; the small one holds a word.
     unsafe {
         let holder = PoolMalloc.alloc(small).cast::<usize>();
-        assert!(poolmalloc::raw::core().owns(holder.cast()), "in an arena");
+        assert!(poolmalloc::owns(holder.cast()), "in an arena");
         let block = PoolMalloc.alloc(large);
-        assert!(!block.is_null() && !poolmalloc::raw::core().owns(block));
+        assert!(!block.is_null() && !poolmalloc::owns(block));
         block.write_bytes(7, LARGE);
         let mask = if hidden { usize::MAX } else { 0 };
         holder.write_volatile(block as usize ^ mask);

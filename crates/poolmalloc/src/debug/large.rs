@@ -28,6 +28,7 @@ use poolmalloc_core::config::{
 use poolmalloc_core::{os, Core, PageSource};
 
 use super::{check_pads, kill, lay_out, live_size};
+use crate::cache::LargeTally;
 use crate::misuse::{report, DebugBlock, Misuse};
 
 /// A live large block.
@@ -256,12 +257,12 @@ fn system_layout(size: usize, align: usize) -> Option<Layout> {
 
 /// A large debug block of `layout.size()` bytes from `core`'s large path; null when out of
 /// memory.
-pub(crate) fn alloc<S: PageSource>(core: &Core<S>, layout: Layout) -> *mut u8 {
+pub(crate) fn alloc<S: PageSource>(core: &Core<S>, tally: &LargeTally, layout: Layout) -> *mut u8 {
     let (size, align) = (layout.size(), layout.align());
     let Some(system) = system_layout(size, align) else {
         return ptr::null_mut();
     };
-    let Some(block) = NonNull::new(core.large_alloc(system)) else {
+    let Some(block) = NonNull::new(crate::large::alloc(tally, system, false)) else {
         return ptr::null_mut();
     };
     // SAFETY: the prefix lies inside the block just allocated.
@@ -274,7 +275,7 @@ pub(crate) fn alloc<S: PageSource>(core: &Core<S>, layout: Layout) -> *mut u8 {
     };
     if !with_table(|t| t.live.insert(entry)) {
         // SAFETY: allocated above with this layout; nobody has seen it.
-        unsafe { core.large_dealloc(block.as_ptr(), system) };
+        unsafe { crate::large::free(tally, block.as_ptr()) };
         return ptr::null_mut();
     }
     // SAFETY: the header, pads and bytes fill the block from `user - DEBUG_PREFIX` on, which is
@@ -321,6 +322,7 @@ fn find<S: PageSource>(core: &Core<S>, user: *mut u8, remove: bool) -> Result<En
 /// If `user` is a live large block of `core`, the program does not use it afterwards.
 pub(crate) unsafe fn free<S: PageSource>(
     core: &Core<S>,
+    tally: &LargeTally,
     user: *mut u8,
     layout_size: Option<usize>,
 ) {
@@ -335,17 +337,12 @@ pub(crate) unsafe fn free<S: PageSource>(
             block_size: entry.size,
         });
     }
-    let prefix = prefix(entry.align);
-    // `alloc` made the block at `prefix` bytes into a system block of this (valid) layout.
+    // `alloc` made the block at `prefix` bytes into a system block.
     // SAFETY: the table held the block live and checked, and no longer holds it, so no other
-    // free can reach it; the layout is the one `system_layout` built at allocation.
+    // free can reach it; its system block starts `prefix` bytes before it.
     unsafe {
         kill(user, entry.size + DEBUG_PAD);
-        let system = Layout::from_size_align_unchecked(
-            prefix + entry.size + DEBUG_PAD,
-            entry.align.max(MAX_SMALL_ALIGN),
-        );
-        core.large_dealloc(user.sub(prefix), system);
+        crate::large::free(tally, user.sub(prefix(entry.align)));
     }
 }
 

@@ -30,14 +30,14 @@ use poolmalloc_core::config::{
     DEBUG_DEAD_BYTE, DEBUG_FORBIDDEN_BYTE, DEBUG_FREED, DEBUG_FRESH_BYTE, DEBUG_HEADER, DEBUG_LIVE,
     DEBUG_PAD, DEBUG_PREFIX,
 };
-use poolmalloc_core::{FreeError, FreeErrorKind};
+use poolmalloc_core::{tools, Class, Core, FreeError, FreeErrorKind, PageSource};
 
 pub use block::class_for;
-pub(crate) use block::{check as check_small, on_alloc, on_free};
+use block::{check as check_small, on_alloc, on_free};
 
-use crate::global::raw::{self, Owner};
-use crate::misuse::{report, DebugBlock, Misuse};
-use crate::PoolMalloc;
+use crate::cache::LargeTally;
+use crate::hooks::{class_of_tag, mark_live, Hooks};
+use crate::misuse::{DebugBlock, Misuse};
 
 const WORD: usize = core::mem::size_of::<usize>();
 
@@ -126,36 +126,73 @@ unsafe fn kill(user: *mut u8, end: usize) {
     }
 }
 
-/// For the C library: a debug block of `size` bytes aligned to `align` (a power of two), small
-/// or large; null when out of memory.
-pub fn alloc(size: usize, align: usize) -> *mut u8 {
-    match Layout::from_size_align(size, align) {
-        Ok(layout) => crate::instrumented::alloc(&PoolMalloc, layout),
-        Err(_) => ptr::null_mut(),
+/// Debug mode's hooks: every block laid out and checked, the tools told as in the plain build.
+pub(crate) struct Debug;
+
+impl Hooks for Debug {
+    const CHECKS_EVERY_FREE: bool = true;
+    // The size and pads belong to the old block: a resize always moves.
+    const RESIZES_IN_PLACE: bool = false;
+
+    #[inline]
+    fn class_for(size: usize, align: usize) -> Option<Class> {
+        class_for(size, align)
     }
-}
 
-/// For the C library: frees any pointer after checking it; misuse is reported.
-///
-/// # Safety
-/// If `user` is a live block of ours, the program does not use it afterwards.
-pub unsafe fn free(user: *mut u8) {
-    // SAFETY: forwarded contract.
-    unsafe { crate::instrumented::free_block(&PoolMalloc, user, None) }
-}
+    unsafe fn on_alloc(block: *mut u8, class: Class, size: usize) -> *mut u8 {
+        mark_live(block, class);
+        // SAFETY: a block of `class == class_for(size, _)` (precondition), at least usize-aligned
+        // as every class is.
+        unsafe { on_alloc(block, class, size) }
+    }
 
-/// For the C library: the usable size of a debug block — what was asked for — after the same
-/// checks as a free (misuse is reported, and gives `None`).
-///
-/// # Safety
-/// If `user` is one of our blocks, it is live.
-pub unsafe fn usable_size(user: *mut u8) -> Option<usize> {
-    let checked = match raw::owner(user) {
-        // SAFETY: the registry said `user` is in one of our arenas; `tag` is its pool's.
-        Owner::Pool { tag } => unsafe { check_small(user, tag) }.map(|(_, _, size)| size),
-        // SAFETY: a bootstrap block (precondition); laid out like any small debug block.
-        Owner::Bootstrap => unsafe { live_size(user, DebugBlock::Large) },
-        Owner::Elsewhere => large::usable_size(raw::core(), user),
-    };
-    checked.map_err(report).ok()
+    unsafe fn on_free(user: *mut u8, tag: u8) -> Result<*mut u8, Misuse> {
+        // SAFETY: `user` is in one of our arenas and `tag` its pool's (precondition).
+        let block = unsafe { on_free(user, tag) }?;
+        if let Some(class) = class_of_tag(tag) {
+            // SAFETY: a live block of `class` the program gave up, just checked; the debug
+            // header stays readable, for the next free's double-free check.
+            unsafe { tools::mark_freed(block, class.block_size(), DEBUG_HEADER) };
+        }
+        Ok(block)
+    }
+
+    unsafe fn pool_size(user: *mut u8, tag: u8) -> Result<usize, Misuse> {
+        // SAFETY: `user` is in one of our arenas and `tag` its pool's (precondition).
+        unsafe { check_small(user, tag) }.map(|(_, _, size)| size)
+    }
+
+    unsafe fn bootstrap_size(user: *mut u8) -> Result<usize, Misuse> {
+        // SAFETY: a bootstrap block laid out by `on_alloc` (precondition): its header is the
+        // DEBUG_PREFIX bytes before `user`.
+        unsafe { live_size(user, DebugBlock::Large) }
+    }
+
+    fn large_alloc<S: PageSource>(
+        core: &Core<S>,
+        tally: &LargeTally,
+        layout: Layout,
+        zeroed: bool,
+    ) -> *mut u8 {
+        let p = large::alloc(core, tally, layout);
+        if zeroed && !p.is_null() {
+            // SAFETY: the block holds `layout.size()` bytes for the caller.
+            unsafe { ptr::write_bytes(p, 0, layout.size()) };
+        }
+        p
+    }
+
+    unsafe fn large_free<S: PageSource>(
+        core: &Core<S>,
+        tally: &LargeTally,
+        user: *mut u8,
+        layout: Option<Layout>,
+    ) {
+        // SAFETY: forwarded contract; the table of large blocks checks before anything changes.
+        unsafe { large::free(core, tally, user, layout.map(|l| l.size())) }
+    }
+
+    unsafe fn large_size<S: PageSource>(core: &Core<S>, user: *mut u8) -> Result<usize, Misuse> {
+        large::usable_size(core, user)
+    }
 }

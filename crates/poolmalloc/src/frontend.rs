@@ -1,0 +1,526 @@
+//! The front end: the thread-cache protocol, written once for every face (rlsf's `global.rs`
+//! and mimalloc's `_mi_page_malloc` are the models: the faces are thin adaptors over it).
+//!
+//! Two parameters say what differs between faces:
+//! - a `Home`: where the face's core and its threads' caches live — the process-wide core and
+//!   a `const` thread-local for `PoolMalloc` and the C library (`global`), a core and a
+//!   `thread_local` slot per instance for `Heap` (`heap`);
+//! - a `Hooks` (`hooks`): what the build's checks do with a block on its way out and back.
+//!
+//! ## The protocol
+//! - **alloc**: the class of the request → pop this thread's list → on an empty list the slow
+//!   path: activate the cache on the thread's first visit (the home registers its exit hook),
+//!   then refill a batch from the core in one lock acquisition. A thread already inside the
+//!   slow path (`Home::busy`) is served from the bootstrap region, never the core whose lock it
+//!   may hold. No size class → the large path (`large`), counted in the thread's tally.
+//! - **free**: the block's pool tag, read from the pool header — trusted from a small layout
+//!   where the home allows it, else only after the registry has said the address is ours
+//!   (`owner`) → push onto this thread's list → on a full list the slow path: flush a batch
+//!   to the core, then push. A tag naming no class (a double free, a foreign or interior
+//!   pointer) always takes the slow path, where the core validates the free and the misuse is
+//!   reported.
+//! - **thread exit**: the home's exit hook drains the cache into the core (`retire`).
+//! - **realloc**: in place when the new size maps to the block's own class, through the C
+//!   library when both sizes are on the large path, else move (`resize`).
+//! - **stats**: the core's snapshot plus what every thread's cache holds (`stats`).
+
+use core::alloc::Layout;
+use core::ptr::{self, NonNull};
+
+use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
+use poolmalloc_core::{pool, Class, Core, CoreStats, Fragmentation, PageSource};
+
+use crate::bootstrap;
+use crate::cache::{CacheState, LargeTally, LargeTotals, ThreadCache};
+use crate::hooks::{class_of_tag, Hooks};
+use crate::large;
+use crate::misuse::{report, Misuse};
+
+/// The hooks `PoolMalloc` and `Heap` use in this build: debug mode's with feature `debug`.
+#[cfg(not(feature = "debug"))]
+pub(crate) type Active = crate::hooks::Plain;
+/// The hooks `PoolMalloc` and `Heap` use in this build: debug mode's with feature `debug`.
+#[cfg(feature = "debug")]
+pub(crate) type Active = crate::debug::Debug;
+
+/// Where a face keeps its core and its threads' caches.
+pub(crate) trait Home {
+    /// Where the core's arenas come from.
+    type Source: PageSource;
+
+    /// True when a block freed with a small layout is known to lie in this home's pools (or
+    /// the bootstrap region): the global allocator, which every small layout came from. A
+    /// `Heap` asks the registry, since the block may be another heap's.
+    const TRUSTS_SMALL_LAYOUT: bool;
+
+    /// The home's core.
+    fn core(&self) -> &Core<Self::Source>;
+
+    /// Runs `f` with this thread's cache.
+    fn with_cache<R>(&self, f: impl FnOnce(&ThreadCache) -> R) -> R;
+
+    /// This thread's first visit to the slow path: registers the cache's exit hook and puts the
+    /// cache in service, or leaves it as it is if the thread is too far into its exit for that.
+    fn activate(&self, cache: &ThreadCache);
+
+    /// Runs `f`, a step that enters the core or the C library from the slow path.
+    fn slow<R>(&self, f: impl FnOnce() -> R) -> R;
+
+    /// True when this thread is already inside the allocator's slow path: a request now comes
+    /// from code the allocator itself called, and must not take a core lock.
+    fn busy(&self) -> bool;
+
+    /// Runs `caches` on every cache whose counts stats must see, then `left` on the large-block
+    /// counts left behind (`left_behind`), in one critical section, so that a thread exiting
+    /// meanwhile is counted once.
+    fn census(&self, caches: &mut dyn FnMut(&ThreadCache), left: &mut dyn FnMut(&LargeTally));
+
+    /// The large-block counts of threads that exited, or counted while they had no cache.
+    fn left_behind(&self) -> &LargeTally;
+}
+
+/// Who owns a pointer, told without reading memory outside our arenas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// A block of the home's pools; `tag` is its pool's class tag.
+    Pool { tag: u8 },
+    /// A block of the bootstrap region (never reused).
+    Bootstrap,
+    /// Not in our pools: the large path's, or another allocator's.
+    Elsewhere,
+}
+
+/// The one ownership check: the registry first, and the pool header only once it said ours.
+#[inline]
+pub(crate) fn owner<S: PageSource>(core: &Core<S>, ptr: *const u8) -> Owner {
+    if core.owns(ptr) {
+        // SAFETY: the registry says the address lies in one of the core's arenas (A1), so its
+        // pool header is mapped.
+        let tag = unsafe { pool::class_tag(ptr) };
+        Owner::Pool { tag }
+    } else if bootstrap::contains(ptr) {
+        Owner::Bootstrap
+    } else {
+        Owner::Elsewhere
+    }
+}
+
+/// A block for `layout` (zero-filled if asked); null when out of memory.
+#[inline(always)]
+pub(crate) fn alloc<H: Home, K: Hooks>(home: &H, layout: Layout, zeroed: bool) -> *mut u8 {
+    let Some(class) = K::class_for(layout.size(), layout.align()) else {
+        return large_alloc::<H, K>(home, layout, zeroed);
+    };
+    let block = take(home, class);
+    if block.is_null() {
+        return block;
+    }
+    // SAFETY: a block of `class`, just taken for this request of `layout.size()` bytes.
+    let user = unsafe { K::on_alloc(block, class, layout.size()) };
+    if zeroed {
+        // SAFETY: the block holds at least `layout.size()` bytes for the caller; a cached block
+        // holds whatever its last owner left.
+        unsafe { ptr::write_bytes(user, 0, layout.size()) };
+    }
+    user
+}
+
+/// A block of `class` from this thread's list, or the slow path; null when out of memory.
+#[inline(always)]
+fn take<H: Home>(home: &H, class: Class) -> *mut u8 {
+    let block = home.with_cache(|cache| cache.pop(class));
+    if !block.is_null() {
+        return block;
+    }
+    alloc_slow(home, class)
+}
+
+#[cold]
+#[inline(never)]
+fn alloc_slow<H: Home>(home: &H, class: Class) -> *mut u8 {
+    let core = home.core();
+    if home.busy() {
+        let block = bootstrap::alloc(class.block_size());
+        if !block.is_null() {
+            return block;
+        }
+        // The region is used up: the core it is. This can only block if this thread holds the
+        // lock of this very class, which needs a reentrant request of the same class.
+        return core
+            .alloc_block(class)
+            .map_or(ptr::null_mut(), NonNull::as_ptr);
+    }
+    home.with_cache(|cache| {
+        if cache.state() == CacheState::Unused {
+            home.activate(cache);
+        }
+        match cache.state() {
+            CacheState::Active => home.slow(|| cache.refill(core, class)),
+            _ => home
+                .slow(|| core.alloc_block(class))
+                .map_or(ptr::null_mut(), NonNull::as_ptr),
+        }
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn large_alloc<H: Home, K: Hooks>(home: &H, layout: Layout, zeroed: bool) -> *mut u8 {
+    with_tally(home, |tally| {
+        K::large_alloc(home.core(), tally, layout, zeroed)
+    })
+}
+
+/// Runs `f` with the tally this thread counts its large blocks in: its cache's, once the cache
+/// is in service; else a count that goes straight to the home's `left_behind`.
+fn with_tally<H: Home, R>(home: &H, f: impl FnOnce(&LargeTally) -> R) -> R {
+    home.with_cache(|cache| {
+        if cache.state() == CacheState::Unused && !home.busy() {
+            home.activate(cache);
+        }
+        if cache.state() == CacheState::Active {
+            f(&cache.large)
+        } else {
+            let tally = LargeTally::new();
+            let r = f(&tally);
+            home.left_behind().absorb(&tally);
+            r
+        }
+    })
+}
+
+/// Frees what `alloc(layout)` gave (the Rust faces). In the plain build the layout says which
+/// path the block is on; the checked builds ask the registry and the block itself.
+///
+/// # Safety
+/// `user` came from this home's `alloc` with `layout` and is not used afterwards.
+#[inline(always)]
+pub(crate) unsafe fn dealloc<H: Home, K: Hooks>(home: &H, user: *mut u8, layout: Layout) {
+    if !K::CHECKS_EVERY_FREE {
+        match K::class_for(layout.size(), layout.align()) {
+            // SAFETY: a large layout's block came from the large path (precondition).
+            None => return unsafe { large_free::<H, K>(home, user, Some(layout)) },
+            Some(_) if H::TRUSTS_SMALL_LAYOUT => {
+                // SAFETY: a small layout's block lies in one of the home's pools or in the
+                // bootstrap region, laid out like pools, so its pool header is mapped.
+                let tag = unsafe { pool::class_tag(user) };
+                // SAFETY: as above; the program gives the block up (precondition).
+                return unsafe { free_in_pool::<H, K>(home, user, tag, Some(layout)) };
+            }
+            Some(_) => {}
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { free::<H, K>(home, user, Some(layout)) }
+}
+
+/// Frees any pointer the program gives back, finding its owner through the registry; `layout`
+/// is the caller's, if it has one (the C library has none). Misuse is reported and the block
+/// left alone.
+///
+/// # Safety
+/// If `user` is a live block of this home (or of the C library's allocator, for the C
+/// library), nobody uses it afterwards.
+#[inline]
+pub(crate) unsafe fn free<H: Home, K: Hooks>(home: &H, user: *mut u8, layout: Option<Layout>) {
+    match owner(home.core(), user) {
+        // SAFETY: the registry said the block is in one of the home's arenas, with this tag.
+        Owner::Pool { tag } => unsafe { free_in_pool::<H, K>(home, user, tag, layout) },
+        // Bootstrap blocks are never reused.
+        Owner::Bootstrap => {}
+        // SAFETY: forwarded contract; the hooks check what they can before freeing.
+        Owner::Elsewhere => unsafe { large_free::<H, K>(home, user, layout) },
+    }
+}
+
+/// # Safety
+/// `user` lies in one of the home's arenas (or the bootstrap region), `tag` is its pool's
+/// class tag, and the program gives it up.
+#[inline(always)]
+unsafe fn free_in_pool<H: Home, K: Hooks>(
+    home: &H,
+    user: *mut u8,
+    tag: u8,
+    layout: Option<Layout>,
+) {
+    // SAFETY: forwarded precondition.
+    let block = match unsafe { K::on_free(user, tag) } {
+        Ok(block) => block,
+        Err(misuse) => return report(misuse),
+    };
+    if K::CHECKS_EVERY_FREE || cfg!(debug_assertions) {
+        if let Some(layout) = layout {
+            check_layout::<K>(user, layout, tag);
+        }
+    }
+    // SAFETY: forwarded precondition; `on_free` gave the block's start.
+    unsafe { give(home, tag, block) }
+}
+
+/// The one layout check: a `dealloc` whose layout maps to another class than the block's pool
+/// is reported. The block still goes back to its own class, so no list is corrupted.
+fn check_layout<K: Hooks>(user: *mut u8, layout: Layout, tag: u8) {
+    let layout_class = K::class_for(layout.size(), layout.align());
+    if let (Some(layout_class), Some(block_class)) = (layout_class, class_of_tag(tag)) {
+        if layout_class != block_class {
+            report(Misuse::LayoutMismatch {
+                addr: user as usize,
+                layout_class,
+                block_class,
+            });
+        }
+    }
+}
+
+/// Puts a block on this thread's list, or takes the slow path.
+///
+/// # Safety
+/// The block lies in one of the home's arenas (or the bootstrap region), `tag` is its pool's
+/// class tag, and the program gave it up.
+#[inline(always)]
+unsafe fn give<H: Home>(home: &H, tag: u8, block: *mut u8) {
+    // SAFETY: forwarded precondition.
+    if !home.with_cache(|cache| unsafe { cache.push(tag, block) }) {
+        // SAFETY: forwarded precondition; the push declined and changed nothing.
+        unsafe { free_slow(home, tag, block) };
+    }
+}
+
+/// # Safety
+/// As for `give`.
+#[cold]
+#[inline(never)]
+unsafe fn free_slow<H: Home>(home: &H, tag: u8, block: *mut u8) {
+    if bootstrap::contains(block) {
+        return;
+    }
+    let Some(class) = class_of_tag(tag) else {
+        // The pool serves no class: a double free or a bad pointer. The core says which.
+        return free_direct(home, block);
+    };
+    home.with_cache(|cache| {
+        let busy = home.busy();
+        if cache.state() == CacheState::Unused && !busy {
+            home.activate(cache);
+        }
+        match cache.state() {
+            // Inside the slow path already: no core lock may be taken; the next push flushes.
+            // SAFETY: the block is of `class` (its pool's tag) and given up (precondition).
+            CacheState::Active if busy => unsafe { cache.push_over_bound(class, block) },
+            CacheState::Active => {
+                home.slow(|| cache.flush(home.core(), class));
+                // SAFETY: as above; the flush made room.
+                let pushed = unsafe { cache.push(tag, block) };
+                debug_assert!(pushed);
+            }
+            _ => free_direct(home, block),
+        }
+    })
+}
+
+/// Frees through the core, which validates the block first; a refused free is reported.
+fn free_direct<H: Home>(home: &H, block: *mut u8) {
+    // SAFETY: the caller gives the block up; `free_block` validates it before touching it.
+    if let Err(e) = home.slow(|| unsafe { home.core().free_block(block) }) {
+        report(Misuse::BadFree(e));
+    }
+}
+
+/// # Safety
+/// As for `Hooks::large_free`.
+#[cold]
+#[inline(never)]
+unsafe fn large_free<H: Home, K: Hooks>(home: &H, user: *mut u8, layout: Option<Layout>) {
+    with_tally(home, |tally| {
+        // SAFETY: forwarded contract.
+        home.slow(|| unsafe { K::large_free(home.core(), tally, user, layout) })
+    })
+}
+
+/// `GlobalAlloc::realloc` of the Rust faces.
+///
+/// # Safety
+/// `GlobalAlloc::realloc`'s contract, for a block of this home.
+pub(crate) unsafe fn realloc<H: Home, K: Hooks>(
+    home: &H,
+    user: *mut u8,
+    layout: Layout,
+    new_size: usize,
+) -> *mut u8 {
+    let place = match K::class_for(layout.size(), layout.align()) {
+        Some(_) => {
+            // SAFETY: a small layout's block lies in one of the home's pools, so its header is
+            // mapped (the layout says where it is, as for `dealloc`).
+            let tag = unsafe { pool::class_tag(user) };
+            Owner::Pool { tag }
+        }
+        None => Owner::Elsewhere,
+    };
+    // SAFETY: forwarded contract.
+    unsafe { resize::<H, K>(home, user, place, layout.size(), Some(layout), new_size) }
+}
+
+/// The C library's `realloc`: what the old block is comes from the registry and the block.
+/// Null (the old block intact) when out of memory or when `user` is misuse (reported).
+///
+/// # Safety
+/// `user` is a live block of this home or of the C library's allocator; `new_size` is
+/// non-zero.
+pub(crate) unsafe fn realloc_unsized<H: Home, K: Hooks>(
+    home: &H,
+    user: *mut u8,
+    new_size: usize,
+) -> *mut u8 {
+    let place = owner(home.core(), user);
+    // SAFETY: `place` is what the registry says of `user`, a live block (precondition).
+    match unsafe { size_of::<H, K>(home, user, place) } {
+        // SAFETY: forwarded contract.
+        Ok(old_size) => unsafe { resize::<H, K>(home, user, place, old_size, None, new_size) },
+        Err(misuse) => {
+            report(misuse);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// The one realloc decision: in place when the new size maps to the block's own class (and
+/// the hooks allow it), through the C library when both sizes are on the large path, else a
+/// new block, the smaller size copied, the old block freed.
+///
+/// # Safety
+/// `user` is a live block at `place` of which the program may use `old_size` bytes, from this
+/// home's `alloc` with `layout` when given (else from `free`'s family); `new_size` is non-zero
+/// and, with the block's alignment, a valid layout.
+unsafe fn resize<H: Home, K: Hooks>(
+    home: &H,
+    user: *mut u8,
+    place: Owner,
+    old_size: usize,
+    layout: Option<Layout>,
+    new_size: usize,
+) -> *mut u8 {
+    let align = layout.map_or_else(|| natural_align(new_size), |l| l.align());
+    if K::RESIZES_IN_PLACE {
+        match (place, K::class_for(new_size, align)) {
+            (Owner::Pool { tag }, Some(new)) if tag as usize == new.index() + 1 => return user,
+            (Owner::Elsewhere, None) => {
+                // SAFETY: both sizes are on the large path, so `user` is a C-library block
+                // (precondition) aligned to `align`, of `old_size` bytes.
+                return with_tally(home, |tally| unsafe {
+                    large::realloc(tally, user, old_size, align, new_size)
+                });
+            }
+            _ => {}
+        }
+    }
+    let Ok(new_layout) = Layout::from_size_align(new_size, align) else {
+        return ptr::null_mut();
+    };
+    let new = alloc::<H, K>(home, new_layout, false);
+    if !new.is_null() {
+        // SAFETY: both blocks hold at least the smaller size and are distinct; the old block is
+        // given up (precondition).
+        unsafe {
+            ptr::copy_nonoverlapping(user, new, old_size.min(new_size));
+            match layout {
+                Some(layout) => dealloc::<H, K>(home, user, layout),
+                None => free::<H, K>(home, user, None),
+            }
+        }
+    }
+    new
+}
+
+/// The alignment C requires of a block of `size` bytes: `max_align_t`'s (MAX_SMALL_ALIGN) from
+/// that size up; below it no type needing more than the grain fits.
+#[inline(always)]
+pub(crate) fn natural_align(size: usize) -> usize {
+    use poolmalloc_core::config::{GRAIN, MAX_SMALL_ALIGN};
+    if size >= MAX_SMALL_ALIGN {
+        MAX_SMALL_ALIGN
+    } else {
+        GRAIN
+    }
+}
+
+/// The bytes the program may use at `user`, which the registry placed at `place`.
+///
+/// # Safety
+/// `user` is a live block of this home or of the C library's allocator, at `place`.
+unsafe fn size_of<H: Home, K: Hooks>(
+    home: &H,
+    user: *mut u8,
+    place: Owner,
+) -> Result<usize, Misuse> {
+    // SAFETY: each branch is the place the registry found (precondition).
+    unsafe {
+        match place {
+            Owner::Pool { tag } => K::pool_size(user, tag),
+            Owner::Bootstrap => K::bootstrap_size(user),
+            Owner::Elsewhere => K::large_size(home.core(), user),
+        }
+    }
+}
+
+/// `malloc_usable_size`: the bytes the program may use at `user`; 0 for misuse (reported).
+///
+/// # Safety
+/// `user` is a live block of this home or of the C library's allocator.
+pub(crate) unsafe fn usable_size<H: Home, K: Hooks>(home: &H, user: *mut u8) -> usize {
+    let place = owner(home.core(), user);
+    // SAFETY: `place` is what the registry says of `user`, a live block (precondition).
+    unsafe { size_of::<H, K>(home, user, place) }.unwrap_or_else(|misuse| {
+        report(misuse);
+        0
+    })
+}
+
+/// Gives every block this thread's cache holds back to the core.
+pub(crate) fn flush_thread_cache<H: Home>(home: &H) {
+    home.with_cache(|cache| {
+        if cache.state() == CacheState::Active {
+            home.slow(|| cache.drain(home.core()));
+        }
+    });
+}
+
+/// Flushes this thread's cache and unmaps wholly empty arenas beyond the reserve.
+pub(crate) fn collect<H: Home>(home: &H) -> usize {
+    flush_thread_cache(home);
+    home.slow(|| home.core().collect())
+}
+
+/// What the home's caches hold: blocks per class, and the large-block counts.
+fn in_caches<H: Home>(home: &H) -> ([usize; NB_SMALL_SIZE_CLASSES], LargeTotals) {
+    let mut held = [0usize; NB_SMALL_SIZE_CLASSES];
+    let mut large = LargeTotals::default();
+    let mut large_left = LargeTotals::default();
+    home.census(
+        &mut |cache| {
+            cache.add_held_to(&mut held);
+            cache.large.add_to(&mut large);
+        },
+        &mut |left| left.add_to(&mut large_left),
+    );
+    (held, large.plus(large_left))
+}
+
+/// The one stats merge: the core's snapshot, the blocks every thread's cache holds (an
+/// instant's view of running threads), and the large path's counts of every thread.
+pub(crate) fn stats<H: Home>(home: &H) -> CoreStats {
+    let (held, large) = in_caches(home);
+    let mut stats = home.slow(|| home.core().stats());
+    for (class, held) in stats.classes.iter_mut().zip(held) {
+        class.blocks_in_caches = held.min(class.blocks_out);
+    }
+    stats.large = large.stats();
+    stats
+}
+
+/// The fragmentation snapshot, with the blocks the caches hold, since those pin pools too.
+pub(crate) fn fragmentation<H: Home>(home: &H) -> Fragmentation {
+    let (held, _) = in_caches(home);
+    let mut frag = home.slow(|| home.core().fragmentation());
+    frag.set_blocks_in_caches(&held);
+    frag
+}
