@@ -10,30 +10,10 @@
 use core::ptr::{self, NonNull};
 
 use crate::config::{ARENA_SIZE, POOLS_PER_ARENA, POOL_SIZE, RESERVE_ARENAS};
+use crate::layout::{ArenaHeader, PoolHeader};
 use crate::os::PageSource;
-use crate::pool::PoolHeader;
 use crate::registry::REGISTRY;
 use crate::tools;
-
-/// An arena's header. It lives in the arena's registry slot, not in the arena; zeroed memory is
-/// a valid (unmapped) header.
-pub(crate) struct ArenaHeader {
-    /// Base address of the arena; 0 while the slot holds no arena.
-    pub address: usize,
-    /// Next never-carved pool: pools are carved from the front, lazily.
-    pub pool_address: usize,
-    /// Empty pools, carved or not.
-    pub nfreepools: usize,
-    pub ntotalpools: usize,
-    /// Carved pools that are empty (linked through `PoolHeader::nextpool`).
-    pub freepools: *mut PoolHeader,
-    /// Links in `usable`.
-    pub nextarena: *mut ArenaHeader,
-    pub prevarena: *mut ArenaHeader,
-    /// Links in the list of all this core's arenas (for walks and for dropping the core).
-    pub next_all: *mut ArenaHeader,
-    pub prev_all: *mut ArenaHeader,
-}
 
 /// Arena counters, kept where they change (under the arena lock).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -359,7 +339,8 @@ impl Arenas {
                 return None;
             }
             let ao = next;
-            // SAFETY: as for `iter_all`.
+            // SAFETY: `usable` links headers of this core's mapped arenas (A1, A4); the caller holds
+            // the arena lock (the iterator borrows the guarded state).
             next = unsafe { (*ao).nextarena };
             Some(ao)
         })

@@ -4,18 +4,19 @@
 
 use core::fmt;
 
-use crate::arena::ArenaHeader;
 use crate::central::Core;
 use crate::config::{NB_SMALL_SIZE_CLASSES, POOLS_PER_ARENA, POOL_SIZE, RESERVE_ARENAS};
+use crate::layout::{pool_of, ArenaHeader, PoolHeader};
 use crate::os::PageSource;
-use crate::pool::{pool_of, PoolHeader};
 use crate::registry::REGISTRY;
 use crate::size_class::Class;
 
 /// A broken invariant: which one (its name in `lib.rs`), and where.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Violation {
+    /// The invariant's name and what is wrong, e.g. "P2: free + out != carved".
     pub what: &'static str,
+    /// Where: a pool's or an arena's address, or a class index or count for whole-core checks.
     pub addr: usize,
 }
 
@@ -184,7 +185,8 @@ impl<S: PageSource> Core<S> {
                 a.address,
             )?;
             if !prev.is_null() {
-                // SAFETY: as above.
+                // SAFETY: `prev` came off `usable`, which links headers of this core's arenas (A4);
+                // we hold the arena lock.
                 let before = unsafe { (*prev).nfreepools };
                 check(
                     before <= a.nfreepools,

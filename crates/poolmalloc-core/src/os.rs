@@ -5,12 +5,11 @@
 //! is a deterministic in-memory one for tests and loom models, which can be told to fail and
 //! counts every map and unmap.
 
+use crate::config::{ADDRESS_BITS, ARENA_SIZE};
+use crate::sync::atomic::Ordering;
+use crate::sync::unmodelled::{AtomicBool, AtomicUsize, Mutex};
 use core::ptr::NonNull;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
-
-use crate::config::{ADDRESS_BITS, ARENA_SIZE};
 
 /// A source of arenas.
 ///
@@ -216,7 +215,8 @@ pub struct MemPages {
 // SAFETY: the slot table is behind a mutex, the counters are atomics, and `base` is only used to
 // compute addresses of slots that the table hands to one owner at a time.
 unsafe impl Send for MemPages {}
-// SAFETY: as above.
+// SAFETY: the slot table is behind a mutex, the counters are atomics, and `base` is only read to
+// compute slot addresses, each handed to one owner at a time: shared use changes nothing else.
 unsafe impl Sync for MemPages {}
 
 impl MemPages {

@@ -212,7 +212,7 @@ fn one_survivor_per_pool_is_the_one_block_band() {
     assert_matches_stats(&f, &core.stats());
     let c = f.classes[0];
     assert_eq!(c.pools, {
-        let mut b = [0; poolmalloc_core::fragmentation::BANDS];
+        let mut b = [0; poolmalloc_core::BANDS];
         b[Band::One.index()] = pools;
         b
     });
@@ -398,7 +398,7 @@ impl Model {
     /// The snapshot's per-pool and per-arena view equals the model's.
     fn check(&self, f: &Fragmentation) {
         let pools = self.pools();
-        let mut bands = [[0usize; poolmalloc_core::fragmentation::BANDS]; NB_SMALL_SIZE_CLASSES];
+        let mut bands = [[0usize; poolmalloc_core::BANDS]; NB_SMALL_SIZE_CLASSES];
         let mut arenas: BTreeMap<usize, (usize, usize, usize, usize)> = BTreeMap::new();
         for (&p, &(c, n)) in &pools {
             let band = Band::of(n, c.blocks_per_pool());
