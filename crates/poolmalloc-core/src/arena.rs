@@ -40,7 +40,7 @@ pub(crate) struct Arenas {
     pub counters: ArenaCounters,
 }
 
-// SAFETY: the raw pointers lead to registry slots and arena memory that this state owns; the
+// SAFETY: the raw pointers lead to registry slots and arena memory that this state owns (A1); the
 // state is only reached through the arena mutex.
 unsafe impl Send for Arenas {}
 
@@ -194,7 +194,8 @@ impl Arenas {
     /// # Safety
     /// `pool` is a carved pool of this core with no block out, on no list, already marked empty.
     pub unsafe fn give_pool<S: PageSource>(&mut self, pool: *mut PoolHeader, source: &S) {
-        // SAFETY: the pool and its arena belong to this core and we hold the arena lock.
+        // SAFETY: the pool and its arena belong to this core (precondition) and we hold the arena
+        // lock, which guards an empty pool and its arena's header (P1, A1).
         unsafe {
             let ao = (*pool).arena;
             let a = &mut *ao;
@@ -283,7 +284,8 @@ impl Arenas {
             // Wholly empty arenas are the rightmost on `usable`; the last is `nfp2lasta[max]`.
             let ao = self.nfp2lasta[POOLS_PER_ARENA];
             debug_assert!(!ao.is_null());
-            // SAFETY: `ao` is a wholly empty arena of this core on `usable`.
+            // SAFETY: `nfp2lasta[POOLS_PER_ARENA]` is a wholly empty arena of this core on `usable`
+            // while `wholly_empty` > 0 (A3, A4); we hold the arena lock.
             unsafe {
                 let p = (*ao).prevarena;
                 self.nfp2lasta[POOLS_PER_ARENA] =
@@ -324,7 +326,7 @@ impl Arenas {
                 return None;
             }
             let ao = next;
-            // SAFETY: `all` links headers of this core's mapped arenas; the caller holds the lock
+            // SAFETY: `all` links headers of this core's mapped arenas (A1); the caller holds the lock
             // (the iterator borrows the guarded state).
             next = unsafe { (*ao).next_all };
             Some(ao)

@@ -165,7 +165,8 @@ impl<S: PageSource> Core<S> {
             let Some(block) = self.take_locked(&mut cls, class) else {
                 break;
             };
-            // SAFETY: the block was just taken and is ours to link.
+            // SAFETY: the block was just taken and is out, so ours to link (P2: only free blocks
+            // carry their pool's links).
             unsafe { (*block).next = head };
             head = block;
             count += 1;
@@ -223,8 +224,8 @@ impl<S: PageSource> Core<S> {
         if id == 0 || REGISTRY.owner_of(addr as usize) != id {
             return Err(err(FreeErrorKind::Foreign));
         }
-        // SAFETY: the address is inside one of our mapped arenas, so its pool header is mapped;
-        // the class tag is atomic, so reading it without the lock is no data race.
+        // SAFETY: the address is inside one of our mapped arenas (A1, R2), so its pool header is
+        // mapped; the class tag is atomic, so reading it without the lock is no data race.
         unsafe { (*pool_of(addr)).class() }.ok_or(err(FreeErrorKind::PoolNotInUse))
     }
 
@@ -244,8 +245,9 @@ impl<S: PageSource> Core<S> {
         let addr = ptr as usize;
         let mut cls = self.classes[class.index()].lock();
         let pool = pool_of(ptr);
-        // SAFETY: the pool is in one of our arenas (checked above). Under this class's lock the
-        // pool cannot start or stop serving this class, so the checks below are stable.
+        // SAFETY: the pool is in one of our arenas (checked by `class_of_block`). Under this
+        // class's lock (P1) the pool cannot start or stop serving this class, so the checks below
+        // are stable.
         unsafe {
             let p = &*pool;
             if p.class() != Some(class) {
@@ -294,7 +296,8 @@ impl<S: PageSource> Core<S> {
             unsafe { self.large_dealloc(ptr, layout) };
             return Ok(());
         }
-        // SAFETY: as the precondition says; `free_block` validates the rest.
+        // SAFETY: `ptr` came from this core's `alloc` on the small path and is not used afterwards
+        // (precondition); `free_block` validates the rest.
         unsafe { self.free_block(ptr) }
     }
 

@@ -53,7 +53,7 @@ impl<S: PageSource> Core<S> {
 
         for ao in arenas.iter_all() {
             mapped += 1;
-            // SAFETY: `all` links headers of this core's arenas and we hold every lock.
+            // SAFETY: `all` links headers of this core's arenas (A1) and we hold every lock.
             let a = unsafe { &*ao };
             let base = a.address;
             check(
@@ -79,7 +79,8 @@ impl<S: PageSource> Core<S> {
             let mut empty_carved = 0;
             for i in 0..carved {
                 let pool = (base + i * POOL_SIZE) as *mut PoolHeader;
-                // SAFETY: carved pools of a mapped arena have initialised headers.
+                // SAFETY: carved pools of a mapped arena have initialised headers (P4: only never-carved
+                // pools are plain zeroed memory), and we hold every lock (P1).
                 let p = unsafe { &*pool };
                 match p.class() {
                     None => {
@@ -172,7 +173,7 @@ impl<S: PageSource> Core<S> {
                 "A4: usable list longer than the arenas",
                 0,
             )?;
-            // SAFETY: `usable` links headers of this core's arenas; we hold the arena lock.
+            // SAFETY: `usable` links headers of this core's arenas (A4); we hold the arena lock.
             let a = unsafe { &*ao };
             check(
                 a.prevarena == prev,
@@ -223,7 +224,7 @@ impl<S: PageSource> Core<S> {
                     "P3: usedpools longer than the used pools",
                     pool as usize,
                 )?;
-                // SAFETY: `usedpools` links headers of this class's pools; we hold its lock.
+                // SAFETY: `usedpools` links headers of this class's pools (P3); we hold its lock (P1).
                 let p = unsafe { &*pool };
                 check(
                     p.class() == Some(class),
@@ -275,7 +276,8 @@ impl<S: PageSource> Core<S> {
         class: Class,
         ao: *mut ArenaHeader,
     ) -> Result<(), Violation> {
-        // SAFETY: the caller walks carved pools of a mapped arena under every lock.
+        // SAFETY: the caller walks carved pools of a mapped arena under every lock (P1), and a
+        // carved pool's header is initialised.
         let p = unsafe { &*pool };
         let at = pool as usize;
         check(p.arena == ao, "P1: pool points at another arena", at)?;

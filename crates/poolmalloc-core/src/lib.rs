@@ -152,7 +152,11 @@ pub use stats::{ClassStats, CoreStats};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::layout::class_tag;
-    pub use crate::os::large;
+
+    /// The C library's allocator, reached as the core's large path reaches it.
+    pub mod large {
+        pub use crate::os::large::{alloc, alloc_zeroed, free, realloc};
+    }
     /// The loom models' switch for the planted race (feature `planted-fault`).
     #[cfg(feature = "planted-fault")]
     pub mod planted_fault {

@@ -67,6 +67,8 @@ pub fn map_anonymous(len: usize) -> Option<NonNull<u8>> {
     }
 }
 
+/// Unmaps `[addr, addr + len)`, as `map_anonymous` mapped it.
+///
 /// # Safety
 /// `[addr, addr + len)` is a whole mapping (or whole pages of one) that nothing uses any more.
 pub unsafe fn unmap(addr: *mut u8, len: usize) {
@@ -79,7 +81,7 @@ pub unsafe fn unmap(addr: *mut u8, len: usize) {
 /// malloc. On glibc it is reached through its `__libc_*` entry points, which no `LD_PRELOAD`ed
 /// library can interpose: when poolmalloc itself is the preloaded `malloc` (poolmalloc-capi),
 /// calling the `malloc` symbol here would come straight back to us.
-pub mod large {
+pub(crate) mod large {
     use core::alloc::Layout;
 
     /// What glibc's malloc guarantees for every block on 64-bit targets.
@@ -160,7 +162,7 @@ pub mod large {
     /// # Safety
     /// `ptr` came from the C library's allocator (through this module or not) and is unused.
     pub unsafe fn free(ptr: *mut u8) {
-        // SAFETY: as the precondition says.
+        // SAFETY: `ptr` came from the C library's allocator and is unused (precondition).
         unsafe { __libc_free(ptr.cast()) }
     }
 }

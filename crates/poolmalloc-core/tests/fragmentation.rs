@@ -177,7 +177,7 @@ fn seed_scenario_pins_exactly_the_survivors_pools() {
     // Free the survivors: exactly the predicted arenas go back.
     let predicted = f.bytes_back_if_sparse_emptied();
     for p in survivors {
-        // SAFETY: as above.
+        // SAFETY: each survivor came from `alloc(one)` and is freed once.
         unsafe { core.dealloc(p, one).unwrap() };
     }
     let after = core.fragmentation();
@@ -581,7 +581,8 @@ fn worker(core: &Core<MemPages>, t: u64) {
         }
     }
     for (class, b) in held {
-        // SAFETY: as above; a one-block chain of its class.
+        // SAFETY: the block is out and ours, taken for `class` and freed once, as a one-block
+        // chain of its class.
         unsafe {
             (*b).next = std::ptr::null_mut();
             core.give_batch(class, b, 1);
