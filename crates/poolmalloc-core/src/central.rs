@@ -1,7 +1,8 @@
 //! The core: the lock-guarded pool manager that thread caches refill from and flush to. `Core`
 //! and its class-list transitions live here (take and give, in batches or one block, and the
-//! checked free); the large path, fork handling, stats, fragmentation and the invariant walk
-//! add `impl Core` blocks in their own modules above this one.
+//! checked free); its `large_*` methods forward to `large`, below. Fork handling, stats,
+//! fragmentation and the invariant walk add `impl Core` blocks in their own modules above this
+//! one.
 //!
 //! ## Locks
 //! One mutex per size class (its `usedpools` list, its counters, and the headers of the pools
