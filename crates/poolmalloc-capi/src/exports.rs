@@ -6,8 +6,8 @@ use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
 
 use poolmalloc::raw::{self, Owner};
+use poolmalloc_core::__private::large;
 use poolmalloc_core::class_of;
-use poolmalloc_core::os::large;
 
 use crate::init::{json_report, libc_usable_size, text_report, write_stderr};
 

@@ -26,7 +26,7 @@ mod init;
 
 use core::alloc::{GlobalAlloc, Layout};
 
-use poolmalloc_core::os::large;
+use poolmalloc_core::__private::large;
 
 /// This library's own Rust allocations (formatting the stats report) go to the C library
 /// directly, never through the interposed `malloc`.

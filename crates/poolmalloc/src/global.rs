@@ -20,10 +20,11 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
 use core::ptr;
 
+use poolmalloc_core::__private::class_tag;
 #[cfg(not(feature = "instrumented"))]
 use poolmalloc_core::class_of;
 use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
-use poolmalloc_core::{pool, Class, Core, CoreStats, Fragmentation, OsPages, Violation};
+use poolmalloc_core::{Class, Core, CoreStats, Fragmentation, OsPages, Violation};
 
 use crate::bootstrap;
 use crate::cache::{CacheState, ThreadCache};
@@ -255,7 +256,7 @@ unsafe impl GlobalAlloc for PoolMalloc {
         if is_small(&layout) {
             // SAFETY: a small-layout pointer from `alloc` lies in one of our pools (or the
             // bootstrap region, laid out like pools), so its pool header is mapped.
-            let tag = unsafe { pool::class_tag(ptr) };
+            let tag = unsafe { class_tag(ptr) };
             #[cfg(debug_assertions)]
             check_layout(ptr, &layout, tag);
             // SAFETY: the caller gives the block up; `tag` is its pool's class tag.
@@ -395,7 +396,7 @@ pub mod raw {
     pub fn owner(ptr: *const u8) -> Owner {
         if CORE.owns(ptr) {
             // SAFETY: the pointer lies in one of our arenas, so its pool header is mapped.
-            let tag = unsafe { pool::class_tag(ptr) };
+            let tag = unsafe { class_tag(ptr) };
             Owner::Pool { tag }
         } else if bootstrap::contains(ptr) {
             Owner::Bootstrap
@@ -476,7 +477,7 @@ pub mod raw {
         // SAFETY: this child has only this thread, which `fork_prepare` left holding every lock.
         unsafe {
             CORE.reset_locks_in_child();
-            poolmalloc_core::central::reset_lock_in_child(&LIVE);
+            poolmalloc_core::__private::reset_lock_in_child(&LIVE);
         }
     }
 }

@@ -14,12 +14,11 @@ use std::cell::RefCell;
 use std::sync::{Arc, Weak};
 
 use allocator_api2::alloc::{AllocError, Allocator};
+use poolmalloc_core::__private::class_tag;
 #[cfg(not(feature = "instrumented"))]
 use poolmalloc_core::class_of;
 use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
-use poolmalloc_core::{
-    pool, Class, Core, CoreStats, Fragmentation, OsPages, PageSource, Violation,
-};
+use poolmalloc_core::{Class, Core, CoreStats, Fragmentation, OsPages, PageSource, Violation};
 use thread_local::ThreadLocal;
 
 use crate::cache::{CacheState, ThreadCache};
@@ -195,7 +194,7 @@ impl<S: PageSource + 'static> Heap<S> {
             return report(Misuse::foreign(ptr as usize));
         }
         // SAFETY: the pointer lies in one of this heap's arenas, so its pool header is mapped.
-        let tag = unsafe { pool::class_tag(ptr) };
+        let tag = unsafe { class_tag(ptr) };
         #[cfg(debug_assertions)]
         crate::misuse::check_layout(ptr, &layout, tag);
         // SAFETY: the caller gives the block up; `tag` is its pool's class tag.
@@ -366,7 +365,7 @@ impl<S: PageSource + 'static> crate::instrumented::Pools for Heap<S> {
         if self.shared.core.owns(ptr) {
             // SAFETY: the pointer lies in one of this heap's arenas, so its pool header is
             // mapped.
-            let tag = unsafe { pool::class_tag(ptr) };
+            let tag = unsafe { class_tag(ptr) };
             crate::raw::Owner::Pool { tag }
         } else {
             crate::raw::Owner::Elsewhere

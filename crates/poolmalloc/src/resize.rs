@@ -6,7 +6,9 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 
 #[cfg(not(feature = "debug"))]
-use poolmalloc_core::{class_of, pool, Core, PageSource};
+use poolmalloc_core::__private::class_tag;
+#[cfg(not(feature = "debug"))]
+use poolmalloc_core::{class_of, Core, PageSource};
 
 /// # Safety
 /// `GlobalAlloc::realloc`'s contract, with `a` the allocator that serves `core`'s blocks.
@@ -23,7 +25,7 @@ pub(crate) unsafe fn realloc<A: GlobalAlloc, S: PageSource>(
     let new_class = class_of(new_size, layout.align());
     match (old_class, new_class) {
         // SAFETY: a small-layout pointer lies in one of our pools, so its header is mapped.
-        (Some(_), Some(new)) if unsafe { pool::class_tag(ptr) } as usize == new.index() + 1 => ptr,
+        (Some(_), Some(new)) if unsafe { class_tag(ptr) } as usize == new.index() + 1 => ptr,
         // SAFETY: both sizes are on the large path; the caller keeps realloc's contract.
         (None, None) => unsafe { core.large_realloc(ptr, layout, new_size) },
         // SAFETY: forwarded contract.
