@@ -27,7 +27,7 @@ mod model {
     use loom::sync::Arc;
     use loom::thread;
     use loom_tests::*;
-    use poolmalloc_core::central::planted_fault;
+    use poolmalloc_core::__private::planted_fault;
     use poolmalloc_core::{Core, MemPages};
 
     /// Class 31: three blocks per pool.

@@ -45,7 +45,7 @@ fn main() {
     );
 
     for p in survivors {
-        // SAFETY: as above.
+        // SAFETY: each survivor came from `alloc(one)` and is freed once.
         unsafe { core.dealloc(p, one).expect("our own block") };
     }
     core.collect();

@@ -10,30 +10,10 @@
 use core::ptr::{self, NonNull};
 
 use crate::config::{ARENA_SIZE, POOLS_PER_ARENA, POOL_SIZE, RESERVE_ARENAS};
+use crate::layout::{ArenaHeader, PoolHeader};
 use crate::os::PageSource;
-use crate::pool::PoolHeader;
 use crate::registry::REGISTRY;
 use crate::tools;
-
-/// An arena's header. It lives in the arena's registry slot, not in the arena; zeroed memory is
-/// a valid (unmapped) header.
-pub(crate) struct ArenaHeader {
-    /// Base address of the arena; 0 while the slot holds no arena.
-    pub address: usize,
-    /// Next never-carved pool: pools are carved from the front, lazily.
-    pub pool_address: usize,
-    /// Empty pools, carved or not.
-    pub nfreepools: usize,
-    pub ntotalpools: usize,
-    /// Carved pools that are empty (linked through `PoolHeader::nextpool`).
-    pub freepools: *mut PoolHeader,
-    /// Links in `usable`.
-    pub nextarena: *mut ArenaHeader,
-    pub prevarena: *mut ArenaHeader,
-    /// Links in the list of all this core's arenas (for walks and for dropping the core).
-    pub next_all: *mut ArenaHeader,
-    pub prev_all: *mut ArenaHeader,
-}
 
 /// Arena counters, kept where they change (under the arena lock).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,7 +40,7 @@ pub(crate) struct Arenas {
     pub counters: ArenaCounters,
 }
 
-// SAFETY: the raw pointers lead to registry slots and arena memory that this state owns; the
+// SAFETY: the raw pointers lead to registry slots and arena memory that this state owns (A1); the
 // state is only reached through the arena mutex.
 unsafe impl Send for Arenas {}
 
@@ -214,7 +194,8 @@ impl Arenas {
     /// # Safety
     /// `pool` is a carved pool of this core with no block out, on no list, already marked empty.
     pub unsafe fn give_pool<S: PageSource>(&mut self, pool: *mut PoolHeader, source: &S) {
-        // SAFETY: the pool and its arena belong to this core and we hold the arena lock.
+        // SAFETY: the pool and its arena belong to this core (precondition) and we hold the arena
+        // lock, which guards an empty pool and its arena's header (P1, A1).
         unsafe {
             let ao = (*pool).arena;
             let a = &mut *ao;
@@ -303,7 +284,8 @@ impl Arenas {
             // Wholly empty arenas are the rightmost on `usable`; the last is `nfp2lasta[max]`.
             let ao = self.nfp2lasta[POOLS_PER_ARENA];
             debug_assert!(!ao.is_null());
-            // SAFETY: `ao` is a wholly empty arena of this core on `usable`.
+            // SAFETY: `nfp2lasta[POOLS_PER_ARENA]` is a wholly empty arena of this core on `usable`
+            // while `wholly_empty` > 0 (A3, A4); we hold the arena lock.
             unsafe {
                 let p = (*ao).prevarena;
                 self.nfp2lasta[POOLS_PER_ARENA] =
@@ -344,7 +326,7 @@ impl Arenas {
                 return None;
             }
             let ao = next;
-            // SAFETY: `all` links headers of this core's mapped arenas; the caller holds the lock
+            // SAFETY: `all` links headers of this core's mapped arenas (A1); the caller holds the lock
             // (the iterator borrows the guarded state).
             next = unsafe { (*ao).next_all };
             Some(ao)
@@ -359,7 +341,8 @@ impl Arenas {
                 return None;
             }
             let ao = next;
-            // SAFETY: as for `iter_all`.
+            // SAFETY: `usable` links headers of this core's mapped arenas (A1, A4); the caller holds
+            // the arena lock (the iterator borrows the guarded state).
             next = unsafe { (*ao).nextarena };
             Some(ao)
         })

@@ -43,18 +43,16 @@ pub const MAX_SMALL_ALIGN: usize = 16;
 /// log2 of the pool size.
 #[cfg(not(poolmalloc_loom))]
 pub const POOL_BITS: u32 = 14;
+/// log2 of the pool size (loom geometry).
 #[cfg(poolmalloc_loom)]
 pub const POOL_BITS: u32 = 10;
 
 /// log2 of the arena size.
 #[cfg(not(poolmalloc_loom))]
 pub const ARENA_BITS: u32 = 20;
+/// log2 of the arena size (loom geometry).
 #[cfg(poolmalloc_loom)]
 pub const ARENA_BITS: u32 = 12;
-
-/// Bytes reserved at the start of every pool for its header (`pool::PoolHeader`), rounded up so
-/// that the first block is `MAX_SMALL_ALIGN`-aligned.
-pub const POOL_OVERHEAD: usize = 48;
 
 /// Wholly empty arenas kept mapped to stop map/unmap thrashing (CPython bpo-37257).
 pub const RESERVE_ARENAS: usize = 1;
@@ -64,6 +62,7 @@ pub const ADDRESS_BITS: u32 = 48;
 /// log2 of the number of arena slots in one registry leaf.
 #[cfg(not(poolmalloc_loom))]
 pub const REGISTRY_LEAF_BITS: u32 = 14;
+/// log2 of the number of arena slots in one registry leaf (loom geometry).
 #[cfg(poolmalloc_loom)]
 pub const REGISTRY_LEAF_BITS: u32 = 20;
 
@@ -92,13 +91,16 @@ pub const BATCH_TARGET_BYTES: usize = 4096;
 /// Batch size limits: small classes move 32 blocks per lock acquisition, the largest 8.
 #[cfg(not(poolmalloc_loom))]
 pub const BATCH_MAX: usize = 32;
+/// See `BATCH_MAX`.
 #[cfg(not(poolmalloc_loom))]
 pub const BATCH_MIN: usize = 8;
-// Loom models move two blocks per batch, so a few operations cross every pool state.
+/// Loom models move two blocks per batch, so a few operations cross every pool state.
 #[cfg(poolmalloc_loom)]
 pub const BATCH_TARGET_BYTES: usize = 512;
+/// Batch size limits (loom geometry).
 #[cfg(poolmalloc_loom)]
 pub const BATCH_MAX: usize = 4;
+/// See `BATCH_MAX`.
 #[cfg(poolmalloc_loom)]
 pub const BATCH_MIN: usize = 2;
 /// A cache list holds at most this many batches before it flushes one back.
@@ -114,18 +116,23 @@ pub const BOOTSTRAP_BYTES: usize = 64 * 1024;
 /// the block's state — then `DEBUG_PAD` forbidden bytes, the caller's bytes, and forbidden bytes
 /// to the block's end (at least `DEBUG_PAD`).
 pub const DEBUG_HEADER: usize = 2 * core::mem::size_of::<usize>();
+/// Debug mode: forbidden bytes on each side of the caller's bytes (at least).
 pub const DEBUG_PAD: usize = 16;
 /// Fresh memory (CPython's CLEANBYTE), freed memory (DEADBYTE), pads (FORBIDDENBYTE).
 pub const DEBUG_FRESH_BYTE: u8 = 0xCD;
+/// See `DEBUG_FRESH_BYTE`.
 pub const DEBUG_DEAD_BYTE: u8 = 0xDD;
+/// See `DEBUG_FRESH_BYTE`.
 pub const DEBUG_FORBIDDEN_BYTE: u8 = 0xFD;
 /// The state word of a block the program holds, and of one it has freed.
 pub const DEBUG_LIVE: usize = 0x6c69_7665_b10c_0001;
+/// See `DEBUG_LIVE`.
 pub const DEBUG_FREED: usize = 0x6465_6164_b10c_0002;
 /// Debug mode's table of live large blocks: slots in its first mapping (it doubles when half
 /// full), and how many recent large frees it remembers to tell a double free from a foreign
 /// pointer.
 pub const DEBUG_LARGE_MIN_SLOTS: usize = 1024;
+/// See `DEBUG_LARGE_MIN_SLOTS`.
 pub const DEBUG_RECENT_FREES: usize = 4096;
 
 /// Fragmentation report: a pool with at most this percent of its blocks out is *sparse* — few
@@ -143,20 +150,46 @@ pub const FRAG_TOP_ARENAS: usize = 16;
 
 // ---- derived values ----
 
+/// Pool size in bytes.
 pub const POOL_SIZE: usize = 1 << POOL_BITS;
 /// `addr & POOL_ADDR_MASK` is the pool a block lives in (DESIGN §3).
 pub const POOL_ADDR_MASK: usize = !(POOL_SIZE - 1);
+/// Arena size in bytes.
 pub const ARENA_SIZE: usize = 1 << ARENA_BITS;
+/// `addr & ARENA_ADDR_MASK` is the arena an address lies in.
 pub const ARENA_ADDR_MASK: usize = !(ARENA_SIZE - 1);
+/// Pools in one arena.
 pub const POOLS_PER_ARENA: usize = ARENA_SIZE / POOL_SIZE;
 /// Number of small size classes: class `i` serves blocks of `(i + 1) * GRAIN` bytes.
 pub const NB_SMALL_SIZE_CLASSES: usize = SMALL_REQUEST_THRESHOLD / GRAIN;
+/// Arena slots in one registry leaf.
 pub const REGISTRY_LEAF_LEN: usize = 1 << REGISTRY_LEAF_BITS;
+/// log2 of the registry's top-level length: the address bits above the leaf index.
 pub const REGISTRY_TOP_BITS: u32 = ADDRESS_BITS - ARENA_BITS - REGISTRY_LEAF_BITS;
+/// Leaves the registry's top level can point to.
 pub const REGISTRY_TOP_LEN: usize = 1 << REGISTRY_TOP_BITS;
-/// Debug mode: bytes before the caller's (header and front pad), and the least a block adds.
+/// Debug mode: bytes before the caller's (header and front pad).
 pub const DEBUG_PREFIX: usize = DEBUG_HEADER + DEBUG_PAD;
+/// Debug mode: the least a block adds to the caller's bytes (prefix and back pad).
 pub const DEBUG_EXTRA: usize = DEBUG_PREFIX + DEBUG_PAD;
+
+/// `n` rounded up to a multiple of `align` (a power of two).
+const fn round_up(n: usize, align: usize) -> usize {
+    (n + align - 1) & !(align - 1)
+}
+/// The pool header's class tag: one byte in normal builds; under loom an atomic also names its
+/// model state, so the header grows (`sync`).
+const CLASS_TAG_SIZE: usize = core::mem::size_of::<crate::sync::atomic::AtomicU8>();
+const CLASS_TAG_ALIGN: usize = core::mem::align_of::<crate::sync::atomic::AtomicU8>();
+/// The pool header's fields before its class tag: four pointers (free list, two list links,
+/// arena), then three `u32`s (blocks out, next offset, last offset).
+const POOL_HEADER_HEAD: usize = 4 * core::mem::size_of::<usize>() + 3 * 4;
+/// Bytes reserved at the start of every pool for its header (`layout::PoolHeader`), rounded up
+/// so that the first block is `MAX_SMALL_ALIGN`-aligned: 48 in normal builds.
+pub const POOL_OVERHEAD: usize = round_up(
+    round_up(POOL_HEADER_HEAD, CLASS_TAG_ALIGN) + CLASS_TAG_SIZE,
+    MAX_SMALL_ALIGN,
+);
 
 // ---- invariants checked at compile time ----
 

@@ -15,8 +15,8 @@
 //!   and tail;
 //! - an arena *could go back* when every pool it has in use is sparse: emptying them would empty
 //!   it, and it would be unmapped unless kept as the reserve (A3).
-
-use core::fmt;
+//!
+//! The snapshot's text report and JSON are written in `report`.
 
 use crate::central::Core;
 use crate::config::{
@@ -24,10 +24,9 @@ use crate::config::{
     FRAG_TOP_POOLS, NB_SMALL_SIZE_CLASSES, POOLS_PER_ARENA, POOL_OVERHEAD, POOL_SIZE,
     RESERVE_ARENAS,
 };
+use crate::layout::PoolHeader;
 use crate::os::PageSource;
-use crate::pool::PoolHeader;
 use crate::size_class::{Class, CLASS_TABLE};
-use crate::stats::{comma_separated, Thousands};
 
 /// Number of occupancy bands.
 pub const BANDS: usize = 5;
@@ -48,6 +47,7 @@ pub enum Band {
 }
 
 impl Band {
+    /// Every band, emptiest first.
     pub const ALL: [Band; BANDS] = [Band::One, Band::Sparse, Band::Half, Band::Most, Band::Full];
 
     /// The band of a pool with `out` of `capacity` blocks out.
@@ -65,6 +65,7 @@ impl Band {
         }
     }
 
+    /// The band's position in `Band::ALL` and in the snapshot's per-band arrays.
     pub const fn index(self) -> usize {
         self as usize
     }
@@ -89,6 +90,7 @@ impl Band {
 /// One size class in a fragmentation snapshot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClassFrag {
+    /// Bytes in one block of the class.
     pub block_size: usize,
     /// Blocks one pool of the class holds.
     pub capacity: usize,
@@ -105,10 +107,12 @@ pub struct ClassFrag {
 }
 
 impl ClassFrag {
+    /// Pools serving the class, in every band.
     pub fn pools_in_use(&self) -> usize {
         self.pools.iter().sum()
     }
 
+    /// Pools with every block out.
     pub fn pools_full(&self) -> usize {
         self.pools[Band::Full.index()]
     }
@@ -118,6 +122,7 @@ impl ClassFrag {
         self.pools_in_use() - self.pools_full()
     }
 
+    /// Pools in a sparse band: the pinned ones.
     pub fn pools_sparse(&self) -> usize {
         Band::ALL
             .iter()
@@ -135,18 +140,22 @@ impl ClassFrag {
 /// One arena in a fragmentation snapshot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ArenaFrag {
+    /// Base address of the arena.
     pub address: usize,
     /// Pools with blocks out and blocks free.
     pub pools_used: usize,
+    /// Pools with every block out.
     pub pools_full: usize,
     /// Empty pools, carved or never carved.
     pub pools_empty: usize,
     /// Of the pools in use, the sparse ones.
     pub pools_sparse: usize,
+    /// Blocks out of the arena's pools.
     pub blocks_out: usize,
 }
 
 impl ArenaFrag {
+    /// Pools serving some class.
     pub fn pools_in_use(&self) -> usize {
         self.pools_used + self.pools_full
     }
@@ -156,6 +165,7 @@ impl ArenaFrag {
         self.pools_in_use() > 0 && self.pools_sparse == self.pools_in_use()
     }
 
+    /// No pool in use: the arena is unmapped unless it is the reserve (A3).
     pub fn wholly_empty(&self) -> bool {
         self.pools_in_use() == 0
     }
@@ -165,11 +175,15 @@ impl ArenaFrag {
 /// blocks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolFrag {
+    /// Address of the pool.
     pub address: usize,
     /// Index of the class it serves.
     pub class: usize,
+    /// Bytes in one block of its class.
     pub block_size: usize,
+    /// Blocks out of the pool.
     pub blocks_out: usize,
+    /// Blocks the pool holds.
     pub capacity: usize,
     /// Bytes of the pool not in a block out.
     pub bytes_idle: usize,
@@ -229,7 +243,9 @@ fn nearer_release(a: &ArenaFrag, b: &ArenaFrag) -> bool {
 /// A fragmentation snapshot of a core, taken with every lock held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fragmentation {
+    /// Each size class, by index.
     pub classes: [ClassFrag; NB_SMALL_SIZE_CLASSES],
+    /// Arenas mapped.
     pub arenas_mapped: usize,
     /// Mapped arenas with no pool in use (at most `RESERVE_ARENAS`, A3).
     pub arenas_wholly_empty: usize,
@@ -281,10 +297,12 @@ impl Fragmentation {
         self.classes.iter().map(f).sum()
     }
 
+    /// Pools serving some class.
     pub fn pools_in_use(&self) -> usize {
         self.sum(ClassFrag::pools_in_use)
     }
 
+    /// Pools with every block out.
     pub fn pools_full(&self) -> usize {
         self.sum(ClassFrag::pools_full)
     }
@@ -310,26 +328,32 @@ impl Fragmentation {
         self.pools_sparse() * POOL_SIZE
     }
 
+    /// Blocks out of every pool: in use by the program or held in thread caches.
     pub fn blocks_out(&self) -> usize {
         self.sum(|c| c.blocks_out)
     }
 
+    /// Of those, blocks in sparse pools.
     pub fn blocks_out_sparse(&self) -> usize {
         self.sum(|c| c.blocks_out_sparse)
     }
 
+    /// Bytes in blocks out of sparse pools.
     pub fn bytes_out_sparse(&self) -> usize {
         self.sum(|c| c.blocks_out_sparse * c.block_size)
     }
 
+    /// Blocks held in thread caches.
     pub fn blocks_in_caches(&self) -> usize {
         self.sum(|c| c.blocks_in_caches)
     }
 
+    /// Bytes in blocks held in thread caches.
     pub fn bytes_in_caches(&self) -> usize {
         self.sum(|c| c.blocks_in_caches * c.block_size)
     }
 
+    /// Bytes in blocks out of every pool.
     pub fn bytes_in_blocks_out(&self) -> usize {
         self.sum(|c| c.blocks_out * c.block_size)
     }
@@ -339,6 +363,7 @@ impl Fragmentation {
         self.sum(|c| c.bytes_idle)
     }
 
+    /// Bytes of the mapped arenas.
     pub fn bytes_mapped(&self) -> usize {
         self.arenas_mapped * ARENA_SIZE
     }
@@ -349,6 +374,7 @@ impl Fragmentation {
         (self.arenas_wholly_empty + self.arenas_could_go_back).saturating_sub(RESERVE_ARENAS)
     }
 
+    /// Bytes of the arenas `arenas_back_if_sparse_emptied` counts.
     pub fn bytes_back_if_sparse_emptied(&self) -> usize {
         self.arenas_back_if_sparse_emptied() * ARENA_SIZE
     }
@@ -450,256 +476,6 @@ fn walk_pool(f: &mut Fragmentation, arena: &mut ArenaFrag, addr: usize, class: C
         alone_in_arena: false,
     };
     f.pools.offer(pool, more_wasteful);
-}
-
-impl Fragmentation {
-    /// The snapshot as one JSON object. Written by hand and allocation-free, so that every face
-    /// (CLI, C ABI) prints the same document, whatever JSON library it has or lacks.
-    pub fn write_json(&self, f: &mut impl fmt::Write) -> fmt::Result {
-        write!(
-            f,
-            "{{\"sparse_percent\":{FRAG_SPARSE_PERCENT},\"half_percent\":{FRAG_HALF_PERCENT},\
-             \"pool_size\":{POOL_SIZE},\"arena_size\":{ARENA_SIZE},\"reserve_arenas\":{RESERVE_ARENAS},\
-             \"classes\":["
-        )?;
-        let in_use = self.classes.iter().enumerate();
-        let in_use = in_use.filter(|(_, c)| c.pools_in_use() > 0 || c.blocks_in_caches > 0);
-        comma_separated(f, in_use, |f, (i, c)| {
-            write!(
-                f,
-                "{{\"class\":{i},\"block_size\":{},\"capacity\":{},\"pools\":",
-                c.block_size, c.capacity
-            )?;
-            write_bands(f, &c.pools)?;
-            write!(
-                f,
-                ",\"pools_in_use\":{},\"pools_sparse\":{},\"blocks_out\":{},\"blocks_in_use\":{},\
-                 \"blocks_in_caches\":{},\"blocks_out_sparse\":{},\"bytes_idle\":{}}}",
-                c.pools_in_use(),
-                c.pools_sparse(),
-                c.blocks_out,
-                c.blocks_in_use(),
-                c.blocks_in_caches,
-                c.blocks_out_sparse,
-                c.bytes_idle
-            )
-        })?;
-        f.write_str("],\"pools\":{\"by_band\":")?;
-        write_bands(f, &self.pools_by_band())?;
-        write!(
-            f,
-            ",\"in_use\":{},\"full\":{},\"sparse\":{},\"empty\":{}}},\
-             \"blocks\":{{\"out\":{},\"out_sparse\":{},\"in_caches\":{}}},\
-             \"bytes\":{{\"mapped\":{},\"pinned\":{},\"out_sparse\":{},\"idle\":{},\
-             \"in_blocks_out\":{},\"in_caches\":{},\"back_if_sparse_emptied\":{},\"accounted\":{}}},\
-             \"arenas\":{{\"mapped\":{},\"wholly_empty\":{},\"could_go_back\":{},\
-             \"back_if_sparse_emptied\":{},\"listed\":[",
-            self.pools_in_use(),
-            self.pools_full(),
-            self.pools_sparse(),
-            self.pools_empty,
-            self.blocks_out(),
-            self.blocks_out_sparse(),
-            self.blocks_in_caches(),
-            self.bytes_mapped(),
-            self.bytes_pinned(),
-            self.bytes_out_sparse(),
-            self.bytes_idle(),
-            self.bytes_in_blocks_out(),
-            self.bytes_in_caches(),
-            self.bytes_back_if_sparse_emptied(),
-            self.accounted_bytes(),
-            self.arenas_mapped,
-            self.arenas_wholly_empty,
-            self.arenas_could_go_back,
-            self.arenas_back_if_sparse_emptied()
-        )?;
-        comma_separated(f, self.arenas(), |f, a| {
-            write!(
-                f,
-                "{{\"address\":{},\"pools_used\":{},\"pools_full\":{},\"pools_empty\":{},\
-                 \"pools_sparse\":{},\"blocks_out\":{},\"could_go_back\":{}}}",
-                a.address,
-                a.pools_used,
-                a.pools_full,
-                a.pools_empty,
-                a.pools_sparse,
-                a.blocks_out,
-                a.could_go_back()
-            )
-        })?;
-        f.write_str("]},\"wasteful_pools\":[")?;
-        comma_separated(f, self.wasteful_pools(), |f, p| {
-            write!(
-                f,
-                "{{\"address\":{},\"class\":{},\"block_size\":{},\"blocks_out\":{},\
-                 \"capacity\":{},\"bytes_idle\":{},\"alone_in_arena\":{}}}",
-                p.address,
-                p.class,
-                p.block_size,
-                p.blocks_out,
-                p.capacity,
-                p.bytes_idle,
-                p.alone_in_arena
-            )
-        })?;
-        write!(f, "],\"identity_holds\":{}}}", self.identity_holds())
-    }
-}
-
-/// `{"one_block":n,...}` in band order.
-fn write_bands(f: &mut impl fmt::Write, pools: &[usize; BANDS]) -> fmt::Result {
-    f.write_char('{')?;
-    comma_separated(f, Band::ALL.iter().zip(pools), |f, (band, n)| {
-        write!(f, "\"{}\":{n}", band.name())
-    })?;
-    f.write_char('}')
-}
-
-impl fmt::Display for Fragmentation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sparse = format!("<={FRAG_SPARSE_PERCENT}%");
-        let half = format!("<={FRAG_HALF_PERCENT}%");
-        writeln!(
-            f,
-            "Fragmentation: pools in use by occupancy (blocks out of capacity); sparse = 1 block \
-             or {sparse}."
-        )?;
-        writeln!(f)?;
-        writeln!(
-            f,
-            "class   size   capacity   1 block   {sparse:>5}   {half:>5}   <100%    full   \
-             blocks in use   in caches   idle bytes"
-        )?;
-        writeln!(
-            f,
-            "-----   ----   --------   -------   -----   -----   -----   -----   \
-             -------------   ---------   ----------"
-        )?;
-        if self.pools_in_use() == 0 {
-            writeln!(f, "(no pool in use)")?;
-        }
-        for (i, c) in self.classes.iter().enumerate() {
-            if c.pools_in_use() == 0 && c.blocks_in_caches == 0 {
-                continue;
-            }
-            let b = &c.pools;
-            writeln!(
-                f,
-                "{i:>5}   {:>4}   {:>8}   {:>7}   {:>5}   {:>5}   {:>5}   {:>5}   {:>13}   {:>9}   {:>10}",
-                c.block_size,
-                c.capacity,
-                b[0],
-                b[1],
-                b[2],
-                b[3],
-                b[4],
-                Thousands(c.blocks_in_use()),
-                Thousands(c.blocks_in_caches),
-                Thousands(c.bytes_idle),
-            )?;
-        }
-        writeln!(f)?;
-        writeln!(
-            f,
-            "pinned: {} sparse pools keep {} bytes mapped for {} blocks out ({} bytes)",
-            Thousands(self.pools_sparse()),
-            Thousands(self.bytes_pinned()),
-            Thousands(self.blocks_out_sparse()),
-            Thousands(self.bytes_out_sparse()),
-        )?;
-        writeln!(
-            f,
-            "idle: {} bytes of partly-used pools hold no block out",
-            Thousands(self.bytes_idle())
-        )?;
-        write!(f, "thread caches (they pin pools too):")?;
-        for (i, c) in self.classes.iter().enumerate() {
-            if c.blocks_in_caches > 0 {
-                write!(f, " class {i} x{},", Thousands(c.blocks_in_caches))?;
-            }
-        }
-        writeln!(
-            f,
-            " {} blocks, {} bytes",
-            Thousands(self.blocks_in_caches()),
-            Thousands(self.bytes_in_caches())
-        )?;
-        writeln!(
-            f,
-            "arenas: {} mapped, {} could go back if their sparse pools emptied, {} wholly empty \
-             (reserve {RESERVE_ARENAS})",
-            self.arenas_mapped, self.arenas_could_go_back, self.arenas_wholly_empty
-        )?;
-        writeln!(
-            f,
-            "if every sparse pool emptied: {} arenas, {} bytes, would go back to the OS",
-            self.arenas_back_if_sparse_emptied(),
-            Thousands(self.bytes_back_if_sparse_emptied())
-        )?;
-        if !self.identity_holds() {
-            writeln!(
-                f,
-                "!! fragmentation identity broken: parts {} != mapped {}",
-                self.accounted_bytes(),
-                self.bytes_mapped()
-            )?;
-        }
-        if !self.arenas().is_empty() {
-            writeln!(f)?;
-            writeln!(
-                f,
-                "arena (fewest blocks out first)   used   full   empty   sparse   blocks out   could go back"
-            )?;
-            for a in self.arenas() {
-                let back = if a.could_go_back() {
-                    "yes"
-                } else if a.wholly_empty() {
-                    "empty"
-                } else {
-                    "no"
-                };
-                writeln!(
-                    f,
-                    "{:<#32x}  {:>5}   {:>4}   {:>5}   {:>6}   {:>10}   {back}",
-                    a.address,
-                    a.pools_used,
-                    a.pools_full,
-                    a.pools_empty,
-                    a.pools_sparse,
-                    Thousands(a.blocks_out),
-                )?;
-            }
-            let more = self.arenas_mapped - self.arenas().len();
-            if more > 0 {
-                writeln!(f, "... and {more} more arenas")?;
-            }
-        }
-        if !self.wasteful_pools().is_empty() {
-            writeln!(f)?;
-            writeln!(
-                f,
-                "most wasteful pools           class   size   blocks out of capacity   idle bytes"
-            )?;
-            for p in self.wasteful_pools() {
-                writeln!(
-                    f,
-                    "{:<#28x}  {:>5}   {:>4}   {:>22}   {:>10}{}",
-                    p.address,
-                    p.class,
-                    p.block_size,
-                    format!("{} of {}", p.blocks_out, p.capacity),
-                    Thousands(p.bytes_idle),
-                    if p.alone_in_arena {
-                        "   (alone in its arena)"
-                    } else {
-                        ""
-                    },
-                )?;
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

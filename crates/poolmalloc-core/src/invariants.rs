@@ -4,18 +4,19 @@
 
 use core::fmt;
 
-use crate::arena::ArenaHeader;
 use crate::central::Core;
 use crate::config::{NB_SMALL_SIZE_CLASSES, POOLS_PER_ARENA, POOL_SIZE, RESERVE_ARENAS};
+use crate::layout::{pool_of, ArenaHeader, PoolHeader};
 use crate::os::PageSource;
-use crate::pool::{pool_of, PoolHeader};
 use crate::registry::REGISTRY;
 use crate::size_class::Class;
 
 /// A broken invariant: which one (its name in `lib.rs`), and where.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Violation {
+    /// The invariant's name and what is wrong, e.g. "P2: free + out != carved".
     pub what: &'static str,
+    /// Where: a pool's or an arena's address, or a class index or count for whole-core checks.
     pub addr: usize,
 }
 
@@ -52,7 +53,7 @@ impl<S: PageSource> Core<S> {
 
         for ao in arenas.iter_all() {
             mapped += 1;
-            // SAFETY: `all` links headers of this core's arenas and we hold every lock.
+            // SAFETY: `all` links headers of this core's arenas (A1) and we hold every lock.
             let a = unsafe { &*ao };
             let base = a.address;
             check(
@@ -78,7 +79,8 @@ impl<S: PageSource> Core<S> {
             let mut empty_carved = 0;
             for i in 0..carved {
                 let pool = (base + i * POOL_SIZE) as *mut PoolHeader;
-                // SAFETY: carved pools of a mapped arena have initialised headers.
+                // SAFETY: carved pools of a mapped arena have initialised headers (P4: only never-carved
+                // pools are plain zeroed memory), and we hold every lock (P1).
                 let p = unsafe { &*pool };
                 match p.class() {
                     None => {
@@ -171,7 +173,7 @@ impl<S: PageSource> Core<S> {
                 "A4: usable list longer than the arenas",
                 0,
             )?;
-            // SAFETY: `usable` links headers of this core's arenas; we hold the arena lock.
+            // SAFETY: `usable` links headers of this core's arenas (A4); we hold the arena lock.
             let a = unsafe { &*ao };
             check(
                 a.prevarena == prev,
@@ -184,7 +186,8 @@ impl<S: PageSource> Core<S> {
                 a.address,
             )?;
             if !prev.is_null() {
-                // SAFETY: as above.
+                // SAFETY: `prev` came off `usable`, which links headers of this core's arenas (A4);
+                // we hold the arena lock.
                 let before = unsafe { (*prev).nfreepools };
                 check(
                     before <= a.nfreepools,
@@ -221,7 +224,7 @@ impl<S: PageSource> Core<S> {
                     "P3: usedpools longer than the used pools",
                     pool as usize,
                 )?;
-                // SAFETY: `usedpools` links headers of this class's pools; we hold its lock.
+                // SAFETY: `usedpools` links headers of this class's pools (P3); we hold its lock (P1).
                 let p = unsafe { &*pool };
                 check(
                     p.class() == Some(class),
@@ -273,7 +276,8 @@ impl<S: PageSource> Core<S> {
         class: Class,
         ao: *mut ArenaHeader,
     ) -> Result<(), Violation> {
-        // SAFETY: the caller walks carved pools of a mapped arena under every lock.
+        // SAFETY: the caller walks carved pools of a mapped arena under every lock (P1), and a
+        // carved pool's header is initialised.
         let p = unsafe { &*pool };
         let at = pool as usize;
         check(p.arena == ao, "P1: pool points at another arena", at)?;

@@ -30,7 +30,7 @@
 //!
 //! ## Pools
 //! A pool is `POOL_SIZE` bytes, `POOL_SIZE`-aligned, inside an arena; the pool of any block is
-//! `addr & !(POOL_SIZE - 1)`. Its header (`pool::PoolHeader`) takes the first `POOL_OVERHEAD`
+//! `addr & !(POOL_SIZE - 1)`. Its header (`layout::PoolHeader`) takes the first `POOL_OVERHEAD`
 //! bytes; blocks follow and are carved lazily. A pool is in one of three states:
 //!
 //! ```text
@@ -57,6 +57,8 @@
 //!
 //! ## Locks
 //! One lock per class and one for the arenas; the order is **class → arena** (see `central`).
+//! Which primitives they and the atomics beside them are — parking_lot's and `core`'s, or loom's
+//! in the loom models — is said in one place, `sync`.
 //!
 //! ## Invariants (asserted by `Core::check_invariants`, cited by `SAFETY` comments)
 //! - **P1** A pool serving a class is guarded by that class's lock, an empty pool by the arena
@@ -78,24 +80,78 @@
 //! - **R2** A slot's owner is published after its arena's header is written and withdrawn before
 //!   the arena is unmapped.
 
-pub mod arena;
-pub mod central;
+//!
+//! ## Modules, bottom-up
+//! Each module uses only modules above it in this list.
+//! - `sync`: the shared-state primitives (mutex, atomics), swapped for loom's under
+//!   `cfg(poolmalloc_loom)`, and what stays std's.
+//! - `config`: every tunable size and the values derived from them.
+//! - `size_class`: request size → class, and the class table.
+//! - `tools`: what valgrind and AddressSanitizer are told about our blocks.
+//! - `os`: the page sources (`PageSource`, `OsPages`, `MemPages`) and the C library's allocator
+//!   behind the large path.
+//! - `layout`: the data laid out in memory: `FreeBlock`, the pool header, the arena header.
+//! - `registry`: the radix tree from arena addresses to their owner and header.
+//! - `pool`: the steps of a pool's transitions: carve, take and put a block, mark empty.
+//! - `arena`: the arena lock's state: mapping, `usable_arenas`, releasing arenas.
+//! - `classes`: a class lock's state: `usedpools` and the class's counters.
+//! - `error`: `FreeError`, why a pointer could not be freed.
+//! - `large`: the large path (the C library's allocator), counted in per-owner tallies.
+//! - `planted_fault` (feature `planted-fault`): the known race the loom models must catch.
+//! - `central`: `Core`, its locks and the class-list transitions (batches, blocks, checked free).
+//! - `fork` (not under loom): taking and resetting every lock around `fork`.
+//! - `stats`, `fragmentation`: the snapshots and how they are taken under every lock.
+//! - `invariants`: `check_invariants`, the walk that checks P1–P4, A1–A4 and R1.
+//! - `report`: the snapshots' text reports and JSON.
+//!
+//! The public API is the root's re-exports and `config`, `os` and `tools`; what only the C
+//! library's face or the tests need is in `__private`.
+
+#![warn(missing_docs)]
+
+mod arena;
+mod central;
+mod classes;
 pub mod config;
-pub mod fragmentation;
+mod error;
+mod fragmentation;
 mod invariants;
+pub mod large;
+mod layout;
 pub mod os;
-pub mod pool;
+#[cfg(feature = "planted-fault")]
+mod planted_fault;
+mod pool;
 mod registry;
-pub mod size_class;
-pub mod stats;
+mod report;
+mod size_class;
+mod stats;
 mod sync;
 pub mod tools;
 
+sync::unless_loom! {
+    mod fork;
+    pub use fork::reset_lock_in_child;
+}
+
 pub use arena::ArenaCounters;
-pub use central::{Batch, Core, FreeError, FreeErrorKind};
-pub use fragmentation::{ArenaFrag, Band, ClassFrag, Fragmentation, PoolFrag};
+pub use central::{Batch, Core};
+pub use error::{FreeError, FreeErrorKind};
+pub use fragmentation::{ArenaFrag, Band, ClassFrag, Fragmentation, PoolFrag, BANDS};
 pub use invariants::Violation;
+pub use large::{LargeStats, LargeTally, LargeTotals};
+pub use layout::{class_tag, FreeBlock};
 pub use os::{MemPages, OsPages, PageSource};
-pub use pool::FreeBlock;
-pub use size_class::{class_of, Class, ClassInfo, CLASS_TABLE};
-pub use stats::{ClassStats, CoreStats, LargeStats};
+pub use size_class::{class_of, Class, ClassInfo, CLASS_TABLE, THREAD_CACHE_BYTES_BOUND};
+pub use stats::{ClassStats, CoreStats};
+
+/// Not part of the API: what exists only for the tests — the loom models' switch for the
+/// planted race (feature `planted-fault`). Paths here may change with the tests that use them.
+#[doc(hidden)]
+pub mod __private {
+    /// The loom models' switch for the planted race (feature `planted-fault`).
+    #[cfg(feature = "planted-fault")]
+    pub mod planted_fault {
+        pub use crate::planted_fault::ON;
+    }
+}

@@ -5,12 +5,11 @@
 //! is a deterministic in-memory one for tests and loom models, which can be told to fail and
 //! counts every map and unmap.
 
+use crate::config::{ADDRESS_BITS, ARENA_SIZE};
+use crate::sync::atomic::Ordering;
+use crate::sync::unmodelled::{AtomicBool, AtomicUsize, Mutex};
 use core::ptr::NonNull;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
-
-use crate::config::{ADDRESS_BITS, ARENA_SIZE};
 
 /// A source of arenas.
 ///
@@ -68,6 +67,8 @@ pub fn map_anonymous(len: usize) -> Option<NonNull<u8>> {
     }
 }
 
+/// Unmaps `[addr, addr + len)`, as `map_anonymous` mapped it.
+///
 /// # Safety
 /// `[addr, addr + len)` is a whole mapping (or whole pages of one) that nothing uses any more.
 pub unsafe fn unmap(addr: *mut u8, len: usize) {
@@ -161,7 +162,7 @@ pub mod large {
     /// # Safety
     /// `ptr` came from the C library's allocator (through this module or not) and is unused.
     pub unsafe fn free(ptr: *mut u8) {
-        // SAFETY: as the precondition says.
+        // SAFETY: `ptr` came from the C library's allocator and is unused (precondition).
         unsafe { __libc_free(ptr.cast()) }
     }
 }
@@ -216,7 +217,8 @@ pub struct MemPages {
 // SAFETY: the slot table is behind a mutex, the counters are atomics, and `base` is only used to
 // compute addresses of slots that the table hands to one owner at a time.
 unsafe impl Send for MemPages {}
-// SAFETY: as above.
+// SAFETY: the slot table is behind a mutex, the counters are atomics, and `base` is only read to
+// compute slot addresses, each handed to one owner at a time: shared use changes nothing else.
 unsafe impl Sync for MemPages {}
 
 impl MemPages {

@@ -10,18 +10,19 @@
 //! Concurrency: leaves are installed with a compare-exchange and never removed, so a lookup is two
 //! acquire loads. A slot's `owner` is written by the owning core under its arena lock (set after
 //! the header is ready, cleared before the arena is unmapped); the header itself is only touched
-//! under that lock. The registry deliberately uses std atomics even in loom builds: it is not part
-//! of the pool and arena protocol the models check, and its leaves are OS memory.
+//! under that lock. The registry keeps std's atomics even in loom builds (`sync::unmodelled` says
+//! why): it lives for the whole process and its leaves are zero-filled OS memory.
 
 use core::cell::UnsafeCell;
 use core::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-use crate::arena::ArenaHeader;
 use crate::config::{
     ADDRESS_BITS, ARENA_BITS, REGISTRY_LEAF_BITS, REGISTRY_LEAF_LEN, REGISTRY_TOP_LEN,
 };
+use crate::layout::ArenaHeader;
 use crate::os;
+use crate::sync::atomic::Ordering;
+use crate::sync::unmodelled::{AtomicPtr, AtomicUsize};
 
 /// One arena's entry: its owner and its header.
 pub(crate) struct ArenaSlot {

@@ -20,6 +20,7 @@ impl Class {
         }
     }
 
+    /// The class index, 0 to `NB_SMALL_SIZE_CLASSES - 1`.
     #[inline(always)]
     pub const fn index(self) -> usize {
         self.0 as usize
@@ -30,11 +31,13 @@ impl Class {
         (0..NB_SMALL_SIZE_CLASSES).map(|i| Class(i as u8))
     }
 
+    /// Bytes in one block of the class.
     #[inline(always)]
     pub const fn block_size(self) -> usize {
         CLASS_TABLE[self.index()].block_size
     }
 
+    /// Blocks one pool of the class holds.
     pub const fn blocks_per_pool(self) -> usize {
         CLASS_TABLE[self.index()].blocks_per_pool
     }
@@ -55,11 +58,15 @@ impl Class {
 /// What the allocator needs to know about one class, computed once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClassInfo {
+    /// Bytes in one block.
     pub block_size: usize,
+    /// Blocks one pool holds.
     pub blocks_per_pool: usize,
     /// Bytes of a pool that no block can use: `(POOL_SIZE - POOL_OVERHEAD) % block_size`.
     pub pool_tail_waste: usize,
+    /// Blocks a thread cache moves per refill or flush.
     pub batch: usize,
+    /// Blocks a thread cache list may hold before it flushes a batch.
     pub cache_bound: usize,
 }
 

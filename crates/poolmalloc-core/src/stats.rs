@@ -1,64 +1,19 @@
-//! Statistics: counters kept where they change, a snapshot taken under the locks, and the report
-//! (after CPython's `sys._debugmallocstats()`), with its accounting identity.
-
-use core::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+//! Statistics: counters kept where they change (`arena`, `large`, `classes`), a snapshot taken
+//! under the locks, and its accounting identity. The snapshot's text report (after CPython's
+//! `sys._debugmallocstats()`) and JSON are written in `report`.
 
 use crate::arena::ArenaCounters;
 use crate::central::Core;
-use crate::config::{
-    ARENA_SIZE, NB_SMALL_SIZE_CLASSES, POOLS_PER_ARENA, POOL_OVERHEAD, POOL_SIZE,
-    SMALL_REQUEST_THRESHOLD,
-};
+use crate::classes::ClassPools;
+use crate::config::{ARENA_SIZE, NB_SMALL_SIZE_CLASSES, POOLS_PER_ARENA, POOL_OVERHEAD, POOL_SIZE};
+use crate::large::{LargeStats, LargeTotals};
 use crate::os::PageSource;
 use crate::size_class::{Class, CLASS_TABLE};
-
-/// Counters of the large path (atomics: the large path takes no core lock).
-pub(crate) struct LargeCounters {
-    allocs: AtomicUsize,
-    live: AtomicUsize,
-    live_bytes: AtomicUsize,
-}
-
-impl LargeCounters {
-    pub const fn new() -> LargeCounters {
-        LargeCounters {
-            allocs: AtomicUsize::new(0),
-            live: AtomicUsize::new(0),
-            live_bytes: AtomicUsize::new(0),
-        }
-    }
-
-    pub fn record_alloc(&self, bytes: usize) {
-        self.allocs.fetch_add(1, Ordering::Relaxed);
-        self.live.fetch_add(1, Ordering::Relaxed);
-        self.live_bytes.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    /// Saturating: a face that cannot tell our large blocks from others' (C `free`) must not
-    /// wrap the counts around.
-    pub fn record_free(&self, bytes: usize) {
-        let dec = |by: usize| move |n: usize| Some(n.saturating_sub(by));
-        let _ = self
-            .live
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, dec(1));
-        let _ = self
-            .live_bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, dec(bytes));
-    }
-
-    fn snapshot(&self) -> LargeStats {
-        LargeStats {
-            allocs_total: self.allocs.load(Ordering::Relaxed),
-            live: self.live.load(Ordering::Relaxed),
-            live_bytes: self.live_bytes.load(Ordering::Relaxed),
-        }
-    }
-}
 
 /// One size class in a snapshot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClassStats {
+    /// Bytes in one block of the class.
     pub block_size: usize,
     /// Pools serving the class that have a free block (on `usedpools`).
     pub pools_used: usize,
@@ -78,31 +33,27 @@ impl ClassStats {
         self.blocks_out - self.blocks_in_caches
     }
 
+    /// Pools serving the class, used or full.
     pub fn pools(&self) -> usize {
         self.pools_used + self.pools_full
     }
 }
 
-/// The large path in a snapshot.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LargeStats {
-    /// Requests served since the core was made.
-    pub allocs_total: usize,
-    pub live: usize,
-    pub live_bytes: usize,
-}
-
 /// A consistent snapshot of a core, taken with every lock held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoreStats {
+    /// Each size class, by index.
     pub classes: [ClassStats; NB_SMALL_SIZE_CLASSES],
+    /// The arena counters.
     pub arenas: ArenaCounters,
     /// Empty pools in mapped arenas, carved or not.
     pub pools_empty: usize,
+    /// The large path.
     pub large: LargeStats,
 }
 
 impl CoreStats {
+    /// Bytes of the mapped arenas.
     pub fn bytes_mapped(&self) -> usize {
         self.arenas.mapped * ARENA_SIZE
     }
@@ -131,6 +82,7 @@ impl CoreStats {
         self.sum(|_, c| c.free_in_pools * c.block_size)
     }
 
+    /// Bytes taken by the headers of pools serving a class.
     pub fn bytes_pool_headers(&self) -> usize {
         self.sum(|_, c| c.pools() * POOL_OVERHEAD)
     }
@@ -140,6 +92,7 @@ impl CoreStats {
         self.sum(|i, c| c.pools() * CLASS_TABLE[i].pool_tail_waste)
     }
 
+    /// Bytes of empty pools in mapped arenas.
     pub fn bytes_empty_pools(&self) -> usize {
         self.pools_empty * POOL_SIZE
     }
@@ -168,7 +121,7 @@ impl CoreStats {
 impl<S: PageSource> Core<S> {
     /// One class's counts, under its lock only (cheaper than a full snapshot).
     pub fn class_stats(&self, class: Class) -> ClassStats {
-        self.classes[class.index()].lock().stats(class)
+        class_stats(&self.classes[class.index()].lock(), class)
     }
 
     /// A consistent snapshot, taken with every lock held in order.
@@ -176,7 +129,7 @@ impl<S: PageSource> Core<S> {
         let locks = self.lock_all();
         let mut classes = [ClassStats::default(); NB_SMALL_SIZE_CLASSES];
         for class in Class::all() {
-            classes[class.index()] = locks.class(class).stats(class);
+            classes[class.index()] = class_stats(locks.class(class), class);
         }
         let pools_in_use: usize = classes.iter().map(ClassStats::pools).sum();
         let arenas = locks.arenas.counters;
@@ -184,216 +137,23 @@ impl<S: PageSource> Core<S> {
             classes,
             arenas,
             pools_empty: arenas.mapped * POOLS_PER_ARENA - pools_in_use,
-            large: self.large.snapshot(),
+            large: {
+                let mut totals = LargeTotals::default();
+                self.large.add_to(&mut totals);
+                totals.stats()
+            },
         }
     }
 }
 
-impl CoreStats {
-    /// The snapshot as one JSON object: every field, and the derived byte counts the text report
-    /// prints. Written by hand so that faces without a JSON library (the C ABI) share it; it
-    /// allocates nothing of its own.
-    pub fn write_json(&self, f: &mut impl fmt::Write) -> fmt::Result {
-        f.write_str("{\"classes\":[")?;
-        let in_use = self.classes.iter().enumerate();
-        let in_use = in_use.filter(|(_, c)| c.pools() > 0 || c.blocks_in_caches > 0);
-        comma_separated(f, in_use, |f, (i, c)| {
-            write!(
-                f,
-                "{{\"class\":{i},\"block_size\":{},\"pools_used\":{},\"pools_full\":{},\
-                 \"blocks_out\":{},\"blocks_in_use\":{},\"blocks_in_caches\":{},\
-                 \"free_in_pools\":{}}}",
-                c.block_size,
-                c.pools_used,
-                c.pools_full,
-                c.blocks_out,
-                c.blocks_in_use(),
-                c.blocks_in_caches,
-                c.free_in_pools
-            )
-        })?;
-        let a = &self.arenas;
-        write!(
-            f,
-            "],\"arenas\":{{\"mapped\":{},\"mapped_ever\":{},\"released\":{},\"high_water\":{},\
-             \"map_failures\":{},\"wholly_empty\":{}}},\"pools_empty\":{},\"pools_in_use\":{},\
-             \"large\":{{\"allocs_total\":{},\"live\":{},\"live_bytes\":{}}},",
-            a.mapped,
-            a.mapped_ever,
-            a.released,
-            a.high_water,
-            a.map_failures,
-            a.wholly_empty,
-            self.pools_empty,
-            self.pools_in_use(),
-            self.large.allocs_total,
-            self.large.live,
-            self.large.live_bytes
-        )?;
-        write!(
-            f,
-            "\"bytes\":{{\"mapped\":{},\"in_use\":{},\"in_caches\":{},\"free_in_pools\":{},\
-             \"empty_pools\":{},\"pool_headers\":{},\"quantization\":{},\"accounted\":{}}},\
-             \"identity_holds\":{}}}",
-            self.bytes_mapped(),
-            self.bytes_in_use(),
-            self.bytes_in_caches(),
-            self.bytes_free_in_pools(),
-            self.bytes_empty_pools(),
-            self.bytes_pool_headers(),
-            self.bytes_quantization(),
-            self.accounted_bytes(),
-            self.identity_holds()
-        )
-    }
-}
-
-/// Writes `items` separated by commas, each through `one`: the JSON writers' arrays and
-/// objects.
-pub(crate) fn comma_separated<W: fmt::Write, T>(
-    f: &mut W,
-    items: impl IntoIterator<Item = T>,
-    mut one: impl FnMut(&mut W, T) -> fmt::Result,
-) -> fmt::Result {
-    for (n, item) in items.into_iter().enumerate() {
-        if n > 0 {
-            f.write_char(',')?;
-        }
-        one(f, item)?;
-    }
-    Ok(())
-}
-
-/// Groups digits in threes, as CPython's report does.
-pub(crate) struct Thousands(pub(crate) usize);
-
-impl fmt::Display for Thousands {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut digits = [0u8; 32];
-        let mut n = self.0;
-        let mut len = 0;
-        loop {
-            if len % 4 == 3 {
-                digits[len] = b',';
-                len += 1;
-            }
-            digits[len] = b'0' + (n % 10) as u8;
-            len += 1;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        digits[..len].reverse();
-        let text = core::str::from_utf8(&digits[..len]).map_err(|_| fmt::Error)?;
-        f.pad(text)
-    }
-}
-
-impl fmt::Display for CoreStats {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "Small block threshold = {SMALL_REQUEST_THRESHOLD}, in {NB_SMALL_SIZE_CLASSES} size classes."
-        )?;
-        writeln!(f)?;
-        writeln!(
-            f,
-            "class   size   num pools   full pools   blocks in use   in caches   avail blocks"
-        )?;
-        writeln!(
-            f,
-            "-----   ----   ---------   ----------   -------------   ---------   ------------"
-        )?;
-        for (i, c) in self.classes.iter().enumerate() {
-            if c.pools() == 0 && c.blocks_in_caches == 0 {
-                continue;
-            }
-            writeln!(
-                f,
-                "{:>5}   {:>4}   {:>9}   {:>10}   {:>13}   {:>9}   {:>12}",
-                i,
-                c.block_size,
-                c.pools(),
-                c.pools_full,
-                c.blocks_in_use(),
-                c.blocks_in_caches,
-                c.free_in_pools
-            )?;
-        }
-        writeln!(f)?;
-        let a = &self.arenas;
-        let line = |f: &mut fmt::Formatter<'_>, label: &str, n: usize| {
-            writeln!(f, "{label:<40}= {:>21}", Thousands(n))
-        };
-        line(f, "# arenas allocated total", a.mapped_ever)?;
-        line(f, "# arenas reclaimed", a.released)?;
-        line(f, "# arenas highwater mark", a.high_water)?;
-        line(f, "# arenas allocated current", a.mapped)?;
-        line(f, "# arena map failures", a.map_failures)?;
-        line(
-            f,
-            &format!("{} arenas * {} bytes/arena", a.mapped, ARENA_SIZE),
-            self.bytes_mapped(),
-        )?;
-        writeln!(f)?;
-        line(f, "# bytes in allocated blocks", self.bytes_in_use())?;
-        line(f, "# bytes in thread caches", self.bytes_in_caches())?;
-        line(f, "# bytes in available blocks", self.bytes_free_in_pools())?;
-        line(
-            f,
-            &format!("{} unused pools * {} bytes", self.pools_empty, POOL_SIZE),
-            self.bytes_empty_pools(),
-        )?;
-        line(f, "# bytes lost to pool headers", self.bytes_pool_headers())?;
-        line(f, "# bytes lost to quantization", self.bytes_quantization())?;
-        line(f, "Total", self.accounted_bytes())?;
-        if !self.identity_holds() {
-            writeln!(
-                f,
-                "!! accounting identity broken: parts {} != mapped {}",
-                self.accounted_bytes(),
-                self.bytes_mapped()
-            )?;
-        }
-        writeln!(f)?;
-        line(f, "# large-path blocks live", self.large.live)?;
-        line(f, "# large-path bytes live", self.large.live_bytes)?;
-        line(f, "# large-path requests served", self.large.allocs_total)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Thousands;
-
-    #[test]
-    fn json_is_well_formed_and_complete() {
-        let core = crate::Core::new(crate::MemPages::new(1));
-        let p = core.alloc(core::alloc::Layout::from_size_align(24, 8).unwrap());
-        let mut json = String::new();
-        core.stats().write_json(&mut json).unwrap();
-        assert!(
-            json.starts_with("{\"classes\":[{\"class\":2,\"block_size\":24,"),
-            "{json}"
-        );
-        assert!(json.contains("\"mapped\":1,") && json.ends_with("\"identity_holds\":true}"));
-        let opens = json.matches(['{', '[']).count();
-        let closes = json.matches(['}', ']']).count();
-        assert_eq!(opens, closes, "{json}");
-        // SAFETY: `p` came from `alloc` with this layout.
-        unsafe {
-            core.dealloc(p, core::alloc::Layout::from_size_align(24, 8).unwrap())
-                .unwrap()
-        };
-    }
-
-    #[test]
-    fn thousands_groups_digits() {
-        assert_eq!(Thousands(0).to_string(), "0");
-        assert_eq!(Thousands(999).to_string(), "999");
-        assert_eq!(Thousands(1000).to_string(), "1,000");
-        assert_eq!(Thousands(1_048_576).to_string(), "1,048,576");
-        assert_eq!(format!("{:>8}", Thousands(1234)), "   1,234");
+/// A class's counts as stats report them, from its lock's state.
+fn class_stats(cls: &ClassPools, class: Class) -> ClassStats {
+    ClassStats {
+        block_size: class.block_size(),
+        pools_used: cls.pools - cls.full,
+        pools_full: cls.full,
+        blocks_out: cls.blocks_out,
+        blocks_in_caches: 0,
+        free_in_pools: cls.pools * class.blocks_per_pool() - cls.blocks_out,
     }
 }

@@ -56,7 +56,7 @@ fn threads_take_and_give_batches_concurrently() {
                 // SAFETY: relink the chain before giving it back.
                 unsafe { (*w[0]).next = w[1] };
             }
-            // SAFETY: as above.
+            // SAFETY: the chain, just relinked, holds blocks taken for `class`, each once.
             unsafe { core.give_batch(class, blocks[0], blocks.len()) };
         }
     });

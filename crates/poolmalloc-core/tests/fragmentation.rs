@@ -177,7 +177,7 @@ fn seed_scenario_pins_exactly_the_survivors_pools() {
     // Free the survivors: exactly the predicted arenas go back.
     let predicted = f.bytes_back_if_sparse_emptied();
     for p in survivors {
-        // SAFETY: as above.
+        // SAFETY: each survivor came from `alloc(one)` and is freed once.
         unsafe { core.dealloc(p, one).unwrap() };
     }
     let after = core.fragmentation();
@@ -212,7 +212,7 @@ fn one_survivor_per_pool_is_the_one_block_band() {
     assert_matches_stats(&f, &core.stats());
     let c = f.classes[0];
     assert_eq!(c.pools, {
-        let mut b = [0; poolmalloc_core::fragmentation::BANDS];
+        let mut b = [0; poolmalloc_core::BANDS];
         b[Band::One.index()] = pools;
         b
     });
@@ -398,7 +398,7 @@ impl Model {
     /// The snapshot's per-pool and per-arena view equals the model's.
     fn check(&self, f: &Fragmentation) {
         let pools = self.pools();
-        let mut bands = [[0usize; poolmalloc_core::fragmentation::BANDS]; NB_SMALL_SIZE_CLASSES];
+        let mut bands = [[0usize; poolmalloc_core::BANDS]; NB_SMALL_SIZE_CLASSES];
         let mut arenas: BTreeMap<usize, (usize, usize, usize, usize)> = BTreeMap::new();
         for (&p, &(c, n)) in &pools {
             let band = Band::of(n, c.blocks_per_pool());
@@ -581,7 +581,8 @@ fn worker(core: &Core<MemPages>, t: u64) {
         }
     }
     for (class, b) in held {
-        // SAFETY: as above; a one-block chain of its class.
+        // SAFETY: the block is out and ours, taken for `class` and freed once, as a one-block
+        // chain of its class.
         unsafe {
             (*b).next = std::ptr::null_mut();
             core.give_batch(class, b, 1);

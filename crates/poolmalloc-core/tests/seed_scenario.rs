@@ -59,7 +59,7 @@ fn survivors_pin_their_pools_until_freed() {
 
     // Free the survivors: all pools empty, arenas beyond the reserve gone.
     for p in survivors {
-        // SAFETY: as above.
+        // SAFETY: each survivor came from `alloc(one)` and is freed once.
         unsafe { core.dealloc(p, one).unwrap() };
     }
     let s = core.stats();

@@ -100,7 +100,7 @@ mod tests {
                 "block crosses a chunk"
             );
             // SAFETY: the block is in the region, whose headers are all zero.
-            assert_eq!(unsafe { poolmalloc_core::pool::class_tag(p) }, 0);
+            assert_eq!(unsafe { poolmalloc_core::class_tag(p) }, 0);
             seen.push(p as usize);
         }
         assert!(seen.len() >= BOOTSTRAP_BYTES / POOL_SIZE * 29);

@@ -7,7 +7,7 @@
 //! refills a batch from the core in one lock acquisition; one with no room left flushes a batch
 //! back in one acquisition (both `#[cold]`).
 //!
-//! Lists are indexed by the one-byte class tag of the block's pool (`pool::class_tag`): class `c`
+//! Lists are indexed by the one-byte class tag of the block's pool (`class_tag`): class `c`
 //! uses list `c + 1`. Every other index — 0 for "pool serving no class", and the values a misused
 //! pointer's garbage "header" may hold — has a list whose room is always 0, so such a free always
 //! takes the slow path, where it is reported. With 256 lists no index needs a bounds check.
@@ -20,9 +20,9 @@ use core::cell::Cell;
 use core::ptr;
 
 use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
-use poolmalloc_core::{Class, Core, FreeBlock, LargeStats, PageSource};
+use poolmalloc_core::{Class, Core, FreeBlock, LargeTally, PageSource};
 
-use crate::sync::atomic::{AtomicIsize, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicIsize, AtomicU8, Ordering};
 use crate::sync::{array_of, const_fn_unless_loom};
 
 /// One class's free list.
@@ -67,105 +67,13 @@ pub enum CacheState {
     Retired,
 }
 
-/// A thread's count of the large blocks it allocated and freed (`large.rs`): raw totals, so
-/// that a block allocated on one thread and freed on another nets out when stats add the
-/// threads up. Written by one thread at a time with plain loads and stores (C1); stats read it
-/// from any thread.
-pub struct LargeTally {
-    /// Blocks allocated, blocks freed, bytes allocated, bytes freed.
-    counts: [AtomicUsize; 4],
-}
-
-const ALLOCS: usize = 0;
-const FREES: usize = 1;
-const BYTES_IN: usize = 2;
-const BYTES_OUT: usize = 3;
-
-impl LargeTally {
-    const_fn_unless_loom! {
-        /// Nothing counted.
-        pub fn new() -> LargeTally {
-            LargeTally {
-                counts: [
-                    AtomicUsize::new(0),
-                    AtomicUsize::new(0),
-                    AtomicUsize::new(0),
-                    AtomicUsize::new(0),
-                ],
-            }
-        }
-    }
-
-    /// Plain load-add-store: only the owning thread writes (C1).
-    #[inline(always)]
-    fn bump(&self, which: usize, by: usize) {
-        let count = &self.counts[which];
-        count.store(
-            count.load(Ordering::Relaxed).wrapping_add(by),
-            Ordering::Relaxed,
-        );
-    }
-
-    /// One block of `bytes` allocated. Only the owning thread calls it (C1).
-    pub fn record_alloc(&self, bytes: usize) {
-        self.bump(ALLOCS, 1);
-        self.bump(BYTES_IN, bytes);
-    }
-
-    /// One block of `bytes` freed. Only the owning thread calls it (C1).
-    pub fn record_free(&self, bytes: usize) {
-        self.bump(FREES, 1);
-        self.bump(BYTES_OUT, bytes);
-    }
-
-    /// Adds `other`'s counts with atomic adds: any thread may call it (a thread's counts left
-    /// behind when it exits, or counted while it had no cache).
-    pub fn absorb(&self, other: &LargeTally) {
-        for (mine, theirs) in self.counts.iter().zip(&other.counts) {
-            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-    }
-
-    /// Adds the counts to raw totals that `LargeTotals::stats` turns into a snapshot.
-    pub fn add_to(&self, totals: &mut LargeTotals) {
-        for (total, count) in totals.0.iter_mut().zip(&self.counts) {
-            *total = total.wrapping_add(count.load(Ordering::Relaxed));
-        }
-    }
-}
-
-/// Several threads' `LargeTally`s added up.
-#[derive(Default)]
-pub struct LargeTotals([usize; 4]);
-
-impl LargeTotals {
-    /// Both totals added up.
-    pub fn plus(mut self, other: LargeTotals) -> LargeTotals {
-        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
-            *mine = mine.wrapping_add(theirs);
-        }
-        self
-    }
-
-    /// The large path's snapshot. Live counts stop at zero: the C library's `free` counts every
-    /// block that is not in our pools, including blocks the C library handed out before
-    /// poolmalloc was loaded.
-    pub fn stats(&self) -> LargeStats {
-        let c = &self.0;
-        LargeStats {
-            allocs_total: c[ALLOCS],
-            live: c[ALLOCS].saturating_sub(c[FREES]),
-            live_bytes: c[BYTES_IN].saturating_sub(c[BYTES_OUT]),
-        }
-    }
-}
-
 /// A thread's cache. Owned by one thread at a time (C1); other threads only read `room`,
 /// `state` and `large`, atomics that the owner writes with plain stores.
 pub struct ThreadCache {
     lists: [FreeList; LISTS],
     state: AtomicU8,
-    /// This thread's large blocks (kept here so that counting them writes no shared line).
+    /// This thread's large blocks (`poolmalloc_core::large`), counted here so that counting
+    /// them writes no line another thread writes.
     pub large: LargeTally,
 }
 

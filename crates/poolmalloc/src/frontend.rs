@@ -28,12 +28,13 @@ use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 
 use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
-use poolmalloc_core::{pool, Class, Core, CoreStats, Fragmentation, PageSource};
+use poolmalloc_core::{
+    class_tag, large, Class, Core, CoreStats, Fragmentation, LargeTally, LargeTotals, PageSource,
+};
 
 use crate::bootstrap;
-use crate::cache::{CacheState, LargeTally, LargeTotals, ThreadCache};
+use crate::cache::{CacheState, ThreadCache};
 use crate::hooks::{class_of_tag, Hooks};
-use crate::large;
 use crate::misuse::{report, Misuse};
 
 /// The hooks `PoolMalloc` and `Heap` use in this build: debug mode's with feature `debug`.
@@ -70,13 +71,11 @@ pub(crate) trait Home {
     /// from code the allocator itself called, and must not take a core lock.
     fn busy(&self) -> bool;
 
-    /// Runs `caches` on every cache whose counts stats must see, then `left` on the large-block
-    /// counts left behind (`left_behind`), in one critical section, so that a thread exiting
-    /// meanwhile is counted once.
-    fn census(&self, caches: &mut dyn FnMut(&ThreadCache), left: &mut dyn FnMut(&LargeTally));
-
-    /// The large-block counts of threads that exited, or counted while they had no cache.
-    fn left_behind(&self) -> &LargeTally;
+    /// Runs `caches` on every cache whose counts stats must see, then `core_tally` on the core's
+    /// large-block tally, in one critical section with the threads' exits (which leave their
+    /// large-block counts in the core's tally), so that a thread exiting meanwhile is counted
+    /// once.
+    fn census(&self, caches: &mut dyn FnMut(&ThreadCache), core_tally: &mut dyn FnMut(&LargeTally));
 }
 
 /// Who owns a pointer, told without reading memory outside our arenas.
@@ -96,7 +95,7 @@ pub(crate) fn owner<S: PageSource>(core: &Core<S>, ptr: *const u8) -> Owner {
     if core.owns(ptr) {
         // SAFETY: the registry says the address lies in one of the core's arenas (A1), so its
         // pool header is mapped.
-        let tag = unsafe { pool::class_tag(ptr) };
+        let tag = unsafe { class_tag(ptr) };
         Owner::Pool { tag }
     } else if bootstrap::contains(ptr) {
         Owner::Bootstrap
@@ -172,7 +171,7 @@ fn large_alloc<H: Home, K: Hooks>(home: &H, layout: Layout, zeroed: bool) -> *mu
 }
 
 /// Runs `f` with the tally this thread counts its large blocks in: its cache's, once the cache
-/// is in service; else a count that goes straight to the home's `left_behind`.
+/// is in service; else a count that goes straight to the core's tally.
 fn with_tally<H: Home, R>(home: &H, f: impl FnOnce(&LargeTally) -> R) -> R {
     home.with_cache(|cache| {
         if cache.state() == CacheState::Unused && !home.busy() {
@@ -181,10 +180,7 @@ fn with_tally<H: Home, R>(home: &H, f: impl FnOnce(&LargeTally) -> R) -> R {
         if cache.state() == CacheState::Active {
             f(&cache.large)
         } else {
-            let tally = LargeTally::new();
-            let r = f(&tally);
-            home.left_behind().absorb(&tally);
-            r
+            home.core().large_tally().shared(f)
         }
     })
 }
@@ -203,7 +199,7 @@ pub(crate) unsafe fn dealloc<H: Home, K: Hooks>(home: &H, user: *mut u8, layout:
             Some(_) if H::TRUSTS_SMALL_LAYOUT => {
                 // SAFETY: a small layout's block lies in one of the home's pools or in the
                 // bootstrap region, laid out like pools, so its pool header is mapped.
-                let tag = unsafe { pool::class_tag(user) };
+                let tag = unsafe { class_tag(user) };
                 // SAFETY: as above; the program gives the block up (precondition).
                 return unsafe { free_in_pool::<H, K>(home, user, tag, Some(layout)) };
             }
@@ -351,7 +347,7 @@ pub(crate) unsafe fn realloc<H: Home, K: Hooks>(
         Some(_) => {
             // SAFETY: a small layout's block lies in one of the home's pools, so its header is
             // mapped (the layout says where it is, as for `dealloc`).
-            let tag = unsafe { pool::class_tag(user) };
+            let tag = unsafe { class_tag(user) };
             Owner::Pool { tag }
         }
         None => Owner::Elsewhere,
@@ -494,15 +490,16 @@ pub(crate) fn collect<H: Home>(home: &H) -> usize {
 fn in_caches<H: Home>(home: &H) -> ([usize; NB_SMALL_SIZE_CLASSES], LargeTotals) {
     let mut held = [0usize; NB_SMALL_SIZE_CLASSES];
     let mut large = LargeTotals::default();
-    let mut large_left = LargeTotals::default();
+    let mut left = LargeTotals::default();
     home.census(
         &mut |cache| {
             cache.add_held_to(&mut held);
             cache.large.add_to(&mut large);
         },
-        &mut |left| left.add_to(&mut large_left),
+        &mut |core_tally| core_tally.add_to(&mut left),
     );
-    (held, large.plus(large_left))
+    large += left;
+    (held, large)
 }
 
 /// The one stats merge: the core's snapshot, the blocks every thread's cache holds (an

@@ -18,23 +18,20 @@
 //!
 //! `LIVE` links the state of every thread whose cache is in service, so that stats can count
 //! what the caches hold; a thread unlinks itself at exit and leaves its large-block counts in
-//! `LEFT`, both under `LIVE`'s lock.
+//! the core's tally, both under `LIVE`'s lock.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
 use core::ptr;
 
-use poolmalloc_core::{Core, CoreStats, Fragmentation, OsPages, Violation};
+use poolmalloc_core::{Core, CoreStats, Fragmentation, LargeTally, OsPages, Violation};
 
-use crate::cache::{CacheState, LargeTally, ThreadCache};
+use crate::cache::{CacheState, ThreadCache};
 use crate::frontend::{self, Active, Home};
 use crate::sync::Mutex;
 
 /// The process-wide core.
 static CORE: Core<OsPages> = Core::new(OsPages);
-
-/// Large-block counts of threads that exited or counted without a cache in service.
-static LEFT: LargeTally = LargeTally::new();
 
 thread_local! {
     static THREAD: ThreadState = const { ThreadState::new() };
@@ -96,7 +93,11 @@ impl Home for Global {
         BUSY.get()
     }
 
-    fn census(&self, caches: &mut dyn FnMut(&ThreadCache), left: &mut dyn FnMut(&LargeTally)) {
+    fn census(
+        &self,
+        caches: &mut dyn FnMut(&ThreadCache),
+        core_tally: &mut dyn FnMut(&LargeTally),
+    ) {
         let live = LIVE.lock();
         let mut entry = live.head;
         while !entry.is_null() {
@@ -107,11 +108,7 @@ impl Home for Global {
                 entry = (*entry).next.get();
             }
         }
-        left(&LEFT);
-    }
-
-    fn left_behind(&self) -> &LargeTally {
-        &LEFT
+        core_tally(CORE.large_tally());
     }
 }
 
@@ -166,7 +163,7 @@ fn link_this_thread() {
     });
 }
 
-/// Takes this thread off `LIVE` and leaves its large-block counts in `LEFT`, in one critical
+/// Takes this thread off `LIVE` and leaves its large-block counts in the core's tally, in one critical
 /// section, so a census counts them once.
 fn unlink_this_thread() {
     THREAD.with(|me| {
@@ -183,7 +180,7 @@ fn unlink_this_thread() {
                 (*next).prev.set(prev);
             }
         }
-        LEFT.absorb(&me.cache.large);
+        CORE.large_tally().absorb(&me.cache.large);
     });
 }
 
@@ -410,7 +407,7 @@ pub mod capi {
     /// The library's start-up, before `main`: finds the C library's own `malloc_usable_size`
     /// and decides the mode, while no lock is held and allocating is still safe.
     pub fn start() {
-        crate::large::system_usable_size();
+        poolmalloc_core::large::system_usable_size();
         debug_mode();
     }
 
@@ -439,7 +436,8 @@ pub mod capi {
     }
 
     /// `pthread_atfork` child: the other threads are gone, so their caches leave the live list
-    /// (their blocks stay out for the child's life; their large-block counts go to `LEFT`),
+    /// (their blocks stay out for the child's life; their large-block counts go to the core's
+    /// tally),
     /// then the locks are released.
     ///
     /// # Safety
@@ -454,7 +452,7 @@ pub mod capi {
                 // SAFETY: as above.
                 unsafe {
                     if !ptr::eq(entry, me) {
-                        LEFT.absorb(&(*entry).cache.large);
+                        CORE.large_tally().absorb(&(*entry).cache.large);
                     }
                     entry = (*entry).next.get();
                 }
@@ -469,7 +467,7 @@ pub mod capi {
         // SAFETY: this child has only this thread, which `fork_prepare` left holding every lock.
         unsafe {
             CORE.reset_locks_in_child();
-            poolmalloc_core::central::reset_lock_in_child(&LIVE);
+            poolmalloc_core::reset_lock_in_child(&LIVE);
         }
     }
 }

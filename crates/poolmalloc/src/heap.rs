@@ -13,9 +13,9 @@ use core::ptr::{self, NonNull};
 use std::sync::{Arc, Weak};
 
 use allocator_api2::alloc::{AllocError, Allocator};
-use poolmalloc_core::{Core, CoreStats, Fragmentation, OsPages, PageSource, Violation};
+use poolmalloc_core::{Core, CoreStats, Fragmentation, LargeTally, OsPages, PageSource, Violation};
 
-use crate::cache::{CacheState, LargeTally, ThreadCache};
+use crate::cache::{CacheState, ThreadCache};
 use crate::frontend::{self, Active, Home};
 use crate::slots::{self, ExitHook, Slots};
 
@@ -26,8 +26,6 @@ struct Shared<S: PageSource> {
     /// The cache of a thread too far into its exit to have one of its own: never in service,
     /// so its lists stay empty with no room and nothing ever writes it.
     idle: ThreadCache,
-    /// Large-block counts made without a cache in service.
-    left: LargeTally,
     /// This heap, for the exit hooks threads register.
     me: Weak<Shared<S>>,
 }
@@ -71,14 +69,14 @@ impl<S: PageSource + 'static> Home for Shared<S> {
         false
     }
 
-    fn census(&self, caches: &mut dyn FnMut(&ThreadCache), left: &mut dyn FnMut(&LargeTally)) {
+    fn census(
+        &self,
+        caches: &mut dyn FnMut(&ThreadCache),
+        core_tally: &mut dyn FnMut(&LargeTally),
+    ) {
         // An exited thread's cache keeps its counts in its slot: every slot is counted.
         self.caches.for_each(caches);
-        left(&self.left);
-    }
-
-    fn left_behind(&self) -> &LargeTally {
-        &self.left
+        core_tally(self.core.large_tally());
     }
 }
 
@@ -125,7 +123,6 @@ impl<S: PageSource + 'static> Heap<S> {
                 core: Core::new(source),
                 caches: Slots::new(),
                 idle: ThreadCache::new(),
-                left: LargeTally::new(),
                 me: me.clone(),
             }),
         }

@@ -13,11 +13,9 @@
 
 use core::alloc::Layout;
 
-use poolmalloc_core::{class_of, tools, Class, Core, FreeBlock, PageSource};
+use poolmalloc_core::{class_of, large, tools, Class, Core, FreeBlock, LargeTally, PageSource};
 
 use crate::bootstrap;
-use crate::cache::LargeTally;
-use crate::large;
 use crate::misuse::Misuse;
 
 /// What a build's checks do with a block on its way to the program and back.

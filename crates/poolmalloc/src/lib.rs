@@ -23,9 +23,8 @@
 //! - `sync`: the primitives of shared state (loom's under `cfg(poolmalloc_loom)`).
 //! - `misuse`: what a detected misuse is, and the hook that reports it.
 //! - `cache`: a thread's cache — per class a free list, batch refill and flush — and its
-//!   large-block tally.
+//!   large-block tally (`poolmalloc_core::large`).
 //! - `bootstrap`: a static region for requests made from inside the allocator.
-//! - `large`: the large path (the C library's allocator), counted per thread.
 //! - `hooks`: what a build's checks add to a block's way out and back; the plain build's.
 //! - `debug` (feature `debug`): debug mode's hooks.
 //! - `frontend`: the cache protocol, once for every face, over a `Home` and a `Hooks`.
@@ -63,8 +62,6 @@ mod global;
 mod heap;
 #[cfg(not(poolmalloc_loom))]
 mod hooks;
-#[cfg(not(poolmalloc_loom))]
-mod large;
 #[cfg(not(poolmalloc_loom))]
 mod slots;
 

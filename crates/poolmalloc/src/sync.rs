@@ -9,9 +9,9 @@ pub(crate) use parking_lot::Mutex;
 /// Atomics: `core`'s, or loom's in the models.
 pub(crate) mod atomic {
     #[cfg(not(poolmalloc_loom))]
-    pub(crate) use core::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+    pub(crate) use core::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU8, Ordering};
     #[cfg(poolmalloc_loom)]
-    pub(crate) use loom::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU8, Ordering};
 }
 
 /// Defines a function that is `const` in normal builds and plain under loom, whose atomics

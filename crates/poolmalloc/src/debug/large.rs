@@ -25,10 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use poolmalloc_core::config::{
     DEBUG_LARGE_MIN_SLOTS, DEBUG_PAD, DEBUG_PREFIX, DEBUG_RECENT_FREES, MAX_SMALL_ALIGN,
 };
-use poolmalloc_core::{os, Core, PageSource};
+use poolmalloc_core::{large as system, os, Core, LargeTally, PageSource};
 
 use super::{check_pads, kill, lay_out, live_size};
-use crate::cache::LargeTally;
 use crate::misuse::{report, DebugBlock, Misuse};
 
 /// A live large block.
@@ -262,7 +261,7 @@ pub(crate) fn alloc<S: PageSource>(core: &Core<S>, tally: &LargeTally, layout: L
     let Some(system) = system_layout(size, align) else {
         return ptr::null_mut();
     };
-    let Some(block) = NonNull::new(crate::large::alloc(tally, system, false)) else {
+    let Some(block) = NonNull::new(system::alloc(tally, system, false)) else {
         return ptr::null_mut();
     };
     // SAFETY: the prefix lies inside the block just allocated.
@@ -275,7 +274,7 @@ pub(crate) fn alloc<S: PageSource>(core: &Core<S>, tally: &LargeTally, layout: L
     };
     if !with_table(|t| t.live.insert(entry)) {
         // SAFETY: allocated above with this layout; nobody has seen it.
-        unsafe { crate::large::free(tally, block.as_ptr()) };
+        unsafe { system::free(tally, block.as_ptr()) };
         return ptr::null_mut();
     }
     // SAFETY: the header, pads and bytes fill the block from `user - DEBUG_PREFIX` on, which is
@@ -342,7 +341,7 @@ pub(crate) unsafe fn free<S: PageSource>(
     // free can reach it; its system block starts `prefix` bytes before it.
     unsafe {
         kill(user, entry.size + DEBUG_PAD);
-        crate::large::free(tally, user.sub(prefix(entry.align)));
+        system::free(tally, user.sub(prefix(entry.align)));
     }
 }
 

@@ -30,12 +30,11 @@ use poolmalloc_core::config::{
     DEBUG_DEAD_BYTE, DEBUG_FORBIDDEN_BYTE, DEBUG_FREED, DEBUG_FRESH_BYTE, DEBUG_HEADER, DEBUG_LIVE,
     DEBUG_PAD, DEBUG_PREFIX,
 };
-use poolmalloc_core::{tools, Class, Core, FreeError, FreeErrorKind, PageSource};
+use poolmalloc_core::{tools, Class, Core, FreeError, FreeErrorKind, LargeTally, PageSource};
 
 pub use block::class_for;
 use block::{check as check_small, on_alloc, on_free};
 
-use crate::cache::LargeTally;
 use crate::hooks::{class_of_tag, mark_live, Hooks};
 use crate::misuse::{DebugBlock, Misuse};
 

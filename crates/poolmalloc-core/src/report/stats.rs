@@ -1,0 +1,163 @@
+//! `CoreStats` as text (after CPython's `sys._debugmallocstats()`) and as JSON.
+
+use core::fmt;
+
+use super::{comma_separated, Thousands};
+use crate::config::{ARENA_SIZE, NB_SMALL_SIZE_CLASSES, POOL_SIZE, SMALL_REQUEST_THRESHOLD};
+use crate::stats::CoreStats;
+
+impl CoreStats {
+    /// The snapshot as one JSON object: every field, and the derived byte counts the text report
+    /// prints. Written by hand so that faces without a JSON library (the C ABI) share it; it
+    /// allocates nothing of its own.
+    pub fn write_json(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        f.write_str("{\"classes\":[")?;
+        let in_use = self.classes.iter().enumerate();
+        let in_use = in_use.filter(|(_, c)| c.pools() > 0 || c.blocks_in_caches > 0);
+        comma_separated(f, in_use, |f, (i, c)| {
+            write!(
+                f,
+                "{{\"class\":{i},\"block_size\":{},\"pools_used\":{},\"pools_full\":{},\
+                 \"blocks_out\":{},\"blocks_in_use\":{},\"blocks_in_caches\":{},\
+                 \"free_in_pools\":{}}}",
+                c.block_size,
+                c.pools_used,
+                c.pools_full,
+                c.blocks_out,
+                c.blocks_in_use(),
+                c.blocks_in_caches,
+                c.free_in_pools
+            )
+        })?;
+        let a = &self.arenas;
+        write!(
+            f,
+            "],\"arenas\":{{\"mapped\":{},\"mapped_ever\":{},\"released\":{},\"high_water\":{},\
+             \"map_failures\":{},\"wholly_empty\":{}}},\"pools_empty\":{},\"pools_in_use\":{},\
+             \"large\":{{\"allocs_total\":{},\"live\":{},\"live_bytes\":{}}},",
+            a.mapped,
+            a.mapped_ever,
+            a.released,
+            a.high_water,
+            a.map_failures,
+            a.wholly_empty,
+            self.pools_empty,
+            self.pools_in_use(),
+            self.large.allocs_total,
+            self.large.live,
+            self.large.live_bytes
+        )?;
+        write!(
+            f,
+            "\"bytes\":{{\"mapped\":{},\"in_use\":{},\"in_caches\":{},\"free_in_pools\":{},\
+             \"empty_pools\":{},\"pool_headers\":{},\"quantization\":{},\"accounted\":{}}},\
+             \"identity_holds\":{}}}",
+            self.bytes_mapped(),
+            self.bytes_in_use(),
+            self.bytes_in_caches(),
+            self.bytes_free_in_pools(),
+            self.bytes_empty_pools(),
+            self.bytes_pool_headers(),
+            self.bytes_quantization(),
+            self.accounted_bytes(),
+            self.identity_holds()
+        )
+    }
+}
+
+impl fmt::Display for CoreStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Small block threshold = {SMALL_REQUEST_THRESHOLD}, in {NB_SMALL_SIZE_CLASSES} size classes."
+        )?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "class   size   num pools   full pools   blocks in use   in caches   avail blocks"
+        )?;
+        writeln!(
+            f,
+            "-----   ----   ---------   ----------   -------------   ---------   ------------"
+        )?;
+        for (i, c) in self.classes.iter().enumerate() {
+            if c.pools() == 0 && c.blocks_in_caches == 0 {
+                continue;
+            }
+            writeln!(
+                f,
+                "{:>5}   {:>4}   {:>9}   {:>10}   {:>13}   {:>9}   {:>12}",
+                i,
+                c.block_size,
+                c.pools(),
+                c.pools_full,
+                c.blocks_in_use(),
+                c.blocks_in_caches,
+                c.free_in_pools
+            )?;
+        }
+        writeln!(f)?;
+        let a = &self.arenas;
+        let line = |f: &mut fmt::Formatter<'_>, label: &str, n: usize| {
+            writeln!(f, "{label:<40}= {:>21}", Thousands(n))
+        };
+        line(f, "# arenas allocated total", a.mapped_ever)?;
+        line(f, "# arenas reclaimed", a.released)?;
+        line(f, "# arenas highwater mark", a.high_water)?;
+        line(f, "# arenas allocated current", a.mapped)?;
+        line(f, "# arena map failures", a.map_failures)?;
+        line(
+            f,
+            &format!("{} arenas * {} bytes/arena", a.mapped, ARENA_SIZE),
+            self.bytes_mapped(),
+        )?;
+        writeln!(f)?;
+        line(f, "# bytes in allocated blocks", self.bytes_in_use())?;
+        line(f, "# bytes in thread caches", self.bytes_in_caches())?;
+        line(f, "# bytes in available blocks", self.bytes_free_in_pools())?;
+        line(
+            f,
+            &format!("{} unused pools * {} bytes", self.pools_empty, POOL_SIZE),
+            self.bytes_empty_pools(),
+        )?;
+        line(f, "# bytes lost to pool headers", self.bytes_pool_headers())?;
+        line(f, "# bytes lost to quantization", self.bytes_quantization())?;
+        line(f, "Total", self.accounted_bytes())?;
+        if !self.identity_holds() {
+            writeln!(
+                f,
+                "!! accounting identity broken: parts {} != mapped {}",
+                self.accounted_bytes(),
+                self.bytes_mapped()
+            )?;
+        }
+        writeln!(f)?;
+        line(f, "# large-path blocks live", self.large.live)?;
+        line(f, "# large-path bytes live", self.large.live_bytes)?;
+        line(f, "# large-path requests served", self.large.allocs_total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_is_well_formed_and_complete() {
+        let core = crate::Core::new(crate::MemPages::new(1));
+        let p = core.alloc(core::alloc::Layout::from_size_align(24, 8).unwrap());
+        let mut json = String::new();
+        core.stats().write_json(&mut json).unwrap();
+        assert!(
+            json.starts_with("{\"classes\":[{\"class\":2,\"block_size\":24,"),
+            "{json}"
+        );
+        assert!(json.contains("\"mapped\":1,") && json.ends_with("\"identity_holds\":true}"));
+        let opens = json.matches(['{', '[']).count();
+        let closes = json.matches(['}', ']']).count();
+        assert_eq!(opens, closes, "{json}");
+        // SAFETY: `p` came from `alloc` with this layout.
+        unsafe {
+            core.dealloc(p, core::alloc::Layout::from_size_align(24, 8).unwrap())
+                .unwrap()
+        };
+    }
+}
