@@ -19,6 +19,10 @@
 //! compiles a C shim against the valgrind headers at build time, and when they are missing its
 //! requests panic at runtime — a panic inside an allocator may not unwind (DESIGN §6).
 
+/// True when a tool is told anything: callers skip the work of preparing a call (finding a
+/// block's class, telling a bootstrap block apart) that would otherwise stay on the fast path.
+pub const ENABLED: bool = cfg!(any(feature = "valgrind", feature = "asan"));
+
 /// Valgrind's request codes (`valgrind.h`, `memcheck.h`).
 #[cfg(feature = "valgrind")]
 mod request {

@@ -72,6 +72,7 @@ pub(crate) unsafe fn size_of(ptr: *const u8) -> usize {
 }
 
 /// True when `ptr` lies in the region.
+#[inline]
 pub(crate) fn contains(ptr: *const u8) -> bool {
     let base = REGION.0.get() as usize;
     (base..base + BOOTSTRAP_BYTES).contains(&(ptr as usize))

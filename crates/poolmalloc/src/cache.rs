@@ -103,6 +103,7 @@ impl ThreadCache {
     }
 
     /// Where the cache is in its life.
+    #[inline]
     pub fn state(&self) -> CacheState {
         match self.state.load(Ordering::Relaxed) {
             0 => CacheState::Unused,

@@ -78,14 +78,11 @@ impl Home for Global {
         activate(cache);
     }
 
-    /// Marks the thread busy, and keeps `errno`: C's `free` must not change it, and the slow
-    /// steps make system calls (futex, mmap, munmap) that may.
+    /// Marks the thread busy, so that requests from code the step calls go to the bootstrap
+    /// region.
     #[inline]
     fn slow<R>(&self, f: impl FnOnce() -> R) -> R {
-        let errno = Errno::save();
-        let r = in_allocator(f);
-        errno.restore();
-        r
+        in_allocator(f)
     }
 
     #[inline]
@@ -109,23 +106,6 @@ impl Home for Global {
             }
         }
         core_tally(CORE.large_tally());
-    }
-}
-
-/// This thread's `errno`, put back after a slow step.
-struct Errno(libc::c_int);
-
-impl Errno {
-    #[inline]
-    fn save() -> Errno {
-        // SAFETY: `__errno_location` returns this thread's errno.
-        Errno(unsafe { *libc::__errno_location() })
-    }
-
-    #[inline]
-    fn restore(self) {
-        // SAFETY: as in `save`.
-        unsafe { *libc::__errno_location() = self.0 };
     }
 }
 
@@ -290,6 +270,53 @@ pub fn owns(ptr: *const u8) -> bool {
     CORE.owns(ptr)
 }
 
+/// The global home as the C library uses it: the same core and caches, and slow steps that keep
+/// `errno`, since C's `free` must not change it and the slow steps make system calls (futex,
+/// mmap, munmap) that may. (The Rust faces do not pay for it.)
+pub(crate) struct GlobalC;
+
+impl Home for GlobalC {
+    type Source = OsPages;
+    const TRUSTS_SMALL_LAYOUT: bool = Global::TRUSTS_SMALL_LAYOUT;
+
+    #[inline(always)]
+    fn core(&self) -> &Core<OsPages> {
+        Global.core()
+    }
+
+    #[inline(always)]
+    fn with_cache<R>(&self, f: impl FnOnce(&ThreadCache) -> R) -> R {
+        Global.with_cache(f)
+    }
+
+    fn activate(&self, cache: &ThreadCache) {
+        Global.activate(cache);
+    }
+
+    #[inline]
+    fn slow<R>(&self, f: impl FnOnce() -> R) -> R {
+        // SAFETY: `__errno_location` returns this thread's errno.
+        let errno = unsafe { *libc::__errno_location() };
+        let r = Global.slow(f);
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = errno };
+        r
+    }
+
+    #[inline]
+    fn busy(&self) -> bool {
+        Global.busy()
+    }
+
+    fn census(
+        &self,
+        caches: &mut dyn FnMut(&ThreadCache),
+        core_tally: &mut dyn FnMut(&LargeTally),
+    ) {
+        Global.census(caches, core_tally);
+    }
+}
+
 /// The global home's entry points for the C library (`poolmalloc-capi`), which has no layouts:
 /// the same core, the same per-thread caches, the same front end. Not part of the Rust API.
 pub mod capi {
@@ -307,14 +334,14 @@ pub mod capi {
             if debug_mode() {
                 with_mode!(@debug $f($($arg),*))
             } else {
-                frontend::$f::<Global, Plain>($($arg),*)
+                frontend::$f::<GlobalC, Plain>($($arg),*)
             }
         };
         (@debug $f:ident ( $($arg:expr),* )) => {{
             #[cfg(feature = "debug")]
-            let r = frontend::$f::<Global, crate::debug::Debug>($($arg),*);
+            let r = frontend::$f::<GlobalC, crate::debug::Debug>($($arg),*);
             #[cfg(not(feature = "debug"))]
-            let r = frontend::$f::<Global, Plain>($($arg),*);
+            let r = frontend::$f::<GlobalC, Plain>($($arg),*);
             r
         }};
     }
@@ -327,7 +354,7 @@ pub mod capi {
         let Ok(layout) = Layout::from_size_align(size, align) else {
             return ptr::null_mut();
         };
-        with_mode!(alloc(&Global, layout, zeroed))
+        with_mode!(alloc(&GlobalC, layout, zeroed))
     }
 
     /// C's `free` of a non-null pointer.
@@ -337,7 +364,7 @@ pub mod capi {
     #[inline]
     pub unsafe fn free(ptr: *mut u8) {
         // SAFETY: forwarded contract.
-        unsafe { with_mode!(free(&Global, ptr, None)) }
+        unsafe { with_mode!(free(&GlobalC, ptr, None)) }
     }
 
     /// C's `realloc` of a non-null pointer to a non-zero size; null (the block intact) when out
@@ -347,7 +374,7 @@ pub mod capi {
     /// `ptr` is a live block of ours or of the C library's allocator; `size` is non-zero.
     pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
         // SAFETY: forwarded contract.
-        unsafe { with_mode!(realloc_unsized(&Global, ptr, size)) }
+        unsafe { with_mode!(realloc_unsized(&GlobalC, ptr, size)) }
     }
 
     /// C's `malloc_usable_size` of a non-null pointer; 0 for misuse (reported).
@@ -356,7 +383,7 @@ pub mod capi {
     /// `ptr` is a live block of ours or of the C library's allocator.
     pub unsafe fn usable_size(ptr: *mut u8) -> usize {
         // SAFETY: forwarded contract.
-        unsafe { with_mode!(usable_size(&Global, ptr)) }
+        unsafe { with_mode!(usable_size(&GlobalC, ptr)) }
     }
 
     #[cfg(feature = "debug")]

@@ -115,6 +115,9 @@ impl Hooks for Plain {
 
     #[inline(always)]
     unsafe fn on_free(user: *mut u8, tag: u8) -> Result<*mut u8, Misuse> {
+        if !tools::ENABLED {
+            return Ok(user);
+        }
         if let Some(class) = class_of_tag(tag) {
             // SAFETY: the program gave back a live block of `class` (the pool's tag says so);
             // LINK is below the smallest block.
@@ -165,7 +168,7 @@ impl Hooks for Plain {
 /// Tells the tools a block of `class` is live (a bootstrap block is not theirs to track).
 #[inline(always)]
 pub(crate) fn mark_live(block: *mut u8, class: Class) {
-    if !bootstrap::contains(block) {
+    if tools::ENABLED && !bootstrap::contains(block) {
         // SAFETY: a block of `class` just taken for the program (`on_alloc`'s precondition).
         unsafe { tools::mark_live(block, class.block_size()) };
     }
