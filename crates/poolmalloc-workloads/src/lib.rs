@@ -162,6 +162,8 @@ pub enum Unit {
     MiB,
     /// Pools in use (poolmalloc only).
     Pools,
+    /// Seconds of wall or CPU time (a whole program's run).
+    Seconds,
 }
 
 impl Unit {
@@ -170,11 +172,12 @@ impl Unit {
             Unit::NsPerOp => "ns/op",
             Unit::MiB => "MiB",
             Unit::Pools => "pools",
+            Unit::Seconds => "s",
         }
     }
 
     pub fn parse(name: &str) -> Option<Unit> {
-        [Unit::NsPerOp, Unit::MiB, Unit::Pools]
+        [Unit::NsPerOp, Unit::MiB, Unit::Pools, Unit::Seconds]
             .into_iter()
             .find(|u| u.name() == name)
     }
