@@ -276,9 +276,11 @@ fn parse_compare<'a>(
             "--" => {
                 p.command = it.by_ref().map(str::to_string).collect();
                 if p.command.is_empty() {
-                    return err("compare -- needs a command: poolmalloc compare [OPTIONS] -- \
+                    return err(
+                        "compare -- needs a command: poolmalloc compare [OPTIONS] -- \
                                 CMD [ARGS..]"
-                        .into());
+                            .into(),
+                    );
                 }
             }
             "--check-output" if inline.is_none() => p.check_output = true,

@@ -174,10 +174,15 @@ fn run_child(program: &Path, args: &[&str]) -> Result<Vec<Sample>, String> {
     Ok(samples)
 }
 
-fn run_job(job: Job, scale: Scale, global_dir: &Path) -> Result<Vec<Sample>, String> {
+fn run_job(
+    job: Job,
+    scale: Scale,
+    threads: &[usize],
+    global_dir: &Path,
+) -> Result<Vec<Sample>, String> {
     let quick = if scale.quick { &["--quick"][..] } else { &[] };
     match job.workload.place() {
-        Where::InProcess => run(job.workload, job.allocator, scale).map_err(|f| f.0),
+        Where::InProcess => run(job.workload, job.allocator, scale, threads).map_err(|f| f.0),
         Where::FreshProcess => {
             let exe = std::env::current_exe().map_err(|e| e.to_string())?;
             let mut args = vec!["__child", job.workload.name(), job.allocator.name()];
@@ -273,7 +278,7 @@ pub fn compare(args: &CompareArgs) -> Outcome<AllocatorId> {
                     job.allocator,
                     rep + 1
                 ));
-                match run_job(job, scale, &global_dir) {
+                match run_job(job, scale, &args.threads, &global_dir) {
                     Ok(samples) => match results.iter_mut().find(|(j, _)| *j == job) {
                         Some((_, all)) => all.extend(samples),
                         None => results.push((job, samples)),
@@ -304,7 +309,10 @@ pub fn compare(args: &CompareArgs) -> Outcome<AllocatorId> {
         .map(|a| (a.name().to_string(), json!(a.trim_name())))
         .collect::<serde_json::Map<_, _>>();
     Outcome {
-        command: format!("poolmalloc compare{}", if args.quick { " --quick" } else { "" }),
+        command: format!(
+            "poolmalloc compare{}",
+            if args.quick { " --quick" } else { "" }
+        ),
         allocators: args.allocators.clone(),
         rows: rows(&args.workloads, &args.allocators, &results, &failures),
         failures,

@@ -120,7 +120,7 @@ fn main() {
             quick,
         } => {
             let mut out = std::io::stdout().lock();
-            match run(workload, allocator, Scale { quick }) {
+            match run(workload, allocator, Scale { quick }, &[]) {
                 Ok(samples) => {
                     for s in samples {
                         let _ = writeln!(out, "{}", s.to_line());

@@ -449,7 +449,11 @@ pub fn compare(args: &CompareArgs, p: &ProgramArgs) -> Result<Outcome<Preload>, 
                 bar.inc(1);
                 continue; // failed once: its figures would mean nothing
             }
-            bar.set_message(format!("{what} on {} (repetition {}/{reps})", a.name, rep + 1));
+            bar.set_message(format!(
+                "{what} on {} (repetition {}/{reps})",
+                a.name,
+                rep + 1
+            ));
             let run = run_once(p, a, &[])?;
             bar.inc(1);
             match verdict(&run, &reference, p.check_output, a.name == SYSTEM) {
@@ -466,7 +470,9 @@ pub fn compare(args: &CompareArgs, p: &ProgramArgs) -> Result<Outcome<Preload>, 
         ("wall", Unit::Seconds, |r| r.wall.as_secs_f64()),
         ("user", Unit::Seconds, |r| r.user.as_secs_f64()),
         ("sys", Unit::Seconds, |r| r.sys.as_secs_f64()),
-        ("peak-rss", Unit::MiB, |r| r.peak_rss as f64 / (1 << 20) as f64),
+        ("peak-rss", Unit::MiB, |r| {
+            r.peak_rss as f64 / (1 << 20) as f64
+        }),
     ];
     let rows = figures
         .iter()

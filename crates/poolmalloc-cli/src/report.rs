@@ -147,7 +147,13 @@ pub fn table<K: Column>(outcome: &Outcome<K>) -> String {
         let _ = writeln!(t, "{note}");
     }
     for f in &outcome.failures {
-        let _ = writeln!(t, "FAILED: {} on {}: {}", f.what, f.allocator.name(), f.message);
+        let _ = writeln!(
+            t,
+            "FAILED: {} on {}: {}",
+            f.what,
+            f.allocator.name(),
+            f.message
+        );
     }
     let _ = writeln!(t, "({:.1} s)", outcome.elapsed.as_secs_f64());
     t
@@ -323,10 +329,8 @@ pub fn write_all<K: Column>(
     let txt = dir.join("compare.txt");
     let js = dir.join("compare.json");
     let chart = dir.join("compare.svg");
-    std::fs::write(&txt, table(outcome))
-        .map_err(|e| format!("{}: {e}", txt.display()))?;
-    let body = serde_json::to_string_pretty(&json(outcome))
-        .map_err(|e| e.to_string())?;
+    std::fs::write(&txt, table(outcome)).map_err(|e| format!("{}: {e}", txt.display()))?;
+    let body = serde_json::to_string_pretty(&json(outcome)).map_err(|e| e.to_string())?;
     std::fs::write(&js, body).map_err(|e| format!("{}: {e}", js.display()))?;
     svg(outcome, &chart)?;
     Ok(vec![txt, js, chart])
