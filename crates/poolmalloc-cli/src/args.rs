@@ -527,6 +527,59 @@ mod tests {
     }
 
     #[test]
+    fn compare_takes_a_program_after_the_double_dash() {
+        let c = compare(
+            "compare --quick --reps 2 --lib tc=/x/libtc.so --env PYTHONMALLOC=malloc \
+             --check-output -- python3 -c pass --reps 9",
+        );
+        let p = c.program.clone().expect("a program");
+        assert_eq!(p.command, ["python3", "-c", "pass", "--reps", "9"]);
+        assert_eq!(p.libs, [("tc".to_string(), PathBuf::from("/x/libtc.so"))]);
+        assert_eq!(p.env, [("PYTHONMALLOC".to_string(), "malloc".to_string())]);
+        assert!(p.check_output && c.quick);
+        assert_eq!(c.reps(), 2);
+        // The last --lib for a name wins; --lib=NAME=PATH works too.
+        let c = compare("compare --lib=jemalloc=/a --lib jemalloc=/b -- true");
+        assert_eq!(
+            c.program.unwrap().libs,
+            [("jemalloc".to_string(), PathBuf::from("/b"))]
+        );
+        assert_eq!(compare("compare").program, None);
+    }
+
+    #[test]
+    fn program_and_workload_options_do_not_mix() {
+        let e = p("compare --workloads pair -- true").unwrap_err().0;
+        assert!(
+            e.contains("--workloads") && e.contains("--lib NAME=PATH"),
+            "{e}"
+        );
+        let e = p("compare --threads 2 -- true").unwrap_err().0;
+        assert!(e.contains("--threads"), "{e}");
+        let e = p("compare --env A=1").unwrap_err().0;
+        assert!(e.contains("--env is for compare -- CMD"), "{e}");
+        let e = p("compare --").unwrap_err().0;
+        assert!(e.contains("needs a command"), "{e}");
+        let e = p("compare --lib nopath -- true").unwrap_err().0;
+        assert!(e.contains("'nopath'") && e.contains("NAME=PATH"), "{e}");
+        let e = p("compare --lib system=/x.so -- true").unwrap_err().0;
+        assert!(e.contains("'system'"), "{e}");
+        let e = p("compare --env =1 -- true").unwrap_err().0;
+        assert!(e.contains("'=1'") && e.contains("K=V"), "{e}");
+    }
+
+    #[test]
+    fn threads_take_a_list_of_counts() {
+        assert_eq!(compare("compare --threads 1,2,4,8").threads, [1, 2, 4, 8]);
+        assert_eq!(compare("compare --threads 4 2 --threads=4").threads, [4, 2]);
+        assert!(compare("compare").threads.is_empty());
+        let e = p("compare --threads 0").unwrap_err().0;
+        assert!(e.contains("'0'") && e.contains("at least 1"), "{e}");
+        let e = p("compare --threads 5000").unwrap_err().0;
+        assert!(e.contains("'5000'") && e.contains("1024"), "{e}");
+    }
+
+    #[test]
     fn stats_fragmentation_takes_the_other_stats_options() {
         assert_eq!(
             p("stats --fragmentation").unwrap(),

@@ -390,6 +390,22 @@ fn label(command: &[String]) -> String {
         .map_or_else(|| command[0].clone(), |n| n.to_string_lossy().into_owned())
 }
 
+/// The command as a shell would take it back: words with anything but plain characters quoted.
+fn shell_words(command: &[String]) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    let words: Vec<String> = command
+        .iter()
+        .map(|w| {
+            if !w.is_empty() && w.chars().all(plain) {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect();
+    words.join(" ")
+}
+
 /// Runs the comparison on the program and summarizes it.
 pub fn compare(args: &CompareArgs, p: &ProgramArgs) -> Result<Outcome<Preload>, Fatal> {
     let (allocators, mut notes) = allocators(&p.libs)?;
@@ -516,7 +532,7 @@ pub fn compare(args: &CompareArgs, p: &ProgramArgs) -> Result<Outcome<Preload>, 
         command: format!(
             "poolmalloc compare{} -- {}",
             if args.quick { " --quick" } else { "" },
-            p.command.join(" ")
+            shell_words(&p.command)
         ),
         allocators,
         rows,
@@ -526,4 +542,66 @@ pub fn compare(args: &CompareArgs, p: &ProgramArgs) -> Result<Outcome<Preload>, 
         notes,
         extra,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_shown_as_a_shell_reads_them() {
+        let words = |w: &[&str]| shell_words(&w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(words(&["sh", "-c", "exit 3"]), "sh -c 'exit 3'");
+        assert_eq!(words(&["echo", "it's", ""]), "echo 'it'\\''s' ''");
+        assert_eq!(words(&["python3", "-X", "dev=1"]), "python3 -X dev=1");
+    }
+
+    #[test]
+    fn a_run_fails_when_its_status_or_output_differs_from_the_system_run() {
+        let run = |code: i32, out: &str| Run {
+            status: Status(code),
+            wall: Duration::ZERO,
+            user: Duration::ZERO,
+            sys: Duration::ZERO,
+            peak_rss: 0,
+            stdout: out.into(),
+            stderr: b"some error\n".to_vec(),
+        };
+        let ok = run(0, "x");
+        assert_eq!(verdict(&run(0, "x"), &ok, true, false), None);
+        let why = verdict(&run(139, "x"), &ok, false, false).unwrap();
+        assert!(
+            why.contains("killed by signal 11") && why.contains("some error"),
+            "{why}"
+        );
+        assert_eq!(verdict(&run(0, "y"), &ok, false, false), None);
+        let why = verdict(&run(0, "y"), &ok, true, false).unwrap();
+        assert!(why.contains("standard output differs"), "{why}");
+        let failing = run(3, "");
+        let why = verdict(&failing, &failing, false, true).unwrap();
+        assert!(
+            why.contains("must succeed under the system allocator"),
+            "{why}"
+        );
+        let why = verdict(&run(3, ""), &failing, false, false).unwrap();
+        assert!(
+            why.contains("fails under the system allocator too"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn the_launcher_report_reads_back() {
+        let path = std::env::temp_dir().join(format!("pm-report-test-{}", std::process::id()));
+        std::fs::write(&path, "3 1500 20 30 4096\n").unwrap();
+        let (status, wall, user, sys, rss) = read_report(&path).unwrap();
+        assert_eq!(status, Status(3));
+        assert_eq!(
+            (wall.as_nanos(), user.as_nanos(), sys.as_nanos(), rss),
+            (1500, 20, 30, 4096)
+        );
+        std::fs::write(&path, "3 1500\n").unwrap();
+        assert!(read_report(&path).is_none());
+        let _ = std::fs::remove_file(&path);
+    }
 }

@@ -60,6 +60,7 @@ pub fn machine() -> String {
     s
 }
 
+/// Three significant digits at least (a program's seconds can be a few thousandths).
 fn number(x: f64) -> String {
     if !x.is_finite() {
         "—".into()
@@ -67,8 +68,11 @@ fn number(x: f64) -> String {
         format!("{x:.0}")
     } else if x.abs() >= 10.0 {
         format!("{x:.1}")
-    } else {
+    } else if x.abs() >= 1.0 || x == 0.0 {
         format!("{x:.2}")
+    } else {
+        let decimals = (2.0 - x.abs().log10().floor()).min(6.0) as usize;
+        format!("{x:.decimals$}")
     }
 }
 

@@ -37,7 +37,7 @@ fn worker<A: GlobalAlloc + ?Sized>(a: &A, handed: Option<Block>, p: Params) -> R
         // SAFETY: non-zero layout.
         let obj = unsafe { a.alloc(layout) }.cast::<u64>();
         if obj.is_null() {
-            return Err(Fault("cache-scratch: allocator returned null".into()));
+            return Err(Fault("allocator returned null for an object".into()));
         }
         // SAFETY: `obj` is a live, 8-byte-aligned block of 8 bytes owned by this thread;
         // volatile so every write reaches the cache line; freed with its own layout.
@@ -52,7 +52,7 @@ fn worker<A: GlobalAlloc + ?Sized>(a: &A, handed: Option<Block>, p: Params) -> R
         };
         if last != p.writes as u64 {
             return Err(Fault(format!(
-                "cache-scratch: object {obj:p} read {last} after {} writes (shared with a live block?)",
+                "object {obj:p} read {last} after {} writes (shared with a live block?)",
                 p.writes
             )));
         }
