@@ -89,12 +89,6 @@ pub enum Command {
         allocator: AllocatorId,
         quick: bool,
     },
-    /// Internal: the launcher of `compare -- CMD`'s runs (`__exec REPORT LIB -- CMD [ARGS..]`).
-    Exec {
-        report: PathBuf,
-        lib: String,
-        command: Vec<String>,
-    },
     /// Internal: a run for the instruction counts (`__count <case> <allocator|bump> <n>`).
     Count {
         case: String,
@@ -243,14 +237,6 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         },
         "__child" => parse_child(it),
         "__count" => parse_count(it),
-        "__exec" => match (it.next(), it.next(), it.next()) {
-            (Some(report), Some(lib), Some("--")) if it.peek().is_some() => Ok(Command::Exec {
-                report: PathBuf::from(report),
-                lib: lib.to_string(),
-                command: it.map(str::to_string).collect(),
-            }),
-            _ => err("usage: __exec REPORT LIB -- CMD [ARGS..]".into()),
-        },
         other => err(format!("unknown command '{other}' (allowed: {COMMANDS})")),
     }
 }

@@ -38,7 +38,7 @@ pub fn global_binary_name(a: AllocatorId) -> String {
     format!("poolmalloc-global-{}", a.name())
 }
 
-fn exe_dir() -> PathBuf {
+pub fn exe_dir() -> PathBuf {
     std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
@@ -77,7 +77,6 @@ fn ensure_global_binaries(allocators: &[AllocatorId]) -> Result<PathBuf, String>
         .map(|&a| global_binary_name(a))
         .filter(|name| !dir.join(name).exists())
         .collect();
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let hint = if lto {
         let target = dir.parent().unwrap_or(&dir).display().to_string();
         format!(
@@ -94,10 +93,9 @@ fn ensure_global_binaries(allocators: &[AllocatorId]) -> Result<PathBuf, String>
             dir.display()
         )
     };
-    let cargo = std::env::var("CARGO").ok();
     // Under `cargo test` the debug children are built and current, and the build directory is
     // locked by the running `cargo test`: only the separate LTO directory is built from here.
-    let build = match &cargo {
+    let build = match std::env::var_os("CARGO") {
         Some(_) if lto => true,
         Some(_) => !missing.is_empty(),
         None => false,
@@ -119,22 +117,8 @@ fn ensure_global_binaries(allocators: &[AllocatorId]) -> Result<PathBuf, String>
             }
         );
     }
-    let mut cmd = Process::new(cargo.unwrap_or_default());
-    cmd.args(["build", "--quiet", "--manifest-path", manifest])
-        .args(["-p", "poolmalloc-cli", "--bins"]);
-    if lto {
-        let target = dir.parent().unwrap_or(&dir);
-        cmd.arg("--release")
-            .env("CARGO_TARGET_DIR", target)
-            .envs(LTO_ENV);
-    } else if let Some(profile) = dir.file_name().and_then(|n| n.to_str()) {
-        if profile != "debug" {
-            cmd.args(["--profile", profile]);
-        }
-    }
-    match cmd.status() {
-        Ok(s) if s.success() => {}
-        _ => return Err(format!("building the child binaries failed; {hint}")),
+    if !cargo_build_bins(&dir, lto) {
+        return Err(format!("building the child binaries failed; {hint}"));
     }
     let still_missing = allocators
         .iter()
@@ -145,6 +129,30 @@ fn ensure_global_binaries(allocators: &[AllocatorId]) -> Result<PathBuf, String>
     } else {
         Ok(dir)
     }
+}
+
+/// Builds this package's binaries into `dir` (a `<target>/<profile>` directory; `lto`: the
+/// fat-LTO build of `global_binaries_dir`) with the cargo that started this program. False when
+/// no cargo started it, or the build failed.
+pub fn cargo_build_bins(dir: &Path, lto: bool) -> bool {
+    let Ok(cargo) = std::env::var("CARGO") else {
+        return false;
+    };
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let mut cmd = Process::new(cargo);
+    cmd.args(["build", "--quiet", "--manifest-path", manifest])
+        .args(["-p", "poolmalloc-cli", "--bins"]);
+    if lto {
+        let target = dir.parent().unwrap_or(dir);
+        cmd.arg("--release")
+            .env("CARGO_TARGET_DIR", target)
+            .envs(LTO_ENV);
+    } else if let Some(profile) = dir.file_name().and_then(|n| n.to_str()) {
+        if profile != "debug" {
+            cmd.args(["--profile", profile]);
+        }
+    }
+    matches!(cmd.status(), Ok(s) if s.success())
 }
 
 /// Runs a child and reads its `RESULT` lines.

@@ -132,11 +132,6 @@ fn main() {
                 }
             }
         }
-        Command::Exec {
-            report,
-            lib,
-            command,
-        } => exit(programs::exec(&report, &lib, &command)),
         Command::Count { case, allocator, n } => match run_counted(&case, allocator, n) {
             Ok(ops) => out(&format!("{ops}\n")),
             Err(e) => {

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use poolmalloc_workloads::Unit;
 use serde_json::{json, Value};
 
+use poolmalloc_cli::launch;
+
 use crate::args::{CompareArgs, ProgramArgs};
 use crate::compare::progress;
 use crate::report::{Failure, Outcome};
@@ -182,96 +184,13 @@ struct Run {
     stderr: Vec<u8>,
 }
 
-fn timeval(t: libc::timeval) -> Duration {
-    Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000)
-}
-
-/// Library argument of `__exec` for "nothing preloaded".
-const NO_LIBRARY: &str = "-";
-
-/// `poolmalloc __exec REPORT LIB -- CMD [ARGS..]`, the launcher of every run: starts CMD with
-/// LIB preloaded (`-`: none), waits for it with `wait4`, and writes its exit status, wall time,
-/// user and system time and peak RSS to the file REPORT. The launcher exists because Linux
-/// counts the RSS of the process that starts a program in the program's peak (the memory it
-/// had when it called `exec`); this fresh, small process has a few MiB where `compare` itself
-/// may have many more. Returns the launcher's exit status: 0, or 127 if CMD cannot be run.
-pub fn exec(report: &Path, lib: &str, command: &[String]) -> i32 {
-    let (program, args) = command.split_first().expect("parse requires a command");
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    match lib {
-        NO_LIBRARY => cmd.env_remove("LD_PRELOAD"),
-        lib => cmd.env("LD_PRELOAD", lib),
-    };
-    let started = Instant::now();
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("cannot run {program}: {e}");
-            return 127;
-        }
-    };
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: all-zero bytes are a valid `rusage` (integers and timevals).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: `pid` is our child, not yet reaped (`Child::wait` is never called, and
-        // dropping a `Child` does not reap it); both pointers are to live locals.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r == pid {
-            break;
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            eprintln!("waiting for {program}: {e}");
-            return 127;
-        }
-    }
-    let wall = started.elapsed();
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    };
-    let line = format!(
-        "{code} {} {} {} {}\n",
-        wall.as_nanos(),
-        timeval(usage.ru_utime).as_nanos(),
-        timeval(usage.ru_stime).as_nanos(),
-        usage.ru_maxrss as u64 * 1024
-    );
-    match std::fs::write(report, line) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("cannot write {}: {e}", report.display());
-            127
-        }
-    }
-}
-
-/// Reads what `exec` wrote.
-fn read_report(path: &Path) -> Option<(Status, Duration, Duration, Duration, u64)> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let f: Vec<u64> = text
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .ok()?;
-    match f[..] {
-        [code, wall, user, sys, rss] => Some((
-            Status(code as i32),
-            Duration::from_nanos(wall),
-            Duration::from_nanos(user),
-            Duration::from_nanos(sys),
-            rss,
-        )),
-        _ => None,
-    }
-}
-
-/// Runs the program once under `alloc`, through the launcher (`exec`).
-fn run_once(p: &ProgramArgs, alloc: &Preload, extra_env: &[(&str, &str)]) -> Result<Run, Fatal> {
+/// Runs the program once under `alloc`, through the launcher (`poolmalloc-exec`).
+fn run_once(
+    launcher: &Path,
+    p: &ProgramArgs,
+    alloc: &Preload,
+    extra_env: &[(&str, &str)],
+) -> Result<Run, Fatal> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     let report = std::env::temp_dir().join(format!(
@@ -279,14 +198,11 @@ fn run_once(p: &ProgramArgs, alloc: &Preload, extra_env: &[(&str, &str)]) -> Res
         std::process::id(),
         RUNS.fetch_add(1, Ordering::Relaxed)
     ));
-    let exe = std::env::current_exe()
-        .map_err(|e| Fatal::CannotRun(format!("cannot locate this program: {e}")))?;
     let lib = alloc
         .lib
         .as_ref()
-        .map_or(NO_LIBRARY.into(), |l| l.display().to_string());
-    let out = Command::new(exe)
-        .arg("__exec")
+        .map_or(launch::NO_LIBRARY.into(), |l| l.display().to_string());
+    let out = Command::new(launcher)
         .arg(&report)
         .arg(lib)
         .arg("--")
@@ -295,23 +211,44 @@ fn run_once(p: &ProgramArgs, alloc: &Preload, extra_env: &[(&str, &str)]) -> Res
         .envs(extra_env.iter().copied())
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| Fatal::CannotRun(format!("cannot start the launcher: {e}")))?;
-    let figures = read_report(&report);
+        .map_err(|e| Fatal::CannotRun(format!("cannot start {}: {e}", launcher.display())))?;
+    let figures = std::fs::read_to_string(&report)
+        .ok()
+        .and_then(|line| launch::Report::from_line(&line));
     let _ = std::fs::remove_file(&report);
-    let Some((status, wall, user, sys, peak_rss)) = figures else {
+    let Some(r) = figures else {
         return Err(Fatal::CannotRun(
             String::from_utf8_lossy(&out.stderr).trim().to_string(),
         ));
     };
     Ok(Run {
-        status,
-        wall,
-        user,
-        sys,
-        peak_rss,
+        status: Status(r.code),
+        wall: r.wall,
+        user: r.user,
+        sys: r.sys,
+        peak_rss: r.peak_rss,
         stdout: out.stdout,
         stderr: out.stderr,
     })
+}
+
+/// The launcher, beside this program. `cargo run` builds only the binary it runs: started by
+/// cargo, this builds the launcher too when it is missing.
+fn launcher() -> Result<PathBuf, Fatal> {
+    let dir = crate::compare::exe_dir();
+    let path = dir.join(launch::LAUNCHER);
+    if !path.is_file() {
+        crate::compare::cargo_build_bins(&dir, false);
+    }
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Fatal::Config(format!(
+            "{} not found beside this program; build it with `cargo build [--release] -p \
+             poolmalloc-cli --bins`",
+            launch::LAUNCHER
+        )))
+    }
 }
 
 /// Why `run` does not count, judged against the system allocator's warm-up run.
@@ -409,6 +346,7 @@ fn shell_words(command: &[String]) -> String {
 /// Runs the comparison on the program and summarizes it.
 pub fn compare(args: &CompareArgs, p: &ProgramArgs) -> Result<Outcome<Preload>, Fatal> {
     let (allocators, mut notes) = allocators(&p.libs)?;
+    let launcher = launcher()?;
     let reps = args.reps();
     let n = allocators.len();
     let bar = progress(((reps + 1) * n) as u64);
@@ -429,7 +367,7 @@ pub fn compare(args: &CompareArgs, p: &ProgramArgs) -> Result<Outcome<Preload>, 
         .iter()
         .find(|a| a.name == SYSTEM)
         .expect("system is always listed");
-    let reference = run_once(p, system, &[])?;
+    let reference = run_once(&launcher, p, system, &[])?;
     bar.inc(1);
     let mut report = None;
     for a in &allocators {
@@ -442,7 +380,7 @@ pub fn compare(args: &CompareArgs, p: &ProgramArgs) -> Result<Outcome<Preload>, 
             } else {
                 &[]
             };
-            let run = run_once(p, a, stats)?;
+            let run = run_once(&launcher, p, a, stats)?;
             bar.inc(1);
             if a.is_poolmalloc() {
                 report = poolmalloc_report(&run.stderr);
@@ -470,7 +408,7 @@ pub fn compare(args: &CompareArgs, p: &ProgramArgs) -> Result<Outcome<Preload>, 
                 a.name,
                 rep + 1
             ));
-            let run = run_once(p, a, &[])?;
+            let run = run_once(&launcher, p, a, &[])?;
             bar.inc(1);
             match verdict(&run, &reference, p.check_output, a.name == SYSTEM) {
                 Some(why) => fail(&mut failures, a, why),
@@ -588,20 +526,5 @@ mod tests {
             why.contains("fails under the system allocator too"),
             "{why}"
         );
-    }
-
-    #[test]
-    fn the_launcher_report_reads_back() {
-        let path = std::env::temp_dir().join(format!("pm-report-test-{}", std::process::id()));
-        std::fs::write(&path, "3 1500 20 30 4096\n").unwrap();
-        let (status, wall, user, sys, rss) = read_report(&path).unwrap();
-        assert_eq!(status, Status(3));
-        assert_eq!(
-            (wall.as_nanos(), user.as_nanos(), sys.as_nanos(), rss),
-            (1500, 20, 30, 4096)
-        );
-        std::fs::write(&path, "3 1500\n").unwrap();
-        assert!(read_report(&path).is_none());
-        let _ = std::fs::remove_file(&path);
     }
 }

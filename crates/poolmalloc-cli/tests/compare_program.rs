@@ -92,7 +92,10 @@ fn true_runs_under_every_allocator_found() {
     ] {
         let column = allocators.iter().any(|a| a == peer);
         let noted = notes.contains(&format!("not installed: {peer}")) && notes.contains(package);
-        assert!(column != noted, "{peer}: column {column}, noted {noted}: {notes}");
+        assert!(
+            column != noted,
+            "{peer}: column {column}, noted {noted}: {notes}"
+        );
         if column {
             let lib = doc["libraries"][peer].as_str().unwrap();
             assert!(Path::new(lib).is_file(), "{lib}");
@@ -101,7 +104,10 @@ fn true_runs_under_every_allocator_found() {
     assert_eq!(doc["libraries"]["system"], Value::Null);
     assert_every_allocator_timed(&doc, "true", 3);
     assert!(doc["failures"].as_array().unwrap().is_empty());
-    assert!(stdout.contains("true/peak-rss") && stdout.contains("cores"), "{stdout}");
+    assert!(
+        stdout.contains("true/peak-rss") && stdout.contains("cores"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -112,10 +118,19 @@ fn a_command_that_fails_under_the_system_allocator_fails_everywhere() {
     let failures = doc["failures"].as_array().unwrap();
     assert_eq!(failures.len(), names(&doc).len(), "{stdout}");
     for f in failures {
-        assert!(f["message"].as_str().unwrap().contains("exit status 3"), "{f}");
+        assert!(
+            f["message"].as_str().unwrap().contains("exit status 3"),
+            "{f}"
+        );
     }
-    assert!(doc["rows"].as_array().unwrap().is_empty(), "no figures for failed runs");
-    assert!(stdout.contains("FAILED: sh on system: exit status 3"), "{stdout}");
+    assert!(
+        doc["rows"].as_array().unwrap().is_empty(),
+        "no figures for failed runs"
+    );
+    assert!(
+        stdout.contains("FAILED: sh on system: exit status 3"),
+        "{stdout}"
+    );
     assert!(stdout.contains("sh -c 'exit 3'"), "{stdout}");
 }
 
@@ -133,7 +148,10 @@ fn output_is_compared_only_when_asked() {
         .unwrap()
         .iter()
         .map(|f| {
-            assert!(f["message"].as_str().unwrap().contains("standard output differs"));
+            assert!(f["message"]
+                .as_str()
+                .unwrap()
+                .contains("standard output differs"));
             f["allocator"].as_str().unwrap()
         })
         .collect();
@@ -155,7 +173,10 @@ fn a_missing_program_exits_127_naming_it() {
     assert_eq!(o.status.code(), Some(127));
     let err = text(&o.stderr);
     assert!(err.contains("cannot run /nonexistent/program"), "{err}");
-    let o = poolmalloc(&["compare", "--quick", "--", "no-such-program-anywhere"], &[]);
+    let o = poolmalloc(
+        &["compare", "--quick", "--", "no-such-program-anywhere"],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(127), "{}", text(&o.stderr));
 }
 
@@ -223,7 +244,10 @@ fn python_builds_and_frees_a_million_objects_under_every_allocator() {
         text(&o.stderr)
     );
     assert_every_allocator_timed(&doc, "python3", 1);
-    assert_eq!(doc["program"]["env"], serde_json::json!(["PYTHONMALLOC=malloc"]));
+    assert_eq!(
+        doc["program"]["env"],
+        serde_json::json!(["PYTHONMALLOC=malloc"])
+    );
     // The peak is the program's own: it holds a 64 MiB buffer.
     let peak = &row(&doc, "python3/peak-rss")["results"];
     for a in names(&doc) {
@@ -231,7 +255,10 @@ fn python_builds_and_frees_a_million_objects_under_every_allocator() {
     }
     // poolmalloc's library served the run: its own report, from the warm-up run.
     let stats = &doc["poolmalloc_stats"];
-    assert!(stats["arenas"]["mapped_ever"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(
+        stats["arenas"]["mapped_ever"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
     let blocks: u64 = stats["classes"]
         .as_array()
         .unwrap()
@@ -275,7 +302,12 @@ fn threads_give_one_row_per_count() {
     // xmalloc needs a producer and a consumer: 1 thread runs as 2.
     assert_eq!(
         cases,
-        ["cache-thrash/1t", "cache-thrash/3t", "xmalloc/2t", "xmalloc/3t"]
+        [
+            "cache-thrash/1t",
+            "cache-thrash/3t",
+            "xmalloc/2t",
+            "xmalloc/3t"
+        ]
     );
     assert!(doc["cores"].as_u64().unwrap() >= 1);
 }
