@@ -170,7 +170,14 @@ impl WithAllocator for Bench<'_, '_> {
 fn group(c: &mut Criterion, case: Case) {
     let mut group = c.benchmark_group(case.name());
     let ops = match case.ops_per_iter() {
-        0 => timed(&case.name(), AllocatorId::System, case.once(&std::alloc::System)).ops,
+        0 => {
+            timed(
+                &case.name(),
+                AllocatorId::System,
+                case.once(&std::alloc::System),
+            )
+            .ops
+        }
         n => n,
     };
     group.throughput(Throughput::Elements(ops));

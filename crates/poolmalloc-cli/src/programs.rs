@@ -307,8 +307,8 @@ fn served_note(report: Option<&Value>) -> String {
                 .map(|cs| cs.iter().filter_map(|c| c["blocks_out"].as_u64()).sum())
                 .unwrap_or(0);
             format!(
-                "(poolmalloc served the warm-up run: {} arenas mapped, high water {}, {} blocks \
-                 out of pools at exit, {} large allocations; stats identity holds: {})",
+                "(poolmalloc served the warm-up run: arenas mapped {}, high water {}; blocks out \
+                 of pools at exit {}; large allocations {}; stats identity holds: {})",
                 r["arenas"]["mapped_ever"],
                 r["arenas"]["high_water"],
                 blocks,

@@ -104,7 +104,12 @@ fn peers<K: Column>(allocators: &[K]) -> Vec<&str> {
 pub fn table<K: Column>(outcome: &Outcome<K>) -> String {
     let allocators = &outcome.allocators;
     let mut t = String::new();
-    let _ = writeln!(t, "{} on {}", outcome.command, machine());
+    // A long script on the command line would bury the header: compare.json has it whole.
+    let mut command: String = outcome.command.replace('\n', "\\n");
+    if command.chars().count() > 100 {
+        command = command.chars().take(99).chain(['…']).collect();
+    }
+    let _ = writeln!(t, "{command} on {}", machine());
     let peers = peers(allocators);
     let _ = writeln!(
         t,
