@@ -16,7 +16,7 @@ command -v valgrind >/dev/null || { echo "instructions.sh: needs valgrind (apt-g
 
 allocators=("$@")
 if [ ${#allocators[@]} -eq 0 ]; then
-    allocators=(poolmalloc poolmalloc-heap system jemalloc mimalloc)
+    allocators=(poolmalloc poolmalloc-heap system jemalloc mimalloc snmalloc rpmalloc)
 fi
 
 cargo build --release --quiet -p poolmalloc-cli --bin poolmalloc

@@ -13,8 +13,8 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use poolmalloc_workloads::{
-    churn, cores, larson, pair, params, prodcons, scratch, trees, AllocatorId, Scale, Timing,
-    WithAllocator,
+    churn, cores, larson, pair, params, prodcons, rptest, scratch, trees, AllocatorId, Scale,
+    Timing, WithAllocator,
 };
 
 /// Runs one workload `iters` times its unit and returns the total time; a failed check stops
@@ -37,6 +37,9 @@ enum Case {
     ProdCons1,
     ProdCons64,
     Scratch,
+    Thrash,
+    Rptest,
+    Xmalloc,
     Trees,
 }
 
@@ -48,7 +51,13 @@ impl Case {
             Case::Larson => format!("larson/{}t", params::larson(FULL).threads),
             Case::ProdCons1 => "prodcons/1".into(),
             Case::ProdCons64 => "prodcons/64".into(),
-            Case::Scratch => format!("cache-scratch/{}t", params::scratch(FULL).threads),
+            Case::Scratch => format!("cache-scratch/{}t", scratch_params().threads),
+            Case::Thrash => format!("cache-thrash/{}t", scratch_params().threads),
+            Case::Rptest => format!("rptest/{}t", rptest_params().threads),
+            Case::Xmalloc => {
+                let p = xmalloc_params();
+                format!("xmalloc/{}t", p.producers + p.consumers)
+            }
             Case::Trees => format!("binary-trees/d{}", TREE_DEPTH),
         }
     }
@@ -66,11 +75,28 @@ impl Case {
                 let p = prodcons_params();
                 (p.pairs * p.blocks) as u64
             }
-            Case::Scratch => {
+            Case::Scratch | Case::Thrash => {
                 let p = scratch_params();
                 (p.threads * p.iterations) as u64
             }
-            Case::Trees => 0, // measured per run: see `run`
+            // Counted by a run on the system allocator: see `group`.
+            Case::Rptest | Case::Xmalloc | Case::Trees => 0,
+        }
+    }
+
+    /// One run of the case (for `Pair`, one op: criterion drives its count).
+    fn once<A: GlobalAlloc + Sync>(self, a: &A) -> poolmalloc_workloads::Result<Timing> {
+        match self {
+            Case::Pair(size) => pair::pair(a, size, 1),
+            Case::Churn(threads) => churn::churn(a, threads, churn::BLOCKS, 1),
+            Case::Larson => larson::larson(a, larson_params()),
+            Case::ProdCons1 => prodcons::prodcons::<A, 1>(a, prodcons_params()),
+            Case::ProdCons64 => prodcons::prodcons::<A, 64>(a, prodcons_params()),
+            Case::Scratch => scratch::cache_scratch(a, scratch_params()),
+            Case::Thrash => scratch::cache_thrash(a, scratch_params()),
+            Case::Rptest => rptest::rptest(a, rptest_params()),
+            Case::Xmalloc => prodcons::xmalloc(a, xmalloc_params()),
+            Case::Trees => trees::binary_trees(a, TREE_DEPTH),
         }
     }
 }
@@ -100,6 +126,20 @@ fn scratch_params() -> scratch::Params {
     }
 }
 
+fn rptest_params() -> rptest::Params {
+    rptest::Params {
+        rounds: 50,
+        ..params::rptest(FULL)
+    }
+}
+
+fn xmalloc_params() -> prodcons::XmallocParams {
+    prodcons::XmallocParams {
+        blocks: 20_000,
+        ..params::xmalloc(FULL, cores().max(2))
+    }
+}
+
 impl WithAllocator for Bench<'_, '_> {
     type Output = ();
 
@@ -117,12 +157,7 @@ impl WithAllocator for Bench<'_, '_> {
                 for _ in 0..rounds {
                     let t = match case {
                         Case::Pair(size) => pair::pair(a, size, iters),
-                        Case::Churn(threads) => churn::churn(a, threads, churn::BLOCKS, 1),
-                        Case::Larson => larson::larson(a, larson_params()),
-                        Case::ProdCons1 => prodcons::prodcons::<A, 1>(a, prodcons_params()),
-                        Case::ProdCons64 => prodcons::prodcons::<A, 64>(a, prodcons_params()),
-                        Case::Scratch => scratch::cache_scratch(a, scratch_params()),
-                        Case::Trees => trees::binary_trees(a, TREE_DEPTH),
+                        _ => case.once(a),
                     };
                     total += timed(&name, id, t).elapsed;
                 }
@@ -134,16 +169,16 @@ impl WithAllocator for Bench<'_, '_> {
 
 fn group(c: &mut Criterion, case: Case) {
     let mut group = c.benchmark_group(case.name());
-    let ops = match case {
-        Case::Trees => {
+    let ops = match case.ops_per_iter() {
+        0 => {
             timed(
-                "binary-trees",
+                &case.name(),
                 AllocatorId::System,
-                trees::binary_trees(&std::alloc::System, TREE_DEPTH),
+                case.once(&std::alloc::System),
             )
             .ops
         }
-        _ => case.ops_per_iter(),
+        n => n,
     };
     group.throughput(Throughput::Elements(ops));
     if !matches!(case, Case::Pair(_)) {
@@ -172,6 +207,9 @@ fn benches(c: &mut Criterion) {
     group(c, Case::ProdCons1);
     group(c, Case::ProdCons64);
     group(c, Case::Scratch);
+    group(c, Case::Thrash);
+    group(c, Case::Rptest);
+    group(c, Case::Xmalloc);
     group(c, Case::Trees);
 }
 

@@ -9,9 +9,17 @@ pub const USAGE: &str = "\
 usage: poolmalloc <command> [options]
 
 commands:
-  compare [--quick] [--workloads W,..] [--allocators A,..] [--reps N] [--out DIR]
+  compare [--quick] [--workloads W,..] [--allocators A,..] [--threads T,..] [--reps N] [--out DIR]
       run every workload on every allocator, print the table, write compare.json and
-      compare.svg to DIR (default target/poolmalloc-compare)
+      compare.svg to DIR (default target/poolmalloc-compare); --threads 1,2,4,8 runs the
+      multi-threaded workloads once per thread count
+  compare [--quick] [--reps N] [--out DIR] [--lib NAME=PATH].. [--env K=V].. [--check-output]
+          -- CMD [ARGS..]
+      run CMD under every allocator (LD_PRELOAD: poolmalloc's C library, jemalloc, mimalloc and
+      tcmalloc where installed, each --lib; and the system allocator): a warm-up run each, then
+      N interleaved repetitions; the table gives wall, user and system time and peak RSS. A run
+      whose exit status (with --check-output: or standard output) differs from the system
+      allocator's run has failed
   stats [--json] [--fragmentation] [--k K]
       play the seed scenario (512·K one-byte objects, free 511 of each 512, then the rest) on
       poolmalloc and print its stats report after each step (K defaults to 1000); with
@@ -30,9 +38,31 @@ pub struct CompareArgs {
     pub quick: bool,
     pub workloads: Vec<Workload>,
     pub allocators: Vec<AllocatorId>,
+    /// Thread counts for the multi-threaded workloads; empty: each workload's own.
+    pub threads: Vec<usize>,
     /// Repetitions of every workload × allocator; `None`: 3 when quick, 5 otherwise.
     pub reps: Option<usize>,
     pub out: PathBuf,
+    /// `-- CMD [ARGS..]`: compare on this program instead of the workloads.
+    pub program: Option<ProgramArgs>,
+}
+
+impl CompareArgs {
+    pub fn reps(&self) -> usize {
+        self.reps.unwrap_or(if self.quick { 3 } else { 5 })
+    }
+}
+
+/// `compare -- CMD`'s own options.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProgramArgs {
+    pub command: Vec<String>,
+    /// `--lib NAME=PATH`: a library to preload under NAME (adds a column, or replaces the one
+    /// found for NAME).
+    pub libs: Vec<(String, PathBuf)>,
+    /// `--env K=V`: the command's environment, under every allocator.
+    pub env: Vec<(String, String)>,
+    pub check_output: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,7 +106,14 @@ fn err<T>(msg: String) -> Result<T, UsageError> {
 }
 
 const COMMANDS: &str = "compare, stats, run, help";
-const COMPARE_OPTIONS: &str = "--quick, --workloads, --allocators, --reps, --out";
+const COMPARE_OPTIONS: &str = "--quick, --workloads, --allocators, --threads, --reps, --out, \
+                               --lib, --env, --check-output, then -- CMD";
+/// The options that choose what runs of the built-in workloads, not of `-- CMD`.
+const WORKLOAD_OPTIONS: [&str; 3] = ["--workloads", "--allocators", "--threads"];
+/// The options for `-- CMD` only.
+const PROGRAM_OPTIONS: [&str; 3] = ["--lib", "--env", "--check-output"];
+/// More threads than this is a typing mistake, not a test.
+const MAX_THREADS: u64 = 1024;
 const STATS_OPTIONS: &str = "--json, --fragmentation, --k";
 
 /// Splits `--name=value` into its parts; other arguments are returned whole.
@@ -157,6 +194,23 @@ fn parse_workload(v: &str) -> Result<Workload, UsageError> {
     })
 }
 
+fn parse_threads(v: &str) -> Result<usize, UsageError> {
+    match whole_number("--threads", v, 1)? {
+        n if n <= MAX_THREADS => Ok(n as usize),
+        _ => err(format!(
+            "--threads: '{v}' is more than {MAX_THREADS} threads"
+        )),
+    }
+}
+
+/// `NAME=VALUE` of `--lib` and `--env`, both parts non-empty.
+fn name_value<'a>(option: &str, v: &'a str, what: &str) -> Result<(&'a str, &'a str), UsageError> {
+    match v.split_once('=') {
+        Some((name, value)) if !name.is_empty() && !value.is_empty() => Ok((name, value)),
+        _ => err(format!("{option}: '{v}' is not {what}")),
+    }
+}
+
 fn parse_allocator(v: &str) -> Result<AllocatorId, UsageError> {
     match AllocatorId::parse(v) {
         Some(a) if AllocatorId::TABLE.contains(&a) => Ok(a),
@@ -194,12 +248,53 @@ fn parse_compare<'a>(
         quick: false,
         workloads: Vec::new(),
         allocators: Vec::new(),
+        threads: Vec::new(),
         reps: None,
         out: PathBuf::from("target/poolmalloc-compare"),
+        program: None,
     };
+    let mut p = ProgramArgs::default();
+    let mut seen = Vec::new();
     while let Some(arg) = it.next() {
         let (name, inline) = split_eq(arg);
+        seen.push(name);
         match name {
+            "--" => {
+                p.command = it.by_ref().map(str::to_string).collect();
+                if p.command.is_empty() {
+                    return err(
+                        "compare -- needs a command: poolmalloc compare [OPTIONS] -- \
+                                CMD [ARGS..]"
+                            .into(),
+                    );
+                }
+            }
+            "--check-output" if inline.is_none() => p.check_output = true,
+            "--lib" => {
+                let v = one_value("--lib", inline, &mut it, "NAME=PATH")?;
+                let (lib, path) = name_value("--lib", v, "NAME=PATH")?;
+                if lib == crate::programs::SYSTEM || lib.contains(',') {
+                    return err(format!(
+                        "--lib: '{lib}' cannot name a library (system is the allocator with \
+                         nothing preloaded; names have no commas)"
+                    ));
+                }
+                p.libs.retain(|(n, _)| n != lib);
+                p.libs.push((lib.to_string(), PathBuf::from(path)));
+            }
+            "--env" => {
+                let v = one_value("--env", inline, &mut it, "K=V")?;
+                let (k, value) = name_value("--env", v, "K=V")?;
+                p.env.push((k.to_string(), value.to_string()));
+            }
+            "--threads" => add_list_values(
+                name,
+                inline,
+                &mut it,
+                "whole numbers of at least 1, such as 1,2,4,8",
+                parse_threads,
+                &mut a.threads,
+            )?,
             "--quick" if inline.is_none() => a.quick = true,
             "--workloads" => add_list_values(
                 name,
@@ -230,6 +325,25 @@ fn parse_compare<'a>(
                 ))
             }
         }
+    }
+    let program = !p.command.is_empty();
+    let misplaced = if program {
+        WORKLOAD_OPTIONS.iter().find(|o| seen.contains(o))
+    } else {
+        PROGRAM_OPTIONS.iter().find(|o| seen.contains(o))
+    };
+    if let Some(option) = misplaced {
+        return err(if program {
+            format!(
+                "{option} is for the built-in workloads; compare -- CMD runs every allocator \
+                 found (add one with --lib NAME=PATH)"
+            )
+        } else {
+            format!("{option} is for compare -- CMD [ARGS..] only")
+        });
+    }
+    if program {
+        a.program = Some(p);
     }
     if a.workloads.is_empty() {
         a.workloads = Workload::ALL.to_vec();
@@ -396,6 +510,59 @@ mod tests {
         let e = p("stats --yaml").unwrap_err().0;
         assert!(e.contains("'--yaml'") && e.contains("--json"), "{e}");
         assert!(p("").is_err());
+    }
+
+    #[test]
+    fn compare_takes_a_program_after_the_double_dash() {
+        let c = compare(
+            "compare --quick --reps 2 --lib tc=/x/libtc.so --env PYTHONMALLOC=malloc \
+             --check-output -- python3 -c pass --reps 9",
+        );
+        let p = c.program.clone().expect("a program");
+        assert_eq!(p.command, ["python3", "-c", "pass", "--reps", "9"]);
+        assert_eq!(p.libs, [("tc".to_string(), PathBuf::from("/x/libtc.so"))]);
+        assert_eq!(p.env, [("PYTHONMALLOC".to_string(), "malloc".to_string())]);
+        assert!(p.check_output && c.quick);
+        assert_eq!(c.reps(), 2);
+        // The last --lib for a name wins; --lib=NAME=PATH works too.
+        let c = compare("compare --lib=jemalloc=/a --lib jemalloc=/b -- true");
+        assert_eq!(
+            c.program.unwrap().libs,
+            [("jemalloc".to_string(), PathBuf::from("/b"))]
+        );
+        assert_eq!(compare("compare").program, None);
+    }
+
+    #[test]
+    fn program_and_workload_options_do_not_mix() {
+        let e = p("compare --workloads pair -- true").unwrap_err().0;
+        assert!(
+            e.contains("--workloads") && e.contains("--lib NAME=PATH"),
+            "{e}"
+        );
+        let e = p("compare --threads 2 -- true").unwrap_err().0;
+        assert!(e.contains("--threads"), "{e}");
+        let e = p("compare --env A=1").unwrap_err().0;
+        assert!(e.contains("--env is for compare -- CMD"), "{e}");
+        let e = p("compare --").unwrap_err().0;
+        assert!(e.contains("needs a command"), "{e}");
+        let e = p("compare --lib nopath -- true").unwrap_err().0;
+        assert!(e.contains("'nopath'") && e.contains("NAME=PATH"), "{e}");
+        let e = p("compare --lib system=/x.so -- true").unwrap_err().0;
+        assert!(e.contains("'system'"), "{e}");
+        let e = p("compare --env =1 -- true").unwrap_err().0;
+        assert!(e.contains("'=1'") && e.contains("K=V"), "{e}");
+    }
+
+    #[test]
+    fn threads_take_a_list_of_counts() {
+        assert_eq!(compare("compare --threads 1,2,4,8").threads, [1, 2, 4, 8]);
+        assert_eq!(compare("compare --threads 4 2 --threads=4").threads, [4, 2]);
+        assert!(compare("compare").threads.is_empty());
+        let e = p("compare --threads 0").unwrap_err().0;
+        assert!(e.contains("'0'") && e.contains("at least 1"), "{e}");
+        let e = p("compare --threads 5000").unwrap_err().0;
+        assert!(e.contains("'5000'") && e.contains("1024"), "{e}");
     }
 
     #[test]

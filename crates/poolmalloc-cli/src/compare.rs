@@ -11,12 +11,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use poolmalloc_workloads::{run, AllocatorId, Sample, Scale, Unit, Where, Workload};
+use serde_json::json;
 
 use crate::args::CompareArgs;
+use crate::report::{Failure, Outcome};
 use crate::summary::{summarize, Row};
 
 /// One workload on one allocator.
@@ -24,25 +26,6 @@ use crate::summary::{summarize, Row};
 pub struct Job {
     pub workload: Workload,
     pub allocator: AllocatorId,
-}
-
-/// A run whose checks failed (or whose child died).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    pub workload: Workload,
-    pub allocator: AllocatorId,
-    pub message: String,
-}
-
-/// Everything `compare` measured.
-pub struct Outcome {
-    pub rows: Vec<Row>,
-    pub failures: Vec<Failure>,
-    pub reps: usize,
-    /// Time of the runs (not of building the child binaries).
-    pub elapsed: Duration,
-    /// Jobs that were not run, with the reason (an allocator a workload cannot use).
-    pub skipped: Vec<(Job, &'static str)>,
 }
 
 /// The allocators that can be installed as `#[global_allocator]` (a `Heap` cannot be built in a
@@ -55,7 +38,7 @@ pub fn global_binary_name(a: AllocatorId) -> String {
     format!("poolmalloc-global-{}", a.name())
 }
 
-fn exe_dir() -> PathBuf {
+pub fn exe_dir() -> PathBuf {
     std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
@@ -94,7 +77,6 @@ fn ensure_global_binaries(allocators: &[AllocatorId]) -> Result<PathBuf, String>
         .map(|&a| global_binary_name(a))
         .filter(|name| !dir.join(name).exists())
         .collect();
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let hint = if lto {
         let target = dir.parent().unwrap_or(&dir).display().to_string();
         format!(
@@ -111,10 +93,9 @@ fn ensure_global_binaries(allocators: &[AllocatorId]) -> Result<PathBuf, String>
             dir.display()
         )
     };
-    let cargo = std::env::var("CARGO").ok();
     // Under `cargo test` the debug children are built and current, and the build directory is
     // locked by the running `cargo test`: only the separate LTO directory is built from here.
-    let build = match &cargo {
+    let build = match std::env::var_os("CARGO") {
         Some(_) if lto => true,
         Some(_) => !missing.is_empty(),
         None => false,
@@ -136,22 +117,8 @@ fn ensure_global_binaries(allocators: &[AllocatorId]) -> Result<PathBuf, String>
             }
         );
     }
-    let mut cmd = Process::new(cargo.unwrap_or_default());
-    cmd.args(["build", "--quiet", "--manifest-path", manifest])
-        .args(["-p", "poolmalloc-cli", "--bins"]);
-    if lto {
-        let target = dir.parent().unwrap_or(&dir);
-        cmd.arg("--release")
-            .env("CARGO_TARGET_DIR", target)
-            .envs(LTO_ENV);
-    } else if let Some(profile) = dir.file_name().and_then(|n| n.to_str()) {
-        if profile != "debug" {
-            cmd.args(["--profile", profile]);
-        }
-    }
-    match cmd.status() {
-        Ok(s) if s.success() => {}
-        _ => return Err(format!("building the child binaries failed; {hint}")),
+    if !cargo_build_bins(&dir, lto) {
+        return Err(format!("building the child binaries failed; {hint}"));
     }
     let still_missing = allocators
         .iter()
@@ -162,6 +129,30 @@ fn ensure_global_binaries(allocators: &[AllocatorId]) -> Result<PathBuf, String>
     } else {
         Ok(dir)
     }
+}
+
+/// Builds this package's binaries into `dir` (a `<target>/<profile>` directory; `lto`: the
+/// fat-LTO build of `global_binaries_dir`) with the cargo that started this program. False when
+/// no cargo started it, or the build failed.
+pub fn cargo_build_bins(dir: &Path, lto: bool) -> bool {
+    let Ok(cargo) = std::env::var("CARGO") else {
+        return false;
+    };
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let mut cmd = Process::new(cargo);
+    cmd.args(["build", "--quiet", "--manifest-path", manifest])
+        .args(["-p", "poolmalloc-cli", "--bins"]);
+    if lto {
+        let target = dir.parent().unwrap_or(dir);
+        cmd.arg("--release")
+            .env("CARGO_TARGET_DIR", target)
+            .envs(LTO_ENV);
+    } else if let Some(profile) = dir.file_name().and_then(|n| n.to_str()) {
+        if profile != "debug" {
+            cmd.args(["--profile", profile]);
+        }
+    }
+    matches!(cmd.status(), Ok(s) if s.success())
 }
 
 /// Runs a child and reads its `RESULT` lines.
@@ -191,10 +182,15 @@ fn run_child(program: &Path, args: &[&str]) -> Result<Vec<Sample>, String> {
     Ok(samples)
 }
 
-fn run_job(job: Job, scale: Scale, global_dir: &Path) -> Result<Vec<Sample>, String> {
+fn run_job(
+    job: Job,
+    scale: Scale,
+    threads: &[usize],
+    global_dir: &Path,
+) -> Result<Vec<Sample>, String> {
     let quick = if scale.quick { &["--quick"][..] } else { &[] };
     match job.workload.place() {
-        Where::InProcess => run(job.workload, job.allocator, scale).map_err(|f| f.0),
+        Where::InProcess => run(job.workload, job.allocator, scale, threads).map_err(|f| f.0),
         Where::FreshProcess => {
             let exe = std::env::current_exe().map_err(|e| e.to_string())?;
             let mut args = vec!["__child", job.workload.name(), job.allocator.name()];
@@ -207,7 +203,8 @@ fn run_job(job: Job, scale: Scale, global_dir: &Path) -> Result<Vec<Sample>, Str
     }
 }
 
-fn progress(total: u64) -> ProgressBar {
+/// The bar `compare` shows while it runs (on stderr; hidden when that is not a terminal).
+pub fn progress(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     if let Ok(style) = ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}") {
         bar.set_style(style.progress_chars("=> "));
@@ -215,12 +212,19 @@ fn progress(total: u64) -> ProgressBar {
     bar
 }
 
+/// Whether `job` has failed already.
+fn failed(failures: &[Failure<AllocatorId>], workload: Workload, allocator: AllocatorId) -> bool {
+    failures
+        .iter()
+        .any(|f| f.what == workload.name() && f.allocator == allocator)
+}
+
 /// Runs the comparison and summarizes it.
-pub fn compare(args: &CompareArgs) -> Outcome {
+pub fn compare(args: &CompareArgs) -> Outcome<AllocatorId> {
     let scale = Scale { quick: args.quick };
-    let reps = args.reps.unwrap_or(if args.quick { 3 } else { 5 });
-    let mut skipped = Vec::new();
-    let mut failures: Vec<Failure> = Vec::new();
+    let reps = args.reps();
+    let mut notes = Vec::new();
+    let mut failures: Vec<Failure<AllocatorId>> = Vec::new();
     let mut global_dir = exe_dir();
 
     // The jobs of one repetition, grouped by workload.
@@ -233,7 +237,10 @@ pub fn compare(args: &CompareArgs) -> Outcome {
                 allocator,
             };
             if workload == Workload::Global && !has_global_binary(allocator) {
-                skipped.push((job, "a Heap cannot be a #[global_allocator] static"));
+                notes.push(format!(
+                    "(not run: {workload} on {allocator}: a Heap cannot be a #[global_allocator] \
+                     static)"
+                ));
             } else {
                 group.push(job);
             }
@@ -245,7 +252,7 @@ pub fn compare(args: &CompareArgs) -> Outcome {
                 Err(e) => {
                     for job in group.drain(..) {
                         failures.push(Failure {
-                            workload,
+                            what: workload.name().into(),
                             allocator: job.allocator,
                             message: e.clone(),
                         });
@@ -269,10 +276,7 @@ pub fn compare(args: &CompareArgs) -> Outcome {
             let n = group.len();
             for i in 0..n {
                 let job = group[(i + rep) % n];
-                if failures
-                    .iter()
-                    .any(|f| f.workload == job.workload && f.allocator == job.allocator)
-                {
+                if failed(&failures, job.workload, job.allocator) {
                     bar.inc(1);
                     continue; // failed once: its figures would mean nothing
                 }
@@ -282,7 +286,7 @@ pub fn compare(args: &CompareArgs) -> Outcome {
                     job.allocator,
                     rep + 1
                 ));
-                match run_job(job, scale, &global_dir) {
+                match run_job(job, scale, &args.threads, &global_dir) {
                     Ok(samples) => match results.iter_mut().find(|(j, _)| *j == job) {
                         Some((_, all)) => all.extend(samples),
                         None => results.push((job, samples)),
@@ -295,7 +299,7 @@ pub fn compare(args: &CompareArgs) -> Outcome {
                             )
                         });
                         failures.push(Failure {
-                            workload: job.workload,
+                            what: job.workload.name().into(),
                             allocator: job.allocator,
                             message,
                         });
@@ -307,12 +311,23 @@ pub fn compare(args: &CompareArgs) -> Outcome {
     }
     bar.finish_and_clear();
 
+    let trim = args
+        .allocators
+        .iter()
+        .map(|a| (a.name().to_string(), json!(a.trim_name())))
+        .collect::<serde_json::Map<_, _>>();
     Outcome {
+        command: format!(
+            "poolmalloc compare{}",
+            if args.quick { " --quick" } else { "" }
+        ),
+        allocators: args.allocators.clone(),
         rows: rows(&args.workloads, &args.allocators, &results, &failures),
         failures,
         reps,
         elapsed: started.elapsed(),
-        skipped,
+        notes,
+        extra: [("trim".to_string(), trim.into())].into_iter().collect(),
     }
 }
 
@@ -321,16 +336,13 @@ fn rows(
     workloads: &[Workload],
     allocators: &[AllocatorId],
     results: &[(Job, Vec<Sample>)],
-    failures: &[Failure],
-) -> Vec<Row> {
+    failures: &[Failure<AllocatorId>],
+) -> Vec<Row<AllocatorId>> {
     let mut rows = Vec::new();
     for &w in workloads {
         let mut cases: Vec<(String, Unit)> = Vec::new();
         for (job, samples) in results.iter().filter(|(j, _)| j.workload == w) {
-            if failures
-                .iter()
-                .any(|f| f.workload == w && f.allocator == job.allocator)
-            {
+            if failed(failures, w, job.allocator) {
                 continue;
             }
             for s in samples {
@@ -346,7 +358,7 @@ fn rows(
                     let values = results
                         .iter()
                         .filter(|(j, _)| j.workload == w && j.allocator == a)
-                        .filter(|_| !failures.iter().any(|f| f.workload == w && f.allocator == a))
+                        .filter(|_| !failed(failures, w, a))
                         .flat_map(|(_, s)| s.iter().filter(|s| s.case == case).map(|s| s.value))
                         .collect();
                     (a, values)

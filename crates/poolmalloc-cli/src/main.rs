@@ -1,7 +1,8 @@
 //! `poolmalloc`: compare poolmalloc with its peers, print its stats report, run a program on it.
 //!
 //! ```text
-//! poolmalloc compare [--quick] [--workloads W,..] [--allocators A,..] [--reps N] [--out DIR]
+//! poolmalloc compare [--quick] [--workloads W,..] [--allocators A,..] [--threads T,..] [--reps N] [--out DIR]
+//! poolmalloc compare [--quick] [--reps N] [--out DIR] [--lib NAME=PATH].. [--env K=V].. [--check-output] -- CMD [ARGS..]
 //! poolmalloc stats [--json] [--fragmentation] [--k K]
 //! poolmalloc run [--stats|--json] -- CMD [ARGS..]
 //! ```
@@ -10,6 +11,7 @@
 mod args;
 mod compare;
 mod fragmentation;
+mod programs;
 mod report;
 mod run;
 mod stats;
@@ -18,8 +20,13 @@ mod summary;
 use std::io::Write;
 use std::process::exit;
 
+use std::path::Path;
+
 use args::{Command, UsageError, USAGE};
 use poolmalloc_workloads::{run, run_counted, Scale};
+use programs::Fatal;
+use report::Outcome;
+use summary::Column;
 
 /// Prints to stdout; a closed pipe (`poolmalloc compare | head`) is not an error worth a panic.
 fn out(text: &str) {
@@ -47,6 +54,28 @@ fn print_scenario(
     }
 }
 
+/// Prints the table, writes the reports, and exits 1 if a run failed.
+fn finish<K: Column>(outcome: &Outcome<K>, dir: &Path) {
+    out(&report::table(outcome));
+    match report::write_all(outcome, dir) {
+        Ok(paths) => {
+            let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            out(&format!("wrote {}\n", names.join(", ")));
+        }
+        Err(e) => {
+            eprintln!("poolmalloc: could not write the reports: {e}");
+            exit(1)
+        }
+    }
+    if !outcome.failures.is_empty() {
+        eprintln!(
+            "poolmalloc: {} run(s) failed (see FAILED above)",
+            outcome.failures.len()
+        );
+        exit(1)
+    }
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let command = match args::parse(&argv) {
@@ -58,28 +87,21 @@ fn main() {
     };
     match command {
         Command::Help => out(&format!("{USAGE}\n")),
-        Command::Compare(a) => {
-            let outcome = compare::compare(&a);
-            out(&report::table(&outcome, &a.allocators, a.quick));
-            match report::write_all(&outcome, &a.allocators, a.quick, &a.out) {
-                Ok(paths) => {
-                    let names: Vec<String> =
-                        paths.iter().map(|p| p.display().to_string()).collect();
-                    out(&format!("wrote {}\n", names.join(", ")));
+        Command::Compare(a) => match &a.program {
+            None => finish(&compare::compare(&a), &a.out),
+            Some(p) => match programs::compare(&a, p) {
+                Ok(outcome) => finish(&outcome, &a.out),
+                Err(Fatal::Config(e)) => {
+                    eprintln!("poolmalloc compare: {e}");
+                    exit(2)
                 }
-                Err(e) => {
-                    eprintln!("poolmalloc: could not write the reports: {e}");
-                    exit(1)
+                Err(Fatal::CannotRun(e)) => {
+                    eprintln!("poolmalloc compare: {e}");
+                    // What shells answer for a command that cannot be run.
+                    exit(127)
                 }
-            }
-            if !outcome.failures.is_empty() {
-                eprintln!(
-                    "poolmalloc: {} workload run(s) failed their checks",
-                    outcome.failures.len()
-                );
-                exit(1)
-            }
-        }
+            },
+        },
         Command::Stats { json, k } => print_scenario(k, json, stats::json, stats::text),
         Command::Fragmentation { json, k } => {
             print_scenario(k, json, fragmentation::json, fragmentation::text)
@@ -98,7 +120,7 @@ fn main() {
             quick,
         } => {
             let mut out = std::io::stdout().lock();
-            match run(workload, allocator, Scale { quick }) {
+            match run(workload, allocator, Scale { quick }, &[]) {
                 Ok(samples) => {
                     for s in samples {
                         let _ = writeln!(out, "{}", s.to_line());

@@ -2,13 +2,37 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::Duration;
 
 use plotters::prelude::*;
-use poolmalloc_workloads::{cores, AllocatorId};
+use poolmalloc_workloads::cores;
 use serde_json::{json, Value};
 
-use crate::compare::Outcome;
-use crate::summary::{Cell, Row};
+use crate::summary::{Cell, Column, Row};
+
+/// A failed run: what ran (a workload, or the program), on which allocator, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure<K> {
+    pub what: String,
+    pub allocator: K,
+    pub message: String,
+}
+
+/// What a comparison measured, whichever it ran: the built-in workloads or a program.
+pub struct Outcome<K> {
+    /// The command as the report's first line names it (`poolmalloc compare --quick`).
+    pub command: String,
+    pub allocators: Vec<K>,
+    pub rows: Vec<Row<K>>,
+    pub failures: Vec<Failure<K>>,
+    pub reps: usize,
+    /// Time of the runs (not of building anything first).
+    pub elapsed: Duration,
+    /// Lines printed under the table as they are: runs not made and why.
+    pub notes: Vec<String>,
+    /// What the JSON adds for this kind of comparison.
+    pub extra: serde_json::Map<String, Value>,
+}
 
 /// poolmalloc's goal: at most this ratio to the best peer on every row.
 pub const GOAL: f64 = 0.8;
@@ -36,6 +60,7 @@ pub fn machine() -> String {
     s
 }
 
+/// Three significant digits at least (a program's seconds can be a few thousandths).
 fn number(x: f64) -> String {
     if !x.is_finite() {
         "—".into()
@@ -43,12 +68,15 @@ fn number(x: f64) -> String {
         format!("{x:.0}")
     } else if x.abs() >= 10.0 {
         format!("{x:.1}")
-    } else {
+    } else if x.abs() >= 1.0 || x == 0.0 {
         format!("{x:.2}")
+    } else {
+        let decimals = (2.0 - x.abs().log10().floor()).min(6.0) as usize;
+        format!("{x:.decimals$}")
     }
 }
 
-fn cell_text(c: Option<&Cell>) -> String {
+fn cell_text<K>(c: Option<&Cell<K>>) -> String {
     match c {
         None => "—".into(),
         Some(c) => {
@@ -63,21 +91,26 @@ fn cell_text(c: Option<&Cell>) -> String {
     }
 }
 
-/// The table: one row per case, one column per allocator, each cell "median ±spread ratio×";
-/// then a line per failure.
-pub fn table(outcome: &Outcome, allocators: &[AllocatorId], quick: bool) -> String {
-    let mut t = String::new();
-    let _ = writeln!(
-        t,
-        "poolmalloc compare{} on {}",
-        if quick { " --quick" } else { "" },
-        machine()
-    );
-    let peers: Vec<&str> = allocators
+fn peers<K: Column>(allocators: &[K]) -> Vec<&str> {
+    allocators
         .iter()
         .filter(|a| !a.is_poolmalloc())
         .map(|a| a.name())
-        .collect();
+        .collect()
+}
+
+/// The table: one row per case, one column per allocator, each cell "median ±spread ratio×";
+/// then the notes and a line per failure.
+pub fn table<K: Column>(outcome: &Outcome<K>) -> String {
+    let allocators = &outcome.allocators;
+    let mut t = String::new();
+    // A long script on the command line would bury the header: compare.json has it whole.
+    let mut command: String = outcome.command.replace('\n', "\\n");
+    if command.chars().count() > 100 {
+        command = command.chars().take(99).chain(['…']).collect();
+    }
+    let _ = writeln!(t, "{command} on {}", machine());
+    let peers = peers(allocators);
     let _ = writeln!(
         t,
         "{} interleaved repetitions. Cell: median ±spread (interquartile range / median) and \
@@ -109,24 +142,26 @@ pub fn table(outcome: &Outcome, allocators: &[AllocatorId], quick: bool) -> Stri
     let _ = writeln!(t, "  goal");
     for row in &outcome.rows {
         let _ = write!(t, "{:<case_w$}  {:<6}", row.case, row.unit.name());
-        for &a in allocators {
+        for a in allocators {
             let _ = write!(t, "  {:>col_w$}", cell_text(row.cell(a)));
         }
-        let goal = match row.cell(AllocatorId::PoolMalloc).and_then(|c| c.ratio) {
+        let goal = match row.goal_ratio() {
             Some(r) if r <= GOAL => "met",
             Some(_) => "MISSED",
             None => "",
         };
         let _ = writeln!(t, "  {goal}");
     }
-    for (job, why) in &outcome.skipped {
-        let _ = writeln!(t, "(not run: {} on {}: {why})", job.workload, job.allocator);
+    for note in &outcome.notes {
+        let _ = writeln!(t, "{note}");
     }
     for f in &outcome.failures {
         let _ = writeln!(
             t,
             "FAILED: {} on {}: {}",
-            f.workload, f.allocator, f.message
+            f.what,
+            f.allocator.name(),
+            f.message
         );
     }
     let _ = writeln!(t, "({:.1} s)", outcome.elapsed.as_secs_f64());
@@ -142,7 +177,8 @@ fn json_number(x: f64) -> Value {
 }
 
 /// The JSON report: every sample, every summary, the machine and the failures.
-pub fn json(outcome: &Outcome, allocators: &[AllocatorId], quick: bool) -> Value {
+pub fn json<K: Column>(outcome: &Outcome<K>) -> Value {
+    let allocators = &outcome.allocators;
     let rows: Vec<Value> = outcome
         .rows
         .iter()
@@ -164,48 +200,55 @@ pub fn json(outcome: &Outcome, allocators: &[AllocatorId], quick: bool) -> Value
             json!({
                 "case": r.case,
                 "unit": r.unit.name(),
-                "best_peer": r.best_peer.map(|a| a.name()),
-                "poolmalloc_goal_met": r.cell(AllocatorId::PoolMalloc)
-                    .and_then(|c| c.ratio)
-                    .map(|x| x <= GOAL),
+                "best_peer": r.best_peer.as_ref().map(|a| a.name()),
+                "poolmalloc_goal_met": r.goal_ratio().map(|x| x <= GOAL),
                 "results": results,
             })
         })
         .collect();
-    json!({
-        "command": format!("poolmalloc compare{}", if quick { " --quick" } else { "" }),
+    let mut doc = json!({
+        "command": outcome.command,
         "machine": machine(),
+        "cores": cores(),
         "repetitions": outcome.reps,
         "allocators": allocators.iter().map(|a| a.name()).collect::<Vec<_>>(),
-        "peers": allocators.iter().filter(|a| !a.is_poolmalloc()).map(|a| a.name()).collect::<Vec<_>>(),
-        "trim": allocators.iter().map(|a| (a.name().to_string(), json!(a.trim_name()))).collect::<serde_json::Map<_, _>>(),
+        "peers": peers(allocators),
         "goal_ratio": GOAL,
         "rows": rows,
+        "notes": outcome.notes,
         "failures": outcome.failures.iter().map(|f| json!({
-            "workload": f.workload.name(),
+            "what": f.what,
             "allocator": f.allocator.name(),
             "message": f.message,
         })).collect::<Vec<_>>(),
         "elapsed_seconds": outcome.elapsed.as_secs_f64(),
-    })
+    });
+    if let Value::Object(map) = &mut doc {
+        map.extend(outcome.extra.clone());
+    }
+    doc
 }
 
 fn color(i: usize) -> RGBColor {
-    const PALETTE: [RGBColor; 6] = [
+    const PALETTE: [RGBColor; 9] = [
         RGBColor(0xd6, 0x27, 0x28), // poolmalloc
         RGBColor(0xff, 0x7f, 0x0e), // poolmalloc-heap
         RGBColor(0x7f, 0x7f, 0x7f), // system
         RGBColor(0x1f, 0x77, 0xb4), // jemalloc
         RGBColor(0x2c, 0xa0, 0x2c), // mimalloc
-        RGBColor(0x94, 0x67, 0xbd),
+        RGBColor(0x94, 0x67, 0xbd), // snmalloc
+        RGBColor(0x8c, 0x56, 0x4b), // rpmalloc
+        RGBColor(0xe3, 0x77, 0xc2),
+        RGBColor(0x17, 0xbe, 0xcf),
     ];
     PALETTE[i % PALETTE.len()]
 }
 
 /// The chart: for every row with a ratio, one horizontal bar per allocator, its median over the
 /// best peer's on a log scale, with lines at 1 (the best peer) and at the goal.
-pub fn svg(outcome: &Outcome, allocators: &[AllocatorId], path: &Path) -> Result<(), String> {
-    let rows: Vec<&Row> = outcome
+pub fn svg<K: Column>(outcome: &Outcome<K>, path: &Path) -> Result<(), String> {
+    let allocators = &outcome.allocators;
+    let rows: Vec<&Row<K>> = outcome
         .rows
         .iter()
         .filter(|r| r.cells.iter().any(|c| c.ratio.is_some()))
@@ -251,7 +294,7 @@ pub fn svg(outcome: &Outcome, allocators: &[AllocatorId], path: &Path) -> Result
         .draw()
         .map_err(|x| e(&x))?;
     let slot = 0.8 / allocators.len().max(1) as f64;
-    for (k, &a) in allocators.iter().enumerate() {
+    for (k, a) in allocators.iter().enumerate() {
         let style = color(k).filled();
         let bars = rows.iter().enumerate().filter_map(|(i, r)| {
             let ratio = r.cell(a)?.ratio?;
@@ -287,21 +330,17 @@ pub fn svg(outcome: &Outcome, allocators: &[AllocatorId], path: &Path) -> Result
 }
 
 /// Writes `compare.txt`, `compare.json` and `compare.svg` into `dir`.
-pub fn write_all(
-    outcome: &Outcome,
-    allocators: &[AllocatorId],
-    quick: bool,
+pub fn write_all<K: Column>(
+    outcome: &Outcome<K>,
     dir: &Path,
 ) -> Result<Vec<std::path::PathBuf>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let txt = dir.join("compare.txt");
     let js = dir.join("compare.json");
     let chart = dir.join("compare.svg");
-    std::fs::write(&txt, table(outcome, allocators, quick))
-        .map_err(|e| format!("{}: {e}", txt.display()))?;
-    let body = serde_json::to_string_pretty(&json(outcome, allocators, quick))
-        .map_err(|e| e.to_string())?;
+    std::fs::write(&txt, table(outcome)).map_err(|e| format!("{}: {e}", txt.display()))?;
+    let body = serde_json::to_string_pretty(&json(outcome)).map_err(|e| e.to_string())?;
     std::fs::write(&js, body).map_err(|e| format!("{}: {e}", js.display()))?;
-    svg(outcome, allocators, &chart)?;
+    svg(outcome, &chart)?;
     Ok(vec![txt, js, chart])
 }

@@ -19,7 +19,7 @@ pub enum Report {
 
 /// The C library: `POOLMALLOC_LIB` if set, else beside this executable (cargo puts both in the
 /// same target directory), else an error saying how to build it.
-fn library() -> Result<PathBuf, String> {
+pub fn library() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("POOLMALLOC_LIB") {
         let path = PathBuf::from(path);
         return if path.is_file() {

@@ -2,10 +2,30 @@
 
 use poolmalloc_workloads::{AllocatorId, Unit};
 
+/// A column of the table: an allocator of the built-in workloads' table ([`AllocatorId`]) or one
+/// a program runs under (`compare -- CMD`'s [`crate::programs::Preload`]).
+pub trait Column: Clone + PartialEq {
+    fn name(&self) -> &str;
+    /// poolmalloc's own columns; every other column is a peer.
+    fn is_poolmalloc(&self) -> bool;
+}
+
+impl Column for AllocatorId {
+    fn name(&self) -> &str {
+        AllocatorId::name(*self)
+    }
+    fn is_poolmalloc(&self) -> bool {
+        AllocatorId::is_poolmalloc(*self)
+    }
+}
+
+/// The column whose ratio the goal is about.
+pub const GOAL_COLUMN: &str = "poolmalloc";
+
 /// The samples of one allocator on one case, and what the table shows of them.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Cell {
-    pub allocator: AllocatorId,
+pub struct Cell<K> {
+    pub allocator: K,
     pub samples: Vec<f64>,
     pub median: f64,
     /// Interquartile range / median: how far apart the middle half of the repetitions landed
@@ -20,17 +40,25 @@ pub struct Cell {
 
 /// One case (a row of the table).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Row {
+pub struct Row<K> {
     pub case: String,
     pub unit: Unit,
-    pub cells: Vec<Cell>,
+    pub cells: Vec<Cell<K>>,
     /// The peer (not poolmalloc) with the lowest median.
-    pub best_peer: Option<AllocatorId>,
+    pub best_peer: Option<K>,
 }
 
-impl Row {
-    pub fn cell(&self, a: AllocatorId) -> Option<&Cell> {
-        self.cells.iter().find(|c| c.allocator == a)
+impl<K: Column> Row<K> {
+    pub fn cell(&self, a: &K) -> Option<&Cell<K>> {
+        self.cells.iter().find(|c| c.allocator == *a)
+    }
+
+    /// poolmalloc's ratio to the best peer, which the goal is about.
+    pub fn goal_ratio(&self) -> Option<f64> {
+        self.cells
+            .iter()
+            .find(|c| c.allocator.name() == GOAL_COLUMN)
+            .and_then(|c| c.ratio)
     }
 }
 
@@ -75,13 +103,13 @@ pub fn spread(samples: &[f64]) -> f64 {
 fn ratio_floor(unit: Unit) -> f64 {
     match unit {
         Unit::MiB => 0.5,
-        Unit::NsPerOp | Unit::Pools => f64::MIN_POSITIVE,
+        Unit::NsPerOp | Unit::Pools | Unit::Seconds => f64::MIN_POSITIVE,
     }
 }
 
 /// Builds a row from each allocator's samples (in table order). Lower is better for every unit.
-pub fn summarize(case: &str, unit: Unit, samples: Vec<(AllocatorId, Vec<f64>)>) -> Row {
-    let mut cells: Vec<Cell> = samples
+pub fn summarize<K: Column>(case: &str, unit: Unit, samples: Vec<(K, Vec<f64>)>) -> Row<K> {
+    let mut cells: Vec<Cell<K>> = samples
         .into_iter()
         .filter(|(_, s)| !s.is_empty())
         .map(|(allocator, samples)| Cell {
@@ -98,8 +126,12 @@ pub fn summarize(case: &str, unit: Unit, samples: Vec<(AllocatorId, Vec<f64>)>) 
         .iter()
         .filter(|c| !c.allocator.is_poolmalloc())
         .min_by(|a, b| a.median.total_cmp(&b.median))
-        .map(|c| (c.allocator, c.median));
-    if let Some((_, best)) = best_peer.filter(|&(_, m)| m >= ratio_floor(unit)) {
+        .map(|c| (c.allocator.clone(), c.median));
+    if let Some(best) = best_peer
+        .as_ref()
+        .map(|(_, m)| *m)
+        .filter(|&m| m >= ratio_floor(unit))
+    {
         for c in &mut cells {
             c.ratio = Some(c.median / best);
         }
@@ -143,10 +175,10 @@ mod tests {
             ],
         );
         assert_eq!(row.best_peer, Some(Jemalloc));
-        assert_eq!(row.cell(PoolMalloc).unwrap().ratio, Some(0.25));
-        assert_eq!(row.cell(System).unwrap().ratio, Some(2.0));
-        assert_eq!(row.cell(Jemalloc).unwrap().ratio, Some(1.0));
-        assert!(row.cell(PoolMallocHeap).is_none(), "no samples, no cell");
+        assert_eq!(row.cell(&PoolMalloc).unwrap().ratio, Some(0.25));
+        assert_eq!(row.cell(&System).unwrap().ratio, Some(2.0));
+        assert_eq!(row.cell(&Jemalloc).unwrap().ratio, Some(1.0));
+        assert!(row.cell(&PoolMallocHeap).is_none(), "no samples, no cell");
     }
 
     #[test]
@@ -157,13 +189,13 @@ mod tests {
             vec![(PoolMalloc, vec![4.0])],
         );
         assert_eq!(row.best_peer, None);
-        assert_eq!(row.cell(PoolMalloc).unwrap().ratio, None);
+        assert_eq!(row.cell(&PoolMalloc).unwrap().ratio, None);
         let row = summarize(
             "memory/after-trim",
             Unit::MiB,
             vec![(PoolMalloc, vec![0.9]), (System, vec![0.004])],
         );
         assert_eq!(row.best_peer, Some(System));
-        assert_eq!(row.cell(PoolMalloc).unwrap().ratio, None);
+        assert_eq!(row.cell(&PoolMalloc).unwrap().ratio, None);
     }
 }

@@ -5,8 +5,8 @@
 //! [`AllocatorId::with`] hands the value to generic code with its concrete type, so each workload
 //! is compiled once per allocator and the allocator's fast path can be inlined into the loop.
 //!
-//! jemalloc and mimalloc are benchmark peers only: neither is a dependency of the allocator
-//! crates.
+//! jemalloc, mimalloc, snmalloc and rpmalloc are benchmark peers only: none is a dependency of the
+//! allocator crates.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt;
@@ -15,6 +15,8 @@ use std::sync::{LazyLock, OnceLock};
 
 use mimalloc::MiMalloc;
 use poolmalloc::{Heap, PoolMalloc};
+use rpmalloc::RpMalloc;
+use snmalloc_rs::SnMalloc;
 use tikv_jemallocator::Jemalloc;
 
 /// One allocator of the table (and the hidden loop-cost allocator, [`AllocatorId::Bump`]).
@@ -31,6 +33,12 @@ pub enum AllocatorId {
     Jemalloc,
     /// mimalloc through the `mimalloc` crate (no `override`, so it replaces nothing).
     Mimalloc,
+    /// snmalloc through `snmalloc-rs`, built by the `cc` crate (its `sn_rust_*` entry points
+    /// only, so it replaces nothing).
+    Snmalloc,
+    /// rpmalloc through the `rpmalloc` crate (its `rp*` entry points; the crate's "preload"
+    /// build only wraps thread start and exit to set up rpmalloc's thread heaps).
+    Rpmalloc,
     /// Not a real allocator: a bump pointer whose free does nothing. Its figures are the cost of
     /// a workload's own loop (indexing, tagging, checking); not in [`AllocatorId::TABLE`].
     Bump,
@@ -44,6 +52,8 @@ impl AllocatorId {
         AllocatorId::System,
         AllocatorId::Jemalloc,
         AllocatorId::Mimalloc,
+        AllocatorId::Snmalloc,
+        AllocatorId::Rpmalloc,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +63,8 @@ impl AllocatorId {
             AllocatorId::System => "system",
             AllocatorId::Jemalloc => "jemalloc",
             AllocatorId::Mimalloc => "mimalloc",
+            AllocatorId::Snmalloc => "snmalloc",
+            AllocatorId::Rpmalloc => "rpmalloc",
             AllocatorId::Bump => "bump",
         }
     }
@@ -85,12 +97,15 @@ impl AllocatorId {
             AllocatorId::System => w.run(self, &SYSTEM),
             AllocatorId::Jemalloc => w.run(self, &JEMALLOC),
             AllocatorId::Mimalloc => w.run(self, &MIMALLOC),
+            AllocatorId::Snmalloc => w.run(self, &SNMALLOC),
+            AllocatorId::Rpmalloc => w.run(self, &RPMALLOC),
             AllocatorId::Bump => w.run(self, &BUMP),
         }
     }
 
     /// Asks the allocator to give back to the OS what it can: poolmalloc's `collect`,
-    /// `mi_collect(true)`, jemalloc's tcache flush and purge of every arena, glibc's `malloc_trim`.
+    /// `mi_collect(true)`, jemalloc's tcache flush and purge of every arena, glibc's `malloc_trim`,
+    /// and nothing for snmalloc and rpmalloc, whose crates have no such call.
     pub fn trim(self) {
         match self {
             AllocatorId::PoolMalloc => {
@@ -109,7 +124,8 @@ impl AllocatorId {
             }
             // SAFETY: `mi_collect` may be called at any time from any thread.
             AllocatorId::Mimalloc => unsafe { libmimalloc_sys::mi_collect(true) },
-            AllocatorId::Bump => {}
+            // Neither crate exposes a trim (rpmalloc's `rpmalloc_thread_collect` is empty).
+            AllocatorId::Snmalloc | AllocatorId::Rpmalloc | AllocatorId::Bump => {}
         }
     }
 
@@ -130,6 +146,7 @@ impl AllocatorId {
             AllocatorId::System => "malloc_trim(0)",
             AllocatorId::Jemalloc => "mallctl thread.tcache.flush + arena.<all>.purge",
             AllocatorId::Mimalloc => "mi_collect(true)",
+            AllocatorId::Snmalloc | AllocatorId::Rpmalloc => "nothing (the crate has no trim)",
             AllocatorId::Bump => "nothing",
         }
     }
@@ -153,6 +170,8 @@ pub static HEAP: LazyLock<Heap> = LazyLock::new(Heap::new);
 pub static SYSTEM: System = System;
 pub static JEMALLOC: Jemalloc = Jemalloc;
 pub static MIMALLOC: MiMalloc = MiMalloc;
+pub static SNMALLOC: SnMalloc = SnMalloc;
+pub static RPMALLOC: RpMalloc = RpMalloc;
 pub static BUMP: Bump = Bump {
     used: AtomicUsize::new(0),
 };

@@ -13,13 +13,17 @@
 //! | `larson/Nt`         | slot arrays passed to new threads each round: remote frees  | replacement |
 //! | `prodcons/1`, `/64` | blocks sent over channels, freed by the consumer            | block |
 //! | `cache-scratch/Nt`  | small objects written hard by several threads: false sharing| alloc+writes+free |
+//! | `cache-thrash/Nt`   | the same without the hand-off: active false sharing         | alloc+writes+free |
+//! | `rptest/Nt`         | 16 B..16 KiB working sets, blocks handed around a ring      | block |
+//! | `xmalloc/Nt`        | many producers, many consumers on one channel               | block |
 //! | `binary-trees`      | rayon builds and drops binary trees of 16-byte nodes        | node |
 //! | `memory/*`          | RSS (MiB above baseline) at peak, after free, round 2, trim | — |
 //! | `seed/*`            | 512·k one-byte objects, 511 of each 512 freed: RSS and pools held | — |
 //! | `global/*`          | pair and churn through `#[global_allocator]` (child binaries) | alloc+free |
 //!
-//! `N` is the machine's core count. Allocators come from [`AllocatorId::TABLE`]; sizes and
-//! counts from [`Scale`] (`quick` is the smoke-test size).
+//! `N` is the machine's core count, or each count of `compare --threads` (one row per count, the
+//! case named with its threads). Allocators come from [`AllocatorId::TABLE`]; sizes and counts
+//! from [`Scale`] (`quick` is the smoke-test size).
 
 pub mod allocators;
 pub mod blocks;
@@ -30,6 +34,7 @@ pub mod memory;
 pub mod pair;
 pub mod prodcons;
 pub mod rng;
+pub mod rptest;
 pub mod rss;
 pub mod scratch;
 pub mod seed;
@@ -86,6 +91,9 @@ pub enum Workload {
     Larson,
     ProdCons,
     CacheScratch,
+    CacheThrash,
+    Rptest,
+    Xmalloc,
     BinaryTrees,
     Memory,
     Seed,
@@ -110,6 +118,9 @@ impl Workload {
         Workload::Larson,
         Workload::ProdCons,
         Workload::CacheScratch,
+        Workload::CacheThrash,
+        Workload::Rptest,
+        Workload::Xmalloc,
         Workload::BinaryTrees,
         Workload::Memory,
         Workload::Seed,
@@ -123,6 +134,9 @@ impl Workload {
             Workload::Larson => "larson",
             Workload::ProdCons => "prodcons",
             Workload::CacheScratch => "cache-scratch",
+            Workload::CacheThrash => "cache-thrash",
+            Workload::Rptest => "rptest",
+            Workload::Xmalloc => "xmalloc",
             Workload::BinaryTrees => "binary-trees",
             Workload::Memory => "memory",
             Workload::Seed => "seed",
@@ -162,6 +176,8 @@ pub enum Unit {
     MiB,
     /// Pools in use (poolmalloc only).
     Pools,
+    /// Seconds of wall or CPU time (a whole program's run).
+    Seconds,
 }
 
 impl Unit {
@@ -170,11 +186,12 @@ impl Unit {
             Unit::NsPerOp => "ns/op",
             Unit::MiB => "MiB",
             Unit::Pools => "pools",
+            Unit::Seconds => "s",
         }
     }
 
     pub fn parse(name: &str) -> Option<Unit> {
-        [Unit::NsPerOp, Unit::MiB, Unit::Pools]
+        [Unit::NsPerOp, Unit::MiB, Unit::Pools, Unit::Seconds]
             .into_iter()
             .find(|u| u.name() == name)
     }
@@ -231,7 +248,7 @@ impl Sample {
 /// The parameters of every workload at a scale (shared with the benches).
 pub mod params {
     use super::{cores, Scale};
-    use crate::{larson, prodcons, scratch};
+    use crate::{larson, prodcons, rptest, scratch};
 
     pub fn pair_iters(s: Scale) -> u64 {
         s.pick(300_000, 3_000_000)
@@ -260,6 +277,24 @@ pub mod params {
             writes: 100,
         }
     }
+    pub fn rptest(s: Scale) -> rptest::Params {
+        rptest::Params {
+            threads: cores(),
+            working_set: s.pick(500, 2_000),
+            rounds: s.pick(40, 400),
+            replaces: 200,
+            handed: 50,
+        }
+    }
+    /// xmalloc's threads: half of `threads` produce, the rest consume (at least one of each).
+    pub fn xmalloc(s: Scale, threads: usize) -> prodcons::XmallocParams {
+        let producers = (threads / 2).max(1);
+        prodcons::XmallocParams {
+            producers,
+            consumers: threads.saturating_sub(producers).max(1),
+            blocks: s.pick(20_000, 200_000),
+        }
+    }
     pub fn tree_depth(s: Scale) -> u32 {
         s.pick(12, 16)
     }
@@ -271,18 +306,52 @@ pub mod params {
     }
 }
 
-/// Runs one workload on one allocator in this process and returns its figures.
+/// Runs one workload on one allocator in this process and returns its figures. `threads`: the
+/// thread counts for the multi-threaded workloads, one row each, named with the count; empty:
+/// each workload's own (see the table above).
 /// (`compare` runs `Memory` and `Seed` through here too, but in a fresh child process.)
-pub fn run(w: Workload, id: AllocatorId, scale: Scale) -> Result<Vec<Sample>> {
-    id.with(RunCase { w, scale })
+pub fn run(w: Workload, id: AllocatorId, scale: Scale, threads: &[usize]) -> Result<Vec<Sample>> {
+    id.with(RunCase { w, scale, threads })
 }
 
-struct RunCase {
+struct RunCase<'t> {
     w: Workload,
     scale: Scale,
+    threads: &'t [usize],
 }
 
-impl WithAllocator for RunCase {
+impl RunCase<'_> {
+    /// Runs `one` for each thread count (`--threads`, or `default`), each row named
+    /// `<case>/<threads>t` — or `default_name` alone when no counts were asked for and the
+    /// workload's own count needs no name. Thread counts that come to the same row run once.
+    fn scaled(
+        &self,
+        case: &str,
+        default: &[usize],
+        default_name: Option<&str>,
+        mut one: impl FnMut(usize) -> Result<(usize, Timing)>,
+    ) -> Result<Vec<Sample>> {
+        let counts = if self.threads.is_empty() {
+            default
+        } else {
+            self.threads
+        };
+        let mut out: Vec<Sample> = Vec::new();
+        for &t in counts {
+            let (real, timing) = one(t)?;
+            let name = match default_name {
+                Some(n) if self.threads.is_empty() => n.to_string(),
+                _ => format!("{case}/{real}t"),
+            };
+            if !out.iter().any(|s| s.case == name) {
+                out.push(Sample::time(name, timing));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl WithAllocator for RunCase<'_> {
     type Output = Result<Vec<Sample>>;
 
     fn run<A: GlobalAlloc + Sync + 'static>(self, id: AllocatorId, a: &'static A) -> Self::Output {
@@ -299,36 +368,61 @@ impl WithAllocator for RunCase {
             }
             Workload::Churn => {
                 let rounds = params::churn_rounds(s);
-                let one = churn::churn(a, 1, churn::BLOCKS, rounds)?;
-                let all = churn::churn(a, n, churn::BLOCKS, rounds)?;
-                vec![
-                    Sample::time("churn/1t", one),
-                    Sample::time(format!("churn/{n}t"), all),
-                ]
+                self.scaled("churn", &[1, n], None, |t| {
+                    Ok((t, churn::churn(a, t, churn::BLOCKS, rounds)?))
+                })?
             }
             Workload::Larson => {
                 let p = params::larson(s);
-                let t = larson::larson(a, p)?;
-                vec![Sample::time(format!("larson/{}t", p.threads), t)]
+                self.scaled("larson", &[p.threads], None, |threads| {
+                    Ok((threads, larson::larson(a, larson::Params { threads, ..p })?))
+                })?
             }
             Workload::ProdCons => {
+                // A thread count t runs t / 2 producer/consumer pairs (at least one).
                 let p = params::prodcons(s);
-                let one = prodcons::prodcons::<A, 1>(a, p)?;
-                let batch = prodcons::prodcons::<A, 64>(a, p)?;
-                vec![
-                    Sample::time("prodcons/1", one),
-                    Sample::time("prodcons/64", batch),
-                ]
+                let mut out = Vec::new();
+                for (n, case) in [(1, "prodcons/1"), (64, "prodcons/64")] {
+                    out.extend(self.scaled(case, &[2 * p.pairs], Some(case), |t| {
+                        let p = prodcons::Params {
+                            pairs: (t / 2).max(1),
+                            ..p
+                        };
+                        let timing = match n {
+                            1 => prodcons::prodcons::<A, 1>(a, p)?,
+                            _ => prodcons::prodcons::<A, 64>(a, p)?,
+                        };
+                        Ok((2 * p.pairs, timing))
+                    })?);
+                }
+                out
             }
-            Workload::CacheScratch => {
+            Workload::CacheScratch | Workload::CacheThrash => {
                 let p = params::scratch(s);
-                let t = scratch::cache_scratch(a, p)?;
-                vec![Sample::time(format!("cache-scratch/{}t", p.threads), t)]
+                let run = match self.w {
+                    Workload::CacheScratch => scratch::cache_scratch::<A>,
+                    _ => scratch::cache_thrash::<A>,
+                };
+                self.scaled(self.w.name(), &[p.threads], None, |threads| {
+                    Ok((threads, run(a, scratch::Params { threads, ..p })?))
+                })?
             }
+            Workload::Rptest => {
+                let p = params::rptest(s);
+                self.scaled("rptest", &[p.threads], None, |threads| {
+                    Ok((threads, rptest::rptest(a, rptest::Params { threads, ..p })?))
+                })?
+            }
+            Workload::Xmalloc => self.scaled("xmalloc", &[n.max(2)], None, |t| {
+                let p = params::xmalloc(s, t);
+                Ok((p.producers + p.consumers, prodcons::xmalloc(a, p)?))
+            })?,
             Workload::BinaryTrees => {
                 let depth = params::tree_depth(s);
-                let t = trees::binary_trees(a, depth)?;
-                vec![Sample::time(format!("binary-trees/d{depth}"), t)]
+                let case = format!("binary-trees/d{depth}");
+                self.scaled(&case, &[n], Some(&case), |t| {
+                    Ok((t, trees::binary_trees_on(a, depth, t)?))
+                })?
             }
             Workload::Memory => {
                 let r = memory::memory(a, params::memory_blocks(s), || id.trim())?;

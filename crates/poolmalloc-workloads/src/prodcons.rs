@@ -1,8 +1,15 @@
-//! producer/consumer (xmalloc-style): producer threads allocate blocks and send them over
-//! crossbeam channels; consumer threads free them. Every block is freed by a thread that did not
-//! allocate it, so a thread cache sees only allocations on one side and only frees on the other:
-//! the flush of the consumer's cache and the refill of the producer's carry the whole load.
-//! Messages carry 1 or 64 blocks. One op = one block allocated, sent and freed; time is wall time.
+//! Blocks handed between threads: producer threads allocate blocks and send them over crossbeam
+//! channels; consumer threads free them. Every block is freed by a thread that did not allocate
+//! it, so a thread cache sees only allocations on one side and only frees on the other: the flush
+//! of the consumer's cache and the refill of the producer's carry the whole load.
+//!
+//! - prodcons: producer/consumer pairs, each pair with its own channel; messages carry 1 or 64
+//!   blocks.
+//! - xmalloc (after the xmalloc-test's description: many threads allocate, many others free):
+//!   several producers and several consumers share one channel, so any consumer frees any
+//!   producer's blocks, in batches of [`XMALLOC_BATCH`].
+//!
+//! One op = one block allocated, sent and freed; time is wall time.
 
 use std::alloc::GlobalAlloc;
 use std::time::Instant;
@@ -32,62 +39,128 @@ pub fn prodcons<A: GlobalAlloc + Sync + ?Sized, const N: usize>(
     a: &A,
     p: Params,
 ) -> Result<Timing> {
-    let pairs = p.pairs.max(1);
-    let messages = p.blocks / N;
+    exchange::<A, N>(
+        a,
+        Shape {
+            groups: p.pairs.max(1),
+            producers: 1,
+            consumers: 1,
+        },
+        p.blocks,
+    )
+}
+
+/// Blocks per message in xmalloc.
+pub const XMALLOC_BATCH: usize = 16;
+
+#[derive(Clone, Copy, Debug)]
+pub struct XmallocParams {
+    pub producers: usize,
+    pub consumers: usize,
+    /// Blocks each producer sends.
+    pub blocks: usize,
+}
+
+/// xmalloc: every producer and consumer on one channel. Checks: every block's tag at the
+/// consumer, and that the consumers together received every block the producers sent.
+pub fn xmalloc<A: GlobalAlloc + Sync + ?Sized>(a: &A, p: XmallocParams) -> Result<Timing> {
+    exchange::<A, XMALLOC_BATCH>(
+        a,
+        Shape {
+            groups: 1,
+            producers: p.producers.max(1),
+            consumers: p.consumers.max(1),
+        },
+        p.blocks,
+    )
+}
+
+/// Channels, and the producers and consumers on each.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    groups: usize,
+    producers: usize,
+    consumers: usize,
+}
+
+/// Each producer sends `blocks` blocks (rounded down to whole messages of `N`) on its group's
+/// channel; the group's consumers free them.
+fn exchange<A: GlobalAlloc + Sync + ?Sized, const N: usize>(
+    a: &A,
+    shape: Shape,
+    blocks: usize,
+) -> Result<Timing> {
+    let messages = blocks / N;
     let start = Instant::now();
     let (sent, freed) = std::thread::scope(|s| {
-        let mut consumers = Vec::with_capacity(pairs);
-        let mut producers = Vec::with_capacity(pairs);
-        for t in 0..pairs {
+        let mut consumers = Vec::with_capacity(shape.groups);
+        let mut producers = Vec::with_capacity(shape.groups * shape.producers);
+        for g in 0..shape.groups {
             let (tx, rx) = bounded::<[Block; N]>((IN_FLIGHT / N).max(1));
-            producers.push(s.spawn(move || -> Result<()> {
-                let mut rng = Rng::new(0x9C << 32 | t as u64);
-                for m in 0..messages {
-                    let mut msg = [Block::EMPTY; N];
-                    for (k, slot) in msg.iter_mut().enumerate() {
-                        let size = rng.range(MIN_SIZE, MAX_SIZE);
-                        match alloc_tagged(a, size, tag((m * N + k) as u64)) {
-                            Ok(b) => *slot = b,
-                            Err(e) => {
-                                // Hand over what was allocated so the consumer frees it.
-                                let _ = tx.send(msg);
-                                return Err(e);
+            for t in 0..shape.producers {
+                let tx = tx.clone();
+                let seed = 0x9C << 32 | (g * shape.producers + t) as u64;
+                producers.push(s.spawn(move || -> Result<()> {
+                    let mut rng = Rng::new(seed);
+                    for m in 0..messages {
+                        let mut msg = [Block::EMPTY; N];
+                        for (k, slot) in msg.iter_mut().enumerate() {
+                            let size = rng.range(MIN_SIZE, MAX_SIZE);
+                            match alloc_tagged(a, size, tag(seed ^ (m * N + k) as u64)) {
+                                Ok(b) => *slot = b,
+                                Err(e) => {
+                                    // Hand over what was allocated so a consumer frees it.
+                                    let _ = tx.send(msg);
+                                    return Err(e);
+                                }
                             }
                         }
-                    }
-                    if tx.send(msg).is_err() {
-                        break; // the consumer stopped on a fault and reports it
-                    }
-                }
-                Ok(())
-            }));
-            consumers.push(s.spawn(move || -> Result<usize> {
-                let mut received = 0;
-                let mut first = Ok(());
-                for msg in rx {
-                    for b in msg {
-                        if b.addr() == 0 {
-                            continue;
-                        }
-                        received += 1;
-                        if first.is_ok() {
-                            first = check_and_free(a, b);
+                        if tx.send(msg).is_err() {
+                            break; // the consumers stopped on a fault and report it
                         }
                     }
-                    if first.is_err() {
-                        break;
-                    }
-                }
-                first.map(|()| received)
-            }));
+                    Ok(())
+                }));
+            }
+            // The group's consumers stop when its producers' senders are all gone.
+            drop(tx);
+            let group: Vec<_> = (0..shape.consumers)
+                .map(|_| {
+                    let rx = rx.clone();
+                    s.spawn(move || -> Result<usize> {
+                        let mut received = 0;
+                        let mut first = Ok(());
+                        for msg in rx {
+                            for b in msg {
+                                if b.addr() == 0 {
+                                    continue;
+                                }
+                                received += 1;
+                                if first.is_ok() {
+                                    first = check_and_free(a, b);
+                                }
+                            }
+                            if first.is_err() {
+                                break;
+                            }
+                        }
+                        first.map(|()| received)
+                    })
+                })
+                .collect();
+            consumers.push(group);
         }
         let sent: Vec<Result<()>> = producers
             .into_iter()
             .map(|h| h.join().expect("producer panicked"))
             .collect();
-        let freed: Vec<Result<usize>> = consumers
+        let freed: Vec<Vec<Result<usize>>> = consumers
             .into_iter()
-            .map(|h| h.join().expect("consumer panicked"))
+            .map(|g| {
+                g.into_iter()
+                    .map(|h| h.join().expect("consumer panicked"))
+                    .collect()
+            })
             .collect();
         (sent, freed)
     });
@@ -95,17 +168,21 @@ pub fn prodcons<A: GlobalAlloc + Sync + ?Sized, const N: usize>(
     for r in sent {
         r?;
     }
-    for r in freed {
-        let got = r?;
-        if got != messages * N {
+    let expected = shape.producers * messages * N;
+    for group in freed {
+        let mut got = 0;
+        for r in group {
+            got += r?;
+        }
+        if got != expected {
             return Err(Fault(format!(
-                "prodcons: a consumer freed {got} blocks, its producer sent {}",
-                messages * N
+                "{} consumer(s) freed {got} blocks, their {} producer(s) sent {expected}",
+                shape.consumers, shape.producers
             )));
         }
     }
     Ok(Timing {
-        ops: (pairs * messages * N) as u64,
+        ops: (shape.groups * expected) as u64,
         elapsed,
     })
 }

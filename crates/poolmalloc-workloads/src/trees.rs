@@ -120,3 +120,17 @@ pub fn binary_trees<A: GlobalAlloc + Sync + ?Sized>(a: &A, max_depth: u32) -> Re
         elapsed,
     })
 }
+
+/// [`binary_trees`] on a rayon pool of its own with `threads` threads (made before the timing
+/// starts).
+pub fn binary_trees_on<A: GlobalAlloc + Sync + ?Sized>(
+    a: &A,
+    max_depth: u32,
+    threads: usize,
+) -> Result<Timing> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| Fault(format!("binary-trees: no thread pool of {threads}: {e}")))?;
+    pool.install(|| binary_trees(a, max_depth))
+}

@@ -2,10 +2,12 @@
 //! checks do fail when an allocator misbehaves (two broken allocators below).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use poolmalloc_workloads::{
-    churn, larson, pair, prodcons, scratch, trees, AllocatorId, Result, Timing, WithAllocator,
+    churn, larson, pair, prodcons, rptest, scratch, trees, AllocatorId, Result, Timing,
+    WithAllocator,
 };
 
 type Run<'a> = Box<dyn Fn() -> Result<Timing> + 'a>;
@@ -22,6 +24,18 @@ fn small_runs<A: GlobalAlloc + Sync>(a: &A) -> Vec<(&'static str, Run<'_>)> {
         threads: 3,
         iterations: 1_000,
         writes: 10,
+    };
+    let rptest = rptest::Params {
+        threads: 3,
+        working_set: 100,
+        rounds: 10,
+        replaces: 20,
+        handed: 10,
+    };
+    let xmalloc = prodcons::XmallocParams {
+        producers: 2,
+        consumers: 3,
+        blocks: 3_000,
     };
     vec![
         ("pair", Box::new(move || pair::pair(a, 64, 10_000))),
@@ -55,6 +69,16 @@ fn small_runs<A: GlobalAlloc + Sync>(a: &A) -> Vec<(&'static str, Run<'_>)> {
         (
             "cache-scratch",
             Box::new(move || scratch::cache_scratch(a, scratch)),
+        ),
+        (
+            "cache-thrash",
+            Box::new(move || scratch::cache_thrash(a, scratch)),
+        ),
+        ("rptest", Box::new(move || rptest::rptest(a, rptest))),
+        ("xmalloc", Box::new(move || prodcons::xmalloc(a, xmalloc))),
+        (
+            "binary-trees/3t",
+            Box::new(move || trees::binary_trees_on(a, 8, 3)),
         ),
         ("binary-trees", Box::new(move || trees::binary_trees(a, 8))),
     ]
@@ -101,32 +125,73 @@ fn op_counts_are_what_the_docs_say() {
     // Nodes: stretch (depth 7) + long-lived (6) + depth 4: 2^6 trees of 31 + depth 6: 2^4 of 127.
     let nodes = 255 + 127 + 64 * 31 + 16 * 127;
     assert_eq!(trees::binary_trees(&System, 6).unwrap().ops, nodes);
+    assert_eq!(trees::binary_trees_on(&System, 6, 3).unwrap().ops, nodes);
+    let p = scratch::Params {
+        threads: 3,
+        iterations: 100,
+        writes: 2,
+    };
+    assert_eq!(scratch::cache_thrash(&System, p).unwrap().ops, 3 * 100);
+    // Every block of the working sets and of every round, allocated and freed once.
+    let p = rptest::Params {
+        threads: 3,
+        working_set: 50,
+        rounds: 7,
+        replaces: 5,
+        handed: 4,
+    };
+    assert_eq!(
+        rptest::rptest(&System, p).unwrap().ops,
+        3 * (50 + 7 * (5 + 4))
+    );
+    // Whole messages of XMALLOC_BATCH blocks per producer.
+    let p = prodcons::XmallocParams {
+        producers: 3,
+        consumers: 2,
+        blocks: 10 * prodcons::XMALLOC_BATCH + 5,
+    };
+    assert_eq!(
+        prodcons::xmalloc(&System, p).unwrap().ops,
+        3 * 10 * prodcons::XMALLOC_BATCH as u64
+    );
 }
 
 /// Hands out the previous block again on every 50th request (a live block, then, in most
-/// workloads); frees nothing, so the duplicate never reaches the system allocator twice.
+/// workloads) when it is large enough; frees nothing, so the duplicate never reaches the system
+/// allocator twice.
 struct Duplicating {
     count: AtomicUsize,
-    last: AtomicPtr<u8>,
+    /// The latest block and its size (0: none yet).
+    last: Mutex<(usize, usize)>,
+}
+
+impl Duplicating {
+    const fn new() -> Duplicating {
+        Duplicating {
+            count: AtomicUsize::new(0),
+            last: Mutex::new((0, 0)),
+        }
+    }
 }
 
 // SAFETY: not a correct allocator (that is its point), but memory-safe: every block is a fresh
-// 512-byte, 16-aligned System block that is never freed, and requests larger or more aligned get
-// null; the duplicates it hands out alias live blocks, which the workloads only read and write
-// within the requested size.
+// System block of at least 512 bytes, 16-aligned, never freed; a duplicate is handed out only
+// for a request that fits in it, and requests more aligned get null. The duplicates alias live
+// blocks, which the workloads only read and write within the requested size.
 unsafe impl GlobalAlloc for Duplicating {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > 512 || layout.align() > 16 {
+        if layout.align() > 16 {
             return std::ptr::null_mut();
         }
         let n = self.count.fetch_add(1, Ordering::Relaxed);
-        let last = self.last.load(Ordering::Relaxed);
-        if n % 50 == 49 && !last.is_null() {
-            return last;
+        let mut last = self.last.lock().unwrap();
+        if n % 50 == 49 && last.0 != 0 && last.1 >= layout.size() {
+            return last.0 as *mut u8;
         }
+        let size = layout.size().max(512);
         // SAFETY: a non-zero layout.
-        let p = unsafe { System.alloc(Layout::from_size_align(512, 16).unwrap()) };
-        self.last.store(p, Ordering::Relaxed);
+        let p = unsafe { System.alloc(Layout::from_size_align(size, 16).unwrap()) };
+        *last = (p as usize, size);
         p
     }
 
@@ -162,14 +227,11 @@ unsafe impl GlobalAlloc for Exhausted {
 
 #[test]
 fn live_blocks_handed_out_twice_are_caught_by_every_tagging_workload() {
-    let dup = Duplicating {
-        count: AtomicUsize::new(0),
-        last: AtomicPtr::new(std::ptr::null_mut()),
-    };
+    let dup = Duplicating::new();
     for (name, run) in small_runs(&dup) {
-        if name == "cache-scratch" || name == "binary-trees" {
-            // These check counts, not tags (cache-scratch: next test); a tree whose nodes
-            // alias would loop, so binary-trees is not run on a broken allocator.
+        if name.starts_with("cache-") || name.starts_with("binary-trees") {
+            // These check counts, not tags (cache-scratch/thrash: next test); a tree whose
+            // nodes alias would loop, so binary-trees is not run on a broken allocator.
             continue;
         }
         let err = run().expect_err(name);
@@ -180,10 +242,7 @@ fn live_blocks_handed_out_twice_are_caught_by_every_tagging_workload() {
 #[test]
 fn cache_scratch_catches_a_block_shared_between_writers() {
     // Every request gets the same block: two threads' counts then mix.
-    static SHARED: Duplicating = Duplicating {
-        count: AtomicUsize::new(0),
-        last: AtomicPtr::new(std::ptr::null_mut()),
-    };
+    static SHARED: Duplicating = Duplicating::new();
     struct Same;
     // SAFETY: hands every request the same 512-byte, 16-aligned block and frees nothing; every
     // user writes within it with volatile accesses of whole words.
@@ -191,7 +250,7 @@ fn cache_scratch_catches_a_block_shared_between_writers() {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             // SAFETY: forwarded with the caller's valid layout.
             let first = unsafe { SHARED.alloc(layout) };
-            SHARED.last.load(Ordering::Relaxed).max(first)
+            (SHARED.last.lock().unwrap().0 as *mut u8).max(first)
         }
         unsafe fn dealloc(&self, _: *mut u8, _: Layout) {}
     }
@@ -201,6 +260,8 @@ fn cache_scratch_catches_a_block_shared_between_writers() {
         writes: 200,
     };
     let err = scratch::cache_scratch(&Same, p).expect_err("shared block not caught");
+    assert!(err.0.contains("after 200 writes"), "{err}");
+    let err = scratch::cache_thrash(&Same, p).expect_err("shared block not caught");
     assert!(err.0.contains("after 200 writes"), "{err}");
 }
 
