@@ -79,7 +79,7 @@ pub unsafe fn give(cache: &ThreadCache, core: &TestCore, class: Class, block: *m
     // SAFETY: the block is of `class` and the caller gives it up.
     if !unsafe { cache.push(tag, block) } {
         cache.flush(core, class);
-        // SAFETY: as above; the flush made room.
+        // SAFETY: the block is of `class` and given up (precondition); the flush made room.
         assert!(unsafe { cache.push(tag, block) });
     }
 }

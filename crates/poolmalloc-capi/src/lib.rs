@@ -1,9 +1,10 @@
 //! # poolmalloc-capi: poolmalloc as a C library
 //!
 //! `libpoolmalloc_capi.so` exports the malloc family with glibc's contract, for `LD_PRELOAD` or
-//! linking; `include/poolmalloc.h` declares it with poolmalloc's own calls. It is the global
-//! allocator of the `poolmalloc` crate (its core and per-thread caches, through
-//! `poolmalloc::raw`) behind a layout-free interface:
+//! linking; `include/poolmalloc.h` declares it with poolmalloc's own calls. It is a thin adaptor
+//! over the `poolmalloc` crate's front end with the global home (the same core and per-thread
+//! caches as `PoolMalloc`, through `poolmalloc::internal::capi`), behind a layout-free
+//! interface; what is left here is C's contract: `errno`, argument checks, the exported names.
 //!
 //! - Ownership of a pointer comes from the arena registry, never from reading memory we might
 //!   not own. Ours go back to the caches; everything else — the large path's blocks and blocks
@@ -18,6 +19,13 @@
 //!   lazily with `malloc`.
 //! - `fork` takes every allocator lock first (`pthread_atfork`), so a child of a multi-threaded
 //!   parent can allocate.
+//!
+//! ## Modules, bottom-up
+//! - `init`: what runs when the library is loaded (fork handlers, the front end's start-up,
+//!   `POOLMALLOC_STATS`) and the stats reports.
+//! - `exports`: the exported C functions.
+
+#![warn(missing_docs)]
 
 mod exports;
 mod init;

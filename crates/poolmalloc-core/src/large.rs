@@ -271,7 +271,7 @@ mod tests {
         assert_eq!((s.allocs_total, s.live), (2, 1));
         // SAFETY: a live C-library block.
         assert_eq!(s.live_bytes, unsafe { usable_size(q) });
-        // SAFETY: as above.
+        // SAFETY: `q` is a live C-library block from `alloc`, freed once.
         unsafe { free(&b, q) };
         // A free of a block no tally counted (the C library's `free` of one from before us).
         let foreign = LargeTally::new();

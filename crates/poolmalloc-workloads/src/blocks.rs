@@ -103,7 +103,8 @@ pub fn check_and_free<A: GlobalAlloc + ?Sized>(a: &A, block: Block) -> Result<()
             block.ptr, expected[0], expected[1], found[0], found[1]
         )));
     }
-    // SAFETY: as above; the layout is the one it was allocated with.
+    // SAFETY: `block` came from `a` with `layout_for(size)` (the layout it was allocated with)
+    // and is freed once, here; nobody uses it afterwards.
     unsafe { a.dealloc(block.ptr, layout_for(size)) };
     Ok(())
 }

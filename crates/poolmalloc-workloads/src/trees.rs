@@ -56,7 +56,8 @@ fn free_count<A: GlobalAlloc + ?Sized>(a: &A, node: *mut Node) -> u64 {
     // reachable from exactly one parent, so it is read and freed once.
     let Node { left, right } = unsafe { node.read() };
     let count = 1 + free_count(a, left) + free_count(a, right);
-    // SAFETY: as above.
+    // SAFETY: `node` came from `a.alloc(NODE)` in `build`, is reached once (one parent) and
+    // was read above, so it is freed once and not used after.
     unsafe { a.dealloc(node.cast(), NODE) };
     count
 }

@@ -12,18 +12,27 @@
 use core::cell::UnsafeCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use poolmalloc_core::config::{BOOTSTRAP_BYTES, MAX_SMALL_ALIGN, POOL_OVERHEAD, POOL_SIZE};
+use poolmalloc_core::config::{
+    BOOTSTRAP_BYTES, MAX_SMALL_ALIGN, POOL_ADDR_MASK, POOL_OVERHEAD, POOL_SIZE,
+};
 
-#[repr(C, align(16384))]
-struct Region(UnsafeCell<[u8; BOOTSTRAP_BYTES]>);
-
-const _: () = assert!(core::mem::align_of::<Region>() == POOL_SIZE);
+/// The static area: `BOOTSTRAP_BYTES` of pool-aligned chunks lie inside it, found at run time
+/// (`base`), since an alignment attribute cannot follow `POOL_SIZE`.
+struct Region(UnsafeCell<[u8; BOOTSTRAP_BYTES + POOL_SIZE]>);
 
 // SAFETY: bytes of the region are handed out once each (the bump offset only grows, by CAS), and
 // the header bytes of each chunk are never handed out.
 unsafe impl Sync for Region {}
 
-static REGION: Region = Region(UnsafeCell::new([0; BOOTSTRAP_BYTES]));
+static REGION: Region = Region(UnsafeCell::new([0; BOOTSTRAP_BYTES + POOL_SIZE]));
+
+/// The region's first pool-aligned byte.
+#[inline]
+fn base() -> *mut u8 {
+    let start = REGION.0.get().cast::<u8>();
+    let offset = (start as usize + POOL_SIZE - 1) & POOL_ADDR_MASK;
+    start.wrapping_add(offset - start as usize)
+}
 /// Offset of the next free byte.
 static NEXT: AtomicUsize = AtomicUsize::new(POOL_OVERHEAD);
 
@@ -50,10 +59,11 @@ pub(crate) fn alloc(size: usize) -> *mut u8 {
             Ordering::Relaxed,
             Ordering::Relaxed,
         ) {
-            // SAFETY: `start + size` is within the region (checked above) and was handed to
+            // SAFETY: `start + size` is within the BOOTSTRAP_BYTES past `base`, which lie inside
+            // the region (its POOL_SIZE spare bytes cover the rounding up), and was handed to
             // nobody before the CAS; the prefix is aligned for a usize.
             Ok(_) => unsafe {
-                let p = REGION.0.get().cast::<u8>().add(start);
+                let p = base().add(start);
                 p.cast::<usize>().write(block);
                 return p.add(PREFIX);
             },
@@ -74,7 +84,7 @@ pub(crate) unsafe fn size_of(ptr: *const u8) -> usize {
 /// True when `ptr` lies in the region.
 #[inline]
 pub(crate) fn contains(ptr: *const u8) -> bool {
-    let base = REGION.0.get() as usize;
+    let base = base() as usize;
     (base..base + BOOTSTRAP_BYTES).contains(&(ptr as usize))
 }
 

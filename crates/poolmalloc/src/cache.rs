@@ -305,12 +305,12 @@ mod tests {
         while !b.is_null() {
             // SAFETY: chain of blocks of class `c`, ours.
             let next = unsafe { (*b).next };
-            // SAFETY: as above.
+            // SAFETY: a block of class `c` taken from `core` for this test, given to the cache.
             if unsafe { cache.push(tag, b.cast()) } {
                 pushed += 1;
             } else {
                 cache.flush(&core, c);
-                // SAFETY: as above.
+                // SAFETY: the same block of class `c`, refused before and given again.
                 assert!(unsafe { cache.push(tag, b.cast()) });
                 pushed += 1;
             }

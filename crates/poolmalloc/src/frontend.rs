@@ -200,7 +200,8 @@ pub(crate) unsafe fn dealloc<H: Home, K: Hooks>(home: &H, user: *mut u8, layout:
                 // SAFETY: a small layout's block lies in one of the home's pools or in the
                 // bootstrap region, laid out like pools, so its pool header is mapped.
                 let tag = unsafe { class_tag(user) };
-                // SAFETY: as above; the program gives the block up (precondition).
+                // SAFETY: the block lies in the home's pools or the bootstrap region (small
+                // layout), `tag` is its pool's, and the program gives it up (precondition).
                 return unsafe { free_in_pool::<H, K>(home, user, tag, Some(layout)) };
             }
             Some(_) => {}
@@ -305,7 +306,8 @@ unsafe fn free_slow<H: Home>(home: &H, tag: u8, block: *mut u8) {
             CacheState::Active if busy => unsafe { cache.push_over_bound(class, block) },
             CacheState::Active => {
                 home.slow(|| cache.flush(home.core(), class));
-                // SAFETY: as above; the flush made room.
+                // SAFETY: the block is of `class` (its pool's tag) and given up
+                // (precondition); the flush made room, so the push takes it.
                 let pushed = unsafe { cache.push(tag, block) };
                 debug_assert!(pushed);
             }

@@ -298,7 +298,7 @@ impl Home for GlobalC {
         // SAFETY: `__errno_location` returns this thread's errno.
         let errno = unsafe { *libc::__errno_location() };
         let r = Global.slow(f);
-        // SAFETY: as above.
+        // SAFETY: `__errno_location` returns this thread's errno.
         unsafe { *libc::__errno_location() = errno };
         r
     }
@@ -476,7 +476,8 @@ pub mod capi {
             let live = unsafe { &mut *LIVE.data_ptr() };
             let mut entry = live.head;
             while !entry.is_null() {
-                // SAFETY: as above.
+                // SAFETY: `entry` is a state on LIVE, memory the child inherited unchanged, and
+                // no other thread exists to change it.
                 unsafe {
                     if !ptr::eq(entry, me) {
                         CORE.large_tally().absorb(&(*entry).cache.large);

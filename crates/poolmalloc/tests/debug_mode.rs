@@ -137,7 +137,7 @@ fn every_detection_is_reported_with_address_and_class() {
     let p = alloc();
     // SAFETY: planted fault: an interior pointer (reported, nothing freed).
     let inner = unsafe { p.add(8) };
-    // SAFETY: as above.
+    // SAFETY: planted fault: freeing an interior pointer is reported and frees nothing.
     let m = report_of(|| unsafe { PoolMalloc.dealloc(inner, layout) });
     let kind = FreeErrorKind::NotBlockStart { class };
     assert_eq!(
@@ -247,7 +247,7 @@ fn large_blocks_are_laid_out_and_every_detection_reported() {
     let page = Layout::from_size_align(100, 4096).unwrap();
     let q = alloc(page);
     assert_eq!(q as usize % 4096, 0);
-    // SAFETY: as above.
+    // SAFETY: the pad after the 100 bytes lies inside the system block debug mode laid out.
     assert_eq!(bytes(unsafe { q.add(100) }, DEBUG_PAD), vec![0xFD; 16]);
     // SAFETY: from `alloc(page)`, freed once.
     unsafe { PoolMalloc.dealloc(q, page) };
@@ -374,7 +374,8 @@ fn heaps_run_in_debug_mode_too() {
     let big = Layout::from_size_align(5000, 16).unwrap();
     let their_big = other.alloc(big);
     assert_eq!(bytes(their_big, 5000), vec![0xCD; 5000]);
-    // SAFETY: planted fault, as above; then each block back to its own heap, once.
+    // SAFETY: planted fault: `other`'s large block given to `heap` (reported, nothing freed);
+    // then each block back to its own heap, once.
     unsafe {
         let m = report_of(|| heap.dealloc(their_big, big));
         assert_eq!(m, foreign(their_big as usize));

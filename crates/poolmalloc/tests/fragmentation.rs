@@ -119,7 +119,7 @@ fn heap_counts_cached_blocks_and_matches_its_stats() {
         c.pools_in_use() * POOL_SIZE - kept.len() * class.block_size()
     );
     for p in kept {
-        // SAFETY: as above.
+        // SAFETY: each kept block came from this heap with `layout` and is freed once.
         unsafe { heap.dealloc(p, layout) };
     }
     heap.flush_thread_cache();

@@ -60,7 +60,7 @@ fn two_heaps_never_share_blocks() {
                 }
                 for (q, l, in_a) in mine {
                     let heap = if in_a { &a } else { &b };
-                    // SAFETY: as above.
+                    // SAFETY: each block left came from this heap with this layout, freed once.
                     unsafe { heap.dealloc(q as *mut u8, l) };
                 }
             })
