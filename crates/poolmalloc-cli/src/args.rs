@@ -273,7 +273,7 @@ fn parse_compare<'a>(
             "--lib" => {
                 let v = one_value("--lib", inline, &mut it, "NAME=PATH")?;
                 let (lib, path) = name_value("--lib", v, "NAME=PATH")?;
-                if lib == crate::programs::SYSTEM || lib.contains(',') {
+                if lib == crate::column::SYSTEM || lib.contains(',') {
                     return err(format!(
                         "--lib: '{lib}' cannot name a library (system is the allocator with \
                          nothing preloaded; names have no commas)"

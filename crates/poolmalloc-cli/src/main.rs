@@ -7,8 +7,22 @@
 //! poolmalloc run [--stats|--json] -- CMD [ARGS..]
 //! ```
 //! See `args::USAGE`, and README.md for how to read the table.
+//!
+//! The modules, bottom up: each uses only modules listed above it (there are no circles).
+//!
+//! - `poolmalloc_cli::launch` (library): the launcher's protocol; uses nothing here
+//! - `run`: `poolmalloc run`, and finding poolmalloc's C library
+//! - `column`: what a table column is (`Column`, `Preload`, `SYSTEM`)
+//! - `stats`: `poolmalloc stats`
+//! - `fragmentation`: `stats --fragmentation`; uses `stats`
+//! - `summary`: samples to a row's figures; uses `column`
+//! - `report`: the table, JSON and SVG of an outcome; uses `column`, `summary`
+//! - `args`: the command line; uses `column`, `run`
+//! - `compare`: `compare` on the workloads; uses `args`, `report`, `summary`
+//! - `programs`: `compare -- CMD`; uses all above but `stats`, `fragmentation`
 
 mod args;
+mod column;
 mod compare;
 mod fragmentation;
 mod programs;
@@ -23,10 +37,10 @@ use std::process::exit;
 use std::path::Path;
 
 use args::{Command, UsageError, USAGE};
+use column::Column;
 use poolmalloc_workloads::{run, run_counted, Scale};
 use programs::Fatal;
 use report::Outcome;
-use summary::Column;
 
 /// Prints to stdout; a closed pipe (`poolmalloc compare | head`) is not an error worth a panic.
 fn out(text: &str) {

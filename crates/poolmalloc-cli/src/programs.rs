@@ -19,28 +19,10 @@ use serde_json::{json, Value};
 use poolmalloc_cli::launch;
 
 use crate::args::{CompareArgs, ProgramArgs};
+use crate::column::{Column, Preload, SYSTEM};
 use crate::compare::progress;
 use crate::report::{Failure, Outcome};
-use crate::summary::{summarize, Column};
-
-/// An allocator a program runs under: a library to preload, or none (the system allocator).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Preload {
-    pub name: String,
-    pub lib: Option<PathBuf>,
-}
-
-impl Column for Preload {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn is_poolmalloc(&self) -> bool {
-        self.name == "poolmalloc"
-    }
-}
-
-/// The column without a library.
-pub const SYSTEM: &str = "system";
+use crate::summary::summarize;
 
 /// A peer looked for on the machine: its library's file names, most usual first, and the
 /// packages that install it.

@@ -8,7 +8,8 @@ use plotters::prelude::*;
 use poolmalloc_workloads::cores;
 use serde_json::{json, Value};
 
-use crate::summary::{Cell, Column, Row};
+use crate::column::Column;
+use crate::summary::{Cell, Row};
 
 /// A failed run: what ran (a workload, or the program), on which allocator, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]

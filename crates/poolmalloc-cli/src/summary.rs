@@ -1,23 +1,8 @@
 //! From repeated samples to the table's figures: median, spread and ratio to the best peer.
 
-use poolmalloc_workloads::{AllocatorId, Unit};
+use poolmalloc_workloads::Unit;
 
-/// A column of the table: an allocator of the built-in workloads' table ([`AllocatorId`]) or one
-/// a program runs under (`compare -- CMD`'s [`crate::programs::Preload`]).
-pub trait Column: Clone + PartialEq {
-    fn name(&self) -> &str;
-    /// poolmalloc's own columns; every other column is a peer.
-    fn is_poolmalloc(&self) -> bool;
-}
-
-impl Column for AllocatorId {
-    fn name(&self) -> &str {
-        AllocatorId::name(*self)
-    }
-    fn is_poolmalloc(&self) -> bool {
-        AllocatorId::is_poolmalloc(*self)
-    }
-}
+use crate::column::Column;
 
 /// The column whose ratio the goal is about.
 pub const GOAL_COLUMN: &str = "poolmalloc";
@@ -147,7 +132,7 @@ pub fn summarize<K: Column>(case: &str, unit: Unit, samples: Vec<(K, Vec<f64>)>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use AllocatorId::*;
+    use poolmalloc_workloads::AllocatorId::*;
 
     #[test]
     fn median_and_spread() {
