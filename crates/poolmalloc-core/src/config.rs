@@ -1,6 +1,6 @@
 //! Tunable settings, then the values derived from them, then the invariants the compiler checks.
 //!
-//! Every size the allocator depends on lives here (DESIGN §3: "constants in one module").
+//! Every size the allocator depends on lives here ("constants in one module").
 //!
 //! ## How POOL_SIZE and ARENA_SIZE were chosen
 //! Measured with `cargo run --release -p poolmalloc-core --example geometry`, editing `POOL_BITS`
@@ -152,7 +152,7 @@ pub const FRAG_TOP_ARENAS: usize = 16;
 
 /// Pool size in bytes.
 pub const POOL_SIZE: usize = 1 << POOL_BITS;
-/// `addr & POOL_ADDR_MASK` is the pool a block lives in (DESIGN §3).
+/// `addr & POOL_ADDR_MASK` is the pool a block lives in.
 pub const POOL_ADDR_MASK: usize = !(POOL_SIZE - 1);
 /// Arena size in bytes.
 pub const ARENA_SIZE: usize = 1 << ARENA_BITS;

@@ -37,7 +37,7 @@ pub(crate) struct PoolHeader {
 
 const _: () = assert!(core::mem::size_of::<PoolHeader>() <= POOL_OVERHEAD);
 
-/// The pool holding `addr` (DESIGN §3: `addr & !(POOL_SIZE - 1)`).
+/// The pool holding `addr` (the essay's "Pools": `addr & !(POOL_SIZE - 1)`).
 #[inline(always)]
 pub(crate) fn pool_of(addr: *const u8) -> *mut PoolHeader {
     ((addr as usize) & POOL_ADDR_MASK) as *mut PoolHeader

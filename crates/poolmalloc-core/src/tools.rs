@@ -17,7 +17,7 @@
 //! Valgrind's client requests are written out by hand (the instruction sequence `valgrind.h`
 //! documents as stable ABI for amd64) rather than through the `crabgrind` crate: crabgrind
 //! compiles a C shim against the valgrind headers at build time, and when they are missing its
-//! requests panic at runtime — a panic inside an allocator may not unwind (DESIGN §6).
+//! requests panic at runtime — a panic inside an allocator may not unwind (ARCHITECTURE.md, "Misuse and failure").
 
 /// True when a tool is told anything: callers skip the work of preparing a call (finding a
 /// block's class, telling a bootstrap block apart) that would otherwise stay on the fast path.

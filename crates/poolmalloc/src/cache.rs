@@ -81,7 +81,7 @@ pub struct ThreadCache {
 // `ThreadLocal::iter`) only read the atomic `room` counts and state.
 unsafe impl Sync for ThreadCache {}
 // SAFETY: a cache may move to another thread (a `ThreadLocal` slot reused); the blocks it holds
-// belong to pools, not threads (DESIGN §4).
+// belong to pools, not threads (ARCHITECTURE.md, "Cross-thread frees").
 unsafe impl Send for ThreadCache {}
 
 impl Default for ThreadCache {

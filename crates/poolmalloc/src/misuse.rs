@@ -1,4 +1,4 @@
-//! Misuse reports (DESIGN §6): a detected misuse prints one line naming the address, the class
+//! Misuse reports (ARCHITECTURE.md, "Misuse and failure"): a detected misuse prints one line naming the address, the class
 //! and the fault, then aborts — through a hook that tests can replace. Nothing unwinds out of the
 //! allocator. If a replaced hook returns, the allocator leaves the offending block alone.
 

@@ -116,7 +116,7 @@ impl Block {
     fn new(size: usize, align_shift: u8, zeroed: bool, heap: bool, seed: u8) -> Option<Block> {
         let layout = Layout::from_size_align(size, 1 << (align_shift % ALIGN_SHIFTS)).ok()?;
         let a = allocator(heap);
-        // SAFETY: a valid layout (size 0 is served by the smallest class, as DESIGN §3 says).
+        // SAFETY: a valid layout (size 0 is served by the smallest class, as the core's essay says).
         let ptr = unsafe {
             if zeroed {
                 a.alloc_zeroed(layout)
