@@ -2,18 +2,8 @@
 //! the system malloc and run with `libpoolmalloc_capi.so` preloaded; each prints its own
 //! "N passed, N failed" line and exits non-zero on a failed check.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-
-/// The target directory's profile folder, which holds the library cargo built for this test.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/c_programs-<hash>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf()
-}
 
 mod common {
     include!("common/library.rs");
@@ -22,27 +12,7 @@ use common::library;
 
 /// Compiles `tests/c/<name>.c` into the target directory.
 fn compile(name: &str) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
-    let out_dir = profile_dir().join("capi-tests");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let exe = out_dir.join(name);
-    let status = Command::new("cc")
-        // -fno-builtin: every call must reach the allocator (GCC would fold `malloc(SIZE_MAX)`).
-        // The bad-input program passes sizes and uses pointers GCC rightly warns about.
-        .args(["-O2", "-g", "-fno-builtin", "-Wall", "-Werror", "-pthread"])
-        .args([
-            "-Wno-alloc-size-larger-than",
-            "-Wno-use-after-free",
-            "-Wno-unused-function",
-        ])
-        .arg("-o")
-        .arg(&exe)
-        .arg(src.join(format!("{name}.c")))
-        .arg("-ldl")
-        .status()
-        .expect("a C compiler (cc)");
-    assert!(status.success(), "compiling {name}.c failed");
-    exe
+    common::compile(name, false, &[])
 }
 
 fn run_preloaded(name: &str) {

@@ -6,6 +6,8 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+// Each test program uses part of the shared helpers (this one: the library's path).
+#[allow(dead_code)]
 mod common {
     include!("common/library.rs");
 }

@@ -1,6 +1,8 @@
 //! Fork handling: `pthread_atfork`'s handlers take every lock of a core before `fork` and put them
 //! back after it, so that no lock is held in the child by a thread that does not exist there.
-//! Normal builds only (`sync::unless_loom!`): it needs parking_lot's raw lock.
+//! Between the two the forking thread is in a *fork window* (`sync::set_fork_window`), and its own
+//! requests pass through the locks it holds. Normal builds only (`sync::unless_loom!`): no model
+//! forks.
 
 use crate::central::Core;
 use crate::os::PageSource;
@@ -40,25 +42,10 @@ impl<S: PageSource> Core<S> {
         // SAFETY: the child has this one thread, which holds every lock with its guard forgotten
         // (precondition).
         unsafe {
-            reset_lock_in_child(&self.arenas);
+            self.arenas.reset_in_child();
             for lock in self.classes.iter() {
-                reset_lock_in_child(lock);
+                lock.reset_in_child();
             }
         }
-    }
-}
-
-/// Puts a lock back to its initial, unlocked state without touching the parking lot.
-///
-/// # Safety
-/// Called in a child after `fork`, where the calling thread is the only one; the lock is held by
-/// it (a forgotten guard) or by a thread of the parent, and nothing will use that guard.
-pub unsafe fn reset_lock_in_child<T>(lock: &parking_lot::Mutex<T>) {
-    use parking_lot::lock_api::RawMutex as _;
-    // SAFETY: the raw mutex is an atomic byte (interior mutability), so writing a fresh one
-    // through a shared reference is allowed; no other thread exists to see it (precondition).
-    unsafe {
-        let raw: *const parking_lot::RawMutex = lock.raw();
-        raw.cast_mut().write(parking_lot::RawMutex::INIT);
     }
 }

@@ -57,7 +57,7 @@
 //!
 //! ## Locks
 //! One lock per class and one for the arenas; the order is **class → arena** (see `central`).
-//! Which primitives they and the atomics beside them are — parking_lot's and `core`'s, or loom's
+//! Which primitives they and the atomics beside them are — futex words and `core`'s, or loom's
 //! in the loom models — is said in one place, `sync`.
 //!
 //! ## Invariants (asserted by `Core::check_invariants`, cited by `SAFETY` comments)
@@ -131,7 +131,7 @@ pub mod tools;
 
 sync::unless_loom! {
     mod fork;
-    pub use fork::reset_lock_in_child;
+    pub use sync::{in_fork_window, set_fork_window, Mutex as ForkAwareMutex};
 }
 
 pub use arena::ArenaCounters;

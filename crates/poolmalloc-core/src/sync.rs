@@ -1,7 +1,7 @@
 //! The one place that says which shared-state primitives the core uses: loom's under
 //! `cfg(poolmalloc_loom)`, so the loom models explore every interleaving of the lock protocol and
-//! of the atomics beside it, and parking_lot's and `core`'s otherwise (tokio's `loom` module, in
-//! small). No other module of the crate names `poolmalloc_loom` except `config`, whose loom
+//! of the atomics beside it, and otherwise a futex lock of its own (`forkable`) and `core`'s
+//! atomics (tokio's `loom` module, in small). No other module of the crate names `poolmalloc_loom` except `config`, whose loom
 //! geometry shrinks pools and arenas.
 //!
 //! Loom's atomics and mutexes are objects of one model execution: they are made with `new` inside
@@ -18,7 +18,213 @@
 //! What stays std's under loom is in `unmodelled`, with the reason.
 
 #[cfg(not(poolmalloc_loom))]
-pub(crate) use parking_lot::{Mutex, MutexGuard};
+pub use self::forkable::{in_fork_window, set_fork_window, Mutex, MutexGuard};
+
+/// The allocator's lock: a futex word, and one door for the thread in a *fork window*.
+///
+/// - A futex of its own, not parking_lot's: parking_lot parks threads in a process-wide hash
+///   table whose bucket locks a thread of the parent may hold when another forks, and a child's
+///   first contended lock (or new thread, which grows the table) then waits for ever; it also
+///   allocates a thread's parking data, through the allocator, on first contention. A futex word
+///   is all the lock's state: a child resets it to unlocked, and waiting allocates nothing.
+/// - While `fork` runs, the forking thread holds every lock of the allocator (taken by the
+///   `pthread_atfork` prepare handler), and other libraries' fork handlers on that thread —
+///   prepare handlers registered before ours run after it, child and parent handlers registered
+///   before ours run before them — may allocate. Their requests are served under the locks the
+///   thread already holds, as glibc's own malloc serves every handler: a lock taken by the thread
+///   in the window is passed through.
+#[cfg(not(poolmalloc_loom))]
+mod forkable {
+    use core::cell::UnsafeCell;
+    use core::ops::{Deref, DerefMut};
+    use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+    /// The thread in the fork window, by the address of a thread-local of its own; 0 when no
+    /// fork is in progress.
+    static WINDOW: AtomicUsize = AtomicUsize::new(0);
+
+    thread_local! {
+        static ME: u8 = const { 0 };
+    }
+
+    fn this_thread() -> usize {
+        ME.with(|me| me as *const u8 as usize)
+    }
+
+    /// True when this thread is in a fork window: it holds every lock of the allocator.
+    #[inline]
+    pub fn in_fork_window() -> bool {
+        let owner = WINDOW.load(Ordering::Relaxed);
+        owner != 0 && owner == this_thread()
+    }
+
+    /// Opens this thread's fork window (`true`) or closes it.
+    ///
+    /// # Safety
+    /// Open only while this thread holds every `Mutex` the allocator's faces and cores use, their
+    /// guards forgotten; close before any of them is released.
+    pub unsafe fn set_fork_window(open: bool) {
+        WINDOW.store(if open { this_thread() } else { 0 }, Ordering::Relaxed);
+    }
+
+    const UNLOCKED: u32 = 0;
+    const LOCKED: u32 = 1;
+    /// Locked, and a thread may be waiting: unlocking wakes one.
+    const CONTENDED: u32 = 2;
+
+    /// Spins before a contended lock sleeps: the core's critical sections are short.
+    const SPINS: u32 = 100;
+
+    /// A mutex (Drepper's "Futexes Are Tricky", mutex 3) the thread in the fork window passes
+    /// through.
+    pub struct Mutex<T> {
+        state: AtomicU32,
+        value: UnsafeCell<T>,
+    }
+
+    // SAFETY: the value is reached only through a guard, which the lock (or the fork window,
+    // whose thread holds the lock) makes exclusive.
+    unsafe impl<T: Send> Sync for Mutex<T> {}
+    // SAFETY: the mutex owns its value; nothing in it is tied to a thread.
+    unsafe impl<T: Send> Send for Mutex<T> {}
+
+    /// A held `Mutex`: locked by this guard (unlocked when it drops), or held by this thread's
+    /// fork window (left locked).
+    pub struct MutexGuard<'a, T> {
+        mutex: &'a Mutex<T>,
+        locked: bool,
+    }
+
+    impl<T> Mutex<T> {
+        /// An unlocked mutex.
+        pub const fn new(value: T) -> Mutex<T> {
+            Mutex {
+                state: AtomicU32::new(UNLOCKED),
+                value: UnsafeCell::new(value),
+            }
+        }
+
+        /// Locks the mutex, or passes through it in this thread's fork window.
+        #[inline]
+        pub fn lock(&self) -> MutexGuard<'_, T> {
+            if in_fork_window() {
+                // The window is open only while this thread holds every lock with its guard
+                // forgotten (`set_fork_window`), so no other thread reaches the value, and this
+                // thread takes each lock at most once per request, as it would outside.
+                return MutexGuard {
+                    mutex: self,
+                    locked: false,
+                };
+            }
+            if self
+                .state
+                .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                self.lock_contended();
+            }
+            MutexGuard {
+                mutex: self,
+                locked: true,
+            }
+        }
+
+        #[cold]
+        fn lock_contended(&self) {
+            for _ in 0..SPINS {
+                core::hint::spin_loop();
+                if self.state.load(Ordering::Relaxed) == UNLOCKED
+                    && self
+                        .state
+                        .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    return;
+                }
+            }
+            // Whoever holds it now will wake one sleeper when it unlocks.
+            while self.state.swap(CONTENDED, Ordering::Acquire) != UNLOCKED {
+                futex(
+                    &self.state,
+                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                    CONTENDED,
+                );
+            }
+        }
+
+        fn unlock(&self) {
+            if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
+                futex(&self.state, libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
+            }
+        }
+
+        /// Unlocks a mutex whose guard was forgotten.
+        ///
+        /// # Safety
+        /// The mutex is locked by this thread through a forgotten guard.
+        pub unsafe fn force_unlock(&self) {
+            self.unlock();
+        }
+
+        /// The value, for a walk that holds the lock through a forgotten guard.
+        pub fn data_ptr(&self) -> *mut T {
+            self.value.get()
+        }
+
+        /// Back to unlocked (a child after `fork`: nobody there waits on it).
+        ///
+        /// # Safety
+        /// Called in a child after `fork`, where the calling thread is the only one; the lock
+        /// is held by it (a forgotten guard) or by a thread of the parent, and nothing will use
+        /// that guard.
+        pub unsafe fn reset_in_child(&self) {
+            self.state.store(UNLOCKED, Ordering::Relaxed);
+        }
+    }
+
+    /// `futex(2)` on `word`: wait while it holds `value`, or wake `value` waiters. Its answer is
+    /// not needed: a wait that returns early (a signal, the word changed) is looped by the caller.
+    fn futex(word: &AtomicU32, op: libc::c_int, value: u32) {
+        // SAFETY: `word` is a live, aligned 32-bit atomic; the timeout is null (wait for ever).
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                op,
+                value,
+                core::ptr::null::<libc::timespec>(),
+            );
+        }
+    }
+
+    impl<T> Drop for MutexGuard<'_, T> {
+        #[inline]
+        fn drop(&mut self) {
+            if self.locked {
+                self.mutex.unlock();
+            }
+        }
+    }
+
+    impl<T> Deref for MutexGuard<'_, T> {
+        type Target = T;
+
+        #[inline]
+        fn deref(&self) -> &T {
+            // SAFETY: the guard holds the lock (itself, or through the fork window).
+            unsafe { &*self.mutex.value.get() }
+        }
+    }
+
+    impl<T> DerefMut for MutexGuard<'_, T> {
+        #[inline]
+        fn deref_mut(&mut self) -> &mut T {
+            // SAFETY: the guard holds the lock (itself, or through the fork window), and `&mut
+            // self` makes this the only reference through it.
+            unsafe { &mut *self.mutex.value.get() }
+        }
+    }
+}
 
 #[cfg(poolmalloc_loom)]
 pub(crate) use loom_mutex::{Mutex, MutexGuard};

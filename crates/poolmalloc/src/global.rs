@@ -3,18 +3,18 @@
 //!
 //! ## Thread-local state and reentrancy
 //! The cache lives in a `const`-initialised thread-local with no destructor, so reaching it is
-//! one TLS-relative address and never allocates or fails. A second thread-local, the exit guard,
-//! has the destructor: it is touched once, when the cache is activated on the thread's first slow
-//! path, and at thread exit it gives everything the cache holds back to the core and retires the
-//! cache. Before activation and after retirement the lists have no blocks and no room, so every
-//! request falls to the slow path, which serves it from the core directly.
+//! one TLS-relative address and never allocates or fails. The thread's teardown is tied to a
+//! pthread key (`exit_key`), armed when the cache is activated on the thread's first slow path:
+//! at thread exit its destructor gives everything the cache holds back to the core and retires
+//! the cache, whenever in the thread's end the allocator was first touched. Before activation
+//! and after retirement the lists have no blocks and no room, so every request falls to the slow
+//! path, which serves it from the core directly.
 //!
 //! `BUSY` marks a thread that is inside the slow path (holding or about to take a core lock, or
-//! registering its exit guard). A request that arrives on such a thread can only come from code
-//! the allocator itself called — parking_lot creating its per-thread data when a lock is
-//! contended, the TLS destructor registration — and must not take a core lock this very thread
-//! may hold: it is served from the bootstrap region. Activation also warms parking_lot's
-//! per-thread data up front, so later contention on a core lock normally allocates nothing.
+//! arming its teardown). A request that arrives on such a thread can only come from code the
+//! allocator itself called — glibc setting a pthread key past its first 32 — and must not take a
+//! core lock this very thread may hold: it is served from the bootstrap region. (The core's locks
+//! are futex words: waiting on one allocates nothing.)
 //!
 //! `LIVE` links the state of every thread whose cache is in service, so that stats can count
 //! what the caches hold; a thread unlinks itself at exit and leaves its large-block counts in
@@ -22,11 +22,13 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
+use core::ffi::c_void;
 use core::ptr;
 
 use poolmalloc_core::{Core, CoreStats, Fragmentation, LargeTally, OsPages, Violation};
 
 use crate::cache::{CacheState, ThreadCache};
+use crate::exit_key::ExitKey;
 use crate::frontend::{self, Active, Home};
 use crate::sync::Mutex;
 
@@ -36,8 +38,10 @@ static CORE: Core<OsPages> = Core::new(OsPages);
 thread_local! {
     static THREAD: ThreadState = const { ThreadState::new() };
     static BUSY: Cell<bool> = const { Cell::new(false) };
-    static EXIT: ExitGuard = const { ExitGuard };
 }
+
+/// Runs `thread_exit` when a thread whose cache is in service ends.
+static EXIT: ExitKey = ExitKey::new(thread_exit);
 
 /// A thread's cache, and its links in `LIVE` so stats can count the blocks it holds.
 struct ThreadState {
@@ -164,42 +168,22 @@ fn unlink_this_thread() {
     });
 }
 
-struct ExitGuard;
-
-impl Drop for ExitGuard {
-    fn drop(&mut self) {
-        THREAD.with(|me| in_allocator(|| me.cache.retire(&CORE)));
-        unlink_this_thread();
-    }
+/// A thread's teardown (the pthread key's destructor): its cache's blocks go back to the core,
+/// the cache retires, the thread leaves `LIVE`.
+unsafe extern "C" fn thread_exit(_: *mut c_void) {
+    THREAD.with(|me| in_allocator(|| me.cache.retire(&CORE)));
+    unlink_this_thread();
 }
 
-/// Warms parking_lot's per-thread data, so contention on a core lock later allocates nothing.
-fn warm_parking_lot() {
-    static KEY: u8 = 0;
-    // SAFETY: `validate` returns false, so the call returns at once without parking; the key is
-    // the address of a private static that nothing unparks.
-    unsafe {
-        parking_lot_core::park(
-            &KEY as *const u8 as usize,
-            || false,
-            || {},
-            |_, _| {},
-            parking_lot_core::DEFAULT_PARK_TOKEN,
-            None,
-        );
-    }
-}
-
-/// First slow-path visit on this thread: register the exit guard and put the cache in service.
+/// First slow-path visit on this thread: arm the thread's teardown and put the cache in service.
 #[cold]
 fn activate(cache: &ThreadCache) {
     in_allocator(|| {
-        warm_parking_lot();
-        if EXIT.try_with(|_| ()).is_ok() {
+        if EXIT.arm(cache as *const ThreadCache as *mut c_void) {
             link_this_thread();
             cache.activate();
         } else {
-            // The thread is already tearing down its thread-locals: no cache.
+            // No key to be had: no cache, and nothing to tear down.
             cache.close(CacheState::Retired);
         }
     });
@@ -438,7 +422,10 @@ pub mod capi {
         debug_mode();
     }
 
-    /// `pthread_atfork` prepare: takes the live-cache list's lock, then every core lock.
+    /// `pthread_atfork` prepare: takes the live-cache list's lock, then every core lock, and
+    /// opens this thread's fork window: until `fork_parent` or `fork_child`, this thread's own
+    /// requests (other libraries' fork handlers, whichever order they were registered in) are
+    /// served under the locks it holds.
     pub fn fork_prepare() {
         in_allocator(|| {
             core::mem::forget(LIVE.lock());
@@ -446,13 +433,17 @@ pub mod capi {
             #[cfg(feature = "debug")]
             crate::debug::large::fork_prepare();
         });
+        // SAFETY: this thread holds every lock of the global allocator, guards forgotten.
+        unsafe { poolmalloc_core::set_fork_window(true) };
     }
 
-    /// `pthread_atfork` parent: releases what `fork_prepare` took.
+    /// `pthread_atfork` parent: closes the fork window and releases what `fork_prepare` took.
     ///
     /// # Safety
     /// `fork_prepare` ran on this thread just before `fork`.
     pub unsafe fn fork_parent() {
+        // SAFETY: closed before any lock is released.
+        unsafe { poolmalloc_core::set_fork_window(false) };
         #[cfg(feature = "debug")]
         crate::debug::large::fork_release();
         // SAFETY: the locks are held by this thread with their guards forgotten (precondition).
@@ -470,6 +461,8 @@ pub mod capi {
     /// # Safety
     /// `fork_prepare` ran in the parent's forking thread, which this child continues.
     pub unsafe fn fork_child() {
+        // SAFETY: closed before any lock is released.
+        unsafe { poolmalloc_core::set_fork_window(false) };
         THREAD.with(|me| {
             // SAFETY: this thread holds LIVE's lock (forgotten guard); nobody else exists, and
             // the other threads' states are memory the child inherited, unchanged since.
@@ -495,7 +488,7 @@ pub mod capi {
         // SAFETY: this child has only this thread, which `fork_prepare` left holding every lock.
         unsafe {
             CORE.reset_locks_in_child();
-            poolmalloc_core::reset_lock_in_child(&LIVE);
+            LIVE.reset_in_child();
         }
     }
 }

@@ -22,6 +22,7 @@
 //! ## Modules, bottom-up (each uses only those above it)
 //! - `sync`: the primitives of shared state (loom's under `cfg(poolmalloc_loom)`).
 //! - `misuse`: what a detected misuse is, and the hook that reports it.
+//! - `exit_key`: a thread's teardown tied to a pthread key, run however the thread ends.
 //! - `cache`: a thread's cache — per class a free list, batch refill and flush — and its
 //!   large-block tally (`poolmalloc_core::large`).
 //! - `bootstrap`: a static region for requests made from inside the allocator.
@@ -45,6 +46,8 @@
 
 mod sync;
 
+#[cfg(not(poolmalloc_loom))]
+mod exit_key;
 #[cfg(not(poolmalloc_loom))]
 mod misuse;
 

@@ -1,20 +1,23 @@
 //! Per-thread slots for `Heap` instances: each heap keeps one `ThreadCache` per thread, found by a
 //! process-wide thread index, and each thread keeps the list of heaps it has a cache in.
 //!
-//! The index and the exit hooks belong to one thread-local guard, whose destructor drains the
-//! thread's caches *and then* gives the index back. So a cache is never handed to a new thread
-//! while its old one may still be draining it, whatever order the C library runs thread-local
-//! destructors in (the `thread_local` crate used before released its thread ids in a destructor
-//! of its own, which had to run after ours).
+//! The index and the exit hooks belong to one teardown, tied to a pthread key (`exit_key`), which
+//! drains the thread's caches *and then* gives the index back. So a cache is never handed to a
+//! new thread while its old one may still be draining it, whatever order the C library runs
+//! thread-local destructors in (the `thread_local` crate used before released its thread ids in
+//! a destructor of its own, which had to run after ours), and whenever in its end the thread
+//! first used a heap.
 //!
 //! Slots live in buckets of doubling size, allocated on first use and never moved: index `i` is
 //! in bucket `log2(i + 1)`, so a lookup is two loads and no lock.
 
-use core::cell::{Cell, RefCell};
+use core::cell::Cell;
+use core::ffi::c_void;
 use core::ptr;
 use std::sync::{Mutex, Weak};
 
 use crate::cache::ThreadCache;
+use crate::exit_key::ExitKey;
 use crate::sync::atomic::{AtomicPtr, Ordering};
 
 /// No index yet (or no more: the thread is exiting).
@@ -29,34 +32,42 @@ pub(crate) trait ExitHook: Send + Sync {
     unsafe fn thread_exit(&self, cache: &ThreadCache);
 }
 
-// `INDEX`: this thread's index, or NO_INDEX; `const` with no destructor, as it is read on every
-// heap request. `EXIT`: the hooks, whose destructor gives the index back.
+/// The heaps a thread has a cache in, with the cache.
+type Hooks = Vec<(Weak<dyn ExitHook>, *const ThreadCache)>;
+
+// `INDEX`: this thread's index, or NO_INDEX, read on every heap request. `HOOKS`: its exit hooks
+// (null until the first). Both `const` with no destructor: the teardown (`EXIT`) owns them.
 thread_local! {
     static INDEX: Cell<usize> = const { Cell::new(NO_INDEX) };
-    static EXIT: ThreadExit = const { ThreadExit(RefCell::new(Vec::new())) };
+    static HOOKS: Cell<*mut Hooks> = const { Cell::new(ptr::null_mut()) };
 }
+
+/// Runs `thread_exit` when a thread that has an index ends.
+static EXIT: ExitKey = ExitKey::new(thread_exit);
 
 /// Indices of exited threads, for reuse (their slots hold unused caches).
 static FREE_INDICES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 /// The next index never handed out.
 static NEXT_INDEX: Mutex<usize> = Mutex::new(0);
 
-/// The heaps this thread has a cache in, with the cache.
-struct ThreadExit(RefCell<Vec<(Weak<dyn ExitHook>, *const ThreadCache)>>);
-
-impl Drop for ThreadExit {
-    fn drop(&mut self) {
-        for (heap, cache) in self.0.borrow_mut().drain(..) {
+/// A thread's teardown (the pthread key's destructor): its caches drain into their heaps, then
+/// its index is given back.
+unsafe extern "C" fn thread_exit(_: *mut c_void) {
+    let hooks = HOOKS.with(|h| h.replace(ptr::null_mut()));
+    if !hooks.is_null() {
+        // SAFETY: `on_thread_exit` made the box and only this thread's teardown takes it.
+        let hooks = unsafe { Box::from_raw(hooks) };
+        for (heap, cache) in hooks.iter() {
             if let Some(heap) = heap.upgrade() {
                 // SAFETY: this thread registered `cache` for this heap, which still lives (so
                 // its slots do), and the index is still ours, so no other thread has it.
-                unsafe { heap.thread_exit(&*cache) };
+                unsafe { heap.thread_exit(&**cache) };
             }
         }
-        let index = INDEX.with(|i| i.replace(NO_INDEX));
-        if index != NO_INDEX {
-            lock(&FREE_INDICES).push(index);
-        }
+    }
+    let index = INDEX.with(|i| i.replace(NO_INDEX));
+    if index != NO_INDEX {
+        lock(&FREE_INDICES).push(index);
     }
 }
 
@@ -64,14 +75,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// This thread's index, assigned now if it has none; `None` when the thread is too far into
-/// its exit to register the destructor that would give the index back.
+/// This thread's index, assigned now if it has none; `None` when no teardown can be armed to
+/// give it back.
 fn this_thread_index() -> Option<usize> {
     let index = INDEX.with(Cell::get);
     if index != NO_INDEX {
         return Some(index);
     }
-    EXIT.try_with(|_| ()).ok()?;
+    // Any non-null value: the teardown finds what it needs in this thread's thread-locals.
+    if !EXIT.arm(ptr::NonNull::<c_void>::dangling().as_ptr()) {
+        return None;
+    }
     let index = lock(&FREE_INDICES).pop().unwrap_or_else(|| {
         let mut next = lock(&NEXT_INDEX);
         *next += 1;
@@ -81,15 +95,23 @@ fn this_thread_index() -> Option<usize> {
     Some(index)
 }
 
-/// Registers `cache` to be drained into `heap` when this thread exits. False when the thread is
-/// already exiting.
+/// Registers `cache` (this thread's, in its slot) to be drained into `heap` when this thread
+/// exits. False when the thread has no index (its teardown could not be armed).
 pub(crate) fn on_thread_exit(heap: Weak<dyn ExitHook>, cache: &ThreadCache) -> bool {
-    EXIT.try_with(|hooks| {
-        let mut hooks = hooks.0.borrow_mut();
-        hooks.retain(|(h, _)| h.strong_count() > 0);
-        hooks.push((heap, cache as *const ThreadCache));
-    })
-    .is_ok()
+    if INDEX.with(Cell::get) == NO_INDEX {
+        return false;
+    }
+    let mut hooks = HOOKS.with(Cell::get);
+    if hooks.is_null() {
+        hooks = Box::into_raw(Box::default());
+        HOOKS.with(|h| h.set(hooks));
+    }
+    // SAFETY: the box is this thread's (made above or by an earlier call on this thread), and
+    // only its teardown frees it, after which the index is gone and this is not reached.
+    let hooks = unsafe { &mut *hooks };
+    hooks.retain(|(h, _)| h.strong_count() > 0);
+    hooks.push((heap, cache as *const ThreadCache));
+    true
 }
 
 /// Buckets: bucket `b` holds `2^b` slots.

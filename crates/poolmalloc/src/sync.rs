@@ -3,8 +3,9 @@
 //! state, its large-block tally), and the standard ones otherwise (tokio's `loom` module, in
 //! small). No other module names `poolmalloc_loom`.
 
+/// A mutex the forking thread passes through in its fork window (`poolmalloc_core::fork`).
 #[cfg(not(poolmalloc_loom))]
-pub(crate) use parking_lot::Mutex;
+pub(crate) use poolmalloc_core::ForkAwareMutex as Mutex;
 
 /// Atomics: `core`'s, or loom's in the models.
 pub(crate) mod atomic {

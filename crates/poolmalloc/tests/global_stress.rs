@@ -243,33 +243,46 @@ fn assert_back_to(base: &CoreStats, name: &str) {
     );
 }
 
-/// parking_lot sizes its hash table for the most threads that have held its per-thread data at
-/// once (every thread with an active cache does), and leaks the old table when it grows: a large
-/// block that stays live. Growing it once, up front, past any scenario's threads keeps the large
-/// counts comparable however the scheduler overlaps threads (under valgrind's serialised
-/// scheduler the peak varied between a warm-up run and the measured one).
-fn grow_parking_lot_table() {
-    const AT_ONCE: usize = 64;
-    let barrier = Arc::new(std::sync::Barrier::new(AT_ONCE));
-    let handles: Vec<_> = (0..AT_ONCE)
-        .map(|_| {
-            let barrier = barrier.clone();
-            thread::spawn(move || {
-                // The first allocation activates the thread's cache, which warms parking_lot.
-                drop(std::hint::black_box(Box::new(0u64)));
-                barrier.wait();
+/// A `thread_local!` whose destructor allocates and frees, on threads that allocated before
+/// and on threads whose first allocator call is in that destructor (after their other
+/// thread-locals are gone, and before the thread's teardown drains its cache).
+struct AllocatesOnDrop(u64);
+
+impl Drop for AllocatesOnDrop {
+    fn drop(&mut self) {
+        let mut v: Vec<Box<[u64]>> = (0..200)
+            .map(|i| vec![self.0 ^ i; 1 + (i as usize % 60)].into_boxed_slice())
+            .collect();
+        v.truncate(50);
+        assert!(v.iter().enumerate().all(|(i, b)| b[0] == self.0 ^ i as u64));
+    }
+}
+
+thread_local! {
+    static ON_EXIT: std::cell::Cell<Option<AllocatesOnDrop>> = const { std::cell::Cell::new(None) };
+}
+
+fn thread_local_destructors() {
+    for wave in 0..10u64 {
+        let handles: Vec<_> = (0..16u64)
+            .map(|t| {
+                thread::spawn(move || {
+                    if t % 2 == 0 {
+                        drop(std::hint::black_box(vec![t; 100]));
+                    }
+                    ON_EXIT.with(|slot| slot.set(Some(AllocatesOnDrop(wave * 16 + t))));
+                })
             })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
     }
 }
 
 fn main() {
     println!("global_stress: PoolMalloc as #[global_allocator]");
     let mut passed = 0;
-    grow_parking_lot_table();
 
     stress();
     let base = settled();
@@ -317,6 +330,13 @@ fn main() {
     );
     assert_back_to(&base, "producer/consumer");
     println!("producer/consumer: 1M blocks, at most {max_mapped} arenas mapped");
+    passed += 1;
+
+    thread_local_destructors();
+    let base = settled();
+    thread_local_destructors();
+    assert_back_to(&base, "thread-local destructors");
+    println!("thread-local destructors: 160 threads allocate in them, every block returned");
     passed += 1;
 
     println!("global_stress: {passed} passed, 0 failed");

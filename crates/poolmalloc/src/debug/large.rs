@@ -106,10 +106,17 @@ fn unlock() {
 }
 
 fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
-    lock();
-    // SAFETY: the lock is held, so this is the only reference to the table.
+    // In its fork window this thread holds the lock already (`fork_prepare`).
+    let window = poolmalloc_core::in_fork_window();
+    if !window {
+        lock();
+    }
+    // SAFETY: the lock is held, by this call or by this thread's fork window, so this is the
+    // only reference to the table.
     let r = f(unsafe { &mut *LIVE.table.get() });
-    unlock();
+    if !window {
+        unlock();
+    }
     r
 }
 
