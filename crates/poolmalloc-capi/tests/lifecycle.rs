@@ -128,3 +128,27 @@ fn pthread_exit_from_a_key_destructor() {
 fn dlopen_and_dlclose_of_a_library_that_allocates() {
     same_as_glibc("dlopen", &[]);
 }
+
+/// Every order again in debug mode (a library built with `--features debug`, run with
+/// `POOLMALLOC_DEBUG=1`): blocks laid out and checked, large blocks in its table, whose lock the
+/// fork window passes through too.
+#[cfg(feature = "debug")]
+#[test]
+fn every_order_in_debug_mode() {
+    let orders: [(&str, &str); 8] = [
+        ("fork-handlers", "prepare,child,parent"),
+        ("key-destructor", ""),
+        ("tls-destructor", ""),
+        ("after-main", ""),
+        ("exit-while-fork", ""),
+        ("fork-from-thread", ""),
+        ("pthread-exit-in-destructor", ""),
+        ("dlopen", ""),
+    ];
+    for (order, atfork) in orders {
+        same_as_glibc(
+            order,
+            &[("ATFORK_ALLOC", atfork), ("POOLMALLOC_DEBUG", "1")],
+        );
+    }
+}

@@ -444,8 +444,11 @@ pub mod capi {
     pub unsafe fn fork_parent() {
         // SAFETY: closed before any lock is released.
         unsafe { poolmalloc_core::set_fork_window(false) };
+        // SAFETY: `fork_prepare` took the table's lock on this thread (precondition).
         #[cfg(feature = "debug")]
-        crate::debug::large::fork_release();
+        unsafe {
+            crate::debug::large::fork_parent()
+        };
         // SAFETY: the locks are held by this thread with their guards forgotten (precondition).
         unsafe {
             CORE.unlock_after_fork();
@@ -483,8 +486,11 @@ pub mod capi {
             me.next.set(ptr::null());
             live.head = if active { me } else { ptr::null() };
         });
+        // SAFETY: the child of the fork `fork_prepare` prepared; this is its only thread.
         #[cfg(feature = "debug")]
-        crate::debug::large::fork_release();
+        unsafe {
+            crate::debug::large::fork_child()
+        };
         // SAFETY: this child has only this thread, which `fork_prepare` left holding every lock.
         unsafe {
             CORE.reset_locks_in_child();

@@ -113,6 +113,8 @@ const STEPS: &[Step] = &[
             "debug",
             "--test",
             "c_programs",
+            "--test",
+            "lifecycle",
             "debug_mode",
         ],
         env: &[],

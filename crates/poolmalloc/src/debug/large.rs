@@ -13,19 +13,16 @@
 //! (checked, freed), in the ring (double free), or nowhere (foreign or interior pointer).
 //!
 //! The table is an open-addressing hash table (linear probing, backward-shift deletion) in its
-//! own mapping, doubled when half full. Its lock spins and yields rather than parks: it is taken
-//! while serving a request, and parking may allocate.
+//! own mapping, doubled when half full. Its lock is the allocator's own (a futex word), since it
+//! is taken while serving a request.
 
 use core::alloc::Layout;
-use core::hint;
 use core::ptr::{self, NonNull};
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use poolmalloc_core::config::{
     DEBUG_LARGE_MIN_SLOTS, DEBUG_PAD, DEBUG_PREFIX, DEBUG_RECENT_FREES, MAX_SMALL_ALIGN,
 };
-use poolmalloc_core::{large as system, os, Core, LargeTally, PageSource};
+use poolmalloc_core::{large as system, os, Core, ForkAwareMutex, LargeTally, PageSource};
 
 use super::{check_pads, kill, lay_out, live_size};
 use crate::misuse::{report, DebugBlock, Misuse};
@@ -62,72 +59,46 @@ struct Slots {
     len: usize,
 }
 
-/// `Table` behind a spin lock that never allocates.
-struct Locked {
-    held: AtomicBool,
-    table: UnsafeCell<Table>,
-}
+// SAFETY: the table owns its mapping; it is reached only through `LIVE`'s lock.
+unsafe impl Send for Table {}
 
-// SAFETY: the table is reached only through `with_table`, which holds `held`; its mapping is
-// owned by the table.
-unsafe impl Sync for Locked {}
-
-static LIVE: Locked = Locked {
-    held: AtomicBool::new(false),
-    table: UnsafeCell::new(Table {
-        live: Slots {
-            slots: ptr::null_mut(),
-            cap: 0,
-            len: 0,
-        },
-        recent: [(0, 0); DEBUG_RECENT_FREES],
-        next_recent: 0,
-    }),
-};
-
-fn lock() {
-    let mut spins = 0u32;
-    while LIVE
-        .held
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        spins += 1;
-        if spins < 64 {
-            hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
-    }
-}
-
-fn unlock() {
-    LIVE.held.store(false, Ordering::Release);
-}
+/// The table, behind the allocator's own lock: a futex word (waiting allocates nothing) that the
+/// forking thread passes through in its fork window.
+static LIVE: ForkAwareMutex<Table> = ForkAwareMutex::new(Table {
+    live: Slots {
+        slots: ptr::null_mut(),
+        cap: 0,
+        len: 0,
+    },
+    recent: [(0, 0); DEBUG_RECENT_FREES],
+    next_recent: 0,
+});
 
 fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
-    // In its fork window this thread holds the lock already (`fork_prepare`).
-    let window = poolmalloc_core::in_fork_window();
-    if !window {
-        lock();
-    }
-    // SAFETY: the lock is held, by this call or by this thread's fork window, so this is the
-    // only reference to the table.
-    let r = f(unsafe { &mut *LIVE.table.get() });
-    if !window {
-        unlock();
-    }
-    r
+    f(&mut LIVE.lock())
 }
 
 /// `pthread_atfork` prepare: no other thread may hold the table's lock across the fork.
 pub(crate) fn fork_prepare() {
-    lock();
+    core::mem::forget(LIVE.lock());
 }
 
-/// `pthread_atfork` parent and child: the forking thread took the lock in `fork_prepare`.
-pub(crate) fn fork_release() {
-    unlock();
+/// `pthread_atfork` parent: releases what `fork_prepare` took.
+///
+/// # Safety
+/// `fork_prepare` ran on this thread just before `fork`.
+pub(crate) unsafe fn fork_parent() {
+    // SAFETY: locked by this thread through the guard `fork_prepare` forgot (precondition).
+    unsafe { LIVE.force_unlock() }
+}
+
+/// `pthread_atfork` child: the lock back to unlocked.
+///
+/// # Safety
+/// In the child of a `fork` whose forking thread ran `fork_prepare`; this is the only thread.
+pub(crate) unsafe fn fork_child() {
+    // SAFETY: forwarded precondition.
+    unsafe { LIVE.reset_in_child() }
 }
 
 impl Slots {
