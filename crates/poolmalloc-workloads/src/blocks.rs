@@ -64,8 +64,10 @@ impl Block {
     }
 }
 
-/// Allocates `size` bytes from `a`, checks the result and writes the tag.
-#[inline]
+/// Allocates `size` bytes from `a`, checks the result and writes the tag. Always inlined, as
+/// `check_and_free` is: whether LLVM inlines them into a workload's loop must not depend on the
+/// allocator's code size, or a benchmark's own call overhead comes and goes with it.
+#[inline(always)]
 pub fn alloc_tagged<A: GlobalAlloc + ?Sized>(a: &A, size: usize, tag: u64) -> Result<Block> {
     let layout = layout_for(size);
     // SAFETY: `layout_for` never makes a zero-sized layout.
@@ -89,7 +91,7 @@ pub fn alloc_tagged<A: GlobalAlloc + ?Sized>(a: &A, size: usize, tag: u64) -> Re
 }
 
 /// Reads the tag back and frees the block; a wrong tag frees nothing (the memory is suspect).
-#[inline]
+#[inline(always)]
 pub fn check_and_free<A: GlobalAlloc + ?Sized>(a: &A, block: Block) -> Result<()> {
     let size = block.size();
     // SAFETY: `block` came from `alloc_tagged` (the only constructor besides EMPTY, which
