@@ -11,35 +11,38 @@ impl<S: PageSource> Core<S> {
     /// Takes every lock in the documented order and keeps them: `pthread_atfork`'s prepare
     /// handler, so that no lock is held by a thread that will not exist in the child.
     pub fn lock_for_fork(&self) {
-        core::mem::forget(self.lock_all());
+        for lock in self.classes.iter() {
+            lock.lock_for_fork();
+        }
+        self.arenas.lock_for_fork();
     }
 
-    /// Releases what `lock_for_fork` took, in the parent or in the child after `fork`.
+    /// Releases what `lock_for_fork` took, in the parent after `fork`.
     ///
     /// # Safety
-    /// `lock_for_fork` was called on this core by this thread (or, in a child, by the thread
-    /// that forked) and nothing has released the locks since.
+    /// `lock_for_fork` was called on this core by this thread, nothing has released the locks
+    /// since, and this thread's fork window is closed.
     pub unsafe fn unlock_after_fork(&self) {
-        // SAFETY: every lock is held by this thread and its guard forgotten (precondition), so
-        // nothing else will unlock it.
+        // SAFETY: every lock is held by this thread through `lock_for_fork` and the window is
+        // closed (precondition), so nothing else will unlock it.
         unsafe {
-            self.arenas.force_unlock();
+            self.arenas.unlock_after_fork();
             for lock in self.classes.iter().rev() {
-                lock.force_unlock();
+                lock.unlock_after_fork();
             }
         }
     }
 
     /// In the child after `fork`: every lock back to unlocked without waking anyone. A lock the
-    /// parent's other threads were parked on still says so, and `force_unlock` could hand it to
-    /// one of them — a thread the child does not have — leaving it locked for good (the fork
-    /// test hung that way about one run in three).
+    /// parent's other threads were waiting on still says so, and waking a waiter could hand it
+    /// to one of them — a thread the child does not have — leaving it locked for good (the fork
+    /// test hung that way about one run in three, with parking_lot's locks).
     ///
     /// # Safety
     /// `lock_for_fork` was called on this core by the thread that forked and nothing has released
     /// the locks since; this runs in the child, where that thread is the only one.
     pub unsafe fn reset_locks_in_child(&self) {
-        // SAFETY: the child has this one thread, which holds every lock with its guard forgotten
+        // SAFETY: the child has this one thread, which holds every lock through `lock_for_fork`
         // (precondition).
         unsafe {
             self.arenas.reset_in_child();

@@ -37,7 +37,7 @@ pub use self::forkable::{in_fork_window, set_fork_window, Mutex, MutexGuard};
 mod forkable {
     use core::cell::UnsafeCell;
     use core::ops::{Deref, DerefMut};
-    use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+    use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
     /// The thread in the fork window, by the address of a thread-local of its own; 0 when no
     /// fork is in progress.
@@ -61,8 +61,8 @@ mod forkable {
     /// Opens this thread's fork window (`true`) or closes it.
     ///
     /// # Safety
-    /// Open only while this thread holds every `Mutex` the allocator's faces and cores use, their
-    /// guards forgotten; close before any of them is released.
+    /// Open only while this thread holds, through `lock_for_fork`, every `Mutex` a request to the
+    /// allocator it forks with may take; close before any of them is released.
     pub unsafe fn set_fork_window(open: bool) {
         WINDOW.store(if open { this_thread() } else { 0 }, Ordering::Relaxed);
     }
@@ -76,9 +76,11 @@ mod forkable {
     const SPINS: u32 = 100;
 
     /// A mutex (Drepper's "Futexes Are Tricky", mutex 3) the thread in the fork window passes
-    /// through.
+    /// through, if it took it with `lock_for_fork`.
     pub struct Mutex<T> {
         state: AtomicU32,
+        /// Locked by `lock_for_fork`: the thread in the fork window passes through.
+        fork_held: AtomicBool,
         value: UnsafeCell<T>,
     }
 
@@ -100,6 +102,7 @@ mod forkable {
         pub const fn new(value: T) -> Mutex<T> {
             Mutex {
                 state: AtomicU32::new(UNLOCKED),
+                fork_held: AtomicBool::new(false),
                 value: UnsafeCell::new(value),
             }
         }
@@ -107,30 +110,27 @@ mod forkable {
         /// Locks the mutex, or passes through it in this thread's fork window.
         #[inline]
         pub fn lock(&self) -> MutexGuard<'_, T> {
-            if in_fork_window() {
-                // The window is open only while this thread holds every lock with its guard
-                // forgotten (`set_fork_window`), so no other thread reaches the value, and this
-                // thread takes each lock at most once per request, as it would outside.
-                return MutexGuard {
-                    mutex: self,
-                    locked: false,
-                };
-            }
-            if self
+            let locked = self
                 .state
                 .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
-                self.lock_contended();
-            }
+                .is_ok()
+                || self.lock_slow();
             MutexGuard {
                 mutex: self,
-                locked: true,
+                locked,
             }
         }
 
+        /// The mutex is locked: wait for it — or, when this thread holds it for a fork, pass
+        /// through (false). The window is open only while this thread holds its locks through
+        /// `lock_for_fork` (`set_fork_window`), so no other thread reaches the value, and this
+        /// thread takes each lock at most once per request, as it would outside.
         #[cold]
-        fn lock_contended(&self) {
+        #[inline(never)]
+        fn lock_slow(&self) -> bool {
+            if self.fork_held.load(Ordering::Relaxed) && in_fork_window() {
+                return false;
+            }
             for _ in 0..SPINS {
                 core::hint::spin_loop();
                 if self.state.load(Ordering::Relaxed) == UNLOCKED
@@ -139,7 +139,7 @@ mod forkable {
                         .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
                 {
-                    return;
+                    return true;
                 }
             }
             // Whoever holds it now will wake one sleeper when it unlocks.
@@ -150,6 +150,7 @@ mod forkable {
                     CONTENDED,
                 );
             }
+            true
         }
 
         fn unlock(&self) {
@@ -158,15 +159,23 @@ mod forkable {
             }
         }
 
-        /// Unlocks a mutex whose guard was forgotten.
+        /// `pthread_atfork` prepare: locks the mutex and keeps it locked, marked as held for
+        /// the fork, so that this thread passes through it once its fork window is open.
+        pub fn lock_for_fork(&self) {
+            core::mem::forget(self.lock());
+            self.fork_held.store(true, Ordering::Relaxed);
+        }
+
+        /// `pthread_atfork` parent: unlocks what `lock_for_fork` locked.
         ///
         /// # Safety
-        /// The mutex is locked by this thread through a forgotten guard.
-        pub unsafe fn force_unlock(&self) {
+        /// `lock_for_fork` locked the mutex on this thread, and its window is closed.
+        pub unsafe fn unlock_after_fork(&self) {
+            self.fork_held.store(false, Ordering::Relaxed);
             self.unlock();
         }
 
-        /// The value, for a walk that holds the lock through a forgotten guard.
+        /// The value, for a walk that holds the lock through `lock_for_fork`.
         pub fn data_ptr(&self) -> *mut T {
             self.value.get()
         }
@@ -178,6 +187,7 @@ mod forkable {
         /// is held by it (a forgotten guard) or by a thread of the parent, and nothing will use
         /// that guard.
         pub unsafe fn reset_in_child(&self) {
+            self.fork_held.store(false, Ordering::Relaxed);
             self.state.store(UNLOCKED, Ordering::Relaxed);
         }
     }

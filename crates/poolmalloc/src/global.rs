@@ -428,7 +428,7 @@ pub mod capi {
     /// served under the locks it holds.
     pub fn fork_prepare() {
         in_allocator(|| {
-            core::mem::forget(LIVE.lock());
+            LIVE.lock_for_fork();
             CORE.lock_for_fork();
             #[cfg(feature = "debug")]
             crate::debug::large::fork_prepare();
@@ -452,7 +452,7 @@ pub mod capi {
         // SAFETY: the locks are held by this thread with their guards forgotten (precondition).
         unsafe {
             CORE.unlock_after_fork();
-            LIVE.force_unlock();
+            LIVE.unlock_after_fork();
         }
     }
 

@@ -80,7 +80,7 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
 
 /// `pthread_atfork` prepare: no other thread may hold the table's lock across the fork.
 pub(crate) fn fork_prepare() {
-    core::mem::forget(LIVE.lock());
+    LIVE.lock_for_fork();
 }
 
 /// `pthread_atfork` parent: releases what `fork_prepare` took.
@@ -88,8 +88,8 @@ pub(crate) fn fork_prepare() {
 /// # Safety
 /// `fork_prepare` ran on this thread just before `fork`.
 pub(crate) unsafe fn fork_parent() {
-    // SAFETY: locked by this thread through the guard `fork_prepare` forgot (precondition).
-    unsafe { LIVE.force_unlock() }
+    // SAFETY: locked by this thread through `fork_prepare` (precondition); the window is closed.
+    unsafe { LIVE.unlock_after_fork() }
 }
 
 /// `pthread_atfork` child: the lock back to unlocked.
