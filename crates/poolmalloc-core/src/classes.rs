@@ -35,6 +35,7 @@ impl ClassPools {
     ///
     /// # Safety
     /// `pool` serves this class and is on no list.
+    #[inline]
     pub unsafe fn push_front(&mut self, pool: *mut PoolHeader) {
         // SAFETY: the pool and the current head serve this class, whose lock we hold (`&mut
         // self` is reached only through it), so their headers are ours (P1).
@@ -52,6 +53,7 @@ impl ClassPools {
     ///
     /// # Safety
     /// `pool` is on this class's `usedpools`.
+    #[inline]
     pub unsafe fn unlink(&mut self, pool: *mut PoolHeader) {
         // SAFETY: the pool and its neighbours are on this class's list (precondition, P3), whose
         // lock we hold, so their headers are ours (P1).

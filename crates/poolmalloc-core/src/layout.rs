@@ -59,6 +59,7 @@ pub unsafe fn class_tag(block: *const u8) -> u8 {
 
 impl PoolHeader {
     /// The class the pool serves, or `None` when it is empty or never carved.
+    #[inline]
     pub fn class(&self) -> Option<Class> {
         match self.class_tag.load(Ordering::Relaxed) {
             0 => None,
@@ -66,6 +67,7 @@ impl PoolHeader {
         }
     }
 
+    #[inline]
     pub fn block_size(&self) -> usize {
         // A pool with blocks out always has a class; callers only ask such pools.
         self.class().map_or(0, Class::block_size)
@@ -80,6 +82,7 @@ impl PoolHeader {
     }
 
     /// True while a block can be taken (free list or carving room).
+    #[inline]
     pub fn has_free(&self) -> bool {
         !self.freeblock.is_null() || self.nextoffset <= self.maxnextoffset
     }
