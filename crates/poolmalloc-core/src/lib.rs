@@ -142,7 +142,7 @@ pub use invariants::Violation;
 pub use large::{LargeStats, LargeTally, LargeTotals};
 pub use layout::{class_tag, FreeBlock};
 pub use os::{MemPages, OsPages, PageSource};
-pub use size_class::{class_of, Class, ClassInfo, CLASS_TABLE, THREAD_CACHE_BYTES_BOUND};
+pub use size_class::{class_of, is_small, Class, ClassInfo, CLASS_TABLE, THREAD_CACHE_BYTES_BOUND};
 pub use stats::{ClassStats, CoreStats};
 
 /// Not part of the API: what exists only for the tests — the loom models' switch for the

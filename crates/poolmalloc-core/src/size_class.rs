@@ -124,6 +124,16 @@ const _: () = assert!(SMALL_REQUEST_THRESHOLD.is_power_of_two());
 const _: () = assert!((MAX_SMALL_ALIGN - 1) << ALIGN_SHIFT < SMALL_REQUEST_THRESHOLD);
 const _: () = assert!((2 * MAX_SMALL_ALIGN - 1) << ALIGN_SHIFT >= SMALL_REQUEST_THRESHOLD);
 
+/// True when `class_of(size, align)` is a class (`align` a power of two): its test split in two,
+/// as `s | a << ALIGN_SHIFT` is below the power-of-two threshold exactly when both parts are.
+/// Two plain comparisons let the compiler fold the alignment test away where it knows the
+/// alignment (a `dealloc` whose layout the caller just built), which it did not do with the
+/// combined test.
+#[inline(always)]
+pub const fn is_small(size: usize, align: usize) -> bool {
+    size <= SMALL_REQUEST_THRESHOLD && align <= MAX_SMALL_ALIGN
+}
+
 /// The class serving a request of `size` bytes aligned to `align` (a power of two), or `None`
 /// when the request belongs to the large path (too big, or an alignment no class honours).
 /// A zero-size request gets the smallest class.
@@ -174,6 +184,21 @@ mod tests {
                 assert_eq!(
                     smaller, class,
                     "size {size} align {align}: not the smallest"
+                );
+            }
+            align *= 2;
+        }
+    }
+
+    #[test]
+    fn is_small_agrees_with_class_of() {
+        let mut align = 1;
+        while align <= 4096 {
+            for size in 0..=4 * SMALL_REQUEST_THRESHOLD {
+                assert_eq!(
+                    is_small(size, align),
+                    class_of(size, align).is_some(),
+                    "size {size}, align {align}"
                 );
             }
             align *= 2;

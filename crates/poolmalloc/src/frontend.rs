@@ -193,10 +193,10 @@ fn with_tally<H: Home, R>(home: &H, f: impl FnOnce(&LargeTally) -> R) -> R {
 #[inline(always)]
 pub(crate) unsafe fn dealloc<H: Home, K: Hooks>(home: &H, user: *mut u8, layout: Layout) {
     if !K::CHECKS_EVERY_FREE {
-        match K::class_for(layout.size(), layout.align()) {
+        match K::is_small(layout.size(), layout.align()) {
             // SAFETY: a large layout's block came from the large path (precondition).
-            None => return unsafe { large_free::<H, K>(home, user, Some(layout)) },
-            Some(_) if H::TRUSTS_SMALL_LAYOUT => {
+            false => return unsafe { large_free::<H, K>(home, user, Some(layout)) },
+            true if H::TRUSTS_SMALL_LAYOUT => {
                 // SAFETY: a small layout's block lies in one of the home's pools or in the
                 // bootstrap region, laid out like pools, so its pool header is mapped.
                 let tag = unsafe { class_tag(user) };
@@ -204,7 +204,7 @@ pub(crate) unsafe fn dealloc<H: Home, K: Hooks>(home: &H, user: *mut u8, layout:
                 // layout), `tag` is its pool's, and the program gives it up (precondition).
                 return unsafe { free_in_pool::<H, K>(home, user, tag, Some(layout)) };
             }
-            Some(_) => {}
+            true => {}
         }
     }
     // SAFETY: forwarded contract.
@@ -345,14 +345,13 @@ pub(crate) unsafe fn realloc<H: Home, K: Hooks>(
     layout: Layout,
     new_size: usize,
 ) -> *mut u8 {
-    let place = match K::class_for(layout.size(), layout.align()) {
-        Some(_) => {
-            // SAFETY: a small layout's block lies in one of the home's pools, so its header is
-            // mapped (the layout says where it is, as for `dealloc`).
-            let tag = unsafe { class_tag(user) };
-            Owner::Pool { tag }
-        }
-        None => Owner::Elsewhere,
+    let place = if K::is_small(layout.size(), layout.align()) {
+        // SAFETY: a small layout's block lies in one of the home's pools, so its header is
+        // mapped (the layout says where it is, as for `dealloc`).
+        let tag = unsafe { class_tag(user) };
+        Owner::Pool { tag }
+    } else {
+        Owner::Elsewhere
     };
     // SAFETY: forwarded contract.
     unsafe { resize::<H, K>(home, user, place, layout.size(), Some(layout), new_size) }

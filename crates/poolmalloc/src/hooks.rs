@@ -13,7 +13,9 @@
 
 use core::alloc::Layout;
 
-use poolmalloc_core::{class_of, large, tools, Class, Core, FreeBlock, LargeTally, PageSource};
+use poolmalloc_core::{
+    class_of, is_small, large, tools, Class, Core, FreeBlock, LargeTally, PageSource,
+};
 
 use crate::bootstrap;
 use crate::misuse::Misuse;
@@ -26,6 +28,12 @@ pub(crate) trait Hooks {
 
     /// The class whose blocks serve `size` bytes aligned to `align`; `None` for the large path.
     fn class_for(size: usize, align: usize) -> Option<Class>;
+
+    /// True when `class_for(size, align)` is a class, where the class itself is not needed.
+    #[inline(always)]
+    fn is_small(size: usize, align: usize) -> bool {
+        Self::class_for(size, align).is_some()
+    }
 
     /// A block of `class` just taken for a request of `size` bytes: the program's pointer.
     ///
@@ -105,6 +113,11 @@ impl Hooks for Plain {
     #[inline(always)]
     fn class_for(size: usize, align: usize) -> Option<Class> {
         class_of(size, align)
+    }
+
+    #[inline(always)]
+    fn is_small(size: usize, align: usize) -> bool {
+        is_small(size, align)
     }
 
     #[inline(always)]
