@@ -297,9 +297,12 @@ impl<S: PageSource> Core<S> {
     /// large) as `layout`, and is not used afterwards.
     pub unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) -> Result<(), FreeError> {
         if class_of(layout.size(), layout.align()).is_none() {
-            // SAFETY: a large layout's pointer came from the large path (precondition).
-            self.large
-                .shared(|tally| unsafe { large::free(tally, ptr) });
+            if layout.size() != 0 {
+                // SAFETY: a large layout's pointer came from the large path (precondition), and
+                // a non-zero size made it a block.
+                self.large
+                    .shared(|tally| unsafe { large::free(tally, ptr) });
+            }
             return Ok(());
         }
         // SAFETY: `ptr` came from this core's `alloc` on the small path and is not used afterwards

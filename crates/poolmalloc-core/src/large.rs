@@ -16,7 +16,6 @@ use core::ptr;
 use crate::os::large;
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::const_fn_unless_loom;
-use crate::sync::unmodelled;
 
 /// The large path in a snapshot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -134,11 +133,13 @@ impl LargeTotals {
 }
 
 /// A block for `layout` from the C library, counted in `tally`; null when out of memory. A
-/// zero-size request gets a real block too, so every pointer of the path is freed one way.
+/// zero-size layout (only a Rust face asks for one: the C library asks for a byte) gets a
+/// dangling pointer aligned to it, which is no block: `free` must not be given it, and `realloc`
+/// of it is told its size, 0.
 pub fn alloc(tally: &LargeTally, layout: Layout, zeroed: bool) -> *mut u8 {
-    // SAFETY: a size of at least 1 with the layout's alignment (a power of two, and the size
-    // was valid for it already) is a valid layout.
-    let layout = unsafe { Layout::from_size_align_unchecked(layout.size().max(1), layout.align()) };
+    if layout.size() == 0 {
+        return ptr::without_provenance_mut(layout.align());
+    }
     let p = if zeroed {
         large::alloc_zeroed(layout)
     } else {
@@ -154,8 +155,8 @@ pub fn alloc(tally: &LargeTally, layout: Layout, zeroed: bool) -> *mut u8 {
 /// Gives a C-library block back, counted in `tally`.
 ///
 /// # Safety
-/// `ptr` is a live block of the C library's allocator (from `alloc`, or from before poolmalloc
-/// was loaded); nobody uses it afterwards.
+/// `ptr` is a live block of the C library's allocator (from `alloc` of a non-zero size, or from
+/// before poolmalloc was loaded); nobody uses it afterwards.
 pub unsafe fn free(tally: &LargeTally, ptr: *mut u8) {
     // SAFETY: a live C-library block (precondition).
     unsafe {
@@ -168,8 +169,8 @@ pub unsafe fn free(tally: &LargeTally, ptr: *mut u8) {
 /// library can, keeping the counts; null (the old block intact) when out of memory.
 ///
 /// # Safety
-/// `ptr` is a live C-library block aligned to `align`, of at least `old_size` bytes; `new_size`
-/// is non-zero.
+/// `ptr` is a live C-library block aligned to `align`, of at least `old_size` bytes, or the
+/// dangling pointer `alloc` gave for a zero-size layout (`old_size` 0); `new_size` is non-zero.
 pub unsafe fn realloc(
     tally: &LargeTally,
     ptr: *mut u8,
@@ -177,8 +178,13 @@ pub unsafe fn realloc(
     align: usize,
     new_size: usize,
 ) -> *mut u8 {
-    if Layout::from_size_align(new_size, align).is_err() {
+    let Ok(new_layout) = Layout::from_size_align(new_size, align) else {
         return ptr::null_mut();
+    };
+    if old_size == 0 {
+        // A zero-size layout's pointer is no block: nothing to copy or free (the fuzzer found
+        // the free of it).
+        return alloc(tally, new_layout, false);
     }
     // SAFETY: a live C-library block (precondition).
     let old_usable = unsafe { usable_size(ptr) };
@@ -215,7 +221,8 @@ type UsableSize = unsafe extern "C" fn(*mut c_void) -> usize;
 /// once (the C library's start-up does it before `main`, while allocating is safe).
 #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "asan")))]
 pub fn system_usable_size() -> UsableSize {
-    static FOUND: unmodelled::AtomicUsize = unmodelled::AtomicUsize::new(0);
+    static FOUND: crate::sync::unmodelled::AtomicUsize =
+        crate::sync::unmodelled::AtomicUsize::new(0);
     let mut f = FOUND.load(Ordering::Relaxed);
     if f == 0 {
         let fallback: UsableSize = libc::malloc_usable_size;
@@ -284,11 +291,13 @@ mod tests {
     }
 
     #[test]
-    fn a_zero_size_request_gets_a_block_that_resizes_and_frees() {
+    fn a_zero_size_request_is_no_block_and_resizes_into_one() {
         let tally = LargeTally::new();
-        let p = alloc(&tally, Layout::from_size_align(0, 4096).unwrap(), false);
-        assert!(!p.is_null() && p as usize % 4096 == 0);
-        // SAFETY: a live C-library block of 0 bytes (1 asked) aligned to 4096.
+        let zero = Layout::from_size_align(0, 4096).unwrap();
+        let p = alloc(&tally, zero, false);
+        assert_eq!(p as usize, 4096, "a dangling pointer aligned to the layout");
+        // SAFETY: the dangling pointer of a zero-size layout, told as such (old size 0); before
+        // the fix this freed it.
         let q = unsafe { realloc(&tally, p, 0, 4096, 100) };
         assert!(!q.is_null() && q as usize % 4096 == 0);
         let mut totals = LargeTotals::default();
@@ -298,6 +307,6 @@ mod tests {
         unsafe { free(&tally, q) };
         let mut totals = LargeTotals::default();
         tally.add_to(&mut totals);
-        assert_eq!((totals.stats().live, totals.stats().allocs_total), (0, 2));
+        assert_eq!((totals.stats().live, totals.stats().allocs_total), (0, 1));
     }
 }

@@ -308,6 +308,8 @@ pub mod capi {
     use core::ptr;
 
     use super::*;
+    use poolmalloc_core::is_small;
+
     use crate::frontend::natural_align;
     use crate::hooks::Plain;
 
@@ -335,6 +337,12 @@ pub mod capi {
     #[inline]
     pub fn malloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
         let align = align.max(natural_align(size));
+        // The large path gives a zero-size layout no block; C's `malloc(0)` must get one.
+        let size = if is_small(size, align) {
+            size
+        } else {
+            size.max(1)
+        };
         let Ok(layout) = Layout::from_size_align(size, align) else {
             return ptr::null_mut();
         };

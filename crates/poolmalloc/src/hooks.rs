@@ -164,9 +164,14 @@ impl Hooks for Plain {
         user: *mut u8,
         layout: Option<Layout>,
     ) {
-        if layout.is_some_and(|l| class_of(l.size(), l.align()).is_some()) {
+        match layout {
             // A small layout, yet in none of our pools: another heap's block, or none at all.
-            return crate::misuse::report(Misuse::foreign(user as usize));
+            Some(l) if class_of(l.size(), l.align()).is_some() => {
+                return crate::misuse::report(Misuse::foreign(user as usize));
+            }
+            // A zero-size layout's pointer is no block (`large::alloc`).
+            Some(l) if l.size() == 0 => return,
+            _ => {}
         }
         // SAFETY: not in our pools and not small, so a large-path block (precondition).
         unsafe { large::free(tally, user) }
