@@ -93,12 +93,16 @@ mod forkable {
     // SAFETY: the mutex owns its value; nothing in it is tied to a thread.
     unsafe impl<T: Send> Send for Mutex<T> {}
 
-    /// A held `Mutex`: locked by this guard (unlocked when it drops), or held by this thread's
-    /// fork window (left locked).
+    /// A held `Mutex`: locked by this guard, or held by this thread's fork window. Dropping it
+    /// releases `release`: the mutex's word, or `PASSED_THROUGH` for a window's guard, which
+    /// leaves the mutex locked without a branch on the unlock path.
     pub struct MutexGuard<'a, T> {
         mutex: &'a Mutex<T>,
-        locked: bool,
+        release: &'a AtomicU32,
     }
+
+    /// What a fork window's guards release: a word nobody locks or waits on.
+    static PASSED_THROUGH: AtomicU32 = AtomicU32::new(UNLOCKED);
 
     impl<T> Mutex<T> {
         /// An unlocked mutex.
@@ -120,7 +124,7 @@ mod forkable {
                 || self.lock_slow();
             MutexGuard {
                 mutex: self,
-                locked,
+                release: if locked { &self.state } else { &PASSED_THROUGH },
             }
         }
 
@@ -164,9 +168,7 @@ mod forkable {
         }
 
         fn unlock(&self) {
-            if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
-                futex(&self.state, libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
-            }
+            release(&self.state);
         }
 
         /// `pthread_atfork` prepare: locks the mutex and keeps it locked, marked as held for
@@ -217,12 +219,18 @@ mod forkable {
         }
     }
 
+    /// Unlocks a lock word, waking a sleeper if one may wait.
+    #[inline]
+    fn release(state: &AtomicU32) {
+        if state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
+            futex(state, libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
+        }
+    }
+
     impl<T> Drop for MutexGuard<'_, T> {
         #[inline]
         fn drop(&mut self) {
-            if self.locked {
-                self.mutex.unlock();
-            }
+            release(self.release);
         }
     }
 

@@ -71,6 +71,9 @@ pub(crate) trait Home {
     /// from code the allocator itself called, and must not take a core lock.
     fn busy(&self) -> bool;
 
+    /// True when the home can be `busy`, and so hands out blocks of the bootstrap region.
+    const REENTRANT: bool;
+
     /// Runs `caches` on every cache whose counts stats must see, then `core_tally` on the core's
     /// large-block tally, in one critical section with the threads' exits (which leave their
     /// large-block counts in the core's tally), so that a thread exiting meanwhile is counted
@@ -288,7 +291,7 @@ unsafe fn give<H: Home>(home: &H, tag: u8, block: *mut u8) {
 #[cold]
 #[inline(never)]
 unsafe fn free_slow<H: Home>(home: &H, tag: u8, block: *mut u8) {
-    if bootstrap::contains(block) {
+    if H::REENTRANT && bootstrap::contains(block) {
         return;
     }
     let Some(class) = class_of_tag(tag) else {

@@ -67,6 +67,7 @@ impl Home for Global {
     type Source = OsPages;
     // Every small layout the program frees came from our pools or the bootstrap region.
     const TRUSTS_SMALL_LAYOUT: bool = true;
+    const REENTRANT: bool = true;
 
     #[inline(always)]
     fn core(&self) -> &Core<OsPages> {
@@ -262,6 +263,7 @@ pub(crate) struct GlobalC;
 impl Home for GlobalC {
     type Source = OsPages;
     const TRUSTS_SMALL_LAYOUT: bool = Global::TRUSTS_SMALL_LAYOUT;
+    const REENTRANT: bool = Global::REENTRANT;
 
     #[inline(always)]
     fn core(&self) -> &Core<OsPages> {

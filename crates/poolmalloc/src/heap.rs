@@ -34,6 +34,8 @@ impl<S: PageSource + 'static> Home for Shared<S> {
     type Source = S;
     // The block may be another heap's: ask the registry.
     const TRUSTS_SMALL_LAYOUT: bool = false;
+    // A heap's locks are its own; what they allocate goes to the global allocator.
+    const REENTRANT: bool = false;
 
     #[inline(always)]
     fn core(&self) -> &Core<S> {
@@ -63,7 +65,6 @@ impl<S: PageSource + 'static> Home for Shared<S> {
         f()
     }
 
-    // A heap's locks are its own; what they allocate goes to the global allocator.
     #[inline(always)]
     fn busy(&self) -> bool {
         false
