@@ -53,7 +53,8 @@ pub fn scenario(k: usize) -> Result<Vec<Step>, String> {
         frag: poolmalloc::fragmentation(),
     });
     for p in survivors {
-        // SAFETY: as above; the survivors were not freed in the loop.
+        // SAFETY: each survivor was allocated above with `one` and not freed in the loop, so it
+        // is freed once, here.
         unsafe { a.dealloc(p, one) };
     }
     poolmalloc::collect();

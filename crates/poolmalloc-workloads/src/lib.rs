@@ -24,6 +24,15 @@
 //! `N` is the machine's core count, or each count of `compare --threads` (one row per count, the
 //! case named with its threads). Allocators come from [`AllocatorId::TABLE`]; sizes and counts
 //! from [`Scale`] (`quick` is the smoke-test size).
+//!
+//! ## Modules, bottom-up
+//! - `rng`, `rss`: a deterministic generator; the process's resident memory.
+//! - `allocators`: the table of allocators a workload runs on.
+//! - `blocks`: tagged blocks, allocated and checked when freed.
+//! - the workloads, each on `blocks` (and `rng`, `rss`): `pair`, `churn`, `larson`, `prodcons`,
+//!   `scratch`, `rptest`, `trees`, `memory`, `seed`; `global` runs pair and churn in child
+//!   binaries.
+//! - this file: the cases, `Timing`, `Scale`, and the runner the CLI and benches call.
 
 pub mod allocators;
 pub mod blocks;
