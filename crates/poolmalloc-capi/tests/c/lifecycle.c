@@ -70,6 +70,7 @@ static void fork_handlers(void) {
     atomic_store(&stop, 1);
     for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
     CHECK(atfork_lib_held() == 0);
+    no_dead_thread("fork-handlers");
     printf("fork-handlers: %d of 20 children exited 0\n", ok);
 }
 
