@@ -93,14 +93,15 @@ pub(crate) enum Owner {
 }
 
 /// The one ownership check: the registry first, and the pool header only once it said ours.
+/// Only a reentrant home hands out bootstrap blocks: to a `Heap` one is as foreign as any.
 #[inline]
-pub(crate) fn owner<S: PageSource>(core: &Core<S>, ptr: *const u8) -> Owner {
-    if core.owns(ptr) {
+pub(crate) fn owner<H: Home>(home: &H, ptr: *const u8) -> Owner {
+    if home.core().owns(ptr) {
         // SAFETY: the registry says the address lies in one of the core's arenas (A1), so its
         // pool header is mapped.
         let tag = unsafe { class_tag(ptr) };
         Owner::Pool { tag }
-    } else if bootstrap::contains(ptr) {
+    } else if H::REENTRANT && bootstrap::contains(ptr) {
         Owner::Bootstrap
     } else {
         Owner::Elsewhere
@@ -223,7 +224,7 @@ pub(crate) unsafe fn dealloc<H: Home, K: Hooks>(home: &H, user: *mut u8, layout:
 /// library), nobody uses it afterwards.
 #[inline]
 pub(crate) unsafe fn free<H: Home, K: Hooks>(home: &H, user: *mut u8, layout: Option<Layout>) {
-    match owner(home.core(), user) {
+    match owner(home, user) {
         // SAFETY: the registry said the block is in one of the home's arenas, with this tag.
         Owner::Pool { tag } => unsafe { free_in_pool::<H, K>(home, user, tag, layout) },
         // Bootstrap blocks are never reused.
@@ -371,7 +372,7 @@ pub(crate) unsafe fn realloc_unsized<H: Home, K: Hooks>(
     user: *mut u8,
     new_size: usize,
 ) -> *mut u8 {
-    let place = owner(home.core(), user);
+    let place = owner(home, user);
     // SAFETY: `place` is what the registry says of `user`, a live block (precondition).
     match unsafe { size_of::<H, K>(home, user, place) } {
         // SAFETY: forwarded contract.
@@ -467,7 +468,7 @@ unsafe fn size_of<H: Home, K: Hooks>(
 /// # Safety
 /// `user` is a live block of this home or of the C library's allocator.
 pub(crate) unsafe fn usable_size<H: Home, K: Hooks>(home: &H, user: *mut u8) -> usize {
-    let place = owner(home.core(), user);
+    let place = owner(home, user);
     // SAFETY: `place` is what the registry says of `user`, a live block (precondition).
     unsafe { size_of::<H, K>(home, user, place) }.unwrap_or_else(|misuse| {
         report(misuse);
