@@ -298,10 +298,9 @@ impl<S: PageSource> Core<S> {
     pub unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) -> Result<(), FreeError> {
         if class_of(layout.size(), layout.align()).is_none() {
             if layout.size() != 0 {
-                // SAFETY: a large layout's pointer came from the large path (precondition), and
-                // a non-zero size made it a block.
-                self.large
-                    .shared(|tally| unsafe { large::free(tally, ptr) });
+                // SAFETY: a non-zero large layout's pointer is a large-path block (precondition).
+                let free = |tally: &_| unsafe { large::free(tally, ptr) };
+                self.large.shared(free);
             }
             return Ok(());
         }

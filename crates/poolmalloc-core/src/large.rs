@@ -188,9 +188,8 @@ pub unsafe fn realloc(
     }
     // SAFETY: a live C-library block (precondition).
     let old_usable = unsafe { usable_size(ptr) };
-    // SAFETY: `large::realloc` asks for the block's layout and a non-zero new size: the block
-    // holds `old_size` bytes aligned to `align` (precondition), which is a valid layout as the
-    // block exists.
+    // `large::realloc` asks for the block's layout and a non-zero new size.
+    // SAFETY: the block holds `old_size` bytes aligned to `align` (precondition): a valid layout.
     let new = unsafe {
         let old_layout = Layout::from_size_align_unchecked(old_size, align);
         large::realloc(ptr, old_layout, new_size)
@@ -226,9 +225,9 @@ pub fn system_usable_size() -> UsableSize {
     let mut f = FOUND.load(Ordering::Relaxed);
     if f == 0 {
         let fallback: UsableSize = libc::malloc_usable_size;
-        // SAFETY: dlopen with RTLD_NOLOAD only finds the C library already loaded, by its
-        // soname, and dlsym looks the name up in it; both take NUL-terminated names. Threads
-        // racing here store the same address.
+        // Threads racing here store the same address.
+        // SAFETY: dlopen(RTLD_NOLOAD) only finds the loaded C library by its soname, dlsym looks
+        // the name up in it; both take NUL-terminated names.
         f = unsafe {
             let handle = libc::dlopen(c"libc.so.6".as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY);
             let sym = if handle.is_null() {

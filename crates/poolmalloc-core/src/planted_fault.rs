@@ -27,9 +27,9 @@ pub(crate) unsafe fn give_racily<'a>(
     block: *mut FreeBlock,
 ) -> (MutexGuard<'a, ClassPools>, bool) {
     let pool = pool_of(block.cast());
-    // SAFETY: the block's pool serves the class of `cls` (precondition); its header is read and
-    // the pool republished under that class's lock (P1). The bug is that the lock is dropped
-    // before `put_block`, which breaks P3 for other threads, not the pointers used here.
+    // The bug is that the lock is dropped before `put_block`, which breaks P3 for other threads,
+    // not the pointers used here.
+    // SAFETY: the block's pool serves `cls`'s class (precondition), read under its lock (P1).
     unsafe {
         if !(*pool).has_free() && (*pool).ref_count > 1 {
             cls.full -= 1;

@@ -36,9 +36,8 @@ impl ExitKey {
             return Some((made - 1) as libc::pthread_key_t);
         }
         let mut key: libc::pthread_key_t = 0;
-        // SAFETY: `key` is valid for the write; the destructor is a plain function that lives
-        // for the whole process. glibc's keys live in a static table: making one allocates
-        // nothing.
+        // glibc's keys live in a static table: making one allocates nothing.
+        // SAFETY: `key` is valid for the write; the destructor lives for the whole process.
         if unsafe { libc::pthread_key_create(&mut key, Some(self.teardown)) } != 0 {
             return None;
         }
@@ -61,9 +60,9 @@ impl ExitKey {
     pub(crate) fn arm(&self, value: *mut c_void) -> bool {
         debug_assert!(!value.is_null());
         match self.key() {
-            // SAFETY: a key made by `pthread_key_create`. glibc keeps the first 32 keys' values
-            // in the thread's descriptor; past them it may `calloc` a block, which a caller
-            // inside the allocator gets from the bootstrap region.
+            // glibc keeps the first 32 keys' values in the thread's descriptor; past them it may
+            // `calloc`, which a caller inside the allocator gets from the bootstrap region.
+            // SAFETY: a key made by `pthread_key_create`.
             Some(key) => unsafe { libc::pthread_setspecific(key, value) == 0 },
             None => false,
         }
