@@ -60,10 +60,15 @@ impl ThreadState {
     }
 }
 
-/// The global allocator's home (see `frontend::Home`).
-pub(crate) struct Global;
+/// The global allocator's home (see `frontend::Home`). `KEEP_ERRNO`: its slow steps keep the
+/// thread's `errno`, as the C library needs (C's `free` must not change it, and the slow steps
+/// make system calls that may); the Rust faces do not pay for it.
+pub(crate) struct Global<const KEEP_ERRNO: bool = false>;
 
-impl Home for Global {
+/// The global home as the C library uses it.
+pub(crate) type GlobalC = Global<true>;
+
+impl<const KEEP_ERRNO: bool> Home for Global<KEEP_ERRNO> {
     type Source = OsPages;
     // Every small layout the program frees came from our pools or the bootstrap region.
     const TRUSTS_SMALL_LAYOUT: bool = true;
@@ -84,10 +89,18 @@ impl Home for Global {
     }
 
     /// Marks the thread busy, so that requests from code the step calls go to the bootstrap
-    /// region.
+    /// region, and keeps `errno` if asked.
     #[inline]
     fn slow<R>(&self, f: impl FnOnce() -> R) -> R {
-        in_allocator(f)
+        if !KEEP_ERRNO {
+            return in_allocator(f);
+        }
+        // SAFETY: `__errno_location` returns this thread's errno.
+        let errno = unsafe { *libc::__errno_location() };
+        let r = in_allocator(f);
+        // SAFETY: `__errno_location` returns this thread's errno.
+        unsafe { *libc::__errno_location() = errno };
+        r
     }
 
     #[inline]
@@ -201,42 +214,42 @@ pub struct PoolMalloc;
 unsafe impl GlobalAlloc for PoolMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        frontend::alloc::<Global, Active>(&Global, layout, false)
+        frontend::alloc::<Global, Active>(&Global::<false>, layout, false)
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: GlobalAlloc's contract: `ptr` came from `alloc(layout)` and is given up.
-        unsafe { frontend::dealloc::<Global, Active>(&Global, ptr, layout) }
+        unsafe { frontend::dealloc::<Global, Active>(&Global::<false>, ptr, layout) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        frontend::alloc::<Global, Active>(&Global, layout, true)
+        frontend::alloc::<Global, Active>(&Global::<false>, layout, true)
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: GlobalAlloc's contract, forwarded.
-        unsafe { frontend::realloc::<Global, Active>(&Global, ptr, layout, new_size) }
+        unsafe { frontend::realloc::<Global, Active>(&Global::<false>, ptr, layout, new_size) }
     }
 }
 
 /// Gives every block this thread's cache holds back to the core.
 pub fn flush_thread_cache() {
-    frontend::flush_thread_cache(&Global);
+    frontend::flush_thread_cache(&Global::<false>);
 }
 
 /// Flushes this thread's cache and unmaps wholly empty arenas beyond the reserve (like
 /// `mi_collect` / `malloc_trim`). Returns the number of arenas unmapped.
 pub fn collect() -> usize {
-    frontend::collect(&Global)
+    frontend::collect(&Global::<false>)
 }
 
 /// A snapshot of the global allocator: the core's counts plus the blocks each live thread's cache
 /// holds (an instant's view of threads that are running).
 pub fn stats() -> CoreStats {
-    frontend::stats(&Global)
+    frontend::stats(&Global::<false>)
 }
 
 /// Walks the global core and checks its invariants.
@@ -247,60 +260,12 @@ pub fn check_invariants() -> Result<(), Violation> {
 /// The global allocator's fragmentation snapshot (which pools pin memory, what freeing would
 /// give back), with the blocks live threads' caches hold, since those pin pools too.
 pub fn fragmentation() -> Fragmentation {
-    frontend::fragmentation(&Global)
+    frontend::fragmentation(&Global::<false>)
 }
 
 /// True when `ptr` lies in one of the global allocator's arenas (a block of its pools).
 pub fn owns(ptr: *const u8) -> bool {
     CORE.owns(ptr)
-}
-
-/// The global home as the C library uses it: the same core and caches, and slow steps that keep
-/// `errno`, since C's `free` must not change it and the slow steps make system calls (futex,
-/// mmap, munmap) that may. (The Rust faces do not pay for it.)
-pub(crate) struct GlobalC;
-
-impl Home for GlobalC {
-    type Source = OsPages;
-    const TRUSTS_SMALL_LAYOUT: bool = Global::TRUSTS_SMALL_LAYOUT;
-    const REENTRANT: bool = Global::REENTRANT;
-
-    #[inline(always)]
-    fn core(&self) -> &Core<OsPages> {
-        Global.core()
-    }
-
-    #[inline(always)]
-    fn with_cache<R>(&self, f: impl FnOnce(&ThreadCache) -> R) -> R {
-        Global.with_cache(f)
-    }
-
-    fn activate(&self, cache: &ThreadCache) {
-        Global.activate(cache);
-    }
-
-    #[inline]
-    fn slow<R>(&self, f: impl FnOnce() -> R) -> R {
-        // SAFETY: `__errno_location` returns this thread's errno.
-        let errno = unsafe { *libc::__errno_location() };
-        let r = Global.slow(f);
-        // SAFETY: `__errno_location` returns this thread's errno.
-        unsafe { *libc::__errno_location() = errno };
-        r
-    }
-
-    #[inline]
-    fn busy(&self) -> bool {
-        Global.busy()
-    }
-
-    fn census(
-        &self,
-        caches: &mut dyn FnMut(&ThreadCache),
-        core_tally: &mut dyn FnMut(&LargeTally),
-    ) {
-        Global.census(caches, core_tally);
-    }
 }
 
 /// The global home's entry points for the C library (`poolmalloc-capi`), which has no layouts:
@@ -348,7 +313,7 @@ pub mod capi {
         let Ok(layout) = Layout::from_size_align(size, align) else {
             return ptr::null_mut();
         };
-        with_mode!(alloc(&GlobalC, layout, zeroed))
+        with_mode!(alloc(&Global::<true>, layout, zeroed))
     }
 
     /// C's `free` of a non-null pointer.
@@ -358,7 +323,7 @@ pub mod capi {
     #[inline]
     pub unsafe fn free(ptr: *mut u8) {
         // SAFETY: forwarded contract.
-        unsafe { with_mode!(free(&GlobalC, ptr, None)) }
+        unsafe { with_mode!(free(&Global::<true>, ptr, None)) }
     }
 
     /// C's `realloc` of a non-null pointer to a non-zero size; null (the block intact) when out
@@ -368,7 +333,7 @@ pub mod capi {
     /// `ptr` is a live block of ours or of the C library's allocator; `size` is non-zero.
     pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
         // SAFETY: forwarded contract.
-        unsafe { with_mode!(realloc_unsized(&GlobalC, ptr, size)) }
+        unsafe { with_mode!(realloc_unsized(&Global::<true>, ptr, size)) }
     }
 
     /// C's `malloc_usable_size` of a non-null pointer; 0 for misuse (reported).
@@ -377,7 +342,7 @@ pub mod capi {
     /// `ptr` is a live block of ours or of the C library's allocator.
     pub unsafe fn usable_size(ptr: *mut u8) -> usize {
         // SAFETY: forwarded contract.
-        unsafe { with_mode!(usable_size(&GlobalC, ptr)) }
+        unsafe { with_mode!(usable_size(&Global::<true>, ptr)) }
     }
 
     #[cfg(feature = "debug")]
