@@ -424,7 +424,7 @@ pub mod capi {
         unsafe {
             crate::debug::large::fork_parent()
         };
-        // SAFETY: the locks are held by this thread with their guards forgotten (precondition).
+        // SAFETY: this thread holds the locks through `lock_for_fork` (precondition); window closed.
         unsafe {
             CORE.unlock_after_fork();
             LIVE.unlock_after_fork();
