@@ -34,8 +34,8 @@ fn count(n: usize, what: &str) -> String {
 fn narrate(f: &Fragmentation, rss: usize, prev: Option<(&Fragmentation, usize)>) -> String {
     let mut out = format!(
         "  live: {} ({} bytes) in {} across {}; {} bytes mapped ({:.1} MiB), RSS {:.1} MiB\n",
-        count(f.blocks_out() - f.blocks_in_caches(), "block"),
-        g(f.bytes_in_blocks_out() - f.bytes_in_caches()),
+        count(f.blocks_out(), "block"),
+        g(f.bytes_in_blocks_out()),
         count(f.pools_in_use(), "pool"),
         count(f.arenas_mapped, "arena"),
         g(f.bytes_mapped()),
@@ -80,13 +80,6 @@ fn narrate(f: &Fragmentation, rss: usize, prev: Option<(&Fragmentation, usize)>)
             "  pools: none in use; {} empty ({} bytes), reusable by any class\n",
             count(f.pools_empty, "pool"),
             g(f.pools_empty * POOL_SIZE),
-        );
-    }
-    if f.blocks_in_caches() > 0 {
-        out += &format!(
-            "  thread caches: {} ({} bytes) wait for reuse and pin their pools too\n",
-            count(f.blocks_in_caches(), "block"),
-            g(f.bytes_in_caches()),
         );
     }
     if let Some((p, prev_rss)) = prev {

@@ -64,8 +64,7 @@ fn stats_json_adds_up_and_follows_the_scenario() {
     for s in steps {
         let st = &s["stats"];
         let b = &st["bytes"];
-        let parts = n(&b["in_use"])
-            + n(&b["in_caches"])
+        let parts = n(&b["in_blocks_out"])
             + n(&b["free_in_pools"])
             + n(&b["empty_pools"])
             + n(&b["pool_headers"])
@@ -76,11 +75,11 @@ fn stats_json_adds_up_and_follows_the_scenario() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| n(&c["blocks_in_use"]) * n(&c["block_size"]))
+            .map(|c| n(&c["blocks_out"]) * n(&c["block_size"]))
             .sum();
-        assert_eq!(in_use, n(&b["in_use"]), "{}", s["step"]);
+        assert_eq!(in_use, n(&b["in_blocks_out"]), "{}", s["step"]);
     }
-    let in_use = |i: usize| n(&steps[i]["stats"]["bytes"]["in_use"]);
+    let in_use = |i: usize| n(&steps[i]["stats"]["bytes"]["in_blocks_out"]);
     // One-byte objects live in 8-byte blocks: all of them, then one in 512, then none.
     assert_eq!(in_use(0), 8 * 512 * k as u64);
     assert_eq!(in_use(1), 8 * k as u64);

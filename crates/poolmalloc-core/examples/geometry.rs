@@ -68,6 +68,6 @@ fn main() {
         "seed k={k}: {} pools pinned, {} KiB mapped for {} bytes of survivors",
         s.pools_in_use(),
         s.bytes_mapped() / 1024,
-        s.bytes_in_use()
+        s.bytes_in_blocks_out()
     );
 }

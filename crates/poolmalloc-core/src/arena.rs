@@ -318,6 +318,11 @@ impl Arenas {
         self.counters.wholly_empty = 0;
     }
 
+    /// The newest of this core's arenas (null when none is mapped); the rest follow `next_all`.
+    pub fn all_head(&self) -> *mut ArenaHeader {
+        self.all
+    }
+
     /// This core's arenas, newest first.
     pub fn iter_all(&self) -> impl Iterator<Item = *mut ArenaHeader> + '_ {
         let mut next = self.all;

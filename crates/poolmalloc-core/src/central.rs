@@ -1,12 +1,13 @@
-//! The core: the lock-guarded pool manager that thread caches refill from and flush to. `Core`
-//! and its class-list transitions live here (take and give, in batches or one block, and the
-//! checked free); its uncached `alloc`/`dealloc` send large requests to `large`. Fork handling, stats,
-//! fragmentation and the invariant walk add `impl Core` blocks in their own modules above this
-//! one.
+//! The core: the lock-guarded pool and arena manager that thread caches take their pools from
+//! and give them back to. `Core` and its transitions live here: handing a thread a pool and taking
+//! it back (O3), remote frees into core-held pools, one block at a time for callers without a
+//! cache, and the checked free; its uncached `alloc`/`dealloc` send large requests to `large`.
+//! Fork handling, stats, fragmentation and the invariant walk add `impl Core` blocks in their own
+//! modules above this one.
 //!
 //! ## Locks
-//! One mutex per size class (its `usedpools` list, its counters, and the headers of the pools
-//! that serve it), padded against false sharing, and one arena mutex (`Arenas`, the free-pool
+//! One mutex per size class (its `usedpools` list, its counters, and the headers of the
+//! core-held pools that serve it), padded against false sharing, and one arena mutex (`Arenas`, the free-pool
 //! lists, and the headers of empty pools). **Lock order: class lock → arena lock**; a thread takes
 //! at most one class lock unless it takes them all in index order (stats, invariant walks, fork).
 //! A pool changes hands between the two (empty ↔ used) only while both are held.
@@ -21,28 +22,28 @@ use crate::classes::ClassPools;
 use crate::config::NB_SMALL_SIZE_CLASSES;
 use crate::error::{FreeError, FreeErrorKind};
 use crate::large::{self, LargeTally};
-use crate::layout::{pool_of, FreeBlock};
+use crate::layout::{pool_of, FreeBlock, PoolHeader, CORE_HELD};
 use crate::os::{OsPages, PageSource};
-#[cfg(feature = "planted-fault")]
-use crate::planted_fault;
-use crate::pool;
+use crate::pool::{self, OwnedPool};
 use crate::registry::REGISTRY;
 use crate::size_class::{class_of, Class};
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::{array_of, const_fn_unless_loom, model_static, Mutex, MutexGuard};
 
-/// A chain of free blocks linked through their first word, as taken from or given to the core.
-#[derive(Debug)]
-pub struct Batch {
-    /// The first block of the chain (null when `count` is 0).
-    pub head: *mut FreeBlock,
-    /// Blocks in the chain.
-    pub count: usize,
-}
-
 model_static! {
     /// Hands out core ids (0 means "no core" in the registry).
     static NEXT_CORE_ID: AtomicUsize = AtomicUsize::new(1);
+}
+
+/// What `Core::free_remote` did with a block.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RemoteFree {
+    /// Pushed onto its pool's remote chain, for the owner to take.
+    Pushed,
+    /// Freed under the class lock into a core-held pool.
+    Freed,
+    /// The core-held pool is the adopter's now; the block is still to be freed, locally.
+    Adopted(OwnedPool),
 }
 
 /// The pool and arena manager.
@@ -93,26 +94,30 @@ impl<S: PageSource> Core<S> {
         fresh
     }
 
-    /// Takes one block of `class` under its lock, carving a new pool if needed (steps
-    /// empty → used and used → full).
+    /// An empty pool from the fullest arena, made to serve `class` for `owner` (0: the core),
+    /// under the arena lock (the header's atomics are written afresh, and walks hold that lock).
+    fn pool_from_arena(&self, class: Class, owner: usize) -> Option<*mut PoolHeader> {
+        let mut arenas = self.arenas.lock();
+        let id = self.id_for_mapping();
+        let (pool, ao) = arenas.take_pool(&self.source, id)?;
+        // SAFETY: the pool was just taken from its arena: empty, on no list, and we hold the
+        // arena lock.
+        unsafe { pool::init(pool, class, ao, owner) };
+        Some(pool)
+    }
+
+    /// Takes one block of `class` under its lock from a core-held pool, carving a new pool if
+    /// needed (steps empty → used and used → full).
     fn take_locked(&self, cls: &mut ClassPools, class: Class) -> Option<*mut FreeBlock> {
         let mut pool = cls.usedpools;
         if pool.is_null() {
-            let (fresh, ao) = {
-                let mut arenas = self.arenas.lock();
-                let id = self.id_for_mapping();
-                arenas.take_pool(&self.source, id)?
-            };
-            // SAFETY: the pool was just taken from its arena, so it is on no list and nobody
-            // else can reach it; we hold the class lock it will live under (P1).
-            unsafe {
-                pool::init(fresh, class, ao);
-                cls.push_front(fresh);
-            }
+            let fresh = self.pool_from_arena(class, 0)?;
+            // SAFETY: the pool is core-held, on no list, and we hold its class lock (P1).
+            unsafe { cls.push_front(fresh) };
             cls.pools += 1;
             pool = fresh;
         }
-        // SAFETY: pools on `usedpools` serve this class and have a free block (P3).
+        // SAFETY: pools on `usedpools` are core-held, serve this class and have a free block (P3).
         unsafe {
             let block = pool::take_block(pool);
             if !(*pool).has_free() {
@@ -124,33 +129,27 @@ impl<S: PageSource> Core<S> {
         }
     }
 
-    /// Gives one block back under its class lock (full → used, used → empty). The arena lock is
-    /// taken only when a pool empties, and kept in `arenas` for the rest of a batch.
+    /// Gives one block back to a core-held pool under its class lock (full → used, used →
+    /// empty). The arena lock is taken only when the pool empties.
     ///
     /// # Safety
-    /// `block` is a block of this core, out, from a pool serving the class of `cls`.
-    unsafe fn give_locked<'a>(
-        &'a self,
-        cls: &mut ClassPools,
-        block: *mut FreeBlock,
-        arenas: &mut Option<MutexGuard<'a, Arenas>>,
-    ) {
+    /// `block` is a block of this core, out, from a core-held pool serving the class of `cls`.
+    unsafe fn give_locked(&self, cls: &mut ClassPools, block: *mut FreeBlock) {
         let pool = pool_of(block.cast());
-        // SAFETY: the block's pool serves this class (precondition) and we hold its lock.
+        // SAFETY: the block's pool is core-held and serves this class (precondition), and we
+        // hold its lock.
         unsafe {
             let was_full = !(*pool).has_free();
             pool::put_block(pool, block);
             cls.blocks_out -= 1;
-            if (*pool).ref_count == 0 {
+            if (*pool).out() == 0 {
                 if was_full {
                     cls.full -= 1;
                 } else {
                     cls.unlink(pool);
                 }
                 cls.pools -= 1;
-                let arenas = arenas.get_or_insert_with(|| self.arenas.lock());
-                pool::mark_empty(pool);
-                arenas.give_pool(pool, &self.source);
+                self.give_to_arena(pool);
             } else if was_full {
                 cls.full -= 1;
                 cls.push_front(pool);
@@ -158,54 +157,148 @@ impl<S: PageSource> Core<S> {
         }
     }
 
-    /// Takes up to `max` blocks of `class` in one lock acquisition, as a chain. A count below
-    /// `max` (possibly 0) means the OS refused memory; the blocks taken are still valid.
-    pub fn take_batch(&self, class: Class, max: usize) -> Batch {
-        let mut head: *mut FreeBlock = ptr::null_mut();
-        let mut count = 0;
-        let mut cls = self.classes[class.index()].lock();
-        while count < max {
-            let Some(block) = self.take_locked(&mut cls, class) else {
-                break;
-            };
-            // SAFETY: the block was just taken and is out, so ours to link (P2: only free blocks
-            // carry their pool's links).
-            unsafe { (*block).next = head };
-            head = block;
-            count += 1;
-        }
-        Batch { head, count }
-    }
-
-    /// Gives back a chain of `count` blocks of `class` in one lock acquisition.
+    /// Gives a pool with no block out back to its arena.
     ///
     /// # Safety
-    /// The chain holds `count` distinct blocks, each taken from this core for `class` and not
-    /// freed since, linked through their first word.
-    pub unsafe fn give_batch(&self, class: Class, head: *mut FreeBlock, count: usize) {
-        let mut cls = self.classes[class.index()].lock();
-        let mut arenas = None;
-        let mut block = head;
-        for _ in 0..count {
-            // SAFETY: the chain has `count` blocks of this class (precondition); read the link
-            // before the block goes back to its pool and is relinked.
-            unsafe {
-                let next = (*block).next;
-                debug_assert_eq!((*pool_of(block.cast())).class(), Some(class));
-                #[cfg(feature = "planted-fault")]
-                if planted_fault::ON.load(Ordering::Relaxed) && arenas.is_none() {
-                    let gave;
-                    (cls, gave) =
-                        planted_fault::give_racily(&self.classes[class.index()], cls, block);
-                    if !gave {
-                        self.give_locked(&mut cls, block, &mut None);
-                    }
-                    block = next;
-                    continue;
-                }
-                self.give_locked(&mut cls, block, &mut arenas);
-                block = next;
+    /// The caller holds the pool (its class lock, or it owns it), it is on no list, and none
+    /// of its blocks is out (so nobody pushes to it: O4).
+    unsafe fn give_to_arena(&self, pool: *mut PoolHeader) {
+        let mut arenas = self.arenas.lock();
+        // SAFETY: held by the caller and empty (precondition); we hold the arena lock.
+        unsafe {
+            pool::mark_empty(pool);
+            arenas.give_pool(pool, &self.source);
+        }
+    }
+
+    /// Hands an owned pool to the core under its class lock (O3): with no block out it goes to
+    /// its arena, else it joins the class's core-held pools (used or full).
+    ///
+    /// # Safety
+    /// The caller owns the pool, it serves the class of `cls`, and it is on none of the
+    /// owner's lists.
+    unsafe fn hand_back_locked(&self, cls: &mut ClassPools, pool: *mut PoolHeader) {
+        // SAFETY: owned by the caller, under the class lock (precondition).
+        unsafe {
+            let out = pool::hand_to_core(pool);
+            if out == 0 {
+                self.give_to_arena(pool);
+                return;
             }
+            cls.pools += 1;
+            cls.blocks_out += out;
+            if (*pool).has_free() {
+                cls.push_front(pool);
+            } else {
+                cls.full += 1;
+            }
+        }
+    }
+
+    /// Takes a core-held pool off the class's books and makes it `owner`'s (O3).
+    ///
+    /// # Safety
+    /// The pool is core-held and serves the class of `cls`, whose lock the caller holds.
+    unsafe fn adopt_locked(&self, cls: &mut ClassPools, pool: *mut PoolHeader, owner: usize) {
+        // SAFETY: core-held, under its class lock (precondition).
+        unsafe {
+            if (*pool).has_free() {
+                cls.unlink(pool);
+            } else {
+                cls.full -= 1;
+            }
+            cls.pools -= 1;
+            cls.blocks_out -= (*pool).out();
+            pool::adopt(pool, owner);
+        }
+    }
+
+    /// A pool for the cache `owner` to allocate `class` from, in one class-lock acquisition:
+    /// `used_up` (the pool the cache has no block left in, or `NONE`) goes to the core first;
+    /// then a core-held pool with free blocks is adopted (an exited thread's, or one handed
+    /// back), else an empty pool is taken from the fullest arena. `None` when the OS refuses
+    /// memory.
+    ///
+    /// # Safety
+    /// `owner` is the calling thread's cache id; `used_up` is `NONE` or a pool of `class` it
+    /// owns and has taken off its lists.
+    pub unsafe fn take_pool(
+        &self,
+        class: Class,
+        owner: usize,
+        used_up: OwnedPool,
+    ) -> Option<OwnedPool> {
+        let mut cls = self.classes[class.index()].lock();
+        if !used_up.is_none() {
+            // SAFETY: owned by the caller and off its lists (precondition).
+            unsafe { self.hand_back_locked(&mut cls, used_up.0) };
+        }
+        let pool = cls.usedpools;
+        if !pool.is_null() {
+            // SAFETY: pools on `usedpools` are core-held and serve this class (P3).
+            unsafe { self.adopt_locked(&mut cls, pool, owner) };
+            return Some(OwnedPool(pool));
+        }
+        drop(cls);
+        self.pool_from_arena(class, owner).map(OwnedPool)
+    }
+
+    /// Gives an owned pool to the core (the owner's thread exits, or flushes): to its arena when
+    /// none of its blocks is out, else to its class.
+    ///
+    /// # Safety
+    /// The calling thread owns the pool and has taken it off its lists.
+    pub unsafe fn release_pool(&self, pool: OwnedPool) {
+        // SAFETY: owned by the caller, so it serves a class (O1).
+        let class = unsafe { pool.class() };
+        let mut cls = self.classes[class.index()].lock();
+        // SAFETY: owned by the caller and off its lists (precondition).
+        unsafe { self.hand_back_locked(&mut cls, pool.0) };
+    }
+
+    /// Gives an owned pool none of whose blocks is out (or the owner's spare) to its arena.
+    ///
+    /// # Safety
+    /// The calling thread owns the pool, has taken it off its lists, and none of its blocks is
+    /// out.
+    pub unsafe fn give_empty(&self, pool: OwnedPool) {
+        // SAFETY: forwarded precondition.
+        unsafe { self.give_to_arena(pool.0) }
+    }
+
+    /// Frees a block of a pool the calling thread does not own: one push onto the pool's remote
+    /// chain while a thread owns it; under the class lock while the core holds it — where a
+    /// cache (`adopter`, its id; 0 for none) adopts the pool, so that the rest of its blocks
+    /// come back as local frees.
+    ///
+    /// # Safety
+    /// `block` is a block of this core that is out, from a pool serving a class that the
+    /// calling thread does not own, and is given up.
+    pub unsafe fn free_remote(&self, block: *mut u8, adopter: usize) -> RemoteFree {
+        let pool = pool_of(block);
+        let link = block.cast::<FreeBlock>();
+        loop {
+            // SAFETY: the pool serves a class and the block is out and given up (precondition).
+            if unsafe { pool::push_remote(pool, link) } {
+                return RemoteFree::Pushed;
+            }
+            // SAFETY: the pool serves a class while our block is out (O4).
+            let class = unsafe { (*pool).class() }.expect("a pool with a block out serves a class");
+            let mut cls = self.classes[class.index()].lock();
+            // Owned ↔ core-held changes only under this lock (O3): what we read now stays.
+            // SAFETY: as above.
+            if unsafe { (*pool).remote.load(Ordering::Relaxed) } != CORE_HELD {
+                continue;
+            }
+            // SAFETY: core-held, of this class, under its lock; the block is out (precondition).
+            unsafe {
+                if adopter == 0 {
+                    self.give_locked(&mut cls, link);
+                    return RemoteFree::Freed;
+                }
+                self.adopt_locked(&mut cls, pool, adopter);
+            }
+            return RemoteFree::Adopted(OwnedPool(pool));
         }
     }
 
@@ -249,8 +342,8 @@ impl<S: PageSource> Core<S> {
         let mut cls = self.classes[class.index()].lock();
         let pool = pool_of(ptr);
         // SAFETY: the pool is in one of our arenas (checked by `class_of_block`). Under this
-        // class's lock (P1) the pool cannot start or stop serving this class, so the checks below
-        // are stable.
+        // class's lock (P1, O3) a core-held pool cannot start or stop serving this class, so the
+        // checks below are stable; an owned pool serves its class while a block of it is out.
         unsafe {
             let p = &*pool;
             if p.class() != Some(class) {
@@ -265,13 +358,23 @@ impl<S: PageSource> Core<S> {
                     kind: FreeErrorKind::NotBlockStart { class },
                 });
             }
+            if p.remote.load(Ordering::Relaxed) != CORE_HELD {
+                // Owned by a thread: its free list is the owner's to check, not ours (O1).
+                if pool::push_remote(pool, ptr.cast()) {
+                    return Ok(());
+                }
+                return Err(FreeError {
+                    addr,
+                    kind: FreeErrorKind::PoolNotInUse,
+                });
+            }
             if p.freeblock.cast::<u8>() == ptr {
                 return Err(FreeError {
                     addr,
                     kind: FreeErrorKind::DoubleFree { class },
                 });
             }
-            self.give_locked(&mut cls, ptr.cast(), &mut None);
+            self.give_locked(&mut cls, ptr.cast());
         }
         Ok(())
     }
@@ -538,24 +641,58 @@ mod tests {
     }
 
     #[test]
-    fn batches_move_whole_chains() {
+    fn owned_pools_go_back_and_forth() {
         let core = core(2);
         let class = Class::new(3).unwrap();
-        let batch = core.take_batch(class, 32);
-        assert_eq!(batch.count, 32);
-        let mut seen = std::collections::HashSet::new();
-        let mut b = batch.head;
-        while !b.is_null() {
-            assert!(seen.insert(b as usize), "block handed out twice");
-            // SAFETY: the chain is ours.
-            b = unsafe { (*b).next };
+        let owner = 0x1000;
+        // SAFETY: `owner` stands for a cache that owns the pools it is given.
+        unsafe {
+            let pool = core.take_pool(class, owner, OwnedPool::NONE).unwrap();
+            let head = pool.detach();
+            let mut seen = std::collections::HashSet::new();
+            let mut b = head;
+            while !b.is_null() {
+                assert!(seen.insert(b as usize), "block handed out twice");
+                assert_eq!(crate::layout::pool_owner(b.cast()), owner);
+                crate::layout::note_alloc(b.cast());
+                b = (*b).next;
+            }
+            assert_eq!(seen.len(), class.carve());
+            assert_eq!(pool.out(), class.carve());
+            let s = core.stats().classes[3];
+            assert_eq!((s.pools_used, s.blocks_out), (1, class.carve()));
+            core.check_invariants().unwrap();
+            // A remote free while owned: pushed, still out.
+            let first = head;
+            let rest = (*first).next;
+            assert_eq!(core.free_remote(first.cast(), 0), RemoteFree::Pushed);
+            assert_eq!(pool.out(), class.carve());
+            // Handed to the core: the remote block comes home with it, the rest stay out.
+            core.release_pool(pool);
+            let s = core.stats().classes[3];
+            assert_eq!((s.pools_used, s.blocks_out), (1, class.carve() - 1));
+            core.check_invariants().unwrap();
+            // A free into the core-held pool without a cache: under the class lock.
+            assert_eq!(core.free_remote(rest.cast(), 0), RemoteFree::Freed);
+            // With a cache: adopted, and the block is the adopter's to free.
+            let third = (*rest).next;
+            let RemoteFree::Adopted(again) = core.free_remote(third.cast(), owner) else {
+                panic!("a cache adopts a core-held pool");
+            };
+            assert_eq!(again, pool);
+            assert!(!crate::layout::free_to_own_pool(third.cast()));
+            let mut b = (*third).next;
+            let mut left = class.carve() - 3;
+            while !b.is_null() && left > 0 {
+                let next = (*b).next;
+                left -= 1;
+                let emptied = crate::layout::free_to_own_pool(b.cast());
+                assert_eq!(emptied, left == 0);
+                b = next;
+            }
+            core.give_empty(pool);
         }
-        assert_eq!(seen.len(), 32);
-        assert_eq!(core.stats().classes[3].blocks_out, 32);
-        core.check_invariants().unwrap();
-        // SAFETY: the chain came from take_batch of this class.
-        unsafe { core.give_batch(class, batch.head, batch.count) };
-        assert_eq!(core.stats().classes[3].blocks_out, 0);
+        assert_eq!(core.stats().pools_in_use(), 0);
         core.check_invariants().unwrap();
     }
 
@@ -564,22 +701,20 @@ mod tests {
         let core = core(1);
         core.source().set_failing(true);
         assert!(core.alloc(Layout::from_size_align(8, 8).unwrap()).is_null());
-        assert_eq!(core.take_batch(Class::new(0).unwrap(), 8).count, 0);
+        // SAFETY: `1 << 12` stands for a cache.
+        assert!(
+            unsafe { core.take_pool(Class::new(0).unwrap(), 1 << 12, OwnedPool::NONE) }.is_none()
+        );
         assert_eq!(core.stats().arenas.map_failures, 2);
         core.check_invariants().unwrap();
         core.source().set_failing(false);
-        // One arena only: fill it, then a batch comes back short rather than failing whole.
+        // One arena only: fill it, then the next block fails, and memory comes back.
         let class = biggest();
         let total = POOLS_PER_ARENA * class.blocks_per_pool();
-        let most = core.take_batch(class, total - 3);
-        assert_eq!(most.count, total - 3);
-        let short = core.take_batch(class, 10);
-        assert_eq!(short.count, 3, "the arena had three blocks left");
+        let blocks = take(&core, class, total);
         assert!(core.alloc_block(class).is_none());
         core.check_invariants().unwrap();
-        // Memory comes back: the next request works.
-        // SAFETY: chains from take_batch of this class.
-        unsafe { core.give_batch(class, short.head, short.count) };
+        free(&core, &blocks[..1]);
         assert!(core.alloc_block(class).is_some());
         core.check_invariants().unwrap();
     }

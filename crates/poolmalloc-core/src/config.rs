@@ -66,45 +66,14 @@ pub const REGISTRY_LEAF_BITS: u32 = 14;
 #[cfg(poolmalloc_loom)]
 pub const REGISTRY_LEAF_BITS: u32 = 20;
 
-/// Upper bound of the bytes one thread's cache may hold, over all classes. The per-class bounds
-/// below are derived so that the sum can never pass it: the cap holds by construction and the
-/// fast path need not count bytes.
-pub const THREAD_CACHE_MAX_BYTES: usize = 512 * 1024;
-/// Bytes one refill aims to move for a class (tcmalloc moves 64 KiB per transfer; our transfers
-/// are per thread, so less).
-///
-/// Chosen by measurement (global allocator; best of 5; churn = 100k random 8..512-byte boxes
-/// freed in random order ×10 per thread; producer/consumer = 2M 64-byte boxes over a bounded
-/// channel; 2-core dev machine under load from other builds, so only large gaps count):
-///
-/// | target / max / min | churn 1 thread | churn 2 threads | producer/consumer |
-/// |--------------------|----------------|-----------------|-------------------|
-/// | 2 KiB / 16 / 4     | 186 ns/op      | 177 ns/op       | 55 ns/block       |
-/// | 4 KiB / 32 / 8     | 206 ns/op      | 167 ns/op       | 46 ns/block       |
-/// | 8 KiB / 64 / 8     | 218 ns/op      | 241 ns/op       | 59 ns/block       |
-/// | 16 KiB / 128 / 16  | 260 ns/op      | 321 ns/op       | 59 ns/block       |
-///
-/// Bigger batches hold more blocks per thread and cost more per lock hold (two threads contend
-/// longer); smaller ones lock more often. 4 KiB / 32 / 8 is best or close on every row.
+/// Bytes of fresh blocks a thread carves from its pool at a time, when the pool has no freed
+/// block to hand out (mimalloc extends a page's free list by up to 4 KiB at a time). Carving
+/// lazily, a page's worth at a time, touches only the pages that blocks reach.
 #[cfg(not(poolmalloc_loom))]
-pub const BATCH_TARGET_BYTES: usize = 4096;
-/// Batch size limits: small classes move 32 blocks per lock acquisition, the largest 8.
-#[cfg(not(poolmalloc_loom))]
-pub const BATCH_MAX: usize = 32;
-/// See `BATCH_MAX`.
-#[cfg(not(poolmalloc_loom))]
-pub const BATCH_MIN: usize = 8;
-/// Loom models move two blocks per batch, so a few operations cross every pool state.
+pub const CARVE_BYTES: usize = 4096;
+/// Loom models carve one or two blocks at a time, so a few operations cross every pool state.
 #[cfg(poolmalloc_loom)]
-pub const BATCH_TARGET_BYTES: usize = 512;
-/// Batch size limits (loom geometry).
-#[cfg(poolmalloc_loom)]
-pub const BATCH_MAX: usize = 4;
-/// See `BATCH_MAX`.
-#[cfg(poolmalloc_loom)]
-pub const BATCH_MIN: usize = 2;
-/// A cache list holds at most this many batches before it flushes one back.
-pub const BATCHES_PER_BOUND: usize = 2;
+pub const CARVE_BYTES: usize = 128;
 
 /// Bytes of the static region that serves requests made while a thread is already inside the
 /// allocator's slow path (the lock library setting up its per-thread data, the TLS destructor
@@ -177,19 +146,27 @@ pub const DEBUG_EXTRA: usize = DEBUG_PREFIX + DEBUG_PAD;
 const fn round_up(n: usize, align: usize) -> usize {
     (n + align - 1) & !(align - 1)
 }
-/// The pool header's class tag: one byte in normal builds; under loom an atomic also names its
-/// model state, so the header grows (`sync`).
-const CLASS_TAG_SIZE: usize = core::mem::size_of::<crate::sync::atomic::AtomicU8>();
-const CLASS_TAG_ALIGN: usize = core::mem::align_of::<crate::sync::atomic::AtomicU8>();
-/// The pool header's fields before its class tag: four pointers (free list, two list links,
-/// arena), then three `u32`s (blocks out, next offset, last offset).
-const POOL_HEADER_HEAD: usize = 4 * core::mem::size_of::<usize>() + 3 * 4;
+/// Where a `repr(C)` field of type `T` ends, when the previous field ended at `offset`.
+const fn after<T>(offset: usize) -> usize {
+    round_up(offset, core::mem::align_of::<T>()) + core::mem::size_of::<T>()
+}
+/// The pool header's fields (`layout::PoolHeader`, in order): four pointers (free list, two list
+/// links, arena), the owner and the remote-free word, blocks out and next offset (atomics, as
+/// stats read them while the owner writes), last offset, the class tag. Atomics are loom's in
+/// the models, and larger there (`sync`).
+const POOL_HEADER_END: usize = {
+    use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize};
+    let ptrs = 4 * core::mem::size_of::<usize>();
+    let owner = after::<AtomicUsize>(ptrs);
+    let remote = after::<AtomicUsize>(owner);
+    let ref_count = after::<AtomicU32>(remote);
+    let nextoffset = after::<AtomicU32>(ref_count);
+    let maxnextoffset = after::<u32>(nextoffset);
+    after::<AtomicU8>(maxnextoffset)
+};
 /// Bytes reserved at the start of every pool for its header (`layout::PoolHeader`), rounded up
-/// so that the first block is `MAX_SMALL_ALIGN`-aligned: 48 in normal builds.
-pub const POOL_OVERHEAD: usize = round_up(
-    round_up(POOL_HEADER_HEAD, CLASS_TAG_ALIGN) + CLASS_TAG_SIZE,
-    MAX_SMALL_ALIGN,
-);
+/// so that the first block is `MAX_SMALL_ALIGN`-aligned: 64 in normal builds, one cache line.
+pub const POOL_OVERHEAD: usize = round_up(POOL_HEADER_END, MAX_SMALL_ALIGN);
 
 // ---- invariants checked at compile time ----
 
@@ -207,8 +184,7 @@ const _: () = assert!(NB_SMALL_SIZE_CLASSES < u8::MAX as usize);
 // The top level of the registry is a static array: keep it small in production builds.
 #[cfg(not(poolmalloc_loom))]
 const _: () = assert!(REGISTRY_TOP_LEN * core::mem::size_of::<usize>() <= 256 * 1024);
-const _: () = assert!(BATCH_MIN >= 1 && BATCH_MIN <= BATCH_MAX);
-const _: () = assert!(BATCHES_PER_BOUND >= 2);
+const _: () = assert!(CARVE_BYTES >= GRAIN);
 const _: () = assert!(BOOTSTRAP_BYTES % POOL_SIZE == 0);
 const _: () = assert!(0 < FRAG_SPARSE_PERCENT && FRAG_SPARSE_PERCENT < FRAG_HALF_PERCENT);
 const _: () = assert!(FRAG_HALF_PERCENT < 100);

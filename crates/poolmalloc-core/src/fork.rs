@@ -5,7 +5,11 @@
 //! forks.
 
 use crate::central::Core;
+use crate::config::POOL_SIZE;
+use crate::layout::PoolHeader;
 use crate::os::PageSource;
+use crate::pool;
+use crate::sync::atomic::Ordering;
 
 impl<S: PageSource> Core<S> {
     /// Takes every lock in the documented order and keeps them: `pthread_atfork`'s prepare
@@ -49,6 +53,68 @@ impl<S: PageSource> Core<S> {
             for lock in self.classes.iter() {
                 lock.reset_in_child();
             }
+        }
+    }
+}
+
+impl<S: PageSource> Core<S> {
+    /// In the child after `fork`: the pools that the parent's other threads owned — threads the
+    /// child does not have — go to the core (O3), or to their arenas when empty, so that frees
+    /// into them are not pushed onto chains no thread will take. The blocks those threads held
+    /// on their allocation lists stay out (their lists are lost with them). `keep` is the id of
+    /// the forking thread's cache, whose pools stay its own.
+    ///
+    /// # Safety
+    /// Runs in the child, after `reset_locks_in_child`, where this is the only thread.
+    pub unsafe fn disown_in_child(&self, keep: usize) {
+        let mut locks = self.lock_all();
+        let mut arena = locks.arenas.all_head();
+        while !arena.is_null() {
+            // SAFETY: `all` links headers of this core's mapped arenas (A1); we hold every lock
+            // and no other thread exists (precondition).
+            let (base, carved, next) = unsafe {
+                let a = &*arena;
+                (a.address, (a.pool_address - a.address) / POOL_SIZE, a.next_all)
+            };
+            for i in 0..carved {
+                let pool = (base + i * POOL_SIZE) as *mut PoolHeader;
+                // SAFETY: a carved pool's header is initialised; with every lock held and no
+                // other thread, every pool is ours to move (P1, O1).
+                unsafe {
+                    let owner = (*pool).owner.load(Ordering::Relaxed);
+                    if owner == 0 || owner == keep {
+                        continue;
+                    }
+                    let Some(class) = (*pool).class() else {
+                        continue;
+                    };
+                    let out = pool::hand_to_core(pool);
+                    match out {
+                        0 => {
+                            pool::mark_empty(pool);
+                            locks.arenas.give_pool(pool, &self.source);
+                            // The arena went back to the OS (its header is zeroed): no pool
+                            // of it is left to look at.
+                            if (*arena).address == 0 {
+                                break;
+                            }
+                        }
+                        _ => {
+                            let cls = locks.classes[class.index()]
+                                .as_deref_mut()
+                                .expect("all class locks are held");
+                            cls.pools += 1;
+                            cls.blocks_out += out;
+                            if (*pool).has_free() {
+                                cls.push_front(pool);
+                            } else {
+                                cls.full += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            arena = next;
         }
     }
 }

@@ -96,10 +96,9 @@ pub struct ClassFrag {
     pub capacity: usize,
     /// Pools in use, by occupancy band (`Band::index`).
     pub pools: [usize; BANDS],
-    /// Blocks out of the class's pools: in use by the program or held in thread caches.
+    /// Blocks out of the class's pools (held by the program, or freed by another thread than
+    /// the pool's owner and not yet taken back).
     pub blocks_out: usize,
-    /// Of `blocks_out`, those sitting in thread caches (filled in by the cache layer).
-    pub blocks_in_caches: usize,
     /// Of `blocks_out`, those in sparse pools.
     pub blocks_out_sparse: usize,
     /// Idle bytes of the class's partly-used pools: what they hold beyond their blocks out.
@@ -129,11 +128,6 @@ impl ClassFrag {
             .filter(|b| b.is_sparse())
             .map(|b| self.pools[b.index()])
             .sum()
-    }
-
-    /// Blocks the program holds.
-    pub fn blocks_in_use(&self) -> usize {
-        self.blocks_out - self.blocks_in_caches
     }
 }
 
@@ -285,14 +279,6 @@ impl Fragmentation {
         self.pools.as_slice()
     }
 
-    /// Records the blocks each class has in thread caches (the cache layer knows them, the core
-    /// does not); clamped to the blocks out, as `stats()` does.
-    pub fn set_blocks_in_caches(&mut self, held: &[usize; NB_SMALL_SIZE_CLASSES]) {
-        for (c, &h) in self.classes.iter_mut().zip(held) {
-            c.blocks_in_caches = h.min(c.blocks_out);
-        }
-    }
-
     fn sum(&self, f: impl Fn(&ClassFrag) -> usize) -> usize {
         self.classes.iter().map(f).sum()
     }
@@ -328,7 +314,7 @@ impl Fragmentation {
         self.pools_sparse() * POOL_SIZE
     }
 
-    /// Blocks out of every pool: in use by the program or held in thread caches.
+    /// Blocks out of every pool.
     pub fn blocks_out(&self) -> usize {
         self.sum(|c| c.blocks_out)
     }
@@ -341,16 +327,6 @@ impl Fragmentation {
     /// Bytes in blocks out of sparse pools.
     pub fn bytes_out_sparse(&self) -> usize {
         self.sum(|c| c.blocks_out_sparse * c.block_size)
-    }
-
-    /// Blocks held in thread caches.
-    pub fn blocks_in_caches(&self) -> usize {
-        self.sum(|c| c.blocks_in_caches)
-    }
-
-    /// Bytes in blocks held in thread caches.
-    pub fn bytes_in_caches(&self) -> usize {
-        self.sum(|c| c.blocks_in_caches * c.block_size)
     }
 
     /// Bytes in blocks out of every pool.
@@ -426,7 +402,7 @@ impl<S: PageSource> Core<S> {
                 let Some(class) = p.class() else {
                     continue;
                 };
-                let out = p.ref_count as usize;
+                let out = p.out();
                 walk_pool(&mut f, &mut arena, pool as usize, class, out);
             }
             if arena.pools_in_use() == 1 {

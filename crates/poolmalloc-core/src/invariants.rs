@@ -6,10 +6,11 @@ use core::fmt;
 
 use crate::central::Core;
 use crate::config::{NB_SMALL_SIZE_CLASSES, POOLS_PER_ARENA, POOL_SIZE, RESERVE_ARENAS};
-use crate::layout::{pool_of, ArenaHeader, PoolHeader};
+use crate::layout::{pool_of, ArenaHeader, PoolHeader, CORE_HELD};
 use crate::os::PageSource;
 use crate::registry::REGISTRY;
 use crate::size_class::Class;
+use crate::sync::atomic::Ordering;
 
 /// A broken invariant: which one (its name in `lib.rs`), and where.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,24 +83,46 @@ impl<S: PageSource> Core<S> {
                 // SAFETY: carved pools of a mapped arena have initialised headers (P4: only never-carved
                 // pools are plain zeroed memory), and we hold every lock (P1).
                 let p = unsafe { &*pool };
+                let owner = p.owner.load(Ordering::Relaxed);
+                let core_held = p.remote.load(Ordering::Relaxed) == CORE_HELD;
                 match p.class() {
                     None => {
                         check(
-                            p.ref_count == 0,
+                            p.out() == 0,
                             "P4: empty pool with blocks out",
                             pool as usize,
                         )?;
+                        check(owner == 0, "P4: empty pool with an owner", pool as usize)?;
                         empty_carved += 1;
                     }
-                    Some(class) => {
+                    Some(class) if core_held => {
+                        check(
+                            owner == 0,
+                            "O3: core-held pool with an owner",
+                            pool as usize,
+                        )?;
                         self.check_pool(pool, class, ao)?;
                         let t = &mut tally[class.index()];
-                        t.refs += p.ref_count as usize;
+                        t.refs += p.out();
                         if p.has_free() {
                             t.used += 1;
                         } else {
                             t.full += 1;
                         }
+                    }
+                    // Owned: its lists are its owner's (O1); only its counts can be read here.
+                    Some(class) => {
+                        check(owner != 0, "O1: owned pool without an owner", pool as usize)?;
+                        check(
+                            p.carved() <= class.blocks_per_pool(),
+                            "P2: carved past the pool",
+                            pool as usize,
+                        )?;
+                        check(
+                            p.out() <= p.carved(),
+                            "P2: more blocks out than carved",
+                            pool as usize,
+                        )?;
                     }
                 }
             }
@@ -237,7 +260,7 @@ impl<S: PageSource> Core<S> {
                     pool as usize,
                 )?;
                 check(
-                    p.has_free() && p.ref_count > 0,
+                    p.has_free() && p.out() > 0,
                     "P3: non-used pool on usedpools",
                     pool as usize,
                 )?;
@@ -282,7 +305,7 @@ impl<S: PageSource> Core<S> {
         let at = pool as usize;
         check(p.arena == ao, "P1: pool points at another arena", at)?;
         check(
-            p.ref_count > 0,
+            p.out() > 0,
             "P4: pool serving a class with no block out",
             at,
         )?;
@@ -292,11 +315,7 @@ impl<S: PageSource> Core<S> {
             "P2: carved past the pool",
             at,
         )?;
-        check(
-            p.ref_count as usize <= carved,
-            "P2: more blocks out than carved",
-            at,
-        )?;
+        check(p.out() <= carved, "P2: more blocks out than carved", at)?;
         let mut free = 0;
         let mut block = p.freeblock;
         while !block.is_null() {
@@ -316,10 +335,6 @@ impl<S: PageSource> Core<S> {
             // its link (P2).
             block = unsafe { (*block).next };
         }
-        check(
-            free + p.ref_count as usize == carved,
-            "P2: free + out != carved",
-            at,
-        )
+        check(free + p.out() == carved, "P2: free + out != carved", at)
     }
 }

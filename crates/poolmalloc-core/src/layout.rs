@@ -4,7 +4,7 @@
 
 use crate::config::{POOL_ADDR_MASK, POOL_OVERHEAD};
 use crate::size_class::Class;
-use crate::sync::atomic::{AtomicU8, Ordering};
+use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 /// The link stored in the first word of a free block. Thread caches use the same link.
 #[repr(C)]
@@ -14,28 +14,46 @@ pub struct FreeBlock {
 }
 
 /// Header at the start of every carved pool. Its size is accounted for in
-/// `config::POOL_OVERHEAD` (pointers first, then the `u32`s, then the class tag).
+/// `config::POOL_OVERHEAD` (pointers first, then the owner words, the counts, the class tag).
+///
+/// Who may touch what depends on who holds the pool (the essay's "Pools" and "Threads own
+/// their pools"): the owning thread alone, without a lock, while `owner` names its cache; the
+/// class lock's holder while the core holds it; the arena lock's holder while it is empty.
+/// Other threads only read `owner` and the class tag, and push onto `remote` (O1–O4).
 #[repr(C)]
 pub(crate) struct PoolHeader {
-    /// Head of the free-block list (blocks given back); carving comes after it is exhausted.
+    /// Head of the free-block list (blocks given back by the holder); carving comes after it.
     pub freeblock: *mut FreeBlock,
-    /// Links in `usedpools[class]` (used pools) or, `nextpool` only, in the arena's free-pool list.
+    /// Links in `usedpools[class]` (core-held pools), the owner's used list (owned pools) or,
+    /// `nextpool` only, the arena's free-pool list.
     pub nextpool: *mut PoolHeader,
     pub prevpool: *mut PoolHeader,
     pub arena: *mut ArenaHeader,
-    /// Blocks handed out of this pool (to the program or to a thread cache).
-    pub ref_count: u32,
+    /// The owning thread cache's id (its address) while a thread owns the pool; 0 while the
+    /// core holds it or it is empty in its arena.
+    pub owner: AtomicUsize,
+    /// Blocks freed by threads other than the owner, as a chain (`FreeBlock` links) the owner
+    /// takes whole with one swap; or `CORE_HELD` while the core holds the pool, when frees go
+    /// through the class lock instead.
+    pub remote: AtomicUsize,
+    /// Blocks out of the pool: held by the program, or freed onto `remote` and not yet taken
+    /// back. (Blocks on the owner's allocation list are free blocks of the pool.)
+    pub ref_count: AtomicU32,
     /// Offset of the next never-used block; carving is possible while it is `<= maxnextoffset`.
-    pub nextoffset: u32,
+    pub nextoffset: AtomicU32,
     pub maxnextoffset: u32,
-    /// `class index + 1` while the pool serves a class (used or full); 0 while it is empty or was
-    /// never carved, which is what zero-filled arena memory says. Atomic because the ownership
-    /// test reads it before taking any lock. One byte, so a thread cache can index a 256-entry
-    /// table with it without a bounds check, whatever a misused pointer's "header" holds.
+    /// `class index + 1` while the pool serves a class; 0 while it is empty in its arena or was
+    /// never carved, which is what zero-filled arena memory says. Atomic because
+    /// frees read it before taking any lock. One byte, so a table indexed by it needs no bounds
+    /// check, whatever a misused pointer's "header" holds.
     pub class_tag: AtomicU8,
 }
 
 const _: () = assert!(core::mem::size_of::<PoolHeader>() <= POOL_OVERHEAD);
+
+/// `PoolHeader::remote` while the core holds the pool. Blocks are GRAIN-aligned, so a chain
+/// head never has this bit.
+pub(crate) const CORE_HELD: usize = 1;
 
 /// The pool holding `addr` (the essay's "Pools": `addr & !(POOL_SIZE - 1)`).
 #[inline(always)]
@@ -44,8 +62,7 @@ pub(crate) fn pool_of(addr: *const u8) -> *mut PoolHeader {
 }
 
 /// The class tag of the pool holding `block`: 0 when the pool serves no class, else the class
-/// index + 1. Thread caches index their lists with it directly (their list 0 never has room, so
-/// a block of a pool in no use falls to their slow path, which reports it).
+/// index + 1.
 ///
 /// # Safety
 /// `block` lies in one of our arenas (in a small-path block, or in a bootstrap region laid out
@@ -55,6 +72,53 @@ pub unsafe fn class_tag(block: *const u8) -> u8 {
     // SAFETY: the header is mapped (precondition); the tag is atomic, so reading it without the
     // pool's lock (P1) is no data race.
     unsafe { (*pool_of(block)).class_tag.load(Ordering::Relaxed) }
+}
+
+/// The id of the thread cache that owns the pool holding `block` (0 when none does): a cache
+/// whose id this is may free the block with `free_to_own_pool`.
+///
+/// # Safety
+/// As for `class_tag`.
+#[inline(always)]
+pub unsafe fn pool_owner(block: *const u8) -> usize {
+    // SAFETY: the header is mapped (precondition); `owner` is atomic (O1).
+    unsafe { (*pool_of(block)).owner.load(Ordering::Relaxed) }
+}
+
+/// The owner hands out `block`, a free block of its pool from its allocation list: one more
+/// block out.
+///
+/// # Safety
+/// `pool_owner(block)` is the calling thread's cache id (O1).
+#[inline(always)]
+pub unsafe fn note_alloc(block: *mut u8) {
+    let pool = pool_of(block);
+    // SAFETY: this thread owns the pool (precondition), so its counts are its alone (O1).
+    unsafe {
+        let out = (*pool).ref_count.load(Ordering::Relaxed) + 1;
+        (*pool).ref_count.store(out, Ordering::Relaxed);
+    }
+}
+
+/// A local free (the owner's fast path): pushes `block` onto its pool's free list. True when that
+/// emptied the pool, which the owner must then take off its lists (`OwnedPool`'s slow steps).
+///
+/// # Safety
+/// `pool_owner(block)` is the calling thread's cache id (O1: the pool's free list and counts are
+/// its alone), and `block` is a block of the pool that is out and given up.
+#[inline(always)]
+pub unsafe fn free_to_own_pool(block: *mut u8) -> bool {
+    let pool = pool_of(block);
+    // SAFETY: this thread owns the pool (precondition), so the free list is its alone (O1); the
+    // block is given up, so its first word is ours for the link.
+    unsafe {
+        let block = block.cast::<FreeBlock>();
+        (*block).next = (*pool).freeblock;
+        (*pool).freeblock = block;
+        let out = (*pool).ref_count.load(Ordering::Relaxed) - 1;
+        (*pool).ref_count.store(out, Ordering::Relaxed);
+        out == 0
+    }
 }
 
 impl PoolHeader {
@@ -73,10 +137,26 @@ impl PoolHeader {
         self.class().map_or(0, Class::block_size)
     }
 
+    /// Blocks out of the pool.
+    #[inline]
+    pub fn out(&self) -> usize {
+        self.ref_count.load(Ordering::Relaxed) as usize
+    }
+
+    #[inline]
+    pub fn set_out(&self, out: usize) {
+        self.ref_count.store(out as u32, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn next_offset(&self) -> usize {
+        self.nextoffset.load(Ordering::Relaxed) as usize
+    }
+
     /// Blocks carved so far (handed out at least once).
     pub fn carved(&self) -> usize {
         match self.class() {
-            Some(c) => (self.nextoffset as usize - POOL_OVERHEAD) / c.block_size(),
+            Some(c) => (self.next_offset() - POOL_OVERHEAD) / c.block_size(),
             None => 0,
         }
     }
@@ -84,13 +164,13 @@ impl PoolHeader {
     /// True while a block can be taken (free list or carving room).
     #[inline]
     pub fn has_free(&self) -> bool {
-        !self.freeblock.is_null() || self.nextoffset <= self.maxnextoffset
+        !self.freeblock.is_null() || self.next_offset() <= self.maxnextoffset as usize
     }
 
     /// True when `addr` is the start of a block this pool has carved.
     pub fn is_block_start(&self, addr: usize) -> bool {
         let base = self as *const Self as usize + POOL_OVERHEAD;
-        let end = self as *const Self as usize + self.nextoffset as usize;
+        let end = self as *const Self as usize + self.next_offset();
         let size = self.block_size();
         size != 0 && addr >= base && addr < end && (addr - base) % size == 0
     }

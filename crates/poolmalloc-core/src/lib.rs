@@ -135,14 +135,15 @@ sync::unless_loom! {
 }
 
 pub use arena::ArenaCounters;
-pub use central::{Batch, Core};
+pub use central::{Core, RemoteFree};
 pub use error::{FreeError, FreeErrorKind};
 pub use fragmentation::{ArenaFrag, Band, ClassFrag, Fragmentation, PoolFrag, BANDS};
 pub use invariants::Violation;
 pub use large::{LargeStats, LargeTally, LargeTotals};
-pub use layout::{class_tag, FreeBlock};
+pub use layout::{class_tag, free_to_own_pool, note_alloc, pool_owner, FreeBlock};
 pub use os::{MemPages, OsPages, PageSource};
-pub use size_class::{class_of, is_small, Class, ClassInfo, CLASS_TABLE, THREAD_CACHE_BYTES_BOUND};
+pub use pool::{Batch, OwnedPool};
+pub use size_class::{class_of, is_small, Class, ClassInfo, CLASS_TABLE};
 pub use stats::{ClassStats, CoreStats};
 
 /// Not part of the API: what exists only for the tests — the loom models' switch for the

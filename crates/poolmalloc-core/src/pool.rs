@@ -1,28 +1,45 @@
-//! Pools: lazy carving and the free-block list, the steps of a pool's state transitions.
+//! Pools: lazy carving, the free-block list and the remote-free chain, the steps of a pool's
+//! state transitions.
 //!
 //! A pool serves one size class at a time. Its header (`layout::PoolHeader`) holds the count of
-//! blocks out, the head of the free-block list, the links of whichever list the pool is on, its
-//! arena and class, and the offset of the next never-used block: blocks are carved lazily, never
+//! blocks out, the head of the free-block list, the chain of blocks other threads freed, the
+//! links of whichever list the pool is on, its arena, owner and class, and the offset of the next
+//! never-used block: blocks are carved lazily, a page's worth at a time (`CARVE_BYTES`), never
 //! threaded up front, so a fresh pool touches only the pages its blocks reach.
 //!
-//! Every function here is a step of a state transition that the caller (`central`) performs
-//! under the lock that guards the pool (P1 in `lib.rs`): these are `unsafe fn` with that as their
-//! precondition.
+//! The steps on a core-held or empty pool are `unsafe fn`s whose precondition is the lock that
+//! guards it (P1); the steps on an owned pool are `OwnedPool`'s, whose precondition is that the
+//! calling thread owns it (O1).
 
 use core::ptr;
 
 use crate::config::{POOL_OVERHEAD, POOL_SIZE};
-use crate::layout::{ArenaHeader, FreeBlock, PoolHeader};
+use crate::layout::{ArenaHeader, FreeBlock, PoolHeader, CORE_HELD};
 use crate::size_class::Class;
-use crate::sync::atomic::{AtomicU8, Ordering};
+use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
-/// Makes `pool` serve `class` (empty → used: the caller then links it into `usedpools`).
+/// A chain of free blocks linked through their first word.
+#[derive(Debug)]
+pub struct Batch {
+    /// The first block of the chain (null when `count` is 0).
+    pub head: *mut FreeBlock,
+    /// Blocks in the chain.
+    pub count: usize,
+}
+
+/// Makes the empty `pool` serve `class`, held by `owner` (a cache id) or, when `owner` is 0, by
+/// the core. Every atomic of the header is written afresh (under loom a never-carved pool has
+/// none yet).
 ///
 /// # Safety
-/// `pool` is a POOL_SIZE-aligned pool inside a mapped arena, empty (no block out), and the caller
-/// holds the class lock of `class` and the arena lock.
-pub(crate) unsafe fn init(pool: *mut PoolHeader, class: Class, arena: *mut ArenaHeader) {
-    let size = class.block_size();
+/// `pool` is a POOL_SIZE-aligned pool inside a mapped arena, empty (no block out, so nobody
+/// reads or pushes to it but walks under the arena lock), and the caller holds the arena lock.
+pub(crate) unsafe fn init(
+    pool: *mut PoolHeader,
+    class: Class,
+    arena: *mut ArenaHeader,
+    owner: usize,
+) {
     // A pool that served another class may hold freed blocks the tools see as no-access; the
     // new class's links fall anywhere in it.
     #[cfg(any(feature = "valgrind", feature = "asan"))]
@@ -33,70 +50,382 @@ pub(crate) unsafe fn init(pool: *mut PoolHeader, class: Class, arena: *mut Arena
             POOL_SIZE - POOL_OVERHEAD,
         )
     };
-    // SAFETY: the pool is ours (precondition) and its header is plain memory under our locks.
+    // SAFETY: the pool is ours and empty, and the arena lock keeps walks out (precondition).
     unsafe {
-        ptr::addr_of_mut!((*pool).ref_count).write(0);
-        ptr::addr_of_mut!((*pool).class_tag).write(AtomicU8::new(class.index() as u8 + 1));
         ptr::addr_of_mut!((*pool).freeblock).write(ptr::null_mut());
         ptr::addr_of_mut!((*pool).nextpool).write(ptr::null_mut());
         ptr::addr_of_mut!((*pool).prevpool).write(ptr::null_mut());
         ptr::addr_of_mut!((*pool).arena).write(arena);
-        ptr::addr_of_mut!((*pool).nextoffset).write(POOL_OVERHEAD as u32);
-        ptr::addr_of_mut!((*pool).maxnextoffset).write((POOL_SIZE - size) as u32);
+        ptr::addr_of_mut!((*pool).owner).write(AtomicUsize::new(owner));
+        let remote = if owner == 0 { CORE_HELD } else { 0 };
+        ptr::addr_of_mut!((*pool).remote).write(AtomicUsize::new(remote));
+        ptr::addr_of_mut!((*pool).ref_count).write(AtomicU32::new(0));
+        ptr::addr_of_mut!((*pool).nextoffset).write(AtomicU32::new(POOL_OVERHEAD as u32));
+        ptr::addr_of_mut!((*pool).maxnextoffset).write((POOL_SIZE - class.block_size()) as u32);
+        ptr::addr_of_mut!((*pool).class_tag).write(AtomicU8::new(class.index() as u8 + 1));
     }
 }
 
 /// Takes one block: the head of the free list, else the next never-used block.
 ///
 /// # Safety
-/// The caller holds the pool's class lock and `(*pool).has_free()`.
+/// The caller holds the pool's class lock, the core holds the pool, and `(*pool).has_free()`.
 #[inline]
 pub(crate) unsafe fn take_block(pool: *mut PoolHeader) -> *mut FreeBlock {
     // SAFETY: the header is ours under the class lock (precondition); a free-list head is a block
     // of this pool whose first word is its link (P2).
     unsafe {
         let p = &mut *pool;
-        p.ref_count += 1;
+        p.set_out(p.out() + 1);
         let head = p.freeblock;
         if !head.is_null() {
             p.freeblock = (*head).next;
             return head;
         }
-        debug_assert!(
-            p.nextoffset <= p.maxnextoffset,
-            "P3: a used pool has a free block"
-        );
-        let block = (pool as *mut u8).add(p.nextoffset as usize);
-        p.nextoffset += p.block_size() as u32;
-        block.cast()
+        debug_assert!(p.has_free(), "P3: a used pool has a free block");
+        let offset = p.next_offset();
+        p.nextoffset
+            .store((offset + p.block_size()) as u32, Ordering::Relaxed);
+        (pool as *mut u8).add(offset).cast()
     }
 }
 
 /// Gives `block` back to the pool's free list.
 ///
 /// # Safety
-/// The caller holds the pool's class lock; `block` is a carved block of `pool` that is out.
+/// The caller holds the pool's class lock and the core holds the pool; `block` is a carved block
+/// of `pool` that is out.
 #[inline]
 pub(crate) unsafe fn put_block(pool: *mut PoolHeader, block: *mut FreeBlock) {
     // SAFETY: the header is ours under the class lock; the block is ours to link (precondition).
     unsafe {
         let p = &mut *pool;
-        debug_assert!(p.ref_count > 0);
+        debug_assert!(p.out() > 0);
         (*block).next = p.freeblock;
         p.freeblock = block;
-        p.ref_count -= 1;
+        p.set_out(p.out() - 1);
     }
 }
 
-/// Marks the pool empty (used → empty: the caller gives it to its arena).
+/// Marks the pool empty (→ empty: the caller gives it to its arena).
 ///
 /// # Safety
-/// The caller holds the pool's class lock and the arena lock, and no block of the pool is out.
+/// The caller holds the pool (its class lock, or it owns it) and the arena lock, and no block of
+/// the pool is out.
 pub(crate) unsafe fn mark_empty(pool: *mut PoolHeader) {
-    // SAFETY: the pool's header is mapped and, with no block out, the caller's class and arena
-    // locks guard it (P1); the tag is atomic for the lock-free readers.
+    // SAFETY: the pool's header is mapped and held by the caller (precondition); the tag and
+    // owner are atomic for the lock-free readers.
     unsafe {
-        debug_assert_eq!((*pool).ref_count, 0);
+        debug_assert_eq!((*pool).out(), 0);
         (*pool).class_tag.store(0, Ordering::Relaxed);
+        (*pool).owner.store(0, Ordering::Relaxed);
+        (*pool).remote.store(CORE_HELD, Ordering::Relaxed);
+    }
+}
+
+/// Counts a chain of blocks and finds its last block.
+///
+/// # Safety
+/// `head` starts a null-terminated chain of free blocks the caller holds.
+unsafe fn walk(head: *mut FreeBlock) -> (usize, *mut FreeBlock) {
+    let (mut count, mut last) = (0, ptr::null_mut());
+    let mut b = head;
+    while !b.is_null() {
+        count += 1;
+        last = b;
+        // SAFETY: a block of the chain (precondition).
+        b = unsafe { (*b).next };
+    }
+    (count, last)
+}
+
+/// Swaps out a pool's remote chain, leaving `with` in its place (0: still owned; `CORE_HELD`:
+/// handed to the core). Acquire: the blocks' links were written before their pushes (Release).
+///
+/// # Safety
+/// The caller holds the pool: it owns it, or holds its class lock (O2, O3).
+unsafe fn swap_remote(pool: *mut PoolHeader, with: usize) -> Batch {
+    #[cfg(feature = "planted-fault")]
+    let head = if with == CORE_HELD && crate::planted_fault::ON.load(Ordering::Relaxed) {
+        // SAFETY: forwarded precondition.
+        unsafe { crate::planted_fault::swap_racily(pool) }
+    } else {
+        // SAFETY: the header is mapped while the pool is held (precondition).
+        unsafe { (*pool).remote.swap(with, Ordering::Acquire) }
+    };
+    #[cfg(not(feature = "planted-fault"))]
+    // SAFETY: the header is mapped while the pool is held (precondition).
+    let head = unsafe { (*pool).remote.swap(with, Ordering::Acquire) };
+    debug_assert_eq!(
+        head & CORE_HELD,
+        0,
+        "O1: an owned pool's chain is never CORE_HELD"
+    );
+    let head = head as *mut FreeBlock;
+    // SAFETY: the chain was swapped out, so it is ours alone (O2).
+    let (count, _) = unsafe { walk(head) };
+    Batch { head, count }
+}
+
+/// A remote free: pushes `block` onto its pool's remote chain, unless the core holds the pool
+/// (then the caller frees it under the class lock). One compare-and-swap, retried while other
+/// threads push; Release, so the owner that swaps the chain out sees each block's link.
+///
+/// # Safety
+/// `block` lies in a pool serving a class, is out, and is given up.
+pub(crate) unsafe fn push_remote(pool: *mut PoolHeader, block: *mut FreeBlock) -> bool {
+    // SAFETY: the pool serves a class (precondition), so its header is initialised.
+    let remote = unsafe { &(*pool).remote };
+    let mut head = remote.load(Ordering::Relaxed);
+    loop {
+        if head == CORE_HELD {
+            return false;
+        }
+        // SAFETY: the block is given up (precondition): its first word is ours for the link.
+        unsafe { (*block).next = head as *mut FreeBlock };
+        match remote.compare_exchange_weak(
+            head,
+            block as usize,
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return true,
+            Err(now) => head = now,
+        }
+    }
+}
+
+/// Hands an owned pool to the core (O3): the remote chain is swapped for `CORE_HELD`, so later
+/// remote frees take the class lock, and its blocks go on the free list. Returns the pool's
+/// blocks out afterwards.
+///
+/// # Safety
+/// The caller owns the pool and holds its class lock; the pool is on none of the owner's lists.
+pub(crate) unsafe fn hand_to_core(pool: *mut PoolHeader) -> usize {
+    // SAFETY: owned by the caller, under the class lock (precondition).
+    unsafe {
+        let chain = swap_remote(pool, CORE_HELD);
+        (*pool).owner.store(0, Ordering::Relaxed);
+        let mut b = chain.head;
+        while !b.is_null() {
+            let next = (*b).next;
+            put_block(pool, b);
+            b = next;
+        }
+        (*pool).out()
+    }
+}
+
+/// Makes a core-held pool `owner`'s (O3): `CORE_HELD` gives way to an empty remote chain.
+///
+/// # Safety
+/// The caller holds the pool's class lock, the core holds the pool, and it is on no list.
+pub(crate) unsafe fn adopt(pool: *mut PoolHeader, owner: usize) {
+    // SAFETY: core-held, under the class lock (precondition).
+    unsafe {
+        (*pool).owner.store(owner, Ordering::Relaxed);
+        let was = (*pool).remote.swap(0, Ordering::Acquire);
+        debug_assert_eq!(was, CORE_HELD);
+    }
+}
+
+/// A pool a thread owns, as the thread's cache sees it: the handle of its slow steps. Every
+/// method's precondition is that the calling thread owns the pool (O1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnedPool(pub(crate) *mut PoolHeader);
+
+impl OwnedPool {
+    /// No pool.
+    pub const NONE: OwnedPool = OwnedPool(ptr::null_mut());
+
+    /// True for `NONE`.
+    #[inline]
+    pub fn is_none(self) -> bool {
+        self.0.is_null()
+    }
+
+    /// The pool holding `block`.
+    pub fn of(block: *mut u8) -> OwnedPool {
+        OwnedPool(crate::layout::pool_of(block))
+    }
+
+    /// The class it serves.
+    ///
+    /// # Safety
+    /// The calling thread owns the pool.
+    pub unsafe fn class(self) -> Class {
+        // SAFETY: an owned pool serves a class (O1, precondition).
+        unsafe { (*self.0).class() }.expect("an owned pool serves a class")
+    }
+
+    /// Blocks out of the pool (to the program, on the owner's list, on the remote chain).
+    ///
+    /// # Safety
+    /// The calling thread owns the pool.
+    pub unsafe fn out(self) -> usize {
+        // SAFETY: owned by the caller (precondition).
+        unsafe { (*self.0).out() }
+    }
+
+    /// Free blocks of the pool, as a chain the owner allocates from (null when the pool is
+    /// full): the blocks freed locally; failing those, the remote chain (whose blocks stop
+    /// counting as out); failing that, up to `carve` fresh blocks. The chain's blocks stay free
+    /// blocks of the pool: the owner counts each out as it hands it out (`note_alloc`).
+    ///
+    /// # Safety
+    /// The calling thread owns the pool.
+    pub unsafe fn detach(self) -> *mut FreeBlock {
+        let pool = self.0;
+        // SAFETY: owned by the caller (O1, precondition).
+        unsafe {
+            let p = &mut *pool;
+            let head = p.freeblock;
+            if !head.is_null() {
+                p.freeblock = ptr::null_mut();
+                return head;
+            }
+            let remote = swap_remote(pool, 0);
+            if remote.count > 0 {
+                p.set_out(p.out() - remote.count);
+                return remote.head;
+            }
+            let class = p.class().expect("an owned pool serves a class");
+            let size = class.block_size();
+            let offset = p.next_offset();
+            let room = (p.maxnextoffset as usize + size).saturating_sub(offset) / size;
+            let count = room.min(class.carve());
+            if count == 0 {
+                return ptr::null_mut();
+            }
+            let first = (pool as *mut u8).add(offset);
+            for i in 0..count {
+                let block = first.add(i * size).cast::<FreeBlock>();
+                let next = if i + 1 < count {
+                    first.add((i + 1) * size).cast()
+                } else {
+                    ptr::null_mut()
+                };
+                (*block).next = next;
+            }
+            p.nextoffset
+                .store((offset + count * size) as u32, Ordering::Relaxed);
+            first.cast()
+        }
+    }
+
+    /// Puts a chain of its free blocks (the owner's unused allocation list) back on the free
+    /// list.
+    ///
+    /// # Safety
+    /// The calling thread owns the pool; the chain holds distinct free blocks of it that came
+    /// from `detach` and were not handed out.
+    pub unsafe fn give_back(self, head: *mut FreeBlock) {
+        if head.is_null() {
+            return;
+        }
+        // SAFETY: owned by the caller; the chain is the caller's blocks of this pool.
+        unsafe {
+            let (_, last) = walk(head);
+            let p = &mut *self.0;
+            (*last).next = p.freeblock;
+            p.freeblock = head;
+        }
+    }
+
+    /// Takes the remote chain onto the free list (what `collect` does for every owned pool).
+    /// Returns the blocks out afterwards.
+    ///
+    /// # Safety
+    /// The calling thread owns the pool.
+    pub unsafe fn take_remote(self) -> usize {
+        // SAFETY: owned by the caller (precondition).
+        unsafe {
+            let chain = swap_remote(self.0, 0);
+            if chain.count > 0 {
+                let (_, last) = walk(chain.head);
+                let p = &mut *self.0;
+                (*last).next = p.freeblock;
+                p.freeblock = chain.head;
+                p.set_out(p.out() - chain.count);
+            }
+            self.out()
+        }
+    }
+
+    /// Makes an empty pool the owner keeps serve `class`, fresh: nothing carved.
+    ///
+    /// # Safety
+    /// The calling thread owns the pool, none of its blocks is out, and it is on no list.
+    pub unsafe fn reuse(self, class: Class, owner: usize) {
+        let p = self.0;
+        #[cfg(any(feature = "valgrind", feature = "asan"))]
+        // SAFETY: the pool's block area is ours and empty (precondition).
+        unsafe {
+            crate::tools::mark_reusable(
+                p.cast::<u8>().add(POOL_OVERHEAD),
+                POOL_SIZE - POOL_OVERHEAD,
+            )
+        };
+        // SAFETY: the pool is the caller's and empty; its atomics were written when it was
+        // carved, so stores suffice (walks may read them).
+        unsafe {
+            debug_assert_eq!((*p).out(), 0);
+            (*p).freeblock = ptr::null_mut();
+            (*p).nextoffset
+                .store(POOL_OVERHEAD as u32, Ordering::Relaxed);
+            (*p).maxnextoffset = (POOL_SIZE - class.block_size()) as u32;
+            (*p).class_tag
+                .store(class.index() as u8 + 1, Ordering::Relaxed);
+            (*p).owner.store(owner, Ordering::Relaxed);
+        }
+    }
+
+    /// The next pool on the owner's list for the pool's class.
+    ///
+    /// # Safety
+    /// The calling thread owns the pool.
+    pub unsafe fn next(self) -> OwnedPool {
+        // SAFETY: owned by the caller; its links are the owner's (O1).
+        OwnedPool(unsafe { (*self.0).nextpool })
+    }
+
+    /// Links the pool in front of `head` on the owner's list; returns the new head.
+    ///
+    /// # Safety
+    /// The calling thread owns the pool and every pool on the list from `head`; the pool is on
+    /// no list.
+    pub unsafe fn push_front(self, head: OwnedPool) -> OwnedPool {
+        // SAFETY: the pools are the caller's (precondition).
+        unsafe {
+            (*self.0).prevpool = ptr::null_mut();
+            (*self.0).nextpool = head.0;
+            if !head.0.is_null() {
+                (*head.0).prevpool = self.0;
+            }
+        }
+        self
+    }
+
+    /// Unlinks the pool from the owner's list that starts at `head`; returns the new head.
+    ///
+    /// # Safety
+    /// The calling thread owns the pool, which is on that list.
+    pub unsafe fn unlink(self, head: OwnedPool) -> OwnedPool {
+        // SAFETY: the pool and its neighbours are the caller's (precondition).
+        unsafe {
+            let p = &mut *self.0;
+            let (prev, next) = (p.prevpool, p.nextpool);
+            p.nextpool = ptr::null_mut();
+            p.prevpool = ptr::null_mut();
+            if !next.is_null() {
+                (*next).prevpool = prev;
+            }
+            if prev.is_null() {
+                OwnedPool(next)
+            } else {
+                (*prev).nextpool = next;
+                head
+            }
+        }
     }
 }

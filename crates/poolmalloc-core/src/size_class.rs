@@ -1,9 +1,8 @@
 //! Size classes: the table built once at compile time, and the request → class mapping.
 
 use crate::config::{
-    BATCHES_PER_BOUND, BATCH_MAX, BATCH_MIN, BATCH_TARGET_BYTES, GRAIN, GRAIN_SHIFT,
-    MAX_SMALL_ALIGN, NB_SMALL_SIZE_CLASSES, POOL_OVERHEAD, POOL_SIZE, SMALL_REQUEST_THRESHOLD,
-    THREAD_CACHE_MAX_BYTES,
+    CARVE_BYTES, GRAIN, GRAIN_SHIFT, MAX_SMALL_ALIGN, NB_SMALL_SIZE_CLASSES, POOL_OVERHEAD,
+    POOL_SIZE, SMALL_REQUEST_THRESHOLD,
 };
 
 /// A size class: index `i` serves blocks of `(i + 1) * GRAIN` bytes.
@@ -42,16 +41,10 @@ impl Class {
         CLASS_TABLE[self.index()].blocks_per_pool
     }
 
-    /// Blocks a thread cache moves per refill or flush.
-    #[inline(always)]
-    pub const fn batch(self) -> usize {
-        CLASS_TABLE[self.index()].batch
-    }
-
-    /// Blocks a thread cache list may hold before it flushes a batch.
-    #[inline(always)]
-    pub const fn cache_bound(self) -> usize {
-        CLASS_TABLE[self.index()].cache_bound
+    /// Fresh blocks a thread carves from its pool at a time.
+    #[inline]
+    pub const fn carve(self) -> usize {
+        CLASS_TABLE[self.index()].carve
     }
 }
 
@@ -64,28 +57,26 @@ pub struct ClassInfo {
     pub blocks_per_pool: usize,
     /// Bytes of a pool that no block can use: `(POOL_SIZE - POOL_OVERHEAD) % block_size`.
     pub pool_tail_waste: usize,
-    /// Blocks a thread cache moves per refill or flush.
-    pub batch: usize,
-    /// Blocks a thread cache list may hold before it flushes a batch.
-    pub cache_bound: usize,
+    /// Fresh blocks a thread carves from its pool at a time (`CARVE_BYTES` worth, at least one).
+    pub carve: usize,
 }
 
 const fn class_info(index: usize) -> ClassInfo {
     let block_size = (index + 1) * GRAIN;
     let usable = POOL_SIZE - POOL_OVERHEAD;
-    let mut batch = BATCH_TARGET_BYTES / block_size;
-    if batch > BATCH_MAX {
-        batch = BATCH_MAX;
+    let blocks_per_pool = usable / block_size;
+    let mut carve = CARVE_BYTES / block_size;
+    if carve == 0 {
+        carve = 1;
     }
-    if batch < BATCH_MIN {
-        batch = BATCH_MIN;
+    if carve > blocks_per_pool {
+        carve = blocks_per_pool;
     }
     ClassInfo {
         block_size,
-        blocks_per_pool: usable / block_size,
+        blocks_per_pool,
         pool_tail_waste: usable % block_size,
-        batch,
-        cache_bound: batch * BATCHES_PER_BOUND,
+        carve,
     }
 }
 
@@ -101,20 +92,6 @@ const fn build_table() -> [ClassInfo; NB_SMALL_SIZE_CLASSES] {
 
 /// The size-class table, built at compile time.
 pub const CLASS_TABLE: [ClassInfo; NB_SMALL_SIZE_CLASSES] = build_table();
-
-const fn cache_bytes_bound() -> usize {
-    let mut sum = 0;
-    let mut i = 0;
-    while i < NB_SMALL_SIZE_CLASSES {
-        sum += CLASS_TABLE[i].cache_bound * CLASS_TABLE[i].block_size;
-        i += 1;
-    }
-    sum
-}
-
-/// The most bytes a full thread cache can hold: the per-class bounds keep it under the cap.
-pub const THREAD_CACHE_BYTES_BOUND: usize = cache_bytes_bound();
-const _: () = assert!(THREAD_CACHE_BYTES_BOUND <= THREAD_CACHE_MAX_BYTES);
 
 /// `log2(SMALL_REQUEST_THRESHOLD / MAX_SMALL_ALIGN)`: shifting `align - 1` left by this puts any
 /// alignment above MAX_SMALL_ALIGN at or past the threshold (see `class_of`).
@@ -215,8 +192,8 @@ mod tests {
                 POOL_OVERHEAD + info.blocks_per_pool * info.block_size + info.pool_tail_waste,
                 POOL_SIZE
             );
-            assert!((BATCH_MIN..=BATCH_MAX).contains(&info.batch));
-            assert!(info.cache_bound >= 2 * info.batch);
+            assert!(info.carve >= 1 && info.carve <= info.blocks_per_pool);
+            assert!(info.carve * info.block_size <= CARVE_BYTES.max(info.block_size));
         }
         assert_eq!(Class::new(NB_SMALL_SIZE_CLASSES), None);
     }
@@ -224,19 +201,17 @@ mod tests {
     /// Prints the table (`cargo test -p poolmalloc-core print_size_class_table -- --nocapture`).
     #[test]
     fn print_size_class_table() {
-        println!("class  block  blocks/pool  tail waste  batch  cache bound");
+        println!("class  block  blocks/pool  tail waste  carve");
         for class in Class::all() {
             let info = CLASS_TABLE[class.index()];
             println!(
-                "{:>5}  {:>5}  {:>11}  {:>10}  {:>5}  {:>11}",
+                "{:>5}  {:>5}  {:>11}  {:>10}  {:>5}",
                 class.index(),
                 info.block_size,
                 info.blocks_per_pool,
                 info.pool_tail_waste,
-                info.batch,
-                info.cache_bound
+                info.carve
             );
         }
-        println!("thread cache holds at most {THREAD_CACHE_BYTES_BOUND} bytes");
     }
 }

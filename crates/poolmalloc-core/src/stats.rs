@@ -7,8 +7,10 @@ use crate::central::Core;
 use crate::classes::ClassPools;
 use crate::config::{ARENA_SIZE, NB_SMALL_SIZE_CLASSES, POOLS_PER_ARENA, POOL_OVERHEAD, POOL_SIZE};
 use crate::large::{LargeStats, LargeTotals};
+use crate::layout::{PoolHeader, CORE_HELD};
 use crate::os::PageSource;
 use crate::size_class::{Class, CLASS_TABLE};
+use crate::sync::atomic::Ordering;
 
 /// One size class in a snapshot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -19,20 +21,17 @@ pub struct ClassStats {
     pub pools_used: usize,
     /// Pools serving the class with every block out.
     pub pools_full: usize,
-    /// Blocks out of the class's pools: in use by the program or held in thread caches.
+    /// Of `pools_used`, those a thread owns (the rest the core holds).
+    pub pools_owned: usize,
+    /// Blocks out of the class's pools: held by the program, or freed by another thread than
+    /// the pool's owner and not yet taken back by it.
     pub blocks_out: usize,
-    /// Of `blocks_out`, those sitting in thread caches (filled in by the cache layer).
-    pub blocks_in_caches: usize,
-    /// Blocks of the class's pools that are not out (free list or never carved).
+    /// Blocks of the class's pools that are not out (free lists, owners' allocation lists, or
+    /// never carved).
     pub free_in_pools: usize,
 }
 
 impl ClassStats {
-    /// Blocks the program holds.
-    pub fn blocks_in_use(&self) -> usize {
-        self.blocks_out - self.blocks_in_caches
-    }
-
     /// Pools serving the class, used or full.
     pub fn pools(&self) -> usize {
         self.pools_used + self.pools_full
@@ -62,19 +61,9 @@ impl CoreStats {
         self.classes.iter().enumerate().map(|(i, c)| f(i, c)).sum()
     }
 
-    /// Bytes in blocks out of the pools (program and thread caches).
+    /// Bytes in blocks out of the pools.
     pub fn bytes_in_blocks_out(&self) -> usize {
         self.sum(|_, c| c.blocks_out * c.block_size)
-    }
-
-    /// Bytes in blocks the program holds.
-    pub fn bytes_in_use(&self) -> usize {
-        self.sum(|_, c| c.blocks_in_use() * c.block_size)
-    }
-
-    /// Bytes in blocks held by thread caches.
-    pub fn bytes_in_caches(&self) -> usize {
-        self.sum(|_, c| c.blocks_in_caches * c.block_size)
     }
 
     /// Bytes in free blocks of used and full pools.
@@ -131,6 +120,29 @@ impl<S: PageSource> Core<S> {
         for class in Class::all() {
             classes[class.index()] = class_stats(locks.class(class), class);
         }
+        // Owned pools are on no class's books (O1): their counts are read from their headers.
+        for ao in locks.arenas.iter_all() {
+            // SAFETY: `all` links headers of this core's mapped arenas (A1); we hold the arena
+            // lock, so none is unmapped and no pool is carved meanwhile.
+            let a = unsafe { &*ao };
+            let carved = (a.pool_address - a.address) / POOL_SIZE;
+            for i in 0..carved {
+                // SAFETY: a carved pool of a mapped arena has an initialised header; its counts
+                // and owner words are atomics, which its owner writes without our locks.
+                let p = unsafe { &*((a.address + i * POOL_SIZE) as *const PoolHeader) };
+                if p.remote.load(Ordering::Relaxed) == CORE_HELD {
+                    continue;
+                }
+                if let Some(class) = p.class() {
+                    let c = &mut classes[class.index()];
+                    let out = p.out();
+                    c.pools_used += 1;
+                    c.pools_owned += 1;
+                    c.blocks_out += out;
+                    c.free_in_pools += class.blocks_per_pool() - out;
+                }
+            }
+        }
         let pools_in_use: usize = classes.iter().map(ClassStats::pools).sum();
         let arenas = locks.arenas.counters;
         CoreStats {
@@ -152,8 +164,8 @@ fn class_stats(cls: &ClassPools, class: Class) -> ClassStats {
         block_size: class.block_size(),
         pools_used: cls.pools - cls.full,
         pools_full: cls.full,
+        pools_owned: 0,
         blocks_out: cls.blocks_out,
-        blocks_in_caches: 0,
         free_in_pools: cls.pools * class.blocks_per_pool() - cls.blocks_out,
     }
 }

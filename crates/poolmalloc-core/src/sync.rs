@@ -6,10 +6,11 @@
 //!
 //! Loom's atomics and mutexes are objects of one model execution: they are made with `new` inside
 //! the model, are not `const`, and a zeroed one is not a valid one. Hence:
-//! - the pool header's class tag lives in arena memory and is written there whole
-//!   (`ptr::write(AtomicU8::new(..))`) when a pool is carved; `config::POOL_OVERHEAD` is derived
-//!   from the tag's size, which is larger under loom. Under loom a never-carved pool's tag is
-//!   zeroed memory, not a loom atomic: only a bad free reads it, and no model makes one;
+//! - the pool header's atomics (owner, remote frees, counts, class tag) live in arena memory and
+//!   are written there whole (`ptr::write(AtomicU8::new(..))`) when a pool is first carved from
+//!   its arena, under the arena lock; afterwards they are only stored to. `config::POOL_OVERHEAD`
+//!   is derived from their sizes, which are larger under loom. Under loom a never-carved pool's
+//!   header is zeroed memory, not loom atomics: only a bad free reads it, and no model makes one;
 //! - the core id counter, a process-wide `static`, is a `loom::lazy_static` under loom
 //!   (`model_static!`), made afresh in each execution;
 //! - constructors that are `const` in normal builds are plain under loom (`const_fn_unless_loom!`,
@@ -257,14 +258,14 @@ mod forkable {
 #[cfg(poolmalloc_loom)]
 pub(crate) use loom_mutex::{Mutex, MutexGuard};
 
-/// The atomics the models see: the pool header's class tag, the core id and its counter, the
-/// large-path counters.
+/// The atomics the models see: the pool header's owner, remote-free word, counts and class tag,
+/// the core id and its counter, the large-path counters.
 pub(crate) mod atomic {
     pub(crate) use core::sync::atomic::Ordering;
     #[cfg(not(poolmalloc_loom))]
-    pub(crate) use core::sync::atomic::{AtomicU8, AtomicUsize};
+    pub(crate) use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize};
     #[cfg(poolmalloc_loom)]
-    pub(crate) use loom::sync::atomic::{AtomicU8, AtomicUsize};
+    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize};
 }
 
 /// Primitives that stay std's under loom, outside the models:

@@ -1,6 +1,8 @@
 //! The core is `Sync`: threads take and give batches of every class at once; afterwards every
 //! count and the invariants agree, and the blocks were never shared.
 
+mod common;
+
 use poolmalloc_core::config::{NB_SMALL_SIZE_CLASSES, RESERVE_ARENAS};
 use poolmalloc_core::{Class, Core, FreeBlock, MemPages};
 use rayon::prelude::*;
@@ -28,7 +30,7 @@ fn threads_take_and_give_batches_concurrently() {
             rng ^= rng << 17;
             if held.len() < 24 && rng % 3 != 0 {
                 let class = Class::new((rng >> 8) as usize % NB_SMALL_SIZE_CLASSES).unwrap();
-                let batch = core.take_batch(class, 1 + (rng >> 20) as usize % 32);
+                let batch = common::take_chain(&core, class, 1 + (rng >> 20) as usize % 32);
                 let blocks = chain(batch.head, batch.count);
                 for &b in &blocks {
                     // Stamp each block with its owner; checked before it goes back.
@@ -37,7 +39,7 @@ fn threads_take_and_give_batches_concurrently() {
                 }
                 held.push((class, blocks));
             } else if !held.is_empty() {
-                let (class, blocks) = held.swap_remove((rng >> 4) as usize % held.len());
+                let (_, blocks) = held.swap_remove((rng >> 4) as usize % held.len());
                 let mut head: *mut FreeBlock = std::ptr::null_mut();
                 for &b in &blocks {
                     // SAFETY: ours until given back.
@@ -48,16 +50,16 @@ fn threads_take_and_give_batches_concurrently() {
                     head = b;
                 }
                 // SAFETY: the chain holds blocks taken for `class`, each once.
-                unsafe { core.give_batch(class, head, blocks.len()) };
+                unsafe { common::give_chain(&core, head, blocks.len()) };
             }
         }
-        for (class, blocks) in held {
+        for (_, blocks) in held {
             for w in blocks.windows(2) {
                 // SAFETY: relink the chain before giving it back.
                 unsafe { (*w[0]).next = w[1] };
             }
             // SAFETY: the chain, just relinked, holds blocks taken for `class`, each once.
-            unsafe { core.give_batch(class, blocks[0], blocks.len()) };
+            unsafe { common::give_chain(&core, blocks[0], blocks.len()) };
         }
     });
     core.check_invariants().unwrap();

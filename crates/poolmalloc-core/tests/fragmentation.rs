@@ -3,6 +3,8 @@
 //! shadow model's), its prediction of what freeing gives back checked by freeing, the walk free
 //! of allocation, and walks running while other threads allocate and free.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -335,7 +337,7 @@ impl Model {
             }
             Op::TakeBatch { class, n } => {
                 let class = Class::new(class).unwrap();
-                let batch = self.core.take_batch(class, n);
+                let batch = common::take_chain(&self.core, class, n);
                 let mut b = batch.head;
                 for _ in 0..batch.count {
                     assert!(self.live.insert(b as usize, class).is_none());
@@ -361,7 +363,7 @@ impl Model {
                     head = block;
                 }
                 // SAFETY: the chain holds distinct blocks of `class`, each out.
-                unsafe { self.core.give_batch(class, head, chosen.len()) };
+                unsafe { common::give_chain(&self.core, head, chosen.len()) };
             }
             Op::FreeSparse => {
                 // The snapshot's prediction, checked by doing what it supposes.
@@ -558,7 +560,7 @@ fn worker(core: &Core<MemPages>, t: u64) {
         let class = Class::new((r >> 8) as usize % NB_SMALL_SIZE_CLASSES).unwrap();
         if held.len() < 3000 && r % 3 != 0 {
             if r % 2 == 0 {
-                let batch = core.take_batch(class, 1 + (r >> 20) as usize % 32);
+                let batch = common::take_chain(&core, class, 1 + (r >> 20) as usize % 32);
                 let mut b = batch.head;
                 for _ in 0..batch.count {
                     held.push((class, b));
@@ -580,12 +582,12 @@ fn worker(core: &Core<MemPages>, t: u64) {
             }
         }
     }
-    for (class, b) in held {
+    for (_, b) in held {
         // SAFETY: the block is out and ours, taken for `class` and freed once, as a one-block
         // chain of its class.
         unsafe {
             (*b).next = std::ptr::null_mut();
-            core.give_batch(class, b, 1);
+            common::give_chain(&core, b, 1);
         }
     }
 }

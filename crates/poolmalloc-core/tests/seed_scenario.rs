@@ -51,7 +51,7 @@ fn survivors_pin_their_pools_until_freed() {
     );
     assert!(expected.len() >= pools_at_peak - 1);
     assert_eq!(c.blocks_out, K);
-    assert_eq!(s.bytes_in_use(), K * class.block_size());
+    assert_eq!(s.bytes_in_blocks_out(), K * class.block_size());
     assert_eq!(s.arenas.mapped, pools_at_peak.div_ceil(POOLS_PER_ARENA));
     assert!(s.identity_holds());
     core.check_invariants().unwrap();

@@ -2,6 +2,8 @@
 //! each is aligned and big enough, its bytes are intact when freed, the invariants hold after
 //! every step, and once everything is freed and collected only the reserve arena is mapped.
 
+mod common;
+
 use std::alloc::Layout;
 use std::collections::BTreeMap;
 
@@ -107,7 +109,7 @@ impl Model {
             }
             Op::TakeBatch { class, n } => {
                 let class = Class::new(class).unwrap();
-                let batch = self.core.take_batch(class, n);
+                let batch = common::take_chain(&self.core, class, n);
                 assert!(batch.count <= n);
                 let mut addrs = vec![];
                 let mut b = batch.head;
@@ -127,7 +129,7 @@ impl Model {
                 if self.batches.is_empty() {
                     return;
                 }
-                let (class, addrs) = self.batches.swap_remove(pick % self.batches.len());
+                let (_, addrs) = self.batches.swap_remove(pick % self.batches.len());
                 let mut head: *mut FreeBlock = std::ptr::null_mut();
                 for &a in addrs.iter().rev() {
                     self.release(a);
@@ -137,7 +139,7 @@ impl Model {
                     head = block;
                 }
                 // SAFETY: the chain holds the blocks taken for `class`, each once.
-                unsafe { self.core.give_batch(class, head, addrs.len()) };
+                unsafe { common::give_chain(&self.core, head, addrs.len()) };
             }
             Op::Collect => {
                 self.core.collect();

@@ -1,87 +1,98 @@
-//! The thread cache: per size class, an intrusive singly-linked list of free blocks.
+//! The thread cache: the pools a thread owns, and per size class the list it allocates from.
 //!
-//! `pop` and `push` are the fast path: a few loads and stores, no lock, no atomic
-//! read-modify-write, no allocation. Each list counts its `room`, the pushes it may still take
-//! before it is over its bound; `room` is an atomic written only by the owning thread with plain
-//! loads and stores (no RMW), so stats can read it from other threads. A list that runs dry
-//! refills a batch from the core in one lock acquisition; one with no room left flushes a batch
-//! back in one acquisition (both `#[cold]`).
+//! A thread owns the pools it allocates from (mimalloc's free-list sharding, on pymalloc's
+//! pools; the core's essay, "Threads own their pools"). Per class the cache keeps:
+//! - the **allocation list**: free blocks of the class's *current* pool, detached from it in one
+//!   step (`OwnedPool::detach`): its local frees, else its remote frees, else fresh blocks;
+//! - the **current** pool, whose blocks the list holds; local frees go back onto the pool's own
+//!   free list, not onto the allocation list, so a pool empties as soon as its last block is
+//!   freed;
+//! - the **used** list: other pools the thread owns with free blocks (adopted when a free landed
+//!   in a core-held pool), allocated from when the current pool is used up.
 //!
-//! Lists are indexed by the one-byte class tag of the block's pool (`class_tag`): class `c`
-//! uses list `c + 1`. Every other index — 0 for "pool serving no class", and the values a misused
-//! pointer's garbage "header" may hold — has a list whose room is always 0, so such a free always
-//! takes the slow path, where it is reported. With 256 lists no index needs a bounds check.
+//! Blocks on an allocation list are free blocks of their pool: a pool counts a block out when
+//! the owner hands it out (`note_alloc`) and back when it is freed, so a pool empties the moment
+//! the program's last block of it comes back, whatever the list holds.
 //!
-//! The cache holds no reference to its core: every operation that reaches the core is given one.
-//! This lets the global allocator keep its caches in a `const`-initialised thread-local, `Heap`
-//! keep one per thread per instance, and loom models drive a cache against a core of their own.
+//! A current pool that is used up goes back to the core (it is full: the core holds full pools,
+//! and whoever frees into one adopts it). A pool that empties goes back to its arena at once —
+//! except that a thread keeps one empty pool (`kept`: the last to empty, as it was, current or
+//! not), for its class or the next class that needs a pool, so a loop that allocates and frees
+//! one block does not take the arena lock each time.
+//!
+//! `pop` and `free_local` are the fast path: a few loads and stores, no lock, no atomic
+//! read-modify-write, no allocation. Everything that reaches the core is `#[cold]` and is given
+//! the core: the cache holds no reference to it, so the global allocator keeps its caches in a
+//! `const`-initialised thread-local, `Heap` one per thread per instance, and loom models drive a
+//! cache against a core of their own.
+//!
+//! A cache's id, which the pools it owns carry (`pool_owner`), is its address: no two live
+//! caches share one, and a cache gives up every pool before its memory is reused.
 
 use core::cell::Cell;
 use core::ptr;
 
 use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
-use poolmalloc_core::{Class, Core, FreeBlock, LargeTally, PageSource};
+use poolmalloc_core::{
+    free_to_own_pool, note_alloc, pool_owner, Class, Core, FreeBlock, LargeTally, OwnedPool,
+    PageSource,
+};
 
-use crate::sync::atomic::{AtomicIsize, AtomicU8, Ordering};
+use crate::sync::atomic::{AtomicU8, Ordering};
 use crate::sync::{array_of, const_fn_unless_loom};
 
-/// One class's free list.
-struct FreeList {
+/// One class's part of the cache.
+struct ClassCache {
+    /// The allocation list: free blocks of `current`, linked through their first word.
     head: Cell<*mut FreeBlock>,
-    /// Pushes left before the list is over its bound (`cache_bound - length`). May go below zero
-    /// only through `push_over_bound`. 0 while the cache is not active.
-    room: AtomicIsize,
+    /// The pool the allocation list came from, or `NONE`.
+    current: Cell<OwnedPool>,
+    /// Other pools of the class this thread owns (linked through their headers).
+    used: Cell<OwnedPool>,
 }
 
-impl FreeList {
+impl ClassCache {
     const_fn_unless_loom! {
-        fn new() -> FreeList {
-            FreeList {
+        fn new() -> ClassCache {
+            ClassCache {
                 head: Cell::new(ptr::null_mut()),
-                room: AtomicIsize::new(0),
+                current: Cell::new(OwnedPool::NONE),
+                used: Cell::new(OwnedPool::NONE),
             }
         }
     }
-
-    /// Plain load-add-store: only the owning thread writes `room` (C1).
-    #[inline(always)]
-    fn add_room(&self, delta: isize) {
-        let room = self.room.load(Ordering::Relaxed);
-        self.room.store(room + delta, Ordering::Relaxed);
-    }
 }
-
-/// One list per value of a one-byte class tag.
-const LISTS: usize = u8::MAX as usize + 1;
-const _: () = assert!(NB_SMALL_SIZE_CLASSES < LISTS);
 
 /// Whether the cache is in service. Only its owning thread changes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum CacheState {
-    /// Never used: lists empty, no room. The first slow-path visit activates it.
+    /// Never used: owns nothing. The first slow-path visit activates it.
     Unused,
     /// In service.
     Active,
-    /// Torn down (its thread is exiting): lists empty, no room, requests go to the core.
+    /// Torn down (its thread is exiting): owns nothing, requests go to the core.
     Retired,
 }
 
-/// A thread's cache. Owned by one thread at a time (C1); other threads only read `room`,
-/// `state` and `large`, atomics that the owner writes with plain stores.
+/// A thread's cache. Owned by one thread at a time (C1); other threads only read its atomics
+/// (`state`, `large`), which the owner writes with plain stores.
 pub struct ThreadCache {
-    lists: [FreeList; LISTS],
+    classes: [ClassCache; NB_SMALL_SIZE_CLASSES],
+    /// The last of its pools to empty, kept (or `NONE`): it may have blocks out again since,
+    /// which `keep` and `next_pool` check before they give it up or reuse it.
+    kept: Cell<OwnedPool>,
     state: AtomicU8,
     /// This thread's large blocks (`poolmalloc_core::large`), counted here so that counting
     /// them writes no line another thread writes.
     pub large: LargeTally,
 }
 
-// SAFETY: the non-atomic fields are only touched by the owning thread (C1); other threads (stats,
-// `ThreadLocal::iter`) only read the atomic `room` counts and state.
+// SAFETY: the non-atomic fields are only touched by the owning thread (C1); other threads (stats)
+// only read the atomic counts and state.
 unsafe impl Sync for ThreadCache {}
-// SAFETY: a cache may move to another thread (a `ThreadLocal` slot reused); the blocks it holds
-// belong to pools, not threads (ARCHITECTURE.md, "Cross-thread frees").
+// SAFETY: a cache may move to another thread (a `Heap` slot reused) only after it gave up every
+// pool (`drain`), so nothing in it is tied to the thread that used it.
 unsafe impl Send for ThreadCache {}
 
 impl Default for ThreadCache {
@@ -95,11 +106,18 @@ impl ThreadCache {
         /// An unused cache. `const` so the global allocator's thread-local needs no lazy init.
         pub fn new() -> ThreadCache {
             ThreadCache {
-                lists: array_of!(FreeList::new(); LISTS),
+                classes: array_of!(ClassCache::new(); NB_SMALL_SIZE_CLASSES),
+                kept: Cell::new(OwnedPool::NONE),
                 state: AtomicU8::new(CacheState::Unused as u8),
                 large: LargeTally::new(),
             }
         }
+    }
+
+    /// The id the pools this cache owns carry.
+    #[inline(always)]
+    pub fn id(&self) -> usize {
+        self as *const ThreadCache as usize
     }
 
     /// Where the cache is in its life.
@@ -116,119 +134,189 @@ impl ThreadCache {
         self.state.store(state as u8, Ordering::Relaxed);
     }
 
-    /// Puts the cache in service: every class gets its bound as room.
+    /// Puts the cache in service.
     pub fn activate(&self) {
-        debug_assert!(self.lists.iter().all(|l| l.head.get().is_null()));
-        for class in Class::all() {
-            let room = class.cache_bound() as isize;
-            self.lists[class.index() + 1]
-                .room
-                .store(room, Ordering::Relaxed);
-        }
         self.set_state(CacheState::Active);
     }
 
-    /// Takes a block of `class` from the list, or null when the list is empty.
+    /// Takes a block of `class` from its allocation list, or null when the list is empty.
     #[inline(always)]
     pub fn pop(&self, class: Class) -> *mut u8 {
-        // SAFETY: a `Class` index is below NB_SMALL_SIZE_CLASSES, so `index + 1 < LISTS`; the
-        // compiler cannot see that through `Class`, and this saves the fast path a bounds check.
-        let list = unsafe { self.lists.get_unchecked(class.index() + 1) };
-        let head = list.head.get();
+        // SAFETY: a `Class` index is below NB_SMALL_SIZE_CLASSES; the compiler cannot see that
+        // through `Class`, and this saves the fast path a bounds check.
+        let cc = unsafe { self.classes.get_unchecked(class.index()) };
+        let head = cc.head.get();
         if !head.is_null() {
-            // SAFETY: blocks on the list are free blocks of this cache; the first word of each
-            // is its link (P2 of the core), written when it was pushed or refilled.
-            list.head.set(unsafe { (*head).next });
-            list.add_room(1);
+            // SAFETY: blocks on the list are free blocks of the current pool, which this cache
+            // owns; the first word of each is its link.
+            unsafe {
+                cc.head.set((*head).next);
+                note_alloc(head.cast());
+            }
         }
         head.cast()
     }
 
-    /// Pushes a free block onto list `tag` (the class tag of its pool). False when the list has
-    /// no room (or `tag` is 0): the caller takes its slow path and nothing has changed.
+    /// Frees `block` if its pool is this cache's: onto the pool's own free list. `None` when
+    /// the pool is not this cache's (the caller takes the slow path; nothing has changed);
+    /// `Some(true)` when the free emptied the pool, which the caller then hands to
+    /// `pool_emptied`.
     ///
     /// # Safety
-    /// `block` is a block of at least 8 bytes that the caller gives up; when `tag` is a class
-    /// index + 1, the block belongs to a pool of that class.
+    /// `block` lies in a pool of our arenas (or the bootstrap region, laid out like pools), and
+    /// the program gives it up.
     #[inline(always)]
-    pub unsafe fn push(&self, tag: u8, block: *mut u8) -> bool {
-        let list = &self.lists[tag as usize];
-        if list.room.load(Ordering::Relaxed) <= 0 {
-            return false;
+    pub unsafe fn free_local(&self, block: *mut u8) -> Option<bool> {
+        // SAFETY: the pool header is mapped (precondition).
+        if unsafe { pool_owner(block) } != self.id() {
+            return None;
         }
-        list.add_room(-1);
-        let block = block.cast::<FreeBlock>();
-        // SAFETY: the caller gave the block up, so its first word is ours for the link.
-        unsafe { (*block).next = list.head.get() };
-        list.head.set(block);
-        true
+        // SAFETY: this cache owns the pool, and the block is given up (precondition).
+        Some(unsafe { free_to_own_pool(block) })
     }
 
-    /// Pushes even past the bound. For blocks freed while the thread is already inside the
-    /// allocator's slow path, which must not re-enter the core: the next ordinary push flushes.
+    /// A free emptied `pool`: it is kept, and the pool kept before goes to its arena if it is
+    /// still empty.
     ///
     /// # Safety
-    /// As for `push`, with `class` the block's class.
-    pub unsafe fn push_over_bound(&self, class: Class, block: *mut u8) {
-        let list = &self.lists[class.index() + 1];
-        list.add_room(-1);
-        let block = block.cast::<FreeBlock>();
-        // SAFETY: as in `push`.
-        unsafe { (*block).next = list.head.get() };
-        list.head.set(block);
+    /// This cache owns `pool`, and none of its blocks is out.
+    #[cold]
+    #[inline(never)]
+    pub unsafe fn pool_emptied<S: PageSource>(&self, core: &Core<S>, pool: OwnedPool) {
+        let old = self.kept.replace(pool);
+        if old.is_none() || old == pool {
+            return;
+        }
+        // SAFETY: `old` is this cache's (a pool leaves `kept` only by being reused or given up).
+        unsafe {
+            if old.out() == 0 {
+                self.unhook(old);
+                core.give_empty(old);
+            }
+        }
     }
 
-    /// Refills the empty list of `class` with a batch from `core` and pops one block; null when
-    /// the core is out of memory.
+    /// Takes an empty pool off this cache's lists: as the current pool, with its allocation
+    /// list given back to it, or off the used list.
+    ///
+    /// # Safety
+    /// This cache owns `pool`, none of its blocks is out, and it is not the spare of `refill`.
+    unsafe fn unhook(&self, pool: OwnedPool) {
+        // SAFETY: owned by this cache (precondition).
+        unsafe {
+            let cc = &self.classes[pool.class().index()];
+            if cc.current.get() == pool {
+                pool.give_back(cc.head.replace(ptr::null_mut()));
+                cc.current.set(OwnedPool::NONE);
+            } else {
+                cc.used.set(pool.unlink(cc.used.get()));
+            }
+        }
+    }
+
+    /// A pool the core just made this cache's (a free landed in it while the core held it):
+    /// on the used list of its class.
+    ///
+    /// # Safety
+    /// This cache owns `pool`, which is on no list.
+    pub unsafe fn adopted(&self, pool: OwnedPool) {
+        // SAFETY: owned by this cache, on no list (precondition).
+        unsafe {
+            let cc = &self.classes[pool.class().index()];
+            cc.used.set(pool.push_front(cc.used.get()));
+        }
+    }
+
+    /// The allocation list of `class` is empty: detaches the next blocks from the current pool,
+    /// or moves on to another pool — one of its used pools, the kept empty pool, or one from the
+    /// core — and pops one block; null when the core is out of memory.
     #[cold]
     #[inline(never)]
     pub fn refill<S: PageSource>(&self, core: &Core<S>, class: Class) -> *mut u8 {
-        let list = &self.lists[class.index() + 1];
-        debug_assert!(list.head.get().is_null());
-        let batch = core.take_batch(class, class.batch());
-        if batch.count == 0 {
-            return ptr::null_mut();
+        let cc = &self.classes[class.index()];
+        debug_assert!(cc.head.get().is_null());
+        loop {
+            let current = cc.current.get();
+            if !current.is_none() {
+                // SAFETY: the current pool is this cache's.
+                let head = unsafe { current.detach() };
+                if !head.is_null() {
+                    // SAFETY: the chain holds free blocks of the current pool, this cache's.
+                    unsafe {
+                        cc.head.set((*head).next);
+                        note_alloc(head.cast());
+                    }
+                    return head.cast();
+                }
+            }
+            // The current pool (if any) is used up: it goes to the core, which holds full pools.
+            cc.current.set(OwnedPool::NONE);
+            if self.kept.get() == current {
+                self.kept.set(OwnedPool::NONE);
+            }
+            let next = self.next_pool(core, class, current);
+            if next.is_none() {
+                return ptr::null_mut();
+            }
+            cc.current.set(next);
         }
-        // SAFETY: the chain holds `count` blocks just taken for this cache; its head is ours.
-        let rest = unsafe { (*batch.head).next };
-        list.head.set(rest);
-        list.add_room(-(batch.count as isize - 1));
-        batch.head.cast()
     }
 
-    /// Gives one batch of `class` back to `core` (the list is at or past its bound).
-    #[cold]
-    #[inline(never)]
-    pub fn flush<S: PageSource>(&self, core: &Core<S>, class: Class) {
-        let list = &self.lists[class.index() + 1];
-        let held = self.held(class);
-        let count = held.min(class.batch());
-        if count == 0 {
-            return;
-        }
-        let head = list.head.get();
-        // Cut the first `count` blocks off the list, and leave the list whole before entering
-        // the core (a request re-entering the cache from inside the core must see it consistent).
-        let mut last = head;
-        for _ in 1..count {
-            // SAFETY: the list holds at least `count` blocks, linked through their first word.
-            last = unsafe { (*last).next };
-        }
-        // SAFETY: `last` is the count-th block of the list.
+    /// The pool `class` allocates from next, after `used_up` (or `NONE`), which goes to the core;
+    /// `NONE` when the core is out of memory.
+    fn next_pool<S: PageSource>(
+        &self,
+        core: &Core<S>,
+        class: Class,
+        used_up: OwnedPool,
+    ) -> OwnedPool {
+        let cc = &self.classes[class.index()];
+        let used = cc.used.get();
+        let kept = self.kept.get();
+        // SAFETY: every pool named here is this cache's, off its lists once unlinked.
         unsafe {
-            list.head.set((*last).next);
-            (*last).next = ptr::null_mut();
+            let spare = !kept.is_none() && kept.out() == 0;
+            if used.is_none() && !spare {
+                return core
+                    .take_pool(class, self.id(), used_up)
+                    .unwrap_or(OwnedPool::NONE);
+            }
+            if !used_up.is_none() {
+                core.release_pool(used_up);
+            }
+            if !used.is_none() {
+                cc.used.set(used.unlink(used));
+                return used;
+            }
+            self.unhook(kept);
+            self.kept.set(OwnedPool::NONE);
+            kept.reuse(class, self.id());
+            kept
         }
-        list.add_room(count as isize);
-        // SAFETY: the chain holds `count` distinct blocks of `class` taken from `core` (C2).
-        unsafe { core.give_batch(class, head, count) };
     }
 
-    /// Gives every block back to `core`. The cache stays in its state.
+    /// Gives every pool back: the allocation lists' blocks to their pools, then each pool to the
+    /// core (to its arena if empty). The cache stays in its state.
     pub fn drain<S: PageSource>(&self, core: &Core<S>) {
-        for class in Class::all() {
-            while self.held(class) > 0 {
-                self.flush(core, class);
+        self.kept.set(OwnedPool::NONE);
+        for cc in &self.classes {
+            let current = cc.current.replace(OwnedPool::NONE);
+            if !current.is_none() {
+                // SAFETY: the list holds unused free blocks of the current pool, which is this
+                // cache's and, no longer current, on no list.
+                unsafe {
+                    current.give_back(cc.head.replace(ptr::null_mut()));
+                    core.release_pool(current);
+                }
+            }
+            let mut pool = cc.used.replace(OwnedPool::NONE);
+            while !pool.is_none() {
+                // SAFETY: pools on the used list are this cache's; read the link first.
+                unsafe {
+                    let next = pool.next();
+                    core.release_pool(pool);
+                    pool = next;
+                }
             }
         }
     }
@@ -239,105 +327,124 @@ impl ThreadCache {
         self.close(CacheState::Retired);
     }
 
-    /// Takes an empty cache out of service, leaving no room, in state `state`.
+    /// Takes a drained cache out of service, in state `state`.
     pub fn close(&self, state: CacheState) {
-        for list in &self.lists {
-            debug_assert!(list.head.get().is_null());
-            list.room.store(0, Ordering::Relaxed);
-        }
+        debug_assert!(self.classes.iter().all(|cc| cc.current.get().is_none()));
         self.set_state(state);
     }
-
-    /// Blocks of `class` the list holds. Readable from any thread (an instant's view).
-    pub fn held(&self, class: Class) -> usize {
-        if self.state() != CacheState::Active {
-            return 0;
-        }
-        let room = self.lists[class.index() + 1].room.load(Ordering::Relaxed);
-        (class.cache_bound() as isize - room).max(0) as usize
-    }
-
-    /// Adds the blocks this cache holds to per-class counts. Any thread may call it: it reads
-    /// only atomics, so it sees an instant's view of a cache in use.
-    pub fn add_held_to(&self, counts: &mut [usize; NB_SMALL_SIZE_CLASSES]) {
-        for class in Class::all() {
-            counts[class.index()] += self.held(class);
-        }
-    }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use poolmalloc_core::MemPages;
+    use poolmalloc_core::{MemPages, RemoteFree};
 
     fn class(i: usize) -> Class {
         Class::new(i).unwrap()
     }
 
-    #[test]
-    fn refill_pop_push_flush_keep_counts() {
-        let core = Core::new(MemPages::new(2));
-        let cache = ThreadCache::new();
-        let c = class(3);
-        // Unused: nothing to pop, no room to push.
-        assert!(cache.pop(c).is_null());
-        cache.activate();
-        let first = cache.refill(&core, c);
-        assert!(!first.is_null());
-        assert_eq!(cache.held(c), c.batch() - 1);
-        assert_eq!(core.stats().classes[3].blocks_out, c.batch());
-        let mut out = vec![first];
-        while cache.held(c) > 0 {
-            out.push(cache.pop(c));
-        }
-        assert!(cache.pop(c).is_null());
-        let tag = c.index() as u8 + 1;
-        for &b in &out {
-            // SAFETY: each block is ours and of class `c`.
-            assert!(unsafe { cache.push(tag, b) });
-        }
-        assert_eq!(cache.held(c), c.batch());
-        // Fill to the bound, then a push is refused until a flush makes room.
-        let more = core.take_batch(c, c.cache_bound());
-        let mut b = more.head;
-        let mut pushed = 0;
-        while !b.is_null() {
-            // SAFETY: chain of blocks of class `c`, ours.
-            let next = unsafe { (*b).next };
-            // SAFETY: a block of class `c` taken from `core` for this test, given to the cache.
-            if unsafe { cache.push(tag, b.cast()) } {
-                pushed += 1;
-            } else {
-                cache.flush(&core, c);
-                // SAFETY: the same block of class `c`, refused before and given again.
-                assert!(unsafe { cache.push(tag, b.cast()) });
-                pushed += 1;
+    /// Frees as the front end does: locally, else through the core (adopting into `cache`).
+    fn free(core: &Core<MemPages>, cache: &ThreadCache, block: *mut u8) {
+        // SAFETY: test blocks are out, of `core`'s pools, and given up.
+        unsafe {
+            match cache.free_local(block) {
+                Some(false) => {}
+                Some(true) => cache.pool_emptied(core, OwnedPool::of(block)),
+                None => match core.free_remote(block, cache.id()) {
+                    RemoteFree::Adopted(pool) => {
+                        cache.adopted(pool);
+                        free(core, cache, block);
+                    }
+                    RemoteFree::Pushed | RemoteFree::Freed => {}
+                },
             }
-            b = next;
         }
-        assert_eq!(pushed, c.cache_bound());
-        assert!(cache.held(c) <= c.cache_bound());
-        cache.retire(&core);
-        assert_eq!(cache.state(), CacheState::Retired);
-        assert_eq!(cache.held(c), 0);
-        assert_eq!(core.stats().classes[3].blocks_out, 0);
-        core.check_invariants().unwrap();
-        // Retired: a push is refused (the caller frees through the core).
-        let x = core.alloc_block(c).unwrap().as_ptr();
-        // SAFETY: ours.
-        assert!(!unsafe { cache.push(tag, x) });
-        // SAFETY: ours, out.
-        unsafe { core.free_block(x).unwrap() };
+    }
+
+    fn alloc(core: &Core<MemPages>, cache: &ThreadCache, c: Class) -> *mut u8 {
+        let b = cache.pop(c);
+        if b.is_null() {
+            cache.refill(core, c)
+        } else {
+            b
+        }
     }
 
     #[test]
-    fn list_zero_never_takes_a_block() {
+    fn a_pool_serves_its_owner_and_the_last_to_empty_is_kept() {
+        let core = Core::new(MemPages::new(2));
         let cache = ThreadCache::new();
         cache.activate();
-        let mut word = 0u64;
-        // SAFETY: the push is refused before the block is touched.
-        assert!(!unsafe { cache.push(0, (&mut word as *mut u64).cast()) });
+        let c = class(63);
+        let per_pool = c.blocks_per_pool();
+        let blocks: Vec<_> = (0..per_pool).map(|_| alloc(&core, &cache, c)).collect();
+        let pool = OwnedPool::of(blocks[0]);
+        assert!(blocks.iter().all(|&b| OwnedPool::of(b) == pool));
+        // SAFETY: blocks of our arenas.
+        assert!(blocks
+            .iter()
+            .all(|&b| unsafe { pool_owner(b) } == cache.id()));
+        let s = core.stats().classes[63];
+        assert_eq!((s.pools_used, s.blocks_out), (1, per_pool));
+        // The next block needs a new pool: the used-up one goes to the core, full.
+        let extra = alloc(&core, &cache, c);
+        assert_ne!(OwnedPool::of(extra), pool);
+        let s = core.stats().classes[63];
+        assert_eq!((s.pools_used, s.pools_full), (1, 1));
+        core.check_invariants().unwrap();
+        // A free into the full pool adopts it; freeing all of it empties it: it is kept.
+        for &b in &blocks {
+            free(&core, &cache, b);
+        }
+        assert_eq!(core.stats().classes[63].pools(), 2);
+        core.check_invariants().unwrap();
+        // The current pool empties too: it is kept instead, the other goes to its arena.
+        free(&core, &cache, extra);
+        assert_eq!(core.stats().classes[63].pools(), 1);
+        // The kept pool serves the next class that needs a pool.
+        let other = alloc(&core, &cache, class(0));
+        assert_eq!(
+            OwnedPool::of(other),
+            OwnedPool::of(extra),
+            "the kept pool serves class 0"
+        );
+        assert_eq!(core.stats().classes[63].pools(), 0);
+        free(&core, &cache, other);
+        cache.retire(&core);
+        assert_eq!(cache.state(), CacheState::Retired);
+        let s = core.stats();
+        assert_eq!(s.pools_in_use(), 0);
+        assert_eq!(s.arenas.mapped, 1, "only the reserve arena is left");
+        core.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn remote_frees_come_back_to_the_owner() {
+        let core = Core::new(MemPages::new(2));
+        let owner = ThreadCache::new();
+        let other = ThreadCache::new();
+        owner.activate();
+        other.activate();
+        let c = class(3);
+        let blocks: Vec<_> = (0..c.carve()).map(|_| alloc(&core, &owner, c)).collect();
+        // Freed by the other cache: pushed onto the pool's remote chain, still counted out.
+        for &b in &blocks {
+            free(&core, &other, b);
+        }
+        assert_eq!(core.stats().classes[3].blocks_out, c.carve());
+        // The owner's list is empty: the next refill takes the remote chain.
+        let again: Vec<_> = (0..c.carve()).map(|_| alloc(&core, &owner, c)).collect();
+        let mut sorted = again.clone();
+        sorted.sort();
+        let mut expect = blocks.clone();
+        expect.sort();
+        assert_eq!(sorted, expect, "the same blocks, each handed out once");
+        for &b in &again {
+            free(&core, &owner, b);
+        }
+        owner.retire(&core);
+        other.retire(&core);
+        assert_eq!(core.stats().pools_in_use(), 0);
+        core.check_invariants().unwrap();
     }
 
     #[test]
@@ -347,9 +454,10 @@ mod tests {
         let cache = ThreadCache::new();
         cache.activate();
         assert!(cache.refill(&core, class(0)).is_null());
-        assert_eq!(cache.held(class(0)), 0);
         core.source().set_failing(false);
-        assert!(!cache.refill(&core, class(0)).is_null());
+        let b = cache.refill(&core, class(0));
+        assert!(!b.is_null());
+        free(&core, &cache, b);
         cache.retire(&core);
         core.check_invariants().unwrap();
     }

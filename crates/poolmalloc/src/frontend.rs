@@ -27,9 +27,9 @@
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 
-use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
 use poolmalloc_core::{
-    class_tag, large, Class, Core, CoreStats, Fragmentation, LargeTally, LargeTotals, PageSource,
+    class_tag, large, Class, Core, CoreStats, Fragmentation, LargeTally, LargeTotals, OwnedPool,
+    PageSource, RemoteFree,
 };
 
 use crate::bootstrap;
@@ -255,7 +255,7 @@ unsafe fn free_in_pool<H: Home, K: Hooks>(
         }
     }
     // SAFETY: forwarded precondition; `on_free` gave the block's start.
-    unsafe { give(home, tag, block) }
+    unsafe { give(home, block) }
 }
 
 /// The one layout check: a `dealloc` whose layout maps to another class than the block's pool
@@ -273,49 +273,80 @@ fn check_layout<K: Hooks>(user: *mut u8, layout: Layout, tag: u8) {
     }
 }
 
-/// Puts a block on this thread's list, or takes the slow path.
+/// Frees a block of the home's pools: onto its pool's own free list when this thread owns the
+/// pool (no lock, no atomic read-modify-write), else the slow path.
 ///
 /// # Safety
-/// The block lies in one of the home's arenas (or the bootstrap region), `tag` is its pool's
-/// class tag, and the program gave it up.
+/// The block lies in one of the home's arenas (or the bootstrap region), and the program gave
+/// it up.
 #[inline(always)]
-unsafe fn give<H: Home>(home: &H, tag: u8, block: *mut u8) {
+unsafe fn give<H: Home>(home: &H, block: *mut u8) {
     // SAFETY: forwarded precondition.
-    if !home.with_cache(|cache| unsafe { cache.push(tag, block) }) {
-        // SAFETY: forwarded precondition; the push declined and changed nothing.
-        unsafe { free_slow(home, tag, block) };
+    match home.with_cache(|cache| unsafe { cache.free_local(block) }) {
+        Some(false) => {}
+        // SAFETY: the free emptied the block's pool, which this thread owns.
+        Some(true) => unsafe { emptied(home, block) },
+        // SAFETY: forwarded precondition; `free_local` declined and changed nothing.
+        None => unsafe { free_slow(home, block) },
     }
 }
 
+/// A local free emptied the block's pool: it becomes the thread's spare or goes to its arena.
+/// A thread already inside the allocator leaves it where it is (no core lock may be taken); the
+/// pool's next refill or the cache's drain finds it empty.
+///
+/// # Safety
+/// This thread's cache owns the block's pool, and none of its blocks is out.
+#[cold]
+#[inline(never)]
+unsafe fn emptied<H: Home>(home: &H, block: *mut u8) {
+    if home.busy() {
+        return;
+    }
+    home.with_cache(|cache| {
+        // SAFETY: forwarded precondition.
+        home.slow(|| unsafe { cache.pool_emptied(home.core(), OwnedPool::of(block)) })
+    })
+}
+
+/// A block of a pool this thread does not own: pushed onto the pool's remote chain, or, if the
+/// core holds the pool, freed under the class lock — adopting the pool into this thread's cache
+/// when it is in service.
+///
 /// # Safety
 /// As for `give`.
 #[cold]
 #[inline(never)]
-unsafe fn free_slow<H: Home>(home: &H, tag: u8, block: *mut u8) {
+unsafe fn free_slow<H: Home>(home: &H, block: *mut u8) {
     if H::REENTRANT && bootstrap::contains(block) {
         return;
     }
-    let Some(class) = class_of_tag(tag) else {
+    // SAFETY: the block lies in one of the home's arenas (precondition).
+    if class_of_tag(unsafe { class_tag(block) }).is_none() {
         // The pool serves no class: a double free or a bad pointer. The core says which.
         return free_direct(home, block);
-    };
+    }
     home.with_cache(|cache| {
         let busy = home.busy();
         if cache.state() == CacheState::Unused && !busy {
             home.activate(cache);
         }
-        match cache.state() {
-            // Inside the slow path already: no core lock may be taken; the next push flushes.
-            // SAFETY: the block is of `class` (its pool's tag) and given up (precondition).
-            CacheState::Active if busy => unsafe { cache.push_over_bound(class, block) },
-            CacheState::Active => {
-                home.slow(|| cache.flush(home.core(), class));
-                // SAFETY: the block is of `class` (its pool's tag) and given up
-                // (precondition); the flush made room, so the push takes it.
-                let pushed = unsafe { cache.push(tag, block) };
-                debug_assert!(pushed);
+        let adopter = if cache.state() == CacheState::Active && !busy {
+            cache.id()
+        } else {
+            0
+        };
+        // SAFETY: the block is out, of a pool serving a class that this thread does not own
+        // (`free_local` declined), and given up (precondition).
+        let freed = home.slow(|| unsafe { home.core().free_remote(block, adopter) });
+        if let RemoteFree::Adopted(pool) = freed {
+            // SAFETY: the core made the pool this cache's; the block is still to be freed.
+            unsafe {
+                cache.adopted(pool);
+                if cache.free_local(block) == Some(true) {
+                    home.slow(|| cache.pool_emptied(home.core(), pool));
+                }
             }
-            _ => free_direct(home, block),
         }
     })
 }
@@ -476,7 +507,7 @@ pub(crate) unsafe fn usable_size<H: Home, K: Hooks>(home: &H, user: *mut u8) -> 
     })
 }
 
-/// Gives every block this thread's cache holds back to the core.
+/// Gives every pool this thread's cache owns back to the core, with the blocks it holds.
 pub(crate) fn flush_thread_cache<H: Home>(home: &H) {
     home.with_cache(|cache| {
         if cache.state() == CacheState::Active {
@@ -485,44 +516,35 @@ pub(crate) fn flush_thread_cache<H: Home>(home: &H) {
     });
 }
 
-/// Flushes this thread's cache and unmaps wholly empty arenas beyond the reserve.
+/// Flushes this thread's cache (its pools' remote frees taken in, empty pools to their arenas)
+/// and unmaps wholly empty arenas beyond the reserve.
 pub(crate) fn collect<H: Home>(home: &H) -> usize {
     flush_thread_cache(home);
     home.slow(|| home.core().collect())
 }
 
-/// What the home's caches hold: blocks per class, and the large-block counts.
-fn in_caches<H: Home>(home: &H) -> ([usize; NB_SMALL_SIZE_CLASSES], LargeTotals) {
-    let mut held = [0usize; NB_SMALL_SIZE_CLASSES];
+/// The large-block counts of every thread, and of the core's tally.
+fn large_totals<H: Home>(home: &H) -> LargeTotals {
     let mut large = LargeTotals::default();
     let mut left = LargeTotals::default();
     home.census(
-        &mut |cache| {
-            cache.add_held_to(&mut held);
-            cache.large.add_to(&mut large);
-        },
+        &mut |cache| cache.large.add_to(&mut large),
         &mut |core_tally| core_tally.add_to(&mut left),
     );
     large += left;
-    (held, large)
+    large
 }
 
-/// The one stats merge: the core's snapshot, the blocks every thread's cache holds (an
-/// instant's view of running threads), and the large path's counts of every thread.
+/// The one stats merge: the core's snapshot (its pools, owned or not, read from their headers)
+/// and the large path's counts of every thread.
 pub(crate) fn stats<H: Home>(home: &H) -> CoreStats {
-    let (held, large) = in_caches(home);
+    let large = large_totals(home);
     let mut stats = home.slow(|| home.core().stats());
-    for (class, held) in stats.classes.iter_mut().zip(held) {
-        class.blocks_in_caches = held.min(class.blocks_out);
-    }
     stats.large = large.stats();
     stats
 }
 
-/// The fragmentation snapshot, with the blocks the caches hold, since those pin pools too.
+/// The fragmentation snapshot.
 pub(crate) fn fragmentation<H: Home>(home: &H) -> Fragmentation {
-    let (held, _) = in_caches(home);
-    let mut frag = home.slow(|| home.core().fragmentation());
-    frag.set_blocks_in_caches(&held);
-    frag
+    home.slow(|| home.core().fragmentation())
 }

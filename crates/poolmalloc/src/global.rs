@@ -470,6 +470,7 @@ pub mod capi {
         unsafe {
             CORE.reset_locks_in_child();
             LIVE.reset_in_child();
+            CORE.disown_in_child(THREAD.with(|me| me.cache.id()));
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The shared-state primitives of this crate, in one place: loom's under `cfg(poolmalloc_loom)`,
-//! so the loom models in `loom-tests/` see every atomic of a thread cache (its lists' `room`, its
-//! state, its large-block tally), and the standard ones otherwise (tokio's `loom` module, in
+//! so the loom models in `loom-tests/` see every atomic of a thread cache (its lists' lengths,
+//! its state, its large-block tally), and the standard ones otherwise (tokio's `loom` module, in
 //! small). No other module names `poolmalloc_loom`.
 
 /// A mutex the forking thread passes through in its fork window (`poolmalloc_core::fork`).
@@ -10,9 +10,9 @@ pub(crate) use poolmalloc_core::ForkAwareMutex as Mutex;
 /// Atomics: `core`'s, or loom's in the models.
 pub(crate) mod atomic {
     #[cfg(not(poolmalloc_loom))]
-    pub(crate) use core::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU8, Ordering};
+    pub(crate) use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
     #[cfg(poolmalloc_loom)]
-    pub(crate) use loom::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU8, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 }
 
 /// Defines a function that is `const` in normal builds and plain under loom, whose atomics

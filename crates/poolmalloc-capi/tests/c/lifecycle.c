@@ -16,19 +16,19 @@
 
 int atfork_lib_held(void); /* libatfork_lib.so, linked */
 
-/* Under poolmalloc: after this thread's cache is flushed, no cache holds a block — every other
- * thread has ended, so a block counted in a cache would be a dead thread's. */
+/* Under poolmalloc: after this thread's cache is flushed, no thread owns a pool — every other
+ * thread has ended, so a pool counted as owned would be a dead thread's. */
 static void no_dead_thread(const char *what) {
     size_t (*collect)(void) = (size_t (*)(void))dlsym(RTLD_DEFAULT, "poolmalloc_collect");
     if (!collect) return;
     collect();
     static char json[1 << 16];
     if (served_json(json, sizeof json) == 0) return;
-    long cached = 0;
-    for (const char *at = json; (at = strstr(at, "\"blocks_in_caches\":")) != NULL; at++)
-        cached += strtol(at + strlen("\"blocks_in_caches\":"), NULL, 10);
-    if (cached != 0 || !strstr(json, "\"identity_holds\":true")) {
-        printf("%s: %ld blocks still in caches of ended threads\n", what, cached);
+    long owned = 0;
+    for (const char *at = json; (at = strstr(at, "\"pools_owned\":")) != NULL; at++)
+        owned += strtol(at + strlen("\"pools_owned\":"), NULL, 10);
+    if (owned != 0 || !strstr(json, "\"identity_holds\":true")) {
+        printf("%s: %ld pools still owned by ended threads\n", what, owned);
         exit(1);
     }
 }

@@ -16,10 +16,10 @@ static void *work(void *arg) {
 static long blocks_in_use(void) {
     char json[16384];
     served_json(json, sizeof json);
-    /* Sum "blocks_in_use" over the classes. */
+    /* Sum "blocks_out" over the classes. */
     long total = 0;
-    for (const char *at = strstr(json, "\"blocks_in_use\":"); at; at = strstr(at + 1, "\"blocks_in_use\":"))
-        total += strtol(at + strlen("\"blocks_in_use\":"), NULL, 10);
+    for (const char *at = strstr(json, "\"blocks_out\":"); at; at = strstr(at + 1, "\"blocks_out\":"))
+        total += strtol(at + strlen("\"blocks_out\":"), NULL, 10);
     return total;
 }
 

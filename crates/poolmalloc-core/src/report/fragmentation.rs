@@ -19,7 +19,7 @@ impl Fragmentation {
              \"classes\":["
         )?;
         let in_use = self.classes.iter().enumerate();
-        let in_use = in_use.filter(|(_, c)| c.pools_in_use() > 0 || c.blocks_in_caches > 0);
+        let in_use = in_use.filter(|(_, c)| c.pools_in_use() > 0);
         comma_separated(f, in_use, |f, (i, c)| {
             write!(
                 f,
@@ -29,13 +29,11 @@ impl Fragmentation {
             write_bands(f, &c.pools)?;
             write!(
                 f,
-                ",\"pools_in_use\":{},\"pools_sparse\":{},\"blocks_out\":{},\"blocks_in_use\":{},\
-                 \"blocks_in_caches\":{},\"blocks_out_sparse\":{},\"bytes_idle\":{}}}",
+                ",\"pools_in_use\":{},\"pools_sparse\":{},\"blocks_out\":{},\
+                 \"blocks_out_sparse\":{},\"bytes_idle\":{}}}",
                 c.pools_in_use(),
                 c.pools_sparse(),
                 c.blocks_out,
-                c.blocks_in_use(),
-                c.blocks_in_caches,
                 c.blocks_out_sparse,
                 c.bytes_idle
             )
@@ -45,9 +43,9 @@ impl Fragmentation {
         write!(
             f,
             ",\"in_use\":{},\"full\":{},\"sparse\":{},\"empty\":{}}},\
-             \"blocks\":{{\"out\":{},\"out_sparse\":{},\"in_caches\":{}}},\
+             \"blocks\":{{\"out\":{},\"out_sparse\":{}}},\
              \"bytes\":{{\"mapped\":{},\"pinned\":{},\"out_sparse\":{},\"idle\":{},\
-             \"in_blocks_out\":{},\"in_caches\":{},\"back_if_sparse_emptied\":{},\"accounted\":{}}},\
+             \"in_blocks_out\":{},\"back_if_sparse_emptied\":{},\"accounted\":{}}},\
              \"arenas\":{{\"mapped\":{},\"wholly_empty\":{},\"could_go_back\":{},\
              \"back_if_sparse_emptied\":{},\"listed\":[",
             self.pools_in_use(),
@@ -56,13 +54,11 @@ impl Fragmentation {
             self.pools_empty,
             self.blocks_out(),
             self.blocks_out_sparse(),
-            self.blocks_in_caches(),
             self.bytes_mapped(),
             self.bytes_pinned(),
             self.bytes_out_sparse(),
             self.bytes_idle(),
             self.bytes_in_blocks_out(),
-            self.bytes_in_caches(),
             self.bytes_back_if_sparse_emptied(),
             self.accounted_bytes(),
             self.arenas_mapped,
@@ -125,24 +121,24 @@ impl fmt::Display for Fragmentation {
         writeln!(
             f,
             "class   size   capacity   1 block   {sparse:>5}   {half:>5}   <100%    full   \
-             blocks in use   in caches   idle bytes"
+                blocks out   idle bytes"
         )?;
         writeln!(
             f,
             "-----   ----   --------   -------   -----   -----   -----   -----   \
-             -------------   ---------   ----------"
+             -------------   ----------"
         )?;
         if self.pools_in_use() == 0 {
             writeln!(f, "(no pool in use)")?;
         }
         for (i, c) in self.classes.iter().enumerate() {
-            if c.pools_in_use() == 0 && c.blocks_in_caches == 0 {
+            if c.pools_in_use() == 0 {
                 continue;
             }
             let b = &c.pools;
             writeln!(
                 f,
-                "{i:>5}   {:>4}   {:>8}   {:>7}   {:>5}   {:>5}   {:>5}   {:>5}   {:>13}   {:>9}   {:>10}",
+                "{i:>5}   {:>4}   {:>8}   {:>7}   {:>5}   {:>5}   {:>5}   {:>5}   {:>13}   {:>10}",
                 c.block_size,
                 c.capacity,
                 b[0],
@@ -150,8 +146,7 @@ impl fmt::Display for Fragmentation {
                 b[2],
                 b[3],
                 b[4],
-                Thousands(c.blocks_in_use()),
-                Thousands(c.blocks_in_caches),
+                Thousands(c.blocks_out),
                 Thousands(c.bytes_idle),
             )?;
         }
@@ -168,18 +163,6 @@ impl fmt::Display for Fragmentation {
             f,
             "idle: {} bytes of partly-used pools hold no block out",
             Thousands(self.bytes_idle())
-        )?;
-        write!(f, "thread caches (they pin pools too):")?;
-        for (i, c) in self.classes.iter().enumerate() {
-            if c.blocks_in_caches > 0 {
-                write!(f, " class {i} x{},", Thousands(c.blocks_in_caches))?;
-            }
-        }
-        writeln!(
-            f,
-            " {} blocks, {} bytes",
-            Thousands(self.blocks_in_caches()),
-            Thousands(self.bytes_in_caches())
         )?;
         writeln!(
             f,

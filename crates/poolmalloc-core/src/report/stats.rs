@@ -13,19 +13,17 @@ impl CoreStats {
     pub fn write_json(&self, f: &mut impl fmt::Write) -> fmt::Result {
         f.write_str("{\"classes\":[")?;
         let in_use = self.classes.iter().enumerate();
-        let in_use = in_use.filter(|(_, c)| c.pools() > 0 || c.blocks_in_caches > 0);
+        let in_use = in_use.filter(|(_, c)| c.pools() > 0);
         comma_separated(f, in_use, |f, (i, c)| {
             write!(
                 f,
-                "{{\"class\":{i},\"block_size\":{},\"pools_used\":{},\"pools_full\":{},\
-                 \"blocks_out\":{},\"blocks_in_use\":{},\"blocks_in_caches\":{},\
-                 \"free_in_pools\":{}}}",
+                "{{\"class\":{i},\"block_size\":{},\"pools_used\":{},\"pools_full\":{},\"pools_owned\":{},\
+                 \"blocks_out\":{},\"free_in_pools\":{}}}",
                 c.block_size,
                 c.pools_used,
                 c.pools_full,
+                c.pools_owned,
                 c.blocks_out,
-                c.blocks_in_use(),
-                c.blocks_in_caches,
                 c.free_in_pools
             )
         })?;
@@ -49,12 +47,11 @@ impl CoreStats {
         )?;
         write!(
             f,
-            "\"bytes\":{{\"mapped\":{},\"in_use\":{},\"in_caches\":{},\"free_in_pools\":{},\
+            "\"bytes\":{{\"mapped\":{},\"in_blocks_out\":{},\"free_in_pools\":{},\
              \"empty_pools\":{},\"pool_headers\":{},\"quantization\":{},\"accounted\":{}}},\
              \"identity_holds\":{}}}",
             self.bytes_mapped(),
-            self.bytes_in_use(),
-            self.bytes_in_caches(),
+            self.bytes_in_blocks_out(),
             self.bytes_free_in_pools(),
             self.bytes_empty_pools(),
             self.bytes_pool_headers(),
@@ -74,25 +71,24 @@ impl fmt::Display for CoreStats {
         writeln!(f)?;
         writeln!(
             f,
-            "class   size   num pools   full pools   blocks in use   in caches   avail blocks"
+            "class   size   num pools   full pools   blocks out   avail blocks"
         )?;
         writeln!(
             f,
-            "-----   ----   ---------   ----------   -------------   ---------   ------------"
+            "-----   ----   ---------   ----------   ----------   ------------"
         )?;
         for (i, c) in self.classes.iter().enumerate() {
-            if c.pools() == 0 && c.blocks_in_caches == 0 {
+            if c.pools() == 0 {
                 continue;
             }
             writeln!(
                 f,
-                "{:>5}   {:>4}   {:>9}   {:>10}   {:>13}   {:>9}   {:>12}",
+                "{:>5}   {:>4}   {:>9}   {:>10}   {:>10}   {:>12}",
                 i,
                 c.block_size,
                 c.pools(),
                 c.pools_full,
-                c.blocks_in_use(),
-                c.blocks_in_caches,
+                c.blocks_out,
                 c.free_in_pools
             )?;
         }
@@ -112,8 +108,7 @@ impl fmt::Display for CoreStats {
             self.bytes_mapped(),
         )?;
         writeln!(f)?;
-        line(f, "# bytes in allocated blocks", self.bytes_in_use())?;
-        line(f, "# bytes in thread caches", self.bytes_in_caches())?;
+        line(f, "# bytes in allocated blocks", self.bytes_in_blocks_out())?;
         line(f, "# bytes in available blocks", self.bytes_free_in_pools())?;
         line(
             f,

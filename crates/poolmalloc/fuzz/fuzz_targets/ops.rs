@@ -324,7 +324,7 @@ fn run(ops: Vec<Op>) {
         .filter(|b| b.heap && !b.small() && b.is_block())
         .count();
     let stats = HEAP.stats();
-    let in_use: usize = stats.classes.iter().map(|c| c.blocks_in_use()).sum();
+    let in_use: usize = stats.classes.iter().map(|c| c.blocks_out).sum();
     assert_eq!(in_use, small, "heap small blocks in use");
     assert_eq!(stats.large.live, large, "heap large blocks live");
     for b in model.blocks.drain(..).chain(model.handed_off.drain(..)) {
