@@ -268,9 +268,10 @@ impl OwnedPool {
     }
 
     /// Free blocks of the pool, as a chain the owner allocates from (null when the pool is
-    /// full): the blocks freed locally; failing those, the remote chain (whose blocks stop
-    /// counting as out); failing that, up to `carve` fresh blocks. The chain's blocks stay free
-    /// blocks of the pool: the owner counts each out as it hands it out (`note_alloc`).
+    /// full): up to `carve` fresh blocks while the pool has room, in front of the blocks freed
+    /// locally; failing both, the remote chain (whose blocks stop counting as out). The chain's
+    /// blocks stay free blocks of the pool: the owner counts each out as it hands it out
+    /// (`note_alloc`).
     ///
     /// # Safety
     /// The calling thread owns the pool.
@@ -279,37 +280,33 @@ impl OwnedPool {
         // SAFETY: owned by the caller (O1, precondition).
         unsafe {
             let p = &mut *pool;
-            let head = p.freeblock;
-            if !head.is_null() {
-                p.freeblock = ptr::null_mut();
-                return head;
-            }
-            let remote = swap_remote(pool, 0);
-            if remote.count > 0 {
-                p.set_out(p.out() - remote.count);
-                return remote.head;
-            }
+            let local = p.freeblock;
+            p.freeblock = ptr::null_mut();
             let class = p.class().expect("an owned pool serves a class");
             let size = class.block_size();
             let offset = p.next_offset();
             let room = (p.maxnextoffset as usize + size).saturating_sub(offset) / size;
             let count = room.min(class.carve());
-            if count == 0 {
-                return ptr::null_mut();
+            if count > 0 {
+                let first = (pool as *mut u8).add(offset);
+                for i in 0..count {
+                    let block = first.add(i * size).cast::<FreeBlock>();
+                    (*block).next = if i + 1 < count {
+                        first.add((i + 1) * size).cast()
+                    } else {
+                        local
+                    };
+                }
+                p.nextoffset
+                    .store((offset + count * size) as u32, Ordering::Relaxed);
+                return first.cast();
             }
-            let first = (pool as *mut u8).add(offset);
-            for i in 0..count {
-                let block = first.add(i * size).cast::<FreeBlock>();
-                let next = if i + 1 < count {
-                    first.add((i + 1) * size).cast()
-                } else {
-                    ptr::null_mut()
-                };
-                (*block).next = next;
+            if !local.is_null() {
+                return local;
             }
-            p.nextoffset
-                .store((offset + count * size) as u32, Ordering::Relaxed);
-            first.cast()
+            let remote = swap_remote(pool, 0);
+            p.set_out(p.out() - remote.count);
+            remote.head
         }
     }
 

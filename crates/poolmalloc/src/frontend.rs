@@ -202,11 +202,9 @@ pub(crate) unsafe fn dealloc<H: Home, K: Hooks>(home: &H, user: *mut u8, layout:
             false => return unsafe { large_free::<H, K>(home, user, Some(layout)) },
             true if H::TRUSTS_SMALL_LAYOUT => {
                 // SAFETY: a small layout's block lies in one of the home's pools or in the
-                // bootstrap region, laid out like pools, so its pool header is mapped.
-                let tag = unsafe { class_tag(user) };
-                // SAFETY: the block lies in the home's pools or the bootstrap region (small
-                // layout), `tag` is its pool's, and the program gives it up (precondition).
-                return unsafe { free_in_pool::<H, K>(home, user, tag, Some(layout)) };
+                // bootstrap region, laid out like pools, and the program gives it up
+                // (precondition).
+                return unsafe { free_in_pool::<H, K>(home, user, Some(layout)) };
             }
             true => {}
         }
@@ -225,8 +223,8 @@ pub(crate) unsafe fn dealloc<H: Home, K: Hooks>(home: &H, user: *mut u8, layout:
 #[inline]
 pub(crate) unsafe fn free<H: Home, K: Hooks>(home: &H, user: *mut u8, layout: Option<Layout>) {
     match owner(home, user) {
-        // SAFETY: the registry said the block is in one of the home's arenas, with this tag.
-        Owner::Pool { tag } => unsafe { free_in_pool::<H, K>(home, user, tag, layout) },
+        // SAFETY: the registry said the block is in one of the home's arenas.
+        Owner::Pool { .. } => unsafe { free_in_pool::<H, K>(home, user, layout) },
         // Bootstrap blocks are never reused.
         Owner::Bootstrap => {}
         // SAFETY: forwarded contract; the hooks check what they can before freeing.
@@ -235,23 +233,19 @@ pub(crate) unsafe fn free<H: Home, K: Hooks>(home: &H, user: *mut u8, layout: Op
 }
 
 /// # Safety
-/// `user` lies in one of the home's arenas (or the bootstrap region), `tag` is its pool's
-/// class tag, and the program gives it up.
+/// `user` lies in one of the home's arenas (or the bootstrap region), and the program gives it
+/// up.
 #[inline(always)]
-unsafe fn free_in_pool<H: Home, K: Hooks>(
-    home: &H,
-    user: *mut u8,
-    tag: u8,
-    layout: Option<Layout>,
-) {
+unsafe fn free_in_pool<H: Home, K: Hooks>(home: &H, user: *mut u8, layout: Option<Layout>) {
     // SAFETY: forwarded precondition.
-    let block = match unsafe { K::on_free(user, tag) } {
+    let block = match unsafe { K::on_free(user) } {
         Ok(block) => block,
         Err(misuse) => return report(misuse),
     };
     if K::CHECKS_EVERY_FREE || cfg!(debug_assertions) {
         if let Some(layout) = layout {
-            check_layout::<K>(user, layout, tag);
+            // SAFETY: the pool header is mapped (precondition).
+            check_layout::<K>(user, layout, unsafe { class_tag(user) });
         }
     }
     // SAFETY: forwarded precondition; `on_free` gave the block's start.

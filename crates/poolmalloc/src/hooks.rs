@@ -14,7 +14,7 @@
 use core::alloc::Layout;
 
 use poolmalloc_core::{
-    class_of, is_small, large, tools, Class, Core, FreeBlock, LargeTally, PageSource,
+    class_of, class_tag, is_small, large, tools, Class, Core, FreeBlock, LargeTally, PageSource,
 };
 
 use crate::bootstrap;
@@ -42,19 +42,20 @@ pub(crate) trait Hooks {
     /// its class is, and `class == Self::class_for(size, _)`.
     unsafe fn on_alloc(block: *mut u8, class: Class, size: usize) -> *mut u8;
 
-    /// A pointer the program gives back that lies in one of our pools, whose class tag is
-    /// `tag`: the start of the block to free, or the misuse (nothing changed).
+    /// A pointer the program gives back that lies in one of our pools: the start of the block
+    /// to free, or the misuse (nothing changed). Hooks that need the pool's class read its tag
+    /// (`class_tag`): the plain build's free reads nothing but the owner.
     ///
     /// # Safety
-    /// `user` lies in one of the face's arenas, so its pool header is mapped; `tag` is that
-    /// pool's class tag.
-    unsafe fn on_free(user: *mut u8, tag: u8) -> Result<*mut u8, Misuse>;
+    /// `user` lies in one of the face's arenas (or the bootstrap region, laid out like pools),
+    /// so its pool header is mapped.
+    unsafe fn on_free(user: *mut u8) -> Result<*mut u8, Misuse>;
 
-    /// The bytes the program may use at `user`, a live block of one of our pools (`tag` as for
-    /// `on_free`), or the misuse.
+    /// The bytes the program may use at `user`, a live block of one of our pools whose class
+    /// tag is `tag`, or the misuse.
     ///
     /// # Safety
-    /// As for `on_free`.
+    /// As for `on_free`; `tag` is the pool's class tag.
     unsafe fn pool_size(user: *mut u8, tag: u8) -> Result<usize, Misuse>;
 
     /// The bytes the program may use at `user`, a block of the bootstrap region.
@@ -127,11 +128,12 @@ impl Hooks for Plain {
     }
 
     #[inline(always)]
-    unsafe fn on_free(user: *mut u8, tag: u8) -> Result<*mut u8, Misuse> {
+    unsafe fn on_free(user: *mut u8) -> Result<*mut u8, Misuse> {
         if !tools::ENABLED {
             return Ok(user);
         }
-        if let Some(class) = class_of_tag(tag) {
+        // SAFETY: the pool header is mapped (precondition).
+        if let Some(class) = class_of_tag(unsafe { class_tag(user) }) {
             // SAFETY: the program gave back a live block of `class` (the pool's tag says so);
             // LINK is below the smallest block.
             unsafe { tools::mark_freed(user, class.block_size(), LINK) };

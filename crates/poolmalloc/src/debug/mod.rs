@@ -30,7 +30,9 @@ use poolmalloc_core::config::{
     DEBUG_DEAD_BYTE, DEBUG_FORBIDDEN_BYTE, DEBUG_FREED, DEBUG_FRESH_BYTE, DEBUG_HEADER, DEBUG_LIVE,
     DEBUG_PAD, DEBUG_PREFIX,
 };
-use poolmalloc_core::{tools, Class, Core, FreeError, FreeErrorKind, LargeTally, PageSource};
+use poolmalloc_core::{
+    class_tag, tools, Class, Core, FreeError, FreeErrorKind, LargeTally, PageSource,
+};
 
 pub use block::class_for;
 use block::{check as check_small, on_alloc, on_free};
@@ -145,8 +147,10 @@ impl Hooks for Debug {
         unsafe { on_alloc(block, class, size) }
     }
 
-    unsafe fn on_free(user: *mut u8, tag: u8) -> Result<*mut u8, Misuse> {
-        // SAFETY: `user` is in one of our arenas and `tag` its pool's (precondition).
+    unsafe fn on_free(user: *mut u8) -> Result<*mut u8, Misuse> {
+        // SAFETY: `user` is in one of our arenas (precondition), so its pool header is mapped.
+        let tag = unsafe { class_tag(user) };
+        // SAFETY: `user` is in one of our arenas and `tag` its pool's.
         let block = unsafe { on_free(user, tag) }?;
         if let Some(class) = class_of_tag(tag) {
             // SAFETY: a live block of `class` the program gave up, just checked; the debug
