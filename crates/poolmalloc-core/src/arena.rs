@@ -319,6 +319,7 @@ impl Arenas {
     }
 
     /// The newest of this core's arenas (null when none is mapped); the rest follow `next_all`.
+    #[cfg(not(poolmalloc_loom))]
     pub fn all_head(&self) -> *mut ArenaHeader {
         self.all
     }

@@ -2,6 +2,8 @@
 //! every pool, and the arena header in every registry slot. `pool`, `arena` and `registry` each
 //! work on these; none of them needs another to name them.
 
+#[cfg(not(poolmalloc_loom))]
+use crate::config::CACHE_LINE;
 use crate::config::{POOL_ADDR_MASK, POOL_OVERHEAD};
 use crate::size_class::Class;
 use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
@@ -13,8 +15,8 @@ pub struct FreeBlock {
     pub next: *mut FreeBlock,
 }
 
-/// Header at the start of every carved pool. Its size is accounted for in
-/// `config::POOL_OVERHEAD` (pointers first, then the owner words, the counts, the class tag).
+/// Header at the start of every carved pool, in three cache lines (`config::POOL_OVERHEAD`): what
+/// every free reads, what the pool's holder writes, what other threads push onto.
 ///
 /// Who may touch what depends on who holds the pool (the essay's "Pools" and "Threads own
 /// their pools"): the owning thread alone, without a lock, while `owner` names its cache; the
@@ -22,6 +24,17 @@ pub struct FreeBlock {
 /// Other threads only read `owner` and the class tag, and push onto `remote` (O1–O4).
 #[repr(C)]
 pub(crate) struct PoolHeader {
+    // ---- read by every free ----
+    /// The owning thread cache's id (its address) while a thread owns the pool; 0 while the
+    /// core holds it or it is empty in its arena.
+    pub owner: AtomicUsize,
+    /// `class index + 1` while the pool serves a class; 0 while it is empty in its arena or was
+    /// never carved, which is what zero-filled arena memory says. Atomic because frees read it
+    /// before taking any lock. One byte, so a table indexed by it needs no bounds check,
+    /// whatever a misused pointer's "header" holds.
+    pub class_tag: AtomicU8,
+    _shared_line: [u8; PAD_SHARED],
+    // ---- written by the pool's holder ----
     /// Head of the free-block list (blocks given back by the holder); carving comes after it.
     pub freeblock: *mut FreeBlock,
     /// Links in `usedpools[class]` (core-held pools), the owner's used list (owned pools) or,
@@ -29,26 +42,37 @@ pub(crate) struct PoolHeader {
     pub nextpool: *mut PoolHeader,
     pub prevpool: *mut PoolHeader,
     pub arena: *mut ArenaHeader,
-    /// The owning thread cache's id (its address) while a thread owns the pool; 0 while the
-    /// core holds it or it is empty in its arena.
-    pub owner: AtomicUsize,
-    /// Blocks freed by threads other than the owner, as a chain (`FreeBlock` links) the owner
-    /// takes whole with one swap; or `CORE_HELD` while the core holds the pool, when frees go
-    /// through the class lock instead.
-    pub remote: AtomicUsize,
     /// Blocks out of the pool: held by the program, or freed onto `remote` and not yet taken
-    /// back. (Blocks on the owner's allocation list are free blocks of the pool.)
+    /// back. (Blocks on the owner's allocation list are free blocks of the pool.) Atomic, as
+    /// stats read it while the owner writes it (plain loads and stores).
     pub ref_count: AtomicU32,
     /// Offset of the next never-used block; carving is possible while it is `<= maxnextoffset`.
     pub nextoffset: AtomicU32,
     pub maxnextoffset: u32,
-    /// `class index + 1` while the pool serves a class; 0 while it is empty in its arena or was
-    /// never carved, which is what zero-filled arena memory says. Atomic because
-    /// frees read it before taking any lock. One byte, so a table indexed by it needs no bounds
-    /// check, whatever a misused pointer's "header" holds.
-    pub class_tag: AtomicU8,
+    _held_line: [u8; PAD_HELD],
+    // ---- pushed onto by other threads ----
+    /// Blocks freed by threads other than the owner, as a chain (`FreeBlock` links) the owner
+    /// takes whole with one swap; or `CORE_HELD` while the core holds the pool, when frees go
+    /// through the class lock instead.
+    pub remote: AtomicUsize,
 }
 
+/// Padding that ends the header's first two lines on a cache line (none under loom, whose
+/// atomics are larger and whose models have no caches).
+#[cfg(not(poolmalloc_loom))]
+const PAD_SHARED: usize = CACHE_LINE - core::mem::size_of::<usize>() - 1;
+#[cfg(not(poolmalloc_loom))]
+const PAD_HELD: usize = CACHE_LINE - 4 * core::mem::size_of::<usize>() - 3 * 4;
+#[cfg(poolmalloc_loom)]
+const PAD_SHARED: usize = 0;
+#[cfg(poolmalloc_loom)]
+const PAD_HELD: usize = 0;
+
+#[cfg(not(poolmalloc_loom))]
+const _: () = {
+    assert!(core::mem::offset_of!(PoolHeader, freeblock) == CACHE_LINE);
+    assert!(core::mem::offset_of!(PoolHeader, remote) == 2 * CACHE_LINE);
+};
 const _: () = assert!(core::mem::size_of::<PoolHeader>() <= POOL_OVERHEAD);
 
 /// `PoolHeader::remote` while the core holds the pool. Blocks are GRAIN-aligned, so a chain

@@ -12,7 +12,7 @@ pub(crate) mod atomic {
     #[cfg(not(poolmalloc_loom))]
     pub(crate) use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
     #[cfg(poolmalloc_loom)]
-    pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicU8, Ordering};
 }
 
 /// Defines a function that is `const` in normal builds and plain under loom, whose atomics
