@@ -7,10 +7,12 @@
 //!
 //! ## Locks
 //! One mutex per size class (its `usedpools` list, its counters, and the headers of the
-//! core-held pools that serve it), padded against false sharing, and one arena mutex (`Arenas`, the free-pool
-//! lists, and the headers of empty pools). **Lock order: class lock → arena lock**; a thread takes
-//! at most one class lock unless it takes them all in index order (stats, invariant walks, fork).
-//! A pool changes hands between the two (empty ↔ used) only while both are held.
+//! core-held pools that serve it), padded against false sharing, and one arena mutex (`Arenas`,
+//! the free-pool lists, and the headers of empty pools). **Lock order: class lock → arena lock**;
+//! a thread takes at most one class lock unless it takes them all in index order (stats,
+//! invariant walks, fork). A pool goes to or comes from its arena only under the arena lock, held
+//! with the class lock for a core-held pool (P1); an owned pool is its owner's, lock-free (O1),
+//! and becomes core-held or owned only under the class lock (O3).
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
@@ -701,10 +703,9 @@ mod tests {
         let core = core(1);
         core.source().set_failing(true);
         assert!(core.alloc(Layout::from_size_align(8, 8).unwrap()).is_null());
-        // SAFETY: `1 << 12` stands for a cache.
-        assert!(
-            unsafe { core.take_pool(Class::new(0).unwrap(), 1 << 12, OwnedPool::NONE) }.is_none()
-        );
+        // SAFETY: `1 << 12` stands for a cache, which gives no pool back.
+        let none = unsafe { core.take_pool(Class::new(0).unwrap(), 1 << 12, OwnedPool::NONE) };
+        assert!(none.is_none());
         assert_eq!(core.stats().arenas.map_failures, 2);
         core.check_invariants().unwrap();
         core.source().set_failing(false);

@@ -1,12 +1,13 @@
 //! # poolmalloc-core: size classes, pools and arenas
 //!
 //! This crate is the bottom half of poolmalloc, after CPython's `Objects/obmalloc.c`. It knows
-//! nothing of threads: the `poolmalloc` crate puts per-thread caches in front of it, and those
-//! caches enter the core only to refill or flush a batch of blocks.
+//! threads only as owners: the `poolmalloc` crate puts a cache per thread in front of it, each
+//! cache owns the pools it allocates from, and caches enter the core only to take a pool or give
+//! one back, or to free into a pool the core holds.
 //!
 //! ```text
 //!  faces   GlobalAlloc · Heap · C ABI · stats · CLI          (other crates)
-//!  cache   per-thread free lists, batch refill / flush        (crate `poolmalloc`)
+//!  cache   per-thread owned pools and allocation lists     (crate `poolmalloc`)
 //!  core    size classes · pools · arenas · locks              (this crate: central, pool, arena)
 //!  os      map / unmap ARENA_SIZE-aligned arenas              (this crate: os, registry)
 //! ```
@@ -25,24 +26,45 @@
 //!   ...             ...                        ...
 //!   505 .. 512      63 (512)                   63 (512)
 //! ```
-//! `size_class::CLASS_TABLE` holds each class's block size, blocks per pool, and the batch and
-//! bound of the thread caches; a test prints it.
+//! `size_class::CLASS_TABLE` holds each class's block size, blocks per pool, and how many fresh
+//! blocks an owner carves at a time; a test prints it.
 //!
 //! ## Pools
 //! A pool is `POOL_SIZE` bytes, `POOL_SIZE`-aligned, inside an arena; the pool of any block is
-//! `addr & !(POOL_SIZE - 1)`. Its header (`layout::PoolHeader`) takes the first `POOL_OVERHEAD`
-//! bytes; blocks follow and are carved lazily. A pool is in one of three states:
+//! `addr & !(POOL_SIZE - 1)`. Its header (`layout::PoolHeader`, three cache lines) takes the first
+//! `POOL_OVERHEAD` bytes; blocks follow and are carved lazily. A pool serving a class is held by
+//! one party at a time — a thread (its cache *owns* it) or the core — and is in one of pymalloc's
+//! states:
 //!
 //! ```text
-//!            first block taken                 last free block taken
-//!   empty ─────────────────────────▶ used ─────────────────────────────▶ full
-//!     ▲                               │  ▲                                 │
-//!     └──── last block given back ────┘  └───── a block given back ────────┘
-//!                                           (to the front of usedpools[class])
+//!                  taken by a thread (fullest arena first)
+//!   empty ──────────────────────────────────────────────────▶ owned by a thread
+//!     ▲  ◀──── its last block freed (the owner's last-emptied    │  │ ▲
+//!     │        pool is kept a while)                             │  │ │ a free lands in it:
+//!     │                                       used up (full), or │  │ │ the freeing thread
+//!     │                                       its thread exits   ▼  │ │ adopts it; or a thread
+//!     │                                             core-held: used │ │ needing a pool takes it
+//!     └──── last block given back (class lock) ──── or full ────────┘ ┘
 //! ```
-//! *used* pools are linked in `usedpools[class]`, where allocation looks first; *full* pools are on
-//! no list; *empty* pools are on their arena's free-pool list and may serve any class next.
+//! - **owned**: a thread allocates from it and frees into it without a lock (its own free list
+//!   and counts); other threads push their frees onto the pool's *remote chain* with one
+//!   compare-and-swap, and the owner takes the whole chain with one swap when it needs blocks.
+//!   A pool empties the moment its last block comes back: to its arena at once, except the one
+//!   its owner emptied last, which the owner keeps for its next pool (no lock for a loop that
+//!   allocates and frees one block).
+//! - **core-held**: pymalloc's *used* (on `usedpools[class]`) and *full* (on no list) pools,
+//!   guarded by the class lock. An owner gives a pool to the core when it is used up (full) or
+//!   when its thread exits (abandoned, with blocks out). A free into a core-held pool adopts it
+//!   into the freeing thread's cache (so its other blocks come back as local frees); a thread
+//!   that needs a pool of the class adopts a core-held pool with free blocks before it takes an
+//!   empty one.
+//! - **empty**: on its arena's free-pool list; may serve any class next.
 //!
+//! The remote chain word also says who holds the pool: `CORE_HELD` while the core does. A pool
+//! changes between owned and core-held only under its class lock, by a swap of that word, so a
+//! remote free either lands in the chain before the swap (and comes back with the pool) or sees
+//! `CORE_HELD` and frees under the class lock (O3).
+
 //! ## Arenas
 //! An arena is `ARENA_SIZE` bytes, `ARENA_SIZE`-aligned, mapped from a `PageSource`, carved into
 //! pools from the front as needed. Arenas with an empty pool are kept on `usable_arenas` sorted by
@@ -57,18 +79,30 @@
 //!
 //! ## Locks
 //! One lock per class and one for the arenas; the order is **class → arena** (see `central`).
+//! An owner's steps on its own pools take none; moving a pool between an owner and the core takes
+//! the class lock, and to or from an arena the arena lock.
 //! Which primitives they and the atomics beside them are — futex words and `core`'s, or loom's
 //! in the loom models — is said in one place, `sync`.
 //!
 //! ## Invariants (asserted by `Core::check_invariants`, cited by `SAFETY` comments)
-//! - **P1** A pool serving a class is guarded by that class's lock, an empty pool by the arena
-//!   lock; a pool moves between the two only while both are held.
+//! - **P1** A core-held pool is guarded by its class's lock, an empty pool by the arena lock; a
+//!   pool moves between the two only while its holder holds the arena lock too.
 //! - **P2** In a pool serving a class, carved blocks = blocks out + blocks on its free list; a free
 //!   block's first word links the next free block.
-//! - **P3** `usedpools[c]` holds exactly the pools of class `c` with a block out and a block free;
-//!   full pools are on no list; the class's counters match the pools.
-//! - **P4** A pool with no block out serves no class (its tag reads 0) and is on its arena's
-//!   free-pool list, or was never carved.
+//! - **P3** `usedpools[c]` holds exactly the core-held pools of class `c` with a block out and a
+//!   block free; full pools are on no list; the class's counters match the core-held pools.
+//! - **P4** A core-held pool has a block out. A pool serving no class (its tag reads 0) has no
+//!   block out and is on its arena's free-pool list, or was never carved.
+//! - **O1** A pool whose `owner` names a thread's cache is touched by that thread alone — free
+//!   list, counts, carving, list links — except that other threads read its owner and tag and
+//!   push onto its remote chain; its remote word is never `CORE_HELD`.
+//! - **O2** A block on a pool's remote chain is out (counted in the pool's blocks out) and on no
+//!   other list; only the pool's holder takes the chain, whole, by a swap.
+//! - **O3** A pool changes between owned and core-held only under its class lock, by a swap of
+//!   its remote word (owned → core-held: the chain comes back with the pool; core-held → owned:
+//!   `CORE_HELD` gives way to an empty chain).
+//! - **O4** No thread pushes onto a pool none of whose blocks is out (every push frees a block
+//!   that is out), so the pool's holder may give it to its arena.
 //! - **A1** An arena is `ARENA_SIZE`-aligned and registered to its core; its header is guarded by
 //!   the arena lock.
 //! - **A2** An arena's free-pool list holds exactly its carved empty pools; `nfreepools` counts
@@ -91,17 +125,22 @@
 //! - `os`: the page sources (`PageSource`, `OsPages`, `MemPages`) and the C library's allocator
 //!   behind the large path.
 //! - `layout`: the data laid out in memory: `FreeBlock`, the pool header, the arena header.
+//! - `planted_fault` (feature `planted-fault`): the known race the loom models must catch (a
+//!   hand-back that stores over the remote chain instead of swapping it).
 //! - `registry`: the radix tree from arena addresses to their owner and header.
-//! - `pool`: the steps of a pool's transitions: carve, take and put a block, mark empty.
+//! - `pool`: the steps of a pool's transitions: carve, take and put a block, push and swap the
+//!   remote chain, mark empty; `OwnedPool`, an owner's handle.
 //! - `arena`: the arena lock's state: mapping, `usable_arenas`, releasing arenas.
 //! - `classes`: a class lock's state: `usedpools` and the class's counters.
 //! - `error`: `FreeError`, why a pointer could not be freed.
 //! - `large`: the large path (the C library's allocator), counted in per-owner tallies.
-//! - `planted_fault` (feature `planted-fault`): the known race the loom models must catch.
-//! - `central`: `Core`, its locks and the class-list transitions (batches, blocks, checked free).
-//! - `fork` (not under loom): taking and resetting every lock around `fork`.
+//! - `central`: `Core`, its locks and the transitions: pools to and from owners, remote frees
+//!   into core-held pools, blocks for callers without a cache, the checked free.
+//! - `fork` (not under loom): taking and resetting every lock around `fork`, and giving the
+//!   pools of the threads a child does not have to the core.
 //! - `stats`, `fragmentation`: the snapshots and how they are taken under every lock.
-//! - `invariants`: `check_invariants`, the walk that checks P1–P4, A1–A4 and R1.
+//! - `invariants`: `check_invariants`, the walk that checks P1–P4, O1 and O3 (what another
+//!   thread's pool shows), A1–A4 and R1.
 //! - `report`: the snapshots' text reports and JSON.
 //!
 //! The public API is the root's re-exports and `config`, `os` and `tools`; what only the C

@@ -560,7 +560,7 @@ fn worker(core: &Core<MemPages>, t: u64) {
         let class = Class::new((r >> 8) as usize % NB_SMALL_SIZE_CLASSES).unwrap();
         if held.len() < 3000 && r % 3 != 0 {
             if r % 2 == 0 {
-                let batch = common::take_chain(&core, class, 1 + (r >> 20) as usize % 32);
+                let batch = common::take_chain(core, class, 1 + (r >> 20) as usize % 32);
                 let mut b = batch.head;
                 for _ in 0..batch.count {
                     held.push((class, b));
@@ -587,7 +587,7 @@ fn worker(core: &Core<MemPages>, t: u64) {
         // chain of its class.
         unsafe {
             (*b).next = std::ptr::null_mut();
-            common::give_chain(&core, b, 1);
+            common::give_chain(core, b, 1);
         }
     }
 }

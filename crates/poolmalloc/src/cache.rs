@@ -379,10 +379,10 @@ mod tests {
         let blocks: Vec<_> = (0..per_pool).map(|_| alloc(&core, &cache, c)).collect();
         let pool = OwnedPool::of(blocks[0]);
         assert!(blocks.iter().all(|&b| OwnedPool::of(b) == pool));
-        // SAFETY: blocks of our arenas.
-        assert!(blocks
-            .iter()
-            .all(|&b| unsafe { pool_owner(b) } == cache.id()));
+        for &b in &blocks {
+            // SAFETY: a block of our arenas, so its pool header is mapped.
+            assert_eq!(unsafe { pool_owner(b) }, cache.id());
+        }
         let s = core.stats().classes[63];
         assert_eq!((s.pools_used, s.blocks_out), (1, per_pool));
         // The next block needs a new pool: the used-up one goes to the core, full.

@@ -8,21 +8,23 @@
 //! - a `Hooks` (`hooks`): what the build's checks do with a block on its way out and back.
 //!
 //! ## The protocol
-//! - **alloc**: the class of the request → pop this thread's list → on an empty list the slow
-//!   path: activate the cache on the thread's first visit (the home registers its exit hook),
-//!   then refill a batch from the core in one lock acquisition. A thread already inside the
-//!   slow path (`Home::busy`) is served from the bootstrap region, never the core whose lock it
-//!   may hold. No size class → the large path (`large`), counted in the thread's tally.
-//! - **free**: the block's pool tag, read from the pool header — trusted from a small layout
-//!   where the home allows it, else only after the registry has said the address is ours
-//!   (`owner`) → push onto this thread's list → on a full list the slow path: flush a batch
-//!   to the core, then push. A tag naming no class (a double free, a foreign or interior
-//!   pointer) always takes the slow path, where the core validates the free and the misuse is
-//!   reported.
-//! - **thread exit**: the home's exit hook drains the cache into the core (`retire`).
+//! - **alloc**: the class of the request → pop this thread's allocation list → on an empty list
+//!   the slow path: activate the cache on the thread's first visit (the home registers its exit
+//!   hook), then refill from the pools it owns, or take a pool from the core in one lock
+//!   acquisition. A thread already inside the slow path (`Home::busy`) is served from the
+//!   bootstrap region, never the core whose lock it may hold. No size class → the large path
+//!   (`large`), counted in the thread's tally.
+//! - **free**: the block's pool — trusted from a small layout where the home allows it, else
+//!   only after the registry has said the address is ours (`owner`) → owned by this thread: onto
+//!   the pool's own free list (an emptied pool goes back) → else the slow path: one push onto
+//!   the owner's remote chain, or under the class lock into a pool the core holds, which this
+//!   thread adopts. A pool of no class (a double free, a foreign or interior pointer) always
+//!   takes the slow path, where the core validates the free and the misuse is reported.
+//! - **thread exit**: the home's exit hook gives the cache's pools to the core (`retire`).
 //! - **realloc**: in place when the new size maps to the block's own class, through the C
 //!   library when both sizes are on the large path, else move (`resize`).
-//! - **stats**: the core's snapshot plus what every thread's cache holds (`stats`).
+//! - **stats**: the core's snapshot (owned pools read from their headers) and every thread's
+//!   large-block tally (`stats`).
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};

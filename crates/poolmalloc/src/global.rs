@@ -7,8 +7,8 @@
 //! pthread key (`exit_key`), armed when the cache is activated on the thread's first slow path:
 //! at thread exit its destructor gives everything the cache holds back to the core and retires
 //! the cache, whenever in the thread's end the allocator was first touched. Before activation
-//! and after retirement the lists have no blocks and no room, so every request falls to the slow
-//! path, which serves it from the core directly.
+//! and after retirement the cache owns no pool and its lists have no blocks, so every request
+//! falls to the slow path, which serves it from the core directly.
 //!
 //! `BUSY` marks a thread that is inside the slow path (holding or about to take a core lock, or
 //! arming its teardown). A request that arrives on such a thread can only come from code the

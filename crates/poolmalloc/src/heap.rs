@@ -24,7 +24,7 @@ struct Shared<S: PageSource> {
     core: Core<S>,
     caches: Slots,
     /// The cache of a thread too far into its exit to have one of its own: never in service,
-    /// so its lists stay empty with no room and nothing ever writes it.
+    /// so it owns no pool, its lists stay empty and nothing ever writes it.
     idle: ThreadCache,
     /// This heap, for the exit hooks threads register.
     me: Weak<Shared<S>>,

@@ -1,8 +1,9 @@
 //! # poolmalloc
 //!
-//! A multi-threaded small-object allocator: requests of up to 512 bytes come from per-thread
-//! caches that take no lock, refilled in batches from pymalloc-style pools (`poolmalloc-core`);
-//! larger ones go to the system allocator.
+//! A multi-threaded small-object allocator: requests of up to 512 bytes come from pymalloc-style
+//! pools (`poolmalloc-core`) that each thread owns, allocating and freeing in them without a
+//! lock; a block freed by another thread goes back to its owner's pool with one atomic push;
+//! larger requests go to the system allocator.
 //!
 //! ```no_run
 //! #[global_allocator]
@@ -23,7 +24,7 @@
 //! - `sync`: the primitives of shared state (loom's under `cfg(poolmalloc_loom)`).
 //! - `misuse`: what a detected misuse is, and the hook that reports it.
 //! - `exit_key`: a thread's teardown tied to a pthread key, run however the thread ends.
-//! - `cache`: a thread's cache — per class a free list, batch refill and flush — and its
+//! - `cache`: a thread's cache — the pools it owns, per class an allocation list — and its
 //!   large-block tally (`poolmalloc_core::large`).
 //! - `bootstrap`: a static region for requests made from inside the allocator.
 //! - `hooks`: what a build's checks add to a block's way out and back; the plain build's.
@@ -34,10 +35,10 @@
 //! - `heap`: `Heap`, a home of its own per instance.
 //!
 //! ## Invariants of the cache layer
-//! - **C1** A thread cache is used by one thread at a time; other threads only read its atomic
-//!   counts.
-//! - **C2** A block on a cache list is out of its pool (counted in the core's blocks out), of the
-//!   list's class, and on no other list.
+//! - **C1** A thread cache is used by one thread at a time; other threads only read its atomics
+//!   (state, large tally).
+//! - **C2** A block on an allocation list is a free block of the list's current pool, which the
+//!   cache owns (O1 of the core), and on no other list.
 //!
 //! Under `cfg(poolmalloc_loom)` only `sync` and `cache` are built: loom cannot run a registered
 //! global allocator, so the models in `loom-tests/` drive `ThreadCache`s against a core of their
