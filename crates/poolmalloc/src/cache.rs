@@ -424,15 +424,20 @@ mod tests {
         let other = ThreadCache::new();
         owner.activate();
         other.activate();
-        let c = class(3);
-        let blocks: Vec<_> = (0..c.carve()).map(|_| alloc(&core, &owner, c)).collect();
+        // A whole pool's blocks, so that its next blocks can only come from its remote chain.
+        let c = class(63);
+        let n = c.blocks_per_pool();
+        let blocks: Vec<_> = (0..n).map(|_| alloc(&core, &owner, c)).collect();
+        assert!(blocks
+            .iter()
+            .all(|&b| OwnedPool::of(b) == OwnedPool::of(blocks[0])));
         // Freed by the other cache: pushed onto the pool's remote chain, still counted out.
         for &b in &blocks {
             free(&core, &other, b);
         }
-        assert_eq!(core.stats().classes[3].blocks_out, c.carve());
-        // The owner's list is empty: the next refill takes the remote chain.
-        let again: Vec<_> = (0..c.carve()).map(|_| alloc(&core, &owner, c)).collect();
+        assert_eq!(core.stats().classes[63].blocks_out, n);
+        // The owner's list is empty and the pool fully carved: the refill takes the chain.
+        let again: Vec<_> = (0..n).map(|_| alloc(&core, &owner, c)).collect();
         let mut sorted = again.clone();
         sorted.sort();
         let mut expect = blocks.clone();
