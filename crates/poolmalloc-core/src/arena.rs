@@ -4,16 +4,46 @@
 //! new pools come from the fullest arena so nearly-empty arenas drain and can be released.
 //! `nfp2lasta[n]` is the rightmost arena on `usable` with `n` free pools, which keeps every
 //! re-sort O(1) (CPython's obmalloc, `insert_to_freepool`, Cases 1–4 below). An arena whose pools
-//! are all empty is unmapped unless it is the reserve (A3). All of this runs under the core's
+//! are all empty is unmapped unless it is the reserve (A3); one with `PURGE_AT_POOLS_IN_USE`
+//! pools in use or fewer gives its empty pools' pages back (decommit), keeping them mapped. An
+//! arena's empty pools are a bitmap in its header, not a list through the pools, so nothing of
+//! an empty pool needs its pages. All of this runs under the core's
 //! arena lock: `Arenas` is only reachable through that lock's guard.
 
 use core::ptr::{self, NonNull};
 
-use crate::config::{ARENA_SIZE, POOLS_PER_ARENA, POOL_SIZE, RESERVE_ARENAS};
+use crate::config::{
+    ARENA_SIZE, POOLS_PER_ARENA, POOL_SIZE, PURGE_AT_POOLS_IN_USE, RESERVE_ARENAS,
+};
 use crate::layout::{ArenaHeader, PoolHeader};
 use crate::os::PageSource;
 use crate::registry::REGISTRY;
 use crate::tools;
+
+/// Gives the pages of an arena's empty carved pools back to the system (those not already
+/// given), one call per run of neighbouring pools.
+///
+/// # Safety
+/// `a` is the header of a mapped arena of `source`, under the arena lock; its empty pools hold
+/// nothing anyone refers to (P4).
+unsafe fn purge<S: PageSource>(a: &mut ArenaHeader, source: &S) {
+    let mut todo = a.free_pools & !a.decommitted;
+    while todo != 0 {
+        let first = todo.trailing_zeros() as usize;
+        let run = (todo >> first).trailing_ones() as usize;
+        let addr = (a.address + first * POOL_SIZE) as *mut u8;
+        // SAFETY: the run lies in the arena (bits below POOLS_PER_ARENA), is pool- and so
+        // page-aligned, and its pools are empty (precondition).
+        unsafe { source.decommit(NonNull::new_unchecked(addr), run * POOL_SIZE) };
+        let bits = if run == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << run) - 1) << first
+        };
+        a.decommitted |= bits;
+        todo &= !bits;
+    }
+}
 
 /// Arena counters, kept where they change (under the arena lock).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -87,7 +117,8 @@ impl Arenas {
                 pool_address: addr,
                 nfreepools: POOLS_PER_ARENA,
                 ntotalpools: POOLS_PER_ARENA,
-                freepools: ptr::null_mut(),
+                free_pools: 0,
+                decommitted: 0,
                 nextarena: ptr::null_mut(),
                 prevarena: ptr::null_mut(),
                 next_all: self.all,
@@ -165,10 +196,11 @@ impl Arenas {
             if nf > 1 {
                 self.nfp2lasta[nf - 1] = ao;
             }
-            let pool = if !a.freepools.is_null() {
-                let pool = a.freepools;
-                a.freepools = (*pool).nextpool;
-                pool
+            let pool = if a.free_pools != 0 {
+                let i = a.free_pools.trailing_zeros() as usize;
+                a.free_pools &= !(1 << i);
+                a.decommitted &= !(1 << i);
+                (a.address + i * POOL_SIZE) as *mut PoolHeader
             } else {
                 let pool = a.pool_address as *mut PoolHeader;
                 a.pool_address += POOL_SIZE;
@@ -199,8 +231,7 @@ impl Arenas {
         unsafe {
             let ao = (*pool).arena;
             let a = &mut *ao;
-            (*pool).nextpool = a.freepools;
-            a.freepools = pool;
+            a.free_pools |= 1 << ((pool as usize - a.address) / POOL_SIZE);
             let nf = a.nfreepools;
             // If `ao` was the rightmost arena with `nf`, the one before it may take that role.
             let lastnf = self.nfp2lasta[nf];
@@ -223,6 +254,9 @@ impl Arenas {
                     return;
                 }
                 self.counters.wholly_empty += 1;
+            }
+            if a.ntotalpools - nf <= PURGE_AT_POOLS_IN_USE {
+                purge(a, source);
             }
             // Case 2: its first free pool: it goes to the front, where the fewest-free arenas are.
             if nf == 1 {

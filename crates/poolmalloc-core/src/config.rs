@@ -57,6 +57,12 @@ pub const ARENA_BITS: u32 = 12;
 /// Wholly empty arenas kept mapped to stop map/unmap thrashing (CPython bpo-37257).
 pub const RESERVE_ARENAS: usize = 1;
 
+/// An arena with this many pools in use or fewer gives the pages of its empty pools back to the
+/// system (`PageSource::decommit`), keeping them mapped: a few live pools — an idle thread's
+/// current pools, say — then pin their own pages and not their whole arenas. Arenas fuller
+/// than this keep their empty pools' pages for the pools they will carve next.
+pub const PURGE_AT_POOLS_IN_USE: usize = POOLS_PER_ARENA / 16;
+
 /// User-space address bits the arena registry covers (x86-64 and AArch64 with 4-level tables).
 pub const ADDRESS_BITS: u32 = 48;
 /// log2 of the number of arena slots in one registry leaf.
@@ -187,6 +193,8 @@ const _: () = assert!(POOL_OVERHEAD % MAX_SMALL_ALIGN == 0);
 // Every class, even the largest, fits at least one block in a pool.
 const _: () = assert!(POOL_SIZE - POOL_OVERHEAD >= SMALL_REQUEST_THRESHOLD);
 const _: () = assert!(ARENA_BITS > POOL_BITS && POOLS_PER_ARENA >= 2);
+// An arena's empty pools are a bitmap in one word (`layout::ArenaHeader::free_pools`).
+const _: () = assert!(POOLS_PER_ARENA <= 64);
 // Pool block offsets and counts are stored as u32 in the pool header.
 const _: () = assert!(POOL_SIZE <= u32::MAX as usize);
 // A pool's class tag (class index + 1) is one byte.

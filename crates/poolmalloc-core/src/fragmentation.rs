@@ -24,7 +24,6 @@ use crate::config::{
     FRAG_TOP_POOLS, NB_SMALL_SIZE_CLASSES, POOLS_PER_ARENA, POOL_OVERHEAD, POOL_SIZE,
     RESERVE_ARENAS,
 };
-use crate::layout::PoolHeader;
 use crate::os::PageSource;
 use crate::size_class::{Class, CLASS_TABLE};
 
@@ -392,12 +391,11 @@ impl<S: PageSource> Core<S> {
                 pools_empty: a.nfreepools,
                 ..ArenaFrag::default()
             };
-            let carved = (a.pool_address - a.address) / POOL_SIZE;
-            for i in 0..carved {
-                let pool = (a.address + i * POOL_SIZE) as *const PoolHeader;
-                // A pool serving a class is guarded by that class's lock, an empty one by the
-                // arena lock; we hold them all.
-                // SAFETY: carved pools of a mapped arena have initialised headers (A1, P1).
+            for pool in a.committed_pools() {
+                // A core-held pool is guarded by its class's lock, an empty one by the arena
+                // lock, and we hold them all; an owned pool's counts are atomics (O1).
+                // SAFETY: committed carved pools of a mapped arena have initialised headers
+                // (A1, P1).
                 let p = unsafe { &*pool };
                 let Some(class) = p.class() else {
                     continue;

@@ -78,10 +78,10 @@ impl<S: PageSource> Core<S> {
                 base,
             )?;
             let mut empty_carved = 0;
-            for i in 0..carved {
-                let pool = (base + i * POOL_SIZE) as *mut PoolHeader;
-                // SAFETY: carved pools of a mapped arena have initialised headers (P4: only never-carved
-                // pools are plain zeroed memory), and we hold every lock (P1).
+            for pool in a.committed_pools() {
+                // SAFETY: committed carved pools of a mapped arena have initialised headers (P4:
+                // only never-carved pools are plain zeroed memory, and decommitted ones are
+                // skipped), and we hold every lock (P1).
                 let p = unsafe { &*pool };
                 let owner = p.owner.load(Ordering::Relaxed);
                 let core_held = p.remote.load(Ordering::Relaxed) == CORE_HELD;
@@ -126,36 +126,41 @@ impl<S: PageSource> Core<S> {
                     }
                 }
             }
-            // Free-pool list: exactly the carved empty pools.
-            let mut listed = 0;
-            let mut pool = a.freepools;
-            while !pool.is_null() {
-                check(
-                    listed < carved,
-                    "A2: free-pool list longer than the arena",
-                    base,
-                )?;
-                let in_arena = (pool as usize) >= base && (pool as usize) < a.pool_address;
-                check(
-                    in_arena,
-                    "A2: free-pool list leaves its arena",
-                    pool as usize,
-                )?;
-                // SAFETY: the pool lies in this arena's carved range (checked just above).
-                let p = unsafe { &*pool };
-                check(
-                    p.class().is_none(),
-                    "A2: pool on free list serves a class",
-                    pool as usize,
-                )?;
-                listed += 1;
-                pool = p.nextpool;
-            }
+            // Free-pool bitmap: exactly the carved empty pools; the decommitted ones among them.
+            let carved_bits = if carved == 64 {
+                u64::MAX
+            } else {
+                (1u64 << carved) - 1
+            };
             check(
-                listed == empty_carved,
-                "A2: empty pool missing from free list",
+                a.free_pools & !carved_bits == 0,
+                "A2: free-pool bit past the carved pools",
                 base,
             )?;
+            check(
+                a.decommitted & !a.free_pools == 0,
+                "A2: a pool in use is decommitted",
+                base,
+            )?;
+            for i in 0..carved {
+                let empty_here = a.free_pools & (1 << i) != 0 && a.decommitted & (1 << i) == 0;
+                if empty_here {
+                    // SAFETY: a committed carved pool of this arena (just checked); every lock
+                    // is held.
+                    let tag = unsafe { (*((base + i * POOL_SIZE) as *const PoolHeader)).class() };
+                    check(
+                        tag.is_none(),
+                        "A2: pool on the free bitmap serves a class",
+                        base,
+                    )?;
+                }
+            }
+            check(
+                (a.free_pools & !a.decommitted).count_ones() as usize == empty_carved,
+                "A2: empty pool missing from the free bitmap",
+                base,
+            )?;
+            let empty_carved = a.free_pools.count_ones() as usize;
             check(
                 a.nfreepools == empty_carved + (POOLS_PER_ARENA - carved),
                 "A2: nfreepools disagrees with the pools",

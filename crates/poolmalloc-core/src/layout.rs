@@ -4,7 +4,7 @@
 
 #[cfg(not(poolmalloc_loom))]
 use crate::config::CACHE_LINE;
-use crate::config::{POOL_ADDR_MASK, POOL_OVERHEAD};
+use crate::config::{POOL_ADDR_MASK, POOL_OVERHEAD, POOL_SIZE};
 use crate::size_class::Class;
 use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
@@ -37,8 +37,7 @@ pub(crate) struct PoolHeader {
     // ---- written by the pool's holder ----
     /// Head of the free-block list (blocks given back by the holder); carving comes after it.
     pub freeblock: *mut FreeBlock,
-    /// Links in `usedpools[class]` (core-held pools), the owner's used list (owned pools) or,
-    /// `nextpool` only, the arena's free-pool list.
+    /// Links in `usedpools[class]` (core-held pools) or the owner's used list (owned pools).
     pub nextpool: *mut PoolHeader,
     pub prevpool: *mut PoolHeader,
     pub arena: *mut ArenaHeader,
@@ -200,6 +199,17 @@ impl PoolHeader {
     }
 }
 
+impl ArenaHeader {
+    /// The arena's carved pools whose pages are committed (walks read their headers; an empty
+    /// pool whose pages went back is zeroed memory and is skipped).
+    pub fn committed_pools(&self) -> impl Iterator<Item = *mut PoolHeader> + '_ {
+        let carved = (self.pool_address - self.address) / POOL_SIZE;
+        (0..carved)
+            .filter(|&i| self.decommitted & (1 << i) == 0)
+            .map(|i| (self.address + i * POOL_SIZE) as *mut PoolHeader)
+    }
+}
+
 /// An arena's header. It lives in the arena's registry slot, not in the arena; zeroed memory is
 /// a valid (unmapped) header.
 pub(crate) struct ArenaHeader {
@@ -210,8 +220,11 @@ pub(crate) struct ArenaHeader {
     /// Empty pools, carved or not.
     pub nfreepools: usize,
     pub ntotalpools: usize,
-    /// Carved pools that are empty (linked through `PoolHeader::nextpool`).
-    pub freepools: *mut PoolHeader,
+    /// Carved pools that are empty, one bit per pool (bit `i`: the pool at `address + i *
+    /// POOL_SIZE`); kept outside the pools so an empty pool's pages can all go back.
+    pub free_pools: u64,
+    /// Of `free_pools`, those whose pages went back to the system (decommitted).
+    pub decommitted: u64,
     /// Links in `usable`.
     pub nextarena: *mut ArenaHeader,
     pub prevarena: *mut ArenaHeader,

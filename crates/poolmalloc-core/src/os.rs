@@ -1,7 +1,8 @@
 //! The OS layer: where arenas come from and go back to. The only module that calls mmap/munmap.
 //!
 //! `PageSource` is the whole interface the core needs (mimalloc's `prim.h` in miniature): map one
-//! `ARENA_SIZE`-aligned, zero-filled arena, and unmap it. `OsPages` is the real one; `MemPages`
+//! `ARENA_SIZE`-aligned, zero-filled arena, give part of one back while keeping it mapped
+//! (decommit), and unmap it. `OsPages` is the real one; `MemPages`
 //! is a deterministic in-memory one for tests and loom models, which can be told to fail and
 //! counts every map and unmap.
 
@@ -26,6 +27,14 @@ pub unsafe trait PageSource: Send + Sync {
     /// # Safety
     /// `arena` came from `map_arena` of this source and nothing refers to its memory any more.
     unsafe fn unmap_arena(&self, arena: NonNull<u8>);
+
+    /// Gives the pages of `len` bytes at `addr` back to the system, keeping them mapped: they
+    /// read as zero when next touched.
+    ///
+    /// # Safety
+    /// The range lies in an arena of this source, is page-aligned, and nothing refers to its
+    /// memory any more.
+    unsafe fn decommit(&self, addr: NonNull<u8>, len: usize);
 }
 
 // SAFETY: forwards to the shared source, which keeps the contract.
@@ -37,6 +46,11 @@ unsafe impl<S: PageSource + ?Sized> PageSource for std::sync::Arc<S> {
     unsafe fn unmap_arena(&self, arena: NonNull<u8>) {
         // SAFETY: the caller keeps the contract for the shared source.
         unsafe { (**self).unmap_arena(arena) }
+    }
+
+    unsafe fn decommit(&self, addr: NonNull<u8>, len: usize) {
+        // SAFETY: the caller keeps the contract for the shared source.
+        unsafe { (**self).decommit(addr, len) }
     }
 }
 
@@ -201,6 +215,13 @@ unsafe impl PageSource for OsPages {
         // SAFETY: the caller promises `arena` is one of ours and unused.
         unsafe { unmap(arena.as_ptr(), ARENA_SIZE) }
     }
+
+    unsafe fn decommit(&self, addr: NonNull<u8>, len: usize) {
+        // SAFETY: the caller promises the page-aligned range is ours and unused; MADV_DONTNEED
+        // on a private anonymous mapping frees the pages, which read as zero afterwards. Its
+        // result carries nothing to act on (the pages then simply stay).
+        unsafe { libc::madvise(addr.as_ptr().cast(), len, libc::MADV_DONTNEED) };
+    }
 }
 
 /// A deterministic in-memory page source: `capacity` arena slots in one block from the system
@@ -212,6 +233,7 @@ pub struct MemPages {
     failing: AtomicBool,
     maps: AtomicUsize,
     unmaps: AtomicUsize,
+    decommitted: AtomicUsize,
 }
 
 // SAFETY: the slot table is behind a mutex, the counters are atomics, and `base` is only used to
@@ -236,6 +258,7 @@ impl MemPages {
             failing: AtomicBool::new(false),
             maps: AtomicUsize::new(0),
             unmaps: AtomicUsize::new(0),
+            decommitted: AtomicUsize::new(0),
         }
     }
 
@@ -256,6 +279,11 @@ impl MemPages {
     /// Arenas unmapped so far.
     pub fn unmaps(&self) -> usize {
         self.unmaps.load(Ordering::SeqCst)
+    }
+
+    /// Bytes decommitted so far.
+    pub fn decommitted(&self) -> usize {
+        self.decommitted.load(Ordering::SeqCst)
     }
 
     /// Arenas mapped now.
@@ -304,6 +332,16 @@ unsafe impl PageSource for MemPages {
         }
         used[slot] = false;
         self.unmaps.fetch_add(1, Ordering::SeqCst);
+    }
+
+    unsafe fn decommit(&self, addr: NonNull<u8>, len: usize) {
+        // SAFETY: the caller promises the range is ours and unused; zeroing is what the kernel's
+        // fresh pages would read as (unpoisoned first, as `unmap_arena` does).
+        unsafe {
+            crate::tools::mark_reusable(addr.as_ptr(), len);
+            core::ptr::write_bytes(addr.as_ptr(), 0, len);
+        }
+        self.decommitted.fetch_add(len, Ordering::SeqCst);
     }
 }
 

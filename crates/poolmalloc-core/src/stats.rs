@@ -7,7 +7,7 @@ use crate::central::Core;
 use crate::classes::ClassPools;
 use crate::config::{ARENA_SIZE, NB_SMALL_SIZE_CLASSES, POOLS_PER_ARENA, POOL_OVERHEAD, POOL_SIZE};
 use crate::large::{LargeStats, LargeTotals};
-use crate::layout::{PoolHeader, CORE_HELD};
+use crate::layout::CORE_HELD;
 use crate::os::PageSource;
 use crate::size_class::{Class, CLASS_TABLE};
 use crate::sync::atomic::Ordering;
@@ -125,11 +125,11 @@ impl<S: PageSource> Core<S> {
             // SAFETY: `all` links headers of this core's mapped arenas (A1); we hold the arena
             // lock, so none is unmapped and no pool is carved meanwhile.
             let a = unsafe { &*ao };
-            let carved = (a.pool_address - a.address) / POOL_SIZE;
-            for i in 0..carved {
-                // SAFETY: a carved pool of a mapped arena has an initialised header; its counts
-                // and owner words are atomics, which its owner writes without our locks.
-                let p = unsafe { &*((a.address + i * POOL_SIZE) as *const PoolHeader) };
+            for pool in a.committed_pools() {
+                // SAFETY: a committed carved pool of a mapped arena has an initialised header;
+                // its counts and owner words are atomics, which its owner writes without our
+                // locks.
+                let p = unsafe { &*pool };
                 if p.remote.load(Ordering::Relaxed) == CORE_HELD {
                     continue;
                 }

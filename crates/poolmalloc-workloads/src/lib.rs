@@ -105,6 +105,7 @@ pub enum Workload {
     Xmalloc,
     BinaryTrees,
     Memory,
+    Memory2t,
     Seed,
     Global,
 }
@@ -132,6 +133,7 @@ impl Workload {
         Workload::Xmalloc,
         Workload::BinaryTrees,
         Workload::Memory,
+        Workload::Memory2t,
         Workload::Seed,
         Workload::Global,
     ];
@@ -148,6 +150,7 @@ impl Workload {
             Workload::Xmalloc => "xmalloc",
             Workload::BinaryTrees => "binary-trees",
             Workload::Memory => "memory",
+            Workload::Memory2t => "memory-2t",
             Workload::Seed => "seed",
             Workload::Global => "global",
         }
@@ -164,7 +167,7 @@ impl Workload {
 
     pub fn place(self) -> Where {
         match self {
-            Workload::Memory | Workload::Seed => Where::FreshProcess,
+            Workload::Memory | Workload::Memory2t | Workload::Seed => Where::FreshProcess,
             Workload::Global => Where::GlobalAllocator,
             _ => Where::InProcess,
         }
@@ -441,6 +444,14 @@ impl WithAllocator for RunCase<'_> {
                     Sample::mib("memory/after-free", r.after_free, b),
                     Sample::mib("memory/after-round-2", r.after_round2, b),
                     Sample::mib("memory/after-trim", r.after_trim, b),
+                ]
+            }
+            Workload::Memory2t => {
+                let r = memory::memory_two_threads(a, params::memory_blocks(s))?;
+                let b = r.baseline;
+                vec![
+                    Sample::mib("memory-2t/peak", r.peak, b),
+                    Sample::mib("memory-2t/after-free", r.after_free, b),
                 ]
             }
             Workload::Seed => {

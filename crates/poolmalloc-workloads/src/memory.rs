@@ -75,3 +75,57 @@ pub fn memory<A: GlobalAlloc + ?Sized>(
         requested,
     })
 }
+
+/// Resident bytes of the two-thread case (absolute; subtract `baseline`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TwoThreadReport {
+    pub baseline: usize,
+    pub peak: usize,
+    pub after_free: usize,
+}
+
+/// memory-2t: the calling thread allocates `blocks` blocks of random size 8..=512 and stays
+/// alive; a second thread frees every one of them, in random order, and exits; the resident set
+/// is read before, at the peak and once the second thread is gone (no `trim`). Run it in a fresh
+/// process, as `memory`. Checks: every block's tag when it is freed.
+pub fn memory_two_threads<A: GlobalAlloc + Sync + ?Sized>(
+    a: &A,
+    blocks: usize,
+) -> Result<TwoThreadReport> {
+    let mut rng = Rng::new(0x3E31);
+    let sizes: Vec<u16> = (0..blocks)
+        .map(|_| rng.range(MIN_SIZE, MAX_SIZE) as u16)
+        .collect();
+    let order = rng.permutation(blocks);
+    // Written through now, so the bookkeeping is in the baseline.
+    let mut slots: Vec<Option<Block>> = (0..blocks).map(|_| None).collect();
+    let baseline = rss_bytes();
+    for (i, &size) in sizes.iter().enumerate() {
+        match alloc_tagged(a, size as usize, tag(i as u64)) {
+            Ok(b) => slots[i] = Some(b),
+            Err(e) => {
+                check_and_free_all(a, slots.iter_mut().filter_map(Option::take))?;
+                return Err(e);
+            }
+        }
+    }
+    let peak = rss_bytes();
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<()> {
+            for &j in &order {
+                if let Some(b) = slots[j as usize].take() {
+                    check_and_free(a, b)?;
+                }
+            }
+            Ok(())
+        })
+        .join()
+        .expect("the freeing thread does not panic")
+    })?;
+    let after_free = rss_bytes();
+    Ok(TwoThreadReport {
+        baseline,
+        peak,
+        after_free,
+    })
+}
