@@ -151,23 +151,23 @@ impl<S: PageSource + 'static> Heap<S> {
         unsafe { frontend::dealloc::<Shared<S>, Active>(&self.shared, ptr, layout) }
     }
 
-    /// Gives this thread's cached blocks back to the heap's core.
+    /// Gives the pools this thread owns in this heap back to the heap's core.
     pub fn flush_thread_cache(&self) {
         frontend::flush_thread_cache(&*self.shared);
     }
 
-    /// Flushes this thread's cache and unmaps wholly empty arenas beyond the reserve. Caches of
-    /// threads that have exited were emptied by their exit hooks. Returns arenas unmapped.
+    /// Flushes this thread's cache and unmaps wholly empty arenas beyond the reserve. Threads
+    /// that have exited gave their pools back in their exit hooks. Returns arenas unmapped.
     pub fn collect(&self) -> usize {
         frontend::collect(&*self.shared)
     }
 
-    /// A snapshot of the heap, with the blocks held in every thread's cache.
+    /// A snapshot of the heap: its pools, owned by threads or not, and the large blocks.
     pub fn stats(&self) -> CoreStats {
         frontend::stats(&*self.shared)
     }
 
-    /// The heap's fragmentation snapshot, with the blocks held in every thread's cache.
+    /// The heap's fragmentation snapshot.
     pub fn fragmentation(&self) -> Fragmentation {
         frontend::fragmentation(&*self.shared)
     }

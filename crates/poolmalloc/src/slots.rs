@@ -9,7 +9,9 @@
 //! first used a heap.
 //!
 //! Slots live in buckets of doubling size, allocated on first use and never moved: index `i` is
-//! in bucket `log2(i + 1)`, so a lookup is two loads and no lock.
+//! in bucket `log2(i + 1)`, so a lookup is two loads and no lock. Before that, each thread
+//! remembers the last heap it found its cache in (`LAST`): a thread that uses one heap at a
+//! time finds its cache with one compare.
 
 use core::cell::Cell;
 use core::ffi::c_void;
@@ -37,10 +39,16 @@ type Hooks = Vec<(Weak<dyn ExitHook>, *const ThreadCache)>;
 
 // `INDEX`: this thread's index, or NO_INDEX, read on every heap request. `HOOKS`: its exit hooks
 // (null until the first). Both `const` with no destructor: the teardown (`EXIT`) owns them.
+// `LAST`: the id of the heap (`Slots::id`) this thread last found its cache in, and the cache;
+// ids are never reused, so a dropped heap's entry never matches again.
 thread_local! {
     static INDEX: Cell<usize> = const { Cell::new(NO_INDEX) };
     static HOOKS: Cell<*mut Hooks> = const { Cell::new(ptr::null_mut()) };
+    static LAST: Cell<(usize, *const ThreadCache)> = const { Cell::new((0, ptr::null())) };
 }
+
+/// Hands out `Slots` ids (0 is `LAST`'s "none").
+static NEXT_SLOTS_ID: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(1);
 
 /// Runs `thread_exit` when a thread that has an index ends.
 static EXIT: ExitKey = ExitKey::new(thread_exit);
@@ -53,6 +61,8 @@ static NEXT_INDEX: Mutex<usize> = Mutex::new(0);
 /// A thread's teardown (the pthread key's destructor): its caches drain into their heaps, then
 /// its index is given back.
 unsafe extern "C" fn thread_exit(_: *mut c_void) {
+    // From here on the thread finds no cache: its index is about to go to another thread.
+    LAST.with(|last| last.set((0, ptr::null())));
     let hooks = HOOKS.with(|h| h.replace(ptr::null_mut()));
     if !hooks.is_null() {
         // SAFETY: `on_thread_exit` made the box and only this thread's teardown takes it.
@@ -119,6 +129,8 @@ const BUCKETS: usize = usize::BITS as usize;
 
 /// One heap's caches, one per thread index.
 pub(crate) struct Slots {
+    /// Unique for the life of the process (`LAST`).
+    id: usize,
     buckets: [AtomicPtr<AtomicPtr<ThreadCache>>; BUCKETS],
 }
 
@@ -138,6 +150,7 @@ fn locate(index: usize) -> (usize, usize) {
 impl Slots {
     pub(crate) fn new() -> Slots {
         Slots {
+            id: NEXT_SLOTS_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
             buckets: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
         }
     }
@@ -145,6 +158,19 @@ impl Slots {
     /// This thread's cache, if it has one already.
     #[inline(always)]
     pub(crate) fn get(&self) -> Option<&ThreadCache> {
+        let (id, cache) = LAST.with(Cell::get);
+        if id == self.id {
+            // SAFETY: `LAST` names a cache of this heap (ids are unique), found by `find` on
+            // this thread while it held its index, and a published cache lives as long as
+            // `self`; the teardown forgets it before the index goes.
+            return Some(unsafe { &*cache });
+        }
+        self.find()
+    }
+
+    /// `get` past `LAST`: the bucket lookup, remembered in `LAST`.
+    #[inline(never)]
+    fn find(&self) -> Option<&ThreadCache> {
         let index = INDEX.with(Cell::get);
         if index == NO_INDEX {
             return None;
@@ -157,6 +183,9 @@ impl Slots {
         // SAFETY: a bucket of `1 << bucket` slots, published whole (release) and never freed
         // before `self`; `at` is below its length.
         let cache = unsafe { (*slots.add(at)).load(Ordering::Acquire) };
+        if !cache.is_null() {
+            LAST.with(|last| last.set((self.id, cache)));
+        }
         // SAFETY: a published cache lives as long as `self`.
         unsafe { cache.as_ref() }
     }
