@@ -44,8 +44,8 @@ size_t poolmalloc_stats_json(char *buf, size_t size);
 /* The fragmentation snapshot as JSON, the same way: which pools pin memory (by occupancy band,
  * per class and per arena), the most wasteful pools, and what freeing would give back. */
 size_t poolmalloc_fragmentation_json(char *buf, size_t size);
-/* Gives this thread's cached blocks back and unmaps empty arenas beyond the reserve; returns the
- * number of arenas unmapped. */
+/* Gives this thread's pools back (their remote frees taken in) and unmaps empty arenas beyond
+ * the reserve; returns the number of arenas unmapped. */
 size_t poolmalloc_collect(void);
 
 #ifdef __cplusplus

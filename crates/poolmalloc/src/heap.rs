@@ -3,7 +3,7 @@
 //! global allocator; only the home differs.
 //!
 //! When a thread first reaches a heap's slow path it registers an exit hook (`slots`); at thread
-//! exit the hook gives that thread's cached blocks back to the heap's core (if the heap still
+//! exit the hook gives that thread's pools back to the heap's core (if the heap still
 //! lives) and leaves the cache unused, ready for the next thread that gets the same index.
 //! `Heap::collect` flushes the calling thread's cache and unmaps empty arenas; dropping the heap
 //! unmaps all its arenas.

@@ -27,7 +27,7 @@ const NO_INDEX: usize = usize::MAX;
 
 /// What a thread's exit hook needs of a heap, whatever its page source.
 pub(crate) trait ExitHook: Send + Sync {
-    /// Returns this thread's cached blocks to the heap's core and leaves the cache unused.
+    /// Gives the pools this thread owns back to the heap's core and leaves the cache unused.
     ///
     /// # Safety
     /// Called on the thread that owns `cache`, which belongs to this heap.
