@@ -1,16 +1,27 @@
-//! The models can fail: with the `planted-fault` bug switched on (a flush that republishes a full
-//! pool on `usedpools` and drops the class lock before the block is back on the pool's free list),
-//! a thread allocating in that gap finds a "used" pool with nothing free and carves past its end.
-//! loom finds the interleaving; the invariant walk (or, in debug builds, an assertion) reports it.
+//! The models can fail: with the `planted-fault` bug switched on, handing an owned pool to the
+//! core reads its remote chain and then *stores* `CORE_HELD` over it instead of swapping (O3). A
+//! remote free that lands between the load and the store is lost: its block is never freed, so
+//! once every block is freed and every cache retired the pool still counts a block out and its
+//! arena is not released. loom finds the interleaving; `assert_quiescent` reports it.
+//!
+//! The model is `thread_exit`'s: the owner exits (`retire`) while another thread frees one of its
+//! blocks into its pool.
 //!
 //! Without the test harness: `main` runs the model under `catch_unwind`, passes when the model
-//! reports the bug, fails when every interleaving passes.
+//! reports the bug, fails when every interleaving passes. (With the harness, its final
+//! `take_hook` blocks on the panic-hook lock that loom's aborted execution leaves taken, so
+//! `#[should_panic]` would hang.)
 
 #[cfg(not(poolmalloc_loom))]
 fn main() {}
 
 #[cfg(poolmalloc_loom)]
 fn main() {
+    // The report without a backtrace: with `RUST_BACKTRACE` set, the default hook captures one on
+    // the model thread's small coroutine stack, which overflows it.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("planted_fault: the model panicked: {info}")
+    }));
     let caught = std::panic::catch_unwind(model::planted_fault_is_caught).is_err();
     if caught {
         println!("planted_fault: the planted bug was reported: 1 passed, 0 failed");
@@ -27,6 +38,7 @@ mod model {
     use loom::sync::Arc;
     use loom::thread;
     use loom_tests::*;
+    use poolmalloc::internal::ThreadCache;
     use poolmalloc_core::__private::planted_fault;
     use poolmalloc_core::{Core, MemPages};
 
@@ -38,25 +50,27 @@ mod model {
         model("planted_fault", || {
             let core = Arc::new(Core::new(MemPages::new(2)));
             let c = class(CLASS);
-            let batch = core.take_batch(c, 3);
-            assert_eq!(batch.count, 3);
-            let full = batch.head;
-            // SAFETY: the chain holds three blocks; keep the other two out.
-            let rest = unsafe { (*full).next };
-            let freer = core.clone();
-            let first = full as usize;
-            let t = thread::spawn(move || {
-                // SAFETY: one block of `c`, out, given back once.
-                unsafe { freer.give_batch(c, first as *mut _, 1) };
+            let cache = ThreadCache::new();
+            cache.activate();
+            let given = take(&cache, &core, c);
+            let kept = take(&cache, &core, c);
+            stamp(given, 1);
+            let addr = given as usize;
+            let freer_core = core.clone();
+            let freer = thread::spawn(move || {
+                let cache = ThreadCache::new();
+                cache.activate();
+                let p = addr as *mut u8;
+                check_held(&freer_core, p, 1);
+                // SAFETY: a block of this core, out, handed to this thread and freed once.
+                unsafe { free(&freer_core, &cache, p) };
+                cache.retire(&freer_core);
             });
-            let p = core.alloc_block(c).unwrap().as_ptr();
-            t.join().unwrap();
-            core.check_invariants().unwrap_or_else(|v| panic!("{v}"));
-            // SAFETY: each block is out and freed once.
-            unsafe {
-                core.free_block(p).unwrap();
-                core.give_batch(c, rest, 2);
-            }
+            // SAFETY: a block this thread took and frees once.
+            unsafe { free(&core, &cache, kept) };
+            // The owner exits: its pool goes to the core, racing the free above.
+            cache.retire(&core);
+            freer.join().unwrap();
             assert_quiescent(&core);
         });
     }
