@@ -87,3 +87,70 @@ fn remote_push_races_the_owners_swap() {
         ],
     );
 }
+
+static TWO_SEEN: Seen = Seen::new();
+const BOTH_PUSHED: usize = 0;
+const BOTH_THROUGH_CORE: usize = 1;
+const BOTH_TAKEN_BACK: usize = 2;
+
+/// Two threads without a cache free one block each into the owner's full pool at once (two
+/// pushes onto one chain, each compare-and-swap retried past the other) while the owner refills:
+/// its swap takes the chain with none, one or both blocks on it, or finds the pool used up and
+/// hands it to the core, after which a free goes through the class lock. Never just one of
+/// them: a free that lands before the hand-back gives the pool a free block, and the owner's
+/// `take_pool` adopts it back in the same class-lock section, so the other free is pushed too.
+#[test]
+fn two_remote_pushes_race_the_owners_swap() {
+    model("cross_thread/two_freers", || {
+        let core = Arc::new(Core::new(MemPages::new(2)));
+        let c = class(CLASS);
+        let cache = ThreadCache::new();
+        cache.activate();
+        let given = [take(&cache, &core, c), take(&cache, &core, c)];
+        let freers: Vec<_> = given
+            .iter()
+            .map(|&p| {
+                stamp(p, 1);
+                let addr = p as usize;
+                let core = core.clone();
+                thread::spawn(move || {
+                    let p = addr as *mut u8;
+                    check_held(&core, p, 1);
+                    // SAFETY: a block of this core, out, handed to this thread and freed once.
+                    unsafe { free_uncached(&core, p) }
+                })
+            })
+            .collect();
+        let mine = take(&cache, &core, c);
+        stamp(mine, 2);
+        let hows: Vec<Freed> = freers.into_iter().map(|t| t.join().unwrap()).collect();
+        TWO_SEEN.mark(match hows[..] {
+            [Freed::Pushed, Freed::Pushed] => BOTH_PUSHED,
+            [Freed::Core, Freed::Core] => BOTH_THROUGH_CORE,
+            _ => panic!("one free pushed, one through the class lock: {hows:?}"),
+        });
+        // The refill took the chain with both blocks: one handed out, the other on the owner's
+        // allocation list, handed out next.
+        let next = take(&cache, &core, c);
+        if given.contains(&mine) && given.contains(&next) {
+            TWO_SEEN.mark(BOTH_TAKEN_BACK);
+        }
+        assert_ne!(next, mine, "a block handed out twice");
+        stamp(next, 3);
+        for (p, s) in [(mine, 2), (next, 3)] {
+            check_held(&core, p, s);
+            // SAFETY: a block this thread took and frees once.
+            unsafe { free(&core, &cache, p) };
+        }
+        cache.retire(&core);
+        assert_quiescent(&core);
+    });
+    TWO_SEEN.require(
+        "cross_thread/two_freers",
+        &[
+            "both frees pushed",
+            "both through the class lock",
+            "both pushed blocks taken back by one swap",
+        ],
+    );
+}

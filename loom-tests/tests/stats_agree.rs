@@ -1,8 +1,9 @@
 //! Model 6: stats agree while threads work. The main thread owns a full pool of class 31 and
 //! takes snapshots (`Core::stats`, under every lock, reading owned pools from their headers)
 //! while a worker frees one of its blocks (a remote push, or an adoption once the pool is the
-//! core's) and allocates and frees a class-63 block of a pool of its own, and while the main
-//! thread itself refills (swapping the remote chain out or handing the used-up pool to the core).
+//! core's), allocates and frees a class-63 block of a pool of its own, which it keeps empty and
+//! then reuses, without a lock, for a class-15 block (its header's class changes under the
+//! snapshot), and while the main thread itself refills (swapping the remote chain out or handing the used-up pool to the core).
 //! Every snapshot's accounting identity holds, its counts are within what the model has out, and
 //! at the end the counters agree with the walk.
 //!
@@ -14,37 +15,43 @@ use loom::sync::Arc;
 use loom::thread;
 use loom_tests::*;
 use poolmalloc::internal::ThreadCache;
-use poolmalloc_core::{ClassStats, Core, MemPages};
+use poolmalloc_core::{ClassStats, Core, MemPages, OwnedPool};
 
 /// Class 31: 256-byte blocks, three per 1 KiB pool.
 const SHARED: usize = 31;
 /// Class 63: 512-byte blocks, one per pool.
 const WORKER: usize = 63;
+/// Class 15: 128-byte blocks; the worker's kept class-63 pool serves it next.
+const REUSED: usize = 15;
 
 static SEEN: Seen = Seen::new();
 const SAW_REMOTE_OUT: usize = 0;
 const SAW_WORKER_POOL: usize = 1;
 const SAW_NO_WORKER_POOL: usize = 2;
+const SAW_REUSED_POOL: usize = 3;
 
 /// A snapshot taken while the worker runs: consistent, and within what the model has out.
 #[inline(never)]
 fn check_snapshot(core: &TestCore, shared_out: std::ops::RangeInclusive<usize>) -> ClassStats {
     let s = core.stats();
     assert!(s.identity_holds(), "inconsistent snapshot");
-    let (shared, worker) = (s.classes[SHARED], s.classes[WORKER]);
+    let (shared, worker, reused) = (s.classes[SHARED], s.classes[WORKER], s.classes[REUSED]);
     assert!(
         shared_out.contains(&shared.blocks_out),
         "class {SHARED}: {} blocks out, expected {shared_out:?}",
         shared.blocks_out
     );
     assert!(shared.pools() >= 1 && shared.pools() <= 2);
-    assert!(worker.blocks_out <= 1 && worker.pools() <= 1);
-    assert_eq!(s.pools_in_use(), shared.pools() + worker.pools());
+    // The worker's one pool, of either class.
+    let worker_pools = worker.pools() + reused.pools();
+    assert!(worker_pools <= 1, "the worker's pool counted twice");
+    assert!(worker.blocks_out + reused.blocks_out <= 1);
+    assert_eq!(s.pools_in_use(), shared.pools() + worker_pools);
     assert_eq!(s.arenas.mapped, 1, "three pools at most fit one arena");
-    SEEN.mark(if worker.pools() == 1 {
-        SAW_WORKER_POOL
-    } else {
-        SAW_NO_WORKER_POOL
+    SEEN.mark(match (worker.pools(), reused.pools()) {
+        (0, 0) => SAW_NO_WORKER_POOL,
+        (1, _) => SAW_WORKER_POOL,
+        _ => SAW_REUSED_POOL,
     });
     shared
 }
@@ -58,6 +65,7 @@ fn snapshots_taken_while_threads_work_add_up() {
             "the worker's freed block still out after a refill",
             "the worker's pool in a snapshot",
             "a snapshot without it",
+            "the worker's pool reused for another class",
         ],
     );
 }
@@ -101,7 +109,19 @@ fn body(walk: bool) {
         stamp(w, 7);
         check_held(&worker_core, w, 7);
         // SAFETY: a block this thread took and frees once.
-        unsafe { free(&worker_core, &cache, w) };
+        let how = unsafe { free(&worker_core, &cache, w) };
+        assert_eq!(how, Freed::Emptied);
+        // The emptied pool is kept, and serves the next class that needs a pool.
+        let v = take(&cache, &worker_core, class(REUSED));
+        assert_eq!(
+            OwnedPool::of(v),
+            OwnedPool::of(w),
+            "the kept pool was not reused"
+        );
+        stamp(v, 8);
+        check_held(&worker_core, v, 8);
+        // SAFETY: a block this thread took and frees once.
+        unsafe { free(&worker_core, &cache, v) };
         cache.retire(&worker_core);
     });
 
