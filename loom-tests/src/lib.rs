@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use poolmalloc::internal::ThreadCache;
-use poolmalloc_core::{Class, Core, MemPages, OwnedPool, RemoteFree};
+use poolmalloc_core::{Class, ClassStats, Core, MemPages, OwnedPool, RemoteFree};
 
 pub type TestCore = Core<MemPages>;
 
@@ -175,8 +175,19 @@ pub fn check_held(core: &TestCore, block: *mut u8, expect: u64) {
     );
 }
 
+/// One class's counts in a snapshot of `core` (`Core::stats`: the core's books and the owned
+/// pools' headers).
+///
+/// Not inlined, here and in `assert_quiescent`: a model thread runs on a loom coroutine's 32 KiB
+/// stack, and a whole `CoreStats` (a few KiB) in the model's own frame overflows it.
+#[inline(never)]
+pub fn class_snapshot(core: &TestCore, class: Class) -> ClassStats {
+    core.stats().classes[class.index()]
+}
+
 /// After every thread is joined: the invariants hold, the counters agree with the walk and the
 /// accounting identity, and nothing is out.
+#[inline(never)]
 pub fn assert_quiescent(core: &TestCore) {
     core.check_invariants().unwrap_or_else(|v| panic!("{v}"));
     let s = core.stats();

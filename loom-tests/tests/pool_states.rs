@@ -45,7 +45,7 @@ fn a_full_pool_is_found_again_by_a_free() {
             arena_of(full[0]),
             "both pools in one arena"
         );
-        let s = core.stats().classes[CLASS];
+        let s = class_snapshot(&core, c);
         assert_eq!(
             (s.pools_full, s.pools_owned, s.blocks_out),
             (1, 1, 3),
@@ -88,7 +88,7 @@ fn a_full_pool_is_found_again_by_a_free() {
         // this cache's remote chain (still out until this cache takes the chain in): only
         // `extra` is out besides, and no pool is full.
         let on_chain = usize::from(how == Freed::Pushed);
-        let s = core.stats().classes[CLASS];
+        let s = class_snapshot(&core, c);
         assert_eq!(
             s.blocks_out,
             1 + on_chain,
