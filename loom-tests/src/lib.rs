@@ -1,9 +1,10 @@
 //! Helpers shared by the loom models in `tests/`: running a model and counting the interleavings
-//! it explored, and driving blocks through a `ThreadCache` bound to a model's own core.
+//! it explored, and driving blocks through a `ThreadCache` bound to a model's own core the way
+//! the front end does (`take`: pop, else refill; `free`: local, else remote push or adoption).
 //!
 //! Every model builds a fresh core over the in-memory page source inside `loom::model` (loom's
 //! mutexes cannot live in a static), with the loom geometry of `poolmalloc_core::config`: 1 KiB
-//! pools, four per arena, two blocks per batch.
+//! pools, four per arena, a refill carving `CARVE_BYTES` (128) worth of blocks, at least one.
 #![cfg(poolmalloc_loom)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,36 +12,59 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use poolmalloc::internal::ThreadCache;
-use poolmalloc_core::{Class, Core, FreeBlock, MemPages};
+use poolmalloc_core::{Class, ClassStats, Core, MemPages, OwnedPool, RemoteFree};
 
 pub type TestCore = Core<MemPages>;
 
 /// Runs `body` under loom (preemption bound from `LOOM_MAX_PREEMPTIONS`, default 3) and prints
-/// how many interleavings it explored and how long that took.
+/// how many interleavings it explored and how long that took — also when an interleaving fails,
+/// as the panic unwinds out of here.
 pub fn model(name: &str, body: impl Fn() + Sync + Send + 'static) -> usize {
-    let runs = Arc::new(AtomicUsize::new(0));
-    let counter = runs.clone();
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(3);
     }
-    // A thread cache's activation and retirement store every list's `room` (a loom atomic each):
-    // a few hundred branch points in one execution, past loom's default of 1000 in the longer
-    // models. They are owner-only stores, so they add branch points, not interleavings.
+    // Branch points of one execution: every atomic access and lock of the core and the caches a
+    // model drives, and each snapshot or invariant walk takes all 65 of the core's locks. Past
+    // loom's default of 1000 in the longer models; the bound only stops a runaway execution.
     builder.max_branches = 20_000;
-    let bound = builder.preemption_bound;
-    let start = Instant::now();
+    let report = Report {
+        name,
+        bound: builder.preemption_bound,
+        runs: Arc::new(AtomicUsize::new(0)),
+        start: Instant::now(),
+    };
+    let counter = report.runs.clone();
     builder.check(move || {
         counter.fetch_add(1, Ordering::Relaxed);
         body();
     });
-    let explored = runs.load(Ordering::Relaxed);
-    println!(
-        "loom model {name}: {explored} interleavings, preemption bound {}, {:.1?}",
-        bound.map_or("none".to_string(), |b| b.to_string()),
-        start.elapsed()
-    );
-    explored
+    report.runs.load(Ordering::Relaxed)
+}
+
+/// Prints a model's count of interleavings when it is done, passed or failed.
+struct Report<'a> {
+    name: &'a str,
+    bound: Option<usize>,
+    runs: Arc<AtomicUsize>,
+    start: Instant,
+}
+
+impl Drop for Report<'_> {
+    fn drop(&mut self) {
+        let explored = self.runs.load(Ordering::Relaxed);
+        let outcome = if std::thread::panicking() {
+            format!("FAILED in interleaving {explored}")
+        } else {
+            format!("{explored} interleavings")
+        };
+        println!(
+            "loom model {}: {outcome}, preemption bound {}, {:.1?}",
+            self.name,
+            self.bound.map_or("none".to_string(), |b| b.to_string()),
+            self.start.elapsed()
+        );
+    }
 }
 
 pub fn class(index: usize) -> Class {
@@ -59,7 +83,7 @@ pub fn read_stamp(block: *mut u8) -> u64 {
     unsafe { block.cast::<u64>().read() }
 }
 
-/// A block from `cache`, refilling from `core` when its list is empty.
+/// A block from `cache`: its allocation list, else a refill from `core` (the front end's alloc).
 pub fn take(cache: &ThreadCache, core: &TestCore, class: Class) -> *mut u8 {
     let p = cache.pop(class);
     if !p.is_null() {
@@ -70,34 +94,100 @@ pub fn take(cache: &ThreadCache, core: &TestCore, class: Class) -> *mut u8 {
     p
 }
 
-/// Gives a block to `cache`, flushing a batch to `core` when the list is full.
+/// How `free` freed a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freed {
+    /// Onto its pool's own free list: the pool is this cache's.
+    Local,
+    /// As `Local`, and that emptied the pool.
+    Emptied,
+    /// Pushed onto the remote chain of a pool another cache owns.
+    Pushed,
+    /// Under the class lock into a core-held pool (a thread without a cache).
+    Core,
+    /// The pool was core-held: this cache adopted it, then freed the block locally.
+    Adopted,
+}
+
+/// Frees `block` as the front end does: onto its pool's own free list when `cache` owns the pool
+/// (keeping or giving up the pool if that emptied it), else through the core: pushed onto the
+/// owner's remote chain, or, into a core-held pool, adopted by `cache` and then freed locally.
 ///
 /// # Safety
-/// `block` is a block of `class` taken from `core` (through any cache) and given up here.
-pub unsafe fn give(cache: &ThreadCache, core: &TestCore, class: Class, block: *mut u8) {
-    let tag = class.index() as u8 + 1;
-    // SAFETY: the block is of `class` and the caller gives it up.
-    if !unsafe { cache.push(tag, block) } {
-        cache.flush(core, class);
-        // SAFETY: the block is of `class` and given up (precondition); the flush made room.
-        assert!(unsafe { cache.push(tag, block) });
+/// `block` is a block of `core` that is out and is given up here.
+pub unsafe fn free(core: &TestCore, cache: &ThreadCache, block: *mut u8) -> Freed {
+    // SAFETY: the block lies in one of `core`'s pools and is given up (precondition).
+    match unsafe { cache.free_local(block) } {
+        Some(false) => Freed::Local,
+        Some(true) => {
+            // SAFETY: the free emptied a pool this cache owns: none of its blocks is out.
+            unsafe { cache.pool_emptied(core, OwnedPool::of(block)) };
+            Freed::Emptied
+        }
+        // SAFETY: the pool is not this cache's; the block is out and given up (precondition).
+        None => match unsafe { core.free_remote(block, cache.id()) } {
+            RemoteFree::Adopted(pool) => {
+                // SAFETY: the core just made the pool this cache's and it is on no list; the
+                // block is still out and given up, and its pool is ours now.
+                let local = unsafe {
+                    cache.adopted(pool);
+                    free(core, cache, block)
+                };
+                assert!(
+                    matches!(local, Freed::Local | Freed::Emptied),
+                    "an adopted pool's block was not freed locally: {local:?}"
+                );
+                Freed::Adopted
+            }
+            RemoteFree::Pushed => Freed::Pushed,
+            RemoteFree::Freed => Freed::Core,
+        },
     }
 }
 
-/// Links blocks into a chain for `Core::give_batch`.
-pub fn chain(blocks: &[*mut u8]) -> *mut FreeBlock {
-    let mut head: *mut FreeBlock = std::ptr::null_mut();
-    for &b in blocks.iter().rev() {
-        let block = b.cast::<FreeBlock>();
-        // SAFETY: the caller holds the blocks; their first word becomes the link.
-        unsafe { (*block).next = head };
-        head = block;
+/// Frees `block` from a thread without a cache: pushed onto the owner's remote chain, or freed
+/// under the class lock into a core-held pool (never adopted).
+///
+/// # Safety
+/// As for `free`.
+pub unsafe fn free_uncached(core: &TestCore, block: *mut u8) -> Freed {
+    // SAFETY: no cache has id 0, so the pool is not the caller's; the block is out and given up
+    // (precondition).
+    match unsafe { core.free_remote(block, 0) } {
+        RemoteFree::Pushed => Freed::Pushed,
+        RemoteFree::Freed => Freed::Core,
+        RemoteFree::Adopted(_) => panic!("a thread without a cache adopted a pool"),
     }
-    head
+}
+
+/// Checks a block this thread holds before it gives it up: its arena is still this core's
+/// (never unmapped while a block of it is out) and it holds the stamp this thread wrote (no
+/// other thread was handed it meanwhile).
+pub fn check_held(core: &TestCore, block: *mut u8, expect: u64) {
+    assert!(
+        core.owns(block),
+        "the arena of block {block:p}, still out, was unmapped"
+    );
+    assert_eq!(
+        read_stamp(block),
+        expect,
+        "block {block:p} was handed out twice"
+    );
+}
+
+/// One class's counts in a snapshot of `core` (`Core::stats`: the core's books and the owned
+/// pools' headers).
+///
+/// Not inlined, here and in `assert_quiescent`: a model thread runs on a loom coroutine's 32 KiB
+/// stack, and a whole `CoreStats` (a few KiB) in the model's own frame overflows it.
+#[inline(never)]
+pub fn class_snapshot(core: &TestCore, class: Class) -> ClassStats {
+    core.stats().classes[class.index()]
 }
 
 /// After every thread is joined: the invariants hold, the counters agree with the walk and the
 /// accounting identity, and nothing is out.
+#[inline(never)]
 pub fn assert_quiescent(core: &TestCore) {
     core.check_invariants().unwrap_or_else(|v| panic!("{v}"));
     let s = core.stats();
@@ -110,4 +200,43 @@ pub fn assert_quiescent(core: &TestCore) {
         "page source disagrees"
     );
     assert!(s.arenas.mapped <= poolmalloc_core::config::RESERVE_ARENAS);
+}
+
+/// Which outcomes some execution of a model reached, as bits: a model marks what each execution
+/// saw, and the test asserts afterwards that the exploration reached every outcome it is meant
+/// to race (a model that never reaches the race it is about proves nothing). Not a loom atomic:
+/// it outlives the executions.
+pub struct Seen(AtomicUsize);
+
+impl Default for Seen {
+    fn default() -> Self {
+        Seen::new()
+    }
+}
+
+impl Seen {
+    pub const fn new() -> Seen {
+        Seen(AtomicUsize::new(0))
+    }
+
+    /// Marks outcome `what` (a bit index below `usize::BITS`).
+    pub fn mark(&self, what: usize) {
+        self.0.fetch_or(1 << what, Ordering::Relaxed);
+    }
+
+    /// Asserts that every outcome in `names` (bit `i` named `names[i]`) was reached.
+    pub fn require(&self, model: &str, names: &[&str]) {
+        let seen = self.0.load(Ordering::Relaxed);
+        let missing: Vec<&str> = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| seen & (1 << i) == 0)
+            .map(|(_, n)| *n)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "model {model}: no interleaving reached {missing:?}"
+        );
+        println!("loom model {model}: reached {names:?}");
+    }
 }

@@ -1,55 +1,156 @@
-//! Model 3: cross-thread free. Blocks allocated through one thread's cache are freed and flushed
-//! through two others' while the first keeps allocating; the pool's state and its class list are
-//! right afterwards.
+//! Model 1: remote frees racing the owner's refills. The owner fills a pool; another thread frees
+//! both blocks (pushes onto the pool's remote chain while the owner owns it) while the owner
+//! allocates two more: each refill swaps the remote chain out (O2), or finds the pool used up and
+//! hands it to the core (O3), where the freer, finding it core-held, adopts it. No block is lost
+//! (everything freed and retired: quiescent) and none is handed out twice (stamps).
 #![cfg(poolmalloc_loom)]
 
-use loom::sync::{mpsc, Arc};
+use loom::sync::Arc;
 use loom::thread;
 use loom_tests::*;
 use poolmalloc::internal::ThreadCache;
-use poolmalloc_core::{Core, MemPages};
+use poolmalloc_core::{Core, MemPages, OwnedPool};
 
-/// Class 47: 384-byte blocks, two per 1 KiB pool.
+/// Class 47: 384-byte blocks, two per 1 KiB pool, carved one at a time.
 const CLASS: usize = 47;
 
+static SEEN: Seen = Seen::new();
+const PUSHED: usize = 0;
+const ADOPTED: usize = 1;
+const REUSED: usize = 2;
+const FRESH_POOL: usize = 3;
+
 #[test]
-fn block_freed_and_flushed_on_another_thread() {
+fn remote_push_races_the_owners_swap() {
     model("cross_thread", || {
         let core = Arc::new(Core::new(MemPages::new(2)));
         let c = class(CLASS);
-        let consumers: Vec<_> = (0..2)
-            .map(|_| {
-                let (tx, rx) = mpsc::channel::<usize>();
-                let consumer_core = core.clone();
-                let consumer = thread::spawn(move || {
-                    let cache = ThreadCache::new();
-                    cache.activate();
-                    let p = rx.recv().unwrap() as *mut u8;
-                    assert_eq!(read_stamp(p), 7);
-                    // SAFETY: the block came from this model's core for this class; given up once.
-                    unsafe { give(&cache, &consumer_core, c, p) };
-                    cache.flush(&consumer_core, c);
-                    cache.retire(&consumer_core);
-                });
-                (tx, consumer)
-            })
-            .collect();
+        assert_eq!((c.blocks_per_pool(), c.carve()), (2, 1));
         let cache = ThreadCache::new();
         cache.activate();
-        for (tx, _) in &consumers {
-            let p = take(&cache, &core, c);
-            stamp(p, 7);
-            tx.send(p as usize).unwrap();
+        let given = [take(&cache, &core, c), take(&cache, &core, c)];
+        let pool = OwnedPool::of(given[0]);
+        assert_eq!(OwnedPool::of(given[1]), pool, "both blocks fill one pool");
+        for &p in &given {
+            stamp(p, 1);
         }
-        let q = take(&cache, &core, c);
-        stamp(q, 8);
-        assert_eq!(read_stamp(q), 8);
-        // SAFETY: the block came from this model's core for this class; given up once.
-        unsafe { give(&cache, &core, c, q) };
+        let addrs = given.map(|p| p as usize);
+
+        let freer_core = core.clone();
+        let freer = thread::spawn(move || {
+            let cache = ThreadCache::new();
+            cache.activate();
+            for p in addrs {
+                let p = p as *mut u8;
+                check_held(&freer_core, p, 1);
+                // SAFETY: a block of this core, out, handed to this thread and freed once.
+                match unsafe { free(&freer_core, &cache, p) } {
+                    Freed::Pushed => SEEN.mark(PUSHED),
+                    Freed::Adopted => SEEN.mark(ADOPTED),
+                    // The second block, after this thread adopted the pool with the first.
+                    Freed::Local | Freed::Emptied => {}
+                    Freed::Core => panic!("a thread with a cache freed under the class lock"),
+                }
+            }
+            cache.retire(&freer_core);
+        });
+
+        // The owner keeps allocating: its pool is full, so each refill takes back the remote
+        // chain, or hands the used-up pool to the core and moves on.
+        let mine = [take(&cache, &core, c), take(&cache, &core, c)];
+        assert_ne!(mine[0], mine[1], "the owner was handed one block twice");
+        for (i, &p) in mine.iter().enumerate() {
+            stamp(p, 2 + i as u64);
+            if addrs.contains(&(p as usize)) {
+                SEEN.mark(REUSED);
+            }
+            if OwnedPool::of(p) != pool {
+                SEEN.mark(FRESH_POOL);
+            }
+        }
+        freer.join().unwrap();
+        for (i, &p) in mine.iter().enumerate() {
+            check_held(&core, p, 2 + i as u64);
+            // SAFETY: a block this thread took and frees once.
+            unsafe { free(&core, &cache, p) };
+        }
         cache.retire(&core);
-        for (_, consumer) in consumers {
-            consumer.join().unwrap();
-        }
         assert_quiescent(&core);
     });
+    SEEN.require(
+        "cross_thread",
+        &[
+            "remote push",
+            "adoption of the handed-back pool",
+            "a remote-freed block handed out again",
+            "a fresh pool",
+        ],
+    );
+}
+
+static TWO_SEEN: Seen = Seen::new();
+const BOTH_PUSHED: usize = 0;
+const BOTH_THROUGH_CORE: usize = 1;
+const BOTH_TAKEN_BACK: usize = 2;
+
+/// Two threads without a cache free one block each into the owner's full pool at once (two
+/// pushes onto one chain, each compare-and-swap retried past the other) while the owner refills:
+/// its swap takes the chain with none, one or both blocks on it, or finds the pool used up and
+/// hands it to the core, after which a free goes through the class lock. Never just one of
+/// them: a free that lands before the hand-back gives the pool a free block, and the owner's
+/// `take_pool` adopts it back in the same class-lock section, so the other free is pushed too.
+#[test]
+fn two_remote_pushes_race_the_owners_swap() {
+    model("cross_thread/two_freers", || {
+        let core = Arc::new(Core::new(MemPages::new(2)));
+        let c = class(CLASS);
+        let cache = ThreadCache::new();
+        cache.activate();
+        let given = [take(&cache, &core, c), take(&cache, &core, c)];
+        let freers: Vec<_> = given
+            .iter()
+            .map(|&p| {
+                stamp(p, 1);
+                let addr = p as usize;
+                let core = core.clone();
+                thread::spawn(move || {
+                    let p = addr as *mut u8;
+                    check_held(&core, p, 1);
+                    // SAFETY: a block of this core, out, handed to this thread and freed once.
+                    unsafe { free_uncached(&core, p) }
+                })
+            })
+            .collect();
+        let mine = take(&cache, &core, c);
+        stamp(mine, 2);
+        let hows: Vec<Freed> = freers.into_iter().map(|t| t.join().unwrap()).collect();
+        TWO_SEEN.mark(match hows[..] {
+            [Freed::Pushed, Freed::Pushed] => BOTH_PUSHED,
+            [Freed::Core, Freed::Core] => BOTH_THROUGH_CORE,
+            _ => panic!("one free pushed, one through the class lock: {hows:?}"),
+        });
+        // The refill took the chain with both blocks: one handed out, the other on the owner's
+        // allocation list, handed out next.
+        let next = take(&cache, &core, c);
+        if given.contains(&mine) && given.contains(&next) {
+            TWO_SEEN.mark(BOTH_TAKEN_BACK);
+        }
+        assert_ne!(next, mine, "a block handed out twice");
+        stamp(next, 3);
+        for (p, s) in [(mine, 2), (next, 3)] {
+            check_held(&core, p, s);
+            // SAFETY: a block this thread took and frees once.
+            unsafe { free(&core, &cache, p) };
+        }
+        cache.retire(&core);
+        assert_quiescent(&core);
+    });
+    TWO_SEEN.require(
+        "cross_thread/two_freers",
+        &[
+            "both frees pushed",
+            "both through the class lock",
+            "both pushed blocks taken back by one swap",
+        ],
+    );
 }
