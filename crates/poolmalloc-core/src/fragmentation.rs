@@ -400,7 +400,9 @@ impl<S: PageSource> Core<S> {
                 let Some(class) = p.class() else {
                     continue;
                 };
-                let out = p.out();
+                // An owned pool's class and count are stored by its owner without our locks:
+                // an instant's view may pair a count with the class before, kept in range.
+                let out = p.out().min(class.blocks_per_pool());
                 walk_pool(&mut f, &mut arena, pool as usize, class, out);
             }
             if arena.pools_in_use() == 1 {

@@ -135,7 +135,9 @@ impl<S: PageSource> Core<S> {
                 }
                 if let Some(class) = p.class() {
                     let c = &mut classes[class.index()];
-                    let out = p.out();
+                    // Its owner stores the class and the count without our locks: an instant's
+                    // view may pair a count with the class before, so it is kept in range.
+                    let out = p.out().min(class.blocks_per_pool());
                     c.pools_used += 1;
                     c.pools_owned += 1;
                     c.blocks_out += out;
