@@ -156,15 +156,25 @@ const fn round_up(n: usize, align: usize) -> usize {
 /// Bytes of a cache line (x86-64, AArch64).
 pub const CACHE_LINE: usize = 64;
 
-/// Bytes reserved at the start of every pool for its header (`layout::PoolHeader`): three cache
-/// lines, so that what different threads write is on different lines — the line every free
-/// reads (owner, class tag), the line the pool's holder writes (free list, counts, links), the
-/// line other threads push their frees onto (the remote chain). A thread freeing into another's
-/// pool then never takes a line away from the owner's allocations (measured: prodcons/1, one
-/// producer and one consumer, went from 74 to ... ns/op; the price is 1.2 % of a pool instead of
-/// 0.4 %). A multiple of `MAX_SMALL_ALIGN`, so the first block is aligned.
+/// Bytes reserved at the start of every pool for its header (`layout::PoolHeader`): one cache
+/// line, 0.4 % of a pool. Other threads read its owner and push onto its remote chain on the line
+/// its owner writes on every allocation and free (mimalloc's page header shares a line the same
+/// way). Splitting the header over more lines was measured (`poolmalloc compare --workloads
+/// prodcons,xmalloc,memory --reps 9`, ratios to mimalloc in the same run, each of prodcons/1,
+/// prodcons/64, xmalloc/2t, then the peak of `memory` over the 247.9 MiB requested):
+///
+/// | header | prodcons/1 | prodcons/64 | xmalloc | memory peak |
+/// |--------|------------|-------------|---------|-------------|
+/// | 64 B, one line | 1.04× | 0.90× | 1.07× | 1.028× |
+/// | 80 B, holder's words on the first block's line | 0.92× | 0.84× | 1.07× | 1.031× |
+/// | 128 B, two lines | 0.86–0.93× | 0.78–1.03× | 0.90–0.99× | 1.033× |
+/// | 192 B, three lines | 1.16× (5 reps) | 1.05× | 1.07× | 1.036× |
+///
+/// The cross-thread rows move by ±20 % from run to run; the peak does not, and only one line
+/// keeps it within 1.03 × requested. A multiple of `MAX_SMALL_ALIGN`, so the first block is
+/// aligned.
 #[cfg(not(poolmalloc_loom))]
-pub const POOL_OVERHEAD: usize = 3 * CACHE_LINE;
+pub const POOL_OVERHEAD: usize = CACHE_LINE;
 /// Loom geometry: the header's fields without the padding (loom's atomics are larger, and the
 /// models have no caches).
 #[cfg(poolmalloc_loom)]

@@ -2,8 +2,6 @@
 //! every pool, and the arena header in every registry slot. `pool`, `arena` and `registry` each
 //! work on these; none of them needs another to name them.
 
-#[cfg(not(poolmalloc_loom))]
-use crate::config::CACHE_LINE;
 use crate::config::{POOL_ADDR_MASK, POOL_OVERHEAD, POOL_SIZE};
 use crate::size_class::Class;
 use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
@@ -15,8 +13,7 @@ pub struct FreeBlock {
     pub next: *mut FreeBlock,
 }
 
-/// Header at the start of every carved pool, in three cache lines (`config::POOL_OVERHEAD`): what
-/// every free reads, what the pool's holder writes, what other threads push onto.
+/// Header at the start of every carved pool: one cache line (`config::POOL_OVERHEAD`).
 ///
 /// Who may touch what depends on who holds the pool (the essay's "Pools" and "Threads own
 /// their pools"): the owning thread alone, without a lock, while `owner` names its cache; the
@@ -24,17 +21,13 @@ pub struct FreeBlock {
 /// Other threads only read `owner` and the class tag, and push onto `remote` (O1–O4).
 #[repr(C)]
 pub(crate) struct PoolHeader {
-    // ---- read by every free ----
     /// The owning thread cache's id (its address) while a thread owns the pool; 0 while the
     /// core holds it or it is empty in its arena.
     pub owner: AtomicUsize,
-    /// `class index + 1` while the pool serves a class; 0 while it is empty in its arena or was
-    /// never carved, which is what zero-filled arena memory says. Atomic because frees read it
-    /// before taking any lock. One byte, so a table indexed by it needs no bounds check,
-    /// whatever a misused pointer's "header" holds.
-    pub class_tag: AtomicU8,
-    _shared_line: [u8; PAD_SHARED],
-    // ---- written by the pool's holder ----
+    /// Blocks freed by threads other than the owner, as a chain (`FreeBlock` links) the owner
+    /// takes whole with one swap; or `CORE_HELD` while the core holds the pool, when frees go
+    /// through the class lock instead.
+    pub remote: AtomicUsize,
     /// Head of the free-block list (blocks given back by the holder); carving comes after it.
     pub freeblock: *mut FreeBlock,
     /// Links in `usedpools[class]` (core-held pools) or the owner's used list (owned pools).
@@ -48,30 +41,13 @@ pub(crate) struct PoolHeader {
     /// Offset of the next never-used block; carving is possible while it is `<= maxnextoffset`.
     pub nextoffset: AtomicU32,
     pub maxnextoffset: u32,
-    _held_line: [u8; PAD_HELD],
-    // ---- pushed onto by other threads ----
-    /// Blocks freed by threads other than the owner, as a chain (`FreeBlock` links) the owner
-    /// takes whole with one swap; or `CORE_HELD` while the core holds the pool, when frees go
-    /// through the class lock instead.
-    pub remote: AtomicUsize,
+    /// `class index + 1` while the pool serves a class; 0 while it is empty in its arena or was
+    /// never carved, which is what zero-filled arena memory says. Atomic because frees read it
+    /// before taking any lock. One byte, so a table indexed by it needs no bounds check,
+    /// whatever a misused pointer's "header" holds.
+    pub class_tag: AtomicU8,
 }
 
-/// Padding that ends the header's first two lines on a cache line (none under loom, whose
-/// atomics are larger and whose models have no caches).
-#[cfg(not(poolmalloc_loom))]
-const PAD_SHARED: usize = CACHE_LINE - core::mem::size_of::<usize>() - 1;
-#[cfg(not(poolmalloc_loom))]
-const PAD_HELD: usize = CACHE_LINE - 4 * core::mem::size_of::<usize>() - 3 * 4;
-#[cfg(poolmalloc_loom)]
-const PAD_SHARED: usize = 0;
-#[cfg(poolmalloc_loom)]
-const PAD_HELD: usize = 0;
-
-#[cfg(not(poolmalloc_loom))]
-const _: () = {
-    assert!(core::mem::offset_of!(PoolHeader, freeblock) == CACHE_LINE);
-    assert!(core::mem::offset_of!(PoolHeader, remote) == 2 * CACHE_LINE);
-};
 const _: () = assert!(core::mem::size_of::<PoolHeader>() <= POOL_OVERHEAD);
 
 /// `PoolHeader::remote` while the core holds the pool. Blocks are GRAIN-aligned, so a chain

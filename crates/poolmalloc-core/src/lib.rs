@@ -31,7 +31,7 @@
 //!
 //! ## Pools
 //! A pool is `POOL_SIZE` bytes, `POOL_SIZE`-aligned, inside an arena; the pool of any block is
-//! `addr & !(POOL_SIZE - 1)`. Its header (`layout::PoolHeader`, three cache lines) takes the first
+//! `addr & !(POOL_SIZE - 1)`. Its header (`layout::PoolHeader`, one cache line) takes the first
 //! `POOL_OVERHEAD` bytes; blocks follow and are carved lazily. A pool serving a class is held by
 //! one party at a time — a thread (its cache *owns* it) or the core — and is in one of pymalloc's
 //! states:
