@@ -282,12 +282,12 @@ impl OwnedPool {
             let p = &mut *pool;
             let local = p.freeblock;
             p.freeblock = ptr::null_mut();
-            let class = p.class().expect("an owned pool serves a class");
-            let size = class.block_size();
             let offset = p.next_offset();
-            let room = (p.maxnextoffset as usize + size).saturating_sub(offset) / size;
-            let count = room.min(class.carve());
-            if count > 0 {
+            if offset <= p.maxnextoffset as usize {
+                let class = p.class().expect("an owned pool serves a class");
+                let size = class.block_size();
+                let room = (p.maxnextoffset as usize + size - offset) / size;
+                let count = room.min(class.carve());
                 let first = (pool as *mut u8).add(offset);
                 for i in 0..count {
                     let block = first.add(i * size).cast::<FreeBlock>();

@@ -227,6 +227,28 @@ impl ThreadCache {
         }
     }
 
+    /// The allocation list of `class` is empty: detaches the next blocks from the current pool
+    /// (no lock) and pops one; null when there is no current pool or it is used up.
+    #[inline]
+    pub fn refill_local(&self, class: Class) -> *mut u8 {
+        let cc = &self.classes[class.index()];
+        debug_assert!(cc.head.get().is_null());
+        let current = cc.current.get();
+        if current.is_none() {
+            return ptr::null_mut();
+        }
+        // SAFETY: the current pool is this cache's.
+        let head = unsafe { current.detach() };
+        if !head.is_null() {
+            // SAFETY: the chain holds free blocks of the current pool, this cache's.
+            unsafe {
+                cc.head.set((*head).next);
+                note_alloc(head.cast());
+            }
+        }
+        head.cast()
+    }
+
     /// The allocation list of `class` is empty: detaches the next blocks from the current pool,
     /// or moves on to another pool — one of its used pools, the kept empty pool, or one from the
     /// core — and pops one block; null when the core is out of memory.
@@ -234,21 +256,12 @@ impl ThreadCache {
     #[inline(never)]
     pub fn refill<S: PageSource>(&self, core: &Core<S>, class: Class) -> *mut u8 {
         let cc = &self.classes[class.index()];
-        debug_assert!(cc.head.get().is_null());
         loop {
-            let current = cc.current.get();
-            if !current.is_none() {
-                // SAFETY: the current pool is this cache's.
-                let head = unsafe { current.detach() };
-                if !head.is_null() {
-                    // SAFETY: the chain holds free blocks of the current pool, this cache's.
-                    unsafe {
-                        cc.head.set((*head).next);
-                        note_alloc(head.cast());
-                    }
-                    return head.cast();
-                }
+            let block = self.refill_local(class);
+            if !block.is_null() {
+                return block;
             }
+            let current = cc.current.get();
             // The current pool (if any) is used up: it goes to the core, which holds full pools.
             cc.current.set(OwnedPool::NONE);
             if self.kept.get() == current {

@@ -155,6 +155,11 @@ fn alloc_slow<H: Home>(home: &H, class: Class) -> *mut u8 {
             .alloc_block(class)
             .map_or(ptr::null_mut(), NonNull::as_ptr);
     }
+    // The current pool's next blocks, without a lock: no need to mark the thread busy.
+    let block = home.with_cache(|cache| cache.refill_local(class));
+    if !block.is_null() {
+        return block;
+    }
     home.with_cache(|cache| {
         if cache.state() == CacheState::Unused {
             home.activate(cache);
