@@ -86,8 +86,8 @@ pub(crate) trait Home {
 /// Who owns a pointer, told without reading memory outside our arenas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Owner {
-    /// A block of the home's pools; `tag` is its pool's class tag.
-    Pool { tag: u8 },
+    /// A block of the home's pools (its pool header is mapped).
+    Pool,
     /// A block of the bootstrap region (never reused).
     Bootstrap,
     /// Not in our pools: the large path's, or another allocator's.
@@ -99,10 +99,8 @@ pub(crate) enum Owner {
 #[inline]
 pub(crate) fn owner<H: Home>(home: &H, ptr: *const u8) -> Owner {
     if home.core().owns(ptr) {
-        // SAFETY: the registry says the address lies in one of the core's arenas (A1), so its
-        // pool header is mapped.
-        let tag = unsafe { class_tag(ptr) };
-        Owner::Pool { tag }
+        // The registry says the address lies in one of the core's arenas (A1).
+        Owner::Pool
     } else if H::REENTRANT && bootstrap::contains(ptr) {
         Owner::Bootstrap
     } else {
@@ -231,7 +229,7 @@ pub(crate) unsafe fn dealloc<H: Home, K: Hooks>(home: &H, user: *mut u8, layout:
 pub(crate) unsafe fn free<H: Home, K: Hooks>(home: &H, user: *mut u8, layout: Option<Layout>) {
     match owner(home, user) {
         // SAFETY: the registry said the block is in one of the home's arenas.
-        Owner::Pool { .. } => unsafe { free_in_pool::<H, K>(home, user, layout) },
+        Owner::Pool => unsafe { free_in_pool::<H, K>(home, user, layout) },
         // Bootstrap blocks are never reused.
         Owner::Bootstrap => {}
         // SAFETY: forwarded contract; the hooks check what they can before freeing.
@@ -381,11 +379,10 @@ pub(crate) unsafe fn realloc<H: Home, K: Hooks>(
     layout: Layout,
     new_size: usize,
 ) -> *mut u8 {
+    // A small layout's block lies in one of the home's pools (the layout says where it is, as
+    // for `dealloc`).
     let place = if K::is_small(layout.size(), layout.align()) {
-        // SAFETY: a small layout's block lies in one of the home's pools, so its header is
-        // mapped (the layout says where it is, as for `dealloc`).
-        let tag = unsafe { class_tag(user) };
-        Owner::Pool { tag }
+        Owner::Pool
     } else {
         Owner::Elsewhere
     };
@@ -435,7 +432,10 @@ unsafe fn resize<H: Home, K: Hooks>(
     let align = layout.map_or_else(|| natural_align(new_size), |l| l.align());
     if K::RESIZES_IN_PLACE {
         match (place, K::class_for(new_size, align)) {
-            (Owner::Pool { tag }, Some(new)) if tag as usize == new.index() + 1 => return user,
+            // SAFETY: a block of the home's pools: its pool header is mapped (precondition).
+            (Owner::Pool, Some(new)) if unsafe { class_tag(user) } as usize == new.index() + 1 => {
+                return user
+            }
             (Owner::Elsewhere, None) => {
                 // SAFETY: both sizes are on the large path, so `user` is a C-library block
                 // (precondition) aligned to `align`, of `old_size` bytes.
@@ -488,7 +488,7 @@ unsafe fn size_of<H: Home, K: Hooks>(
     // SAFETY: each branch is the place the registry found (precondition).
     unsafe {
         match place {
-            Owner::Pool { tag } => K::pool_size(user, tag),
+            Owner::Pool => K::pool_size(user, class_tag(user)),
             Owner::Bootstrap => K::bootstrap_size(user),
             Owner::Elsewhere => K::large_size(home.core(), user),
         }

@@ -145,7 +145,7 @@ impl<S: PageSource + 'static> Heap<S> {
     ///
     /// # Safety
     /// `ptr` came from `alloc(layout)` of this heap and is not used afterwards.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded contract.
         unsafe { frontend::dealloc::<Shared<S>, Active>(&self.shared, ptr, layout) }
@@ -191,7 +191,7 @@ unsafe impl<S: PageSource + 'static> GlobalAlloc for Heap<S> {
         Heap::alloc(self, layout)
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: GlobalAlloc's contract: `ptr` came from `alloc(layout)` and is given up.
         unsafe { Heap::dealloc(self, ptr, layout) }
