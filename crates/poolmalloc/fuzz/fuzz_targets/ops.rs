@@ -309,8 +309,10 @@ fn run(ops: Vec<Op>) {
         }
         model.check_disjoint();
     }
-    // The heap's stats count exactly the model's heap blocks (its only user is this thread, and
-    // other threads have exited, giving their caches back).
+    // The heap's stats count exactly the model's heap blocks once this thread has taken in the
+    // frees other threads pushed onto its pools' remote chains (its only user is this thread,
+    // and the other threads have exited, giving their pools back).
+    HEAP.flush_thread_cache();
     let small = model
         .blocks
         .iter()
