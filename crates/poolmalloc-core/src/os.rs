@@ -217,9 +217,9 @@ unsafe impl PageSource for OsPages {
     }
 
     unsafe fn decommit(&self, addr: NonNull<u8>, len: usize) {
-        // SAFETY: the caller promises the page-aligned range is ours and unused; MADV_DONTNEED
-        // on a private anonymous mapping frees the pages, which read as zero afterwards. Its
-        // result carries nothing to act on (the pages then simply stay).
+        // MADV_DONTNEED on a private anonymous mapping frees the pages, which read as zero
+        // afterwards; its result carries nothing to act on (the pages then simply stay).
+        // SAFETY: the caller promises the page-aligned range is ours and unused.
         unsafe { libc::madvise(addr.as_ptr().cast(), len, libc::MADV_DONTNEED) };
     }
 }

@@ -126,9 +126,9 @@ impl<S: PageSource> Core<S> {
             // lock, so none is unmapped and no pool is carved meanwhile.
             let a = unsafe { &*ao };
             for pool in a.committed_pools() {
-                // SAFETY: a committed carved pool of a mapped arena has an initialised header;
-                // its counts and owner words are atomics, which its owner writes without our
+                // Its counts and owner words are atomics, which its owner writes without our
                 // locks.
+                // SAFETY: a committed carved pool of a mapped arena has an initialised header.
                 let p = unsafe { &*pool };
                 if p.remote.load(Ordering::Relaxed) == CORE_HELD {
                     continue;

@@ -206,9 +206,9 @@ pub(crate) unsafe fn dealloc<H: Home, K: Hooks>(home: &H, user: *mut u8, layout:
             // SAFETY: a large layout's block came from the large path (precondition).
             false => return unsafe { large_free::<H, K>(home, user, Some(layout)) },
             true if H::TRUSTS_SMALL_LAYOUT => {
-                // SAFETY: a small layout's block lies in one of the home's pools or in the
-                // bootstrap region, laid out like pools, and the program gives it up
-                // (precondition).
+                // A small layout's block lies in one of the home's pools or in the bootstrap
+                // region, laid out like pools.
+                // SAFETY: so its pool header is mapped; the program gives it up (precondition).
                 return unsafe { free_in_pool::<H, K>(home, user, Some(layout)) };
             }
             true => {}

@@ -160,9 +160,9 @@ impl Slots {
     pub(crate) fn get(&self) -> Option<&ThreadCache> {
         let (id, cache) = LAST.with(Cell::get);
         if id == self.id {
-            // SAFETY: `LAST` names a cache of this heap (ids are unique), found by `find` on
-            // this thread while it held its index, and a published cache lives as long as
-            // `self`; the teardown forgets it before the index goes.
+            // `LAST` names a cache of this heap (ids are unique), found by `find` on this thread
+            // while it held its index; the teardown forgets it before the index goes.
+            // SAFETY: so the cache is this thread's, and a published cache lives as long as `self`.
             return Some(unsafe { &*cache });
         }
         self.find()
