@@ -187,13 +187,7 @@ impl<S: PageSource> Core<S> {
                 self.give_to_arena(pool);
                 return;
             }
-            cls.pools += 1;
-            cls.blocks_out += out;
-            if (*pool).has_free() {
-                cls.push_front(pool);
-            } else {
-                cls.full += 1;
-            }
+            cls.take_in(pool, out);
         }
     }
 

@@ -1,5 +1,6 @@
-//! A class lock's state: the class's `usedpools` list and its counters, and the two list steps of
-//! its pool transitions. `central` performs the transitions; `planted_fault` breaks one.
+//! A class lock's state: the class's `usedpools` list and its counters, and the list steps of
+//! its pool transitions (a pool taken in from its owner, linked, unlinked). `central` and `fork`
+//! perform the transitions.
 
 use core::ptr;
 
@@ -28,6 +29,24 @@ impl ClassPools {
             pools: 0,
             full: 0,
             blocks_out: 0,
+        }
+    }
+
+    /// Puts a pool the core has just taken from its owner, with `out` blocks out, on the
+    /// class's books: on `usedpools` if it has a free block, else counted full (O3).
+    ///
+    /// # Safety
+    /// `pool` serves this class, is core-held with `out` (> 0) blocks out, and is on no list.
+    pub unsafe fn take_in(&mut self, pool: *mut PoolHeader, out: usize) {
+        self.pools += 1;
+        self.blocks_out += out;
+        // SAFETY: the pool is core-held, of this class, on no list (precondition).
+        unsafe {
+            if (*pool).has_free() {
+                self.push_front(pool);
+            } else {
+                self.full += 1;
+            }
         }
     }
 

@@ -103,13 +103,7 @@ impl<S: PageSource> Core<S> {
                             let cls = locks.classes[class.index()]
                                 .as_deref_mut()
                                 .expect("all class locks are held");
-                            cls.pools += 1;
-                            cls.blocks_out += out;
-                            if (*pool).has_free() {
-                                cls.push_front(pool);
-                            } else {
-                                cls.full += 1;
-                            }
+                            cls.take_in(pool, out);
                         }
                     }
                 }
