@@ -298,6 +298,17 @@ impl<S: PageSource> Core<S> {
         }
     }
 
+    /// The lock-free half of `free_remote`: one push onto the remote chain of the block's pool,
+    /// while a thread owns it. False (nothing done) when the core holds the pool.
+    ///
+    /// # Safety
+    /// As for `free_remote`.
+    #[inline]
+    pub unsafe fn push_remote(&self, block: *mut u8) -> bool {
+        // SAFETY: forwarded precondition.
+        unsafe { pool::push_remote(pool_of(block), block.cast()) }
+    }
+
     /// One block of `class`, for callers without a thread cache; `None` when out of memory.
     pub fn alloc_block(&self, class: Class) -> Option<NonNull<u8>> {
         let mut cls = self.classes[class.index()].lock();

@@ -325,6 +325,12 @@ unsafe fn free_slow<H: Home>(home: &H, block: *mut u8) {
         // The pool serves no class: a double free or a bad pointer. The core says which.
         return free_direct(home, block);
     }
+    // SAFETY: the block is out, of a pool serving a class that this thread does not own
+    // (`free_local` declined), and given up (precondition).
+    if unsafe { home.core().push_remote(block) } {
+        // One push onto the owner's chain: no lock, so no need to mark the thread busy.
+        return;
+    }
     home.with_cache(|cache| {
         let busy = home.busy();
         if cache.state() == CacheState::Unused && !busy {
