@@ -4,7 +4,7 @@
 //! Two parameters say what differs between faces:
 //! - a `Home`: where the face's core and its threads' caches live — the process-wide core and
 //!   a `const` thread-local for `PoolMalloc` and the C library (`global`), a core and a
-//!   `thread_local` slot per instance for `Heap` (`heap`);
+//!   slot per thread per instance for `Heap` (`heap`, `slots`);
 //! - a `Hooks` (`hooks`): what the build's checks do with a block on its way out and back.
 //!
 //! ## The protocol
