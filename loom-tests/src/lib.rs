@@ -71,6 +71,11 @@ pub fn class(index: usize) -> Class {
     Class::new(index).expect("a size class")
 }
 
+/// The base address of the arena holding `block`.
+pub fn arena_of(block: *mut u8) -> usize {
+    block as usize & poolmalloc_core::config::ARENA_ADDR_MASK
+}
+
 /// Writes `stamp` into a block this thread holds.
 pub fn stamp(block: *mut u8, stamp: u64) {
     // SAFETY: the caller holds the block, at least 8 bytes.

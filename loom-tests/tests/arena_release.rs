@@ -12,7 +12,7 @@ use loom::sync::Arc;
 use loom::thread;
 use loom_tests::*;
 use poolmalloc::internal::ThreadCache;
-use poolmalloc_core::config::{ARENA_SIZE, POOLS_PER_ARENA};
+use poolmalloc_core::config::POOLS_PER_ARENA;
 use poolmalloc_core::{Core, MemPages};
 
 /// Class 63: 512-byte blocks, one per loom pool.
@@ -23,10 +23,6 @@ const FIRST_RELEASED: usize = 0;
 const SECOND_RELEASED: usize = 1;
 const NEW_POOL_IN_FIRST: usize = 2;
 const NEW_POOL_IN_SECOND: usize = 3;
-
-fn arena_of(block: *mut u8) -> usize {
-    block as usize & !(ARENA_SIZE - 1)
-}
 
 #[test]
 fn the_last_free_of_an_arena_releases_it_only_then() {

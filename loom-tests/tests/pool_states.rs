@@ -10,7 +10,6 @@ use loom::sync::Arc;
 use loom::thread;
 use loom_tests::*;
 use poolmalloc::internal::ThreadCache;
-use poolmalloc_core::config::ARENA_SIZE;
 use poolmalloc_core::{Core, MemPages, OwnedPool};
 
 /// Class 47: 384-byte blocks, two per 1 KiB pool, carved one at a time.
@@ -21,10 +20,6 @@ const MAIN_ADOPTED: usize = 0;
 const OTHER_ADOPTED: usize = 1;
 const PUSHED_TO_ADOPTER: usize = 2;
 const ADOPTED_AFTER_HAND_BACK: usize = 3;
-
-fn arena_of(block: *mut u8) -> usize {
-    block as usize & !(ARENA_SIZE - 1)
-}
 
 #[test]
 fn a_full_pool_is_found_again_by_a_free() {
