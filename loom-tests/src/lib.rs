@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use poolmalloc::internal::ThreadCache;
+use poolmalloc::internal::{LocalFree, ThreadCache};
 use poolmalloc_core::{Class, ClassStats, Core, MemPages, OwnedPool, RemoteFree};
 
 pub type TestCore = Core<MemPages>;
@@ -123,14 +123,17 @@ pub enum Freed {
 pub unsafe fn free(core: &TestCore, cache: &ThreadCache, block: *mut u8) -> Freed {
     // SAFETY: the block lies in one of `core`'s pools and is given up (precondition).
     match unsafe { cache.free_local(block) } {
-        Some(false) => Freed::Local,
-        Some(true) => {
+        LocalFree::Freed => Freed::Local,
+        LocalFree::DoubleFree => panic!("a block freed once was found free already"),
+        LocalFree::Emptied => {
             // SAFETY: the free emptied a pool this cache owns: none of its blocks is out.
             unsafe { cache.pool_emptied(core, OwnedPool::of(block)) };
             Freed::Emptied
         }
         // SAFETY: the pool is not this cache's; the block is out and given up (precondition).
-        None => match unsafe { core.free_remote(block, cache.id()) } {
+        LocalFree::NotOwned => match unsafe { core.free_remote(block, cache.id()) }
+            .expect("a block freed once was refused")
+        {
             RemoteFree::Adopted(pool) => {
                 // SAFETY: the core just made the pool this cache's and it is on no list; the
                 // block is still out and given up, and its pool is ours now.
@@ -146,6 +149,7 @@ pub unsafe fn free(core: &TestCore, cache: &ThreadCache, block: *mut u8) -> Free
             }
             RemoteFree::Pushed => Freed::Pushed,
             RemoteFree::Freed => Freed::Core,
+            RemoteFree::LeftAlone => panic!("a block freed once was left alone"),
         },
     }
 }
@@ -158,10 +162,11 @@ pub unsafe fn free(core: &TestCore, cache: &ThreadCache, block: *mut u8) -> Free
 pub unsafe fn free_uncached(core: &TestCore, block: *mut u8) -> Freed {
     // SAFETY: no cache has id 0, so the pool is not the caller's; the block is out and given up
     // (precondition).
-    match unsafe { core.free_remote(block, 0) } {
+    match unsafe { core.free_remote(block, 0) }.expect("a block freed once was refused") {
         RemoteFree::Pushed => Freed::Pushed,
         RemoteFree::Freed => Freed::Core,
         RemoteFree::Adopted(_) => panic!("a thread without a cache adopted a pool"),
+        RemoteFree::LeftAlone => panic!("a block freed once was left alone"),
     }
 }
 

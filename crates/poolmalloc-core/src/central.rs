@@ -46,6 +46,11 @@ pub enum RemoteFree {
     Freed,
     /// The core-held pool is the adopter's now; the block is still to be freed, locally.
     Adopted(OwnedPool),
+    /// Not freed: the block looks free already (`FreeBlock::looks_free`) and its pool is another
+    /// thread's, whose lists only that thread may walk to confirm it (O1). A second free of a
+    /// block still free changes nothing, as it must not; a live block whose first word the
+    /// program set to a free block's link stays out.
+    LeftAlone,
 }
 
 /// The pool and arena manager.
@@ -265,48 +270,77 @@ impl<S: PageSource> Core<S> {
     /// Frees a block of a pool the calling thread does not own: one push onto the pool's remote
     /// chain while a thread owns it; under the class lock while the core holds it — where a
     /// cache (`adopter`, its id; 0 for none) adopts the pool, so that the rest of its blocks
-    /// come back as local frees.
+    /// come back as local frees. A block that looks free already is confirmed on the free list
+    /// of a core-held pool (a double free: the error) and left alone in an owned one.
     ///
     /// # Safety
-    /// `block` is a block of this core that is out, from a pool serving a class that the
-    /// calling thread does not own, and is given up.
-    pub unsafe fn free_remote(&self, block: *mut u8, adopter: usize) -> RemoteFree {
+    /// `block` lies in a pool of this core serving a class that the calling thread does not own;
+    /// if it is out, it is given up.
+    pub unsafe fn free_remote(
+        &self,
+        block: *mut u8,
+        adopter: usize,
+    ) -> Result<RemoteFree, FreeError> {
         let pool = pool_of(block);
         let link = block.cast::<FreeBlock>();
+        // SAFETY: the block lies in a carved pool (precondition).
+        let suspect = unsafe { FreeBlock::looks_free(link) };
         loop {
             // SAFETY: the pool serves a class and the block is out and given up (precondition).
-            if unsafe { pool::push_remote(pool, link) } {
-                return RemoteFree::Pushed;
+            if !suspect && unsafe { pool::push_remote(pool, link) } {
+                return Ok(RemoteFree::Pushed);
             }
-            // SAFETY: the pool serves a class while our block is out (O4).
-            let class = unsafe { (*pool).class() }.expect("a pool with a block out serves a class");
+            // SAFETY: the pool serves a class while our block is out (O4), or was freed twice:
+            // its tag says so, or that it serves none.
+            let Some(class) = (unsafe { (*pool).class() }) else {
+                let kind = FreeErrorKind::PoolNotInUse;
+                return Err(FreeError {
+                    addr: block as usize,
+                    kind,
+                });
+            };
             let mut cls = self.classes[class.index()].lock();
             // Owned ↔ core-held changes only under this lock (O3): what we read now stays.
             // SAFETY: as above.
             if unsafe { (*pool).remote.load(Ordering::Relaxed) } != CORE_HELD {
+                if suspect {
+                    return Ok(RemoteFree::LeftAlone);
+                }
                 continue;
             }
-            // SAFETY: core-held, of this class, under its lock; the block is out (precondition).
+            // SAFETY: core-held, of this class, under its lock (P1).
+            if suspect && unsafe { pool::holds_free(pool, link) } {
+                let kind = FreeErrorKind::DoubleFree { class };
+                return Err(FreeError {
+                    addr: block as usize,
+                    kind,
+                });
+            }
+            // SAFETY: core-held, of this class, under its lock; the block is out (precondition,
+            // and not on the free list).
             unsafe {
                 if adopter == 0 {
                     self.give_locked(&mut cls, link);
-                    return RemoteFree::Freed;
+                    return Ok(RemoteFree::Freed);
                 }
                 self.adopt_locked(&mut cls, pool, adopter);
             }
-            return RemoteFree::Adopted(OwnedPool(pool));
+            return Ok(RemoteFree::Adopted(OwnedPool(pool)));
         }
     }
 
     /// The lock-free half of `free_remote`: one push onto the remote chain of the block's pool,
-    /// while a thread owns it. False (nothing done) when the core holds the pool.
+    /// while a thread owns it. False (nothing done) when the core holds the pool, or when the
+    /// block looks free already (`free_remote` then confirms or leaves it).
     ///
     /// # Safety
-    /// As for `free_remote`.
+    /// `block` is a block of this core that is out, from a pool serving a class that the
+    /// calling thread does not own, and is given up.
     #[inline]
     pub unsafe fn push_remote(&self, block: *mut u8) -> bool {
+        let link = block.cast::<FreeBlock>();
         // SAFETY: forwarded precondition.
-        unsafe { pool::push_remote(pool_of(block), block.cast()) }
+        unsafe { !FreeBlock::looks_free(link) && pool::push_remote(pool_of(block), link) }
     }
 
     /// One block of `class`, for callers without a thread cache; `None` when out of memory.
@@ -365,9 +399,12 @@ impl<S: PageSource> Core<S> {
                     kind: FreeErrorKind::NotBlockStart { class },
                 });
             }
+            let link = ptr.cast::<FreeBlock>();
+            let suspect = FreeBlock::looks_free(link);
             if p.remote.load(Ordering::Relaxed) != CORE_HELD {
-                // Owned by a thread: its free list is the owner's to check, not ours (O1).
-                if pool::push_remote(pool, ptr.cast()) {
+                // Owned by a thread: its lists are the owner's to check, not ours (O1), so a
+                // block that looks free already is left alone (`RemoteFree::LeftAlone`).
+                if suspect || pool::push_remote(pool, link) {
                     return Ok(());
                 }
                 return Err(FreeError {
@@ -375,13 +412,13 @@ impl<S: PageSource> Core<S> {
                     kind: FreeErrorKind::PoolNotInUse,
                 });
             }
-            if p.freeblock.cast::<u8>() == ptr {
+            if suspect && pool::holds_free(pool, link) {
                 return Err(FreeError {
                     addr,
                     kind: FreeErrorKind::DoubleFree { class },
                 });
             }
-            self.give_locked(&mut cls, ptr.cast());
+            self.give_locked(&mut cls, link);
         }
         Ok(())
     }
@@ -655,47 +692,66 @@ mod tests {
         // SAFETY: `owner` stands for a cache that owns the pools it is given.
         unsafe {
             let pool = core.take_pool(class, owner, OwnedPool::NONE).unwrap();
-            let head = pool.detach();
-            let mut seen = std::collections::HashSet::new();
-            let mut b = head;
+            let mut blocks = vec![];
+            let mut b = pool.detach();
             while !b.is_null() {
-                assert!(seen.insert(b as usize), "block handed out twice");
                 assert_eq!(crate::layout::pool_owner(b.cast()), owner);
-                crate::layout::note_alloc(b.cast());
-                b = (*b).next;
+                blocks.push(b);
+                b = FreeBlock::next(b);
             }
-            assert_eq!(seen.len(), class.carve());
+            let distinct: std::collections::HashSet<_> = blocks.iter().collect();
+            assert_eq!(distinct.len(), blocks.len(), "block handed out twice");
+            assert_eq!(blocks.len(), class.carve());
+            for &b in &blocks {
+                crate::layout::note_alloc(b.cast());
+            }
             assert_eq!(pool.out(), class.carve());
             let s = core.stats().classes[3];
             assert_eq!((s.pools_used, s.blocks_out), (1, class.carve()));
             core.check_invariants().unwrap();
             // A remote free while owned: pushed, still out.
-            let first = head;
-            let rest = (*first).next;
-            assert_eq!(core.free_remote(first.cast(), 0), RemoteFree::Pushed);
+            assert_eq!(
+                core.free_remote(blocks[0].cast(), 0),
+                Ok(RemoteFree::Pushed)
+            );
             assert_eq!(pool.out(), class.carve());
+            // Freed again: it looks free, and the owner alone may confirm it: left alone.
+            assert_eq!(
+                core.free_remote(blocks[0].cast(), 0),
+                Ok(RemoteFree::LeftAlone)
+            );
             // Handed to the core: the remote block comes home with it, the rest stay out.
             core.release_pool(pool);
             let s = core.stats().classes[3];
             assert_eq!((s.pools_used, s.blocks_out), (1, class.carve() - 1));
             core.check_invariants().unwrap();
+            // Freed again into the core-held pool: confirmed on its free list, refused.
+            let kind = FreeErrorKind::DoubleFree { class };
+            let addr = blocks[0] as usize;
+            assert_eq!(
+                core.free_remote(blocks[0].cast(), 0),
+                Err(FreeError { addr, kind })
+            );
+            assert_eq!(
+                core.free_block(blocks[0].cast()),
+                Err(FreeError { addr, kind })
+            );
             // A free into the core-held pool without a cache: under the class lock.
-            assert_eq!(core.free_remote(rest.cast(), 0), RemoteFree::Freed);
+            assert_eq!(core.free_remote(blocks[1].cast(), 0), Ok(RemoteFree::Freed));
             // With a cache: adopted, and the block is the adopter's to free.
-            let third = (*rest).next;
-            let RemoteFree::Adopted(again) = core.free_remote(third.cast(), owner) else {
+            let Ok(RemoteFree::Adopted(again)) = core.free_remote(blocks[2].cast(), owner) else {
                 panic!("a cache adopts a core-held pool");
             };
             assert_eq!(again, pool);
-            assert!(!crate::layout::free_to_own_pool(third.cast()));
-            let mut b = (*third).next;
+            assert!(!crate::layout::free_to_own_pool(blocks[2].cast()));
+            // The owner's confirming walk finds a block freed twice, and not a live one.
+            assert!(pool.holds_free(blocks[2].cast()));
+            assert!(!pool.holds_free(blocks[3].cast()));
             let mut left = class.carve() - 3;
-            while !b.is_null() && left > 0 {
-                let next = (*b).next;
+            for &b in &blocks[3..] {
                 left -= 1;
                 let emptied = crate::layout::free_to_own_pool(b.cast());
                 assert_eq!(emptied, left == 0);
-                b = next;
             }
             core.give_empty(pool);
         }

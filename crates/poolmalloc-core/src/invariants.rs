@@ -6,7 +6,7 @@ use core::fmt;
 
 use crate::central::Core;
 use crate::config::{NB_SMALL_SIZE_CLASSES, POOLS_PER_ARENA, POOL_SIZE, RESERVE_ARENAS};
-use crate::layout::{pool_of, ArenaHeader, PoolHeader, CORE_HELD};
+use crate::layout::{pool_of, ArenaHeader, FreeBlock, PoolHeader, CORE_HELD};
 use crate::os::PageSource;
 use crate::registry::REGISTRY;
 use crate::size_class::Class;
@@ -330,7 +330,7 @@ impl<S: PageSource> Core<S> {
             free += 1;
             // SAFETY: the entry is a carved block of this pool (checked above); its first word is
             // its link (P2).
-            block = unsafe { (*block).next };
+            block = unsafe { FreeBlock::next(block) };
         }
         check(free + p.out() == carved, "P2: free + out != carved", at)
     }

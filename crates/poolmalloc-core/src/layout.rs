@@ -2,15 +2,132 @@
 //! every pool, and the arena header in every registry slot. `pool`, `arena` and `registry` each
 //! work on these; none of them needs another to name them.
 
-use crate::config::{POOL_ADDR_MASK, POOL_OVERHEAD, POOL_SIZE};
+use crate::config::{GRAIN, POOL_ADDR_MASK, POOL_OVERHEAD, POOL_SIZE};
 use crate::size_class::Class;
 use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::unmodelled;
 
-/// The link stored in the first word of a free block. Thread caches use the same link.
+/// The first word of a free block: the link to the next free block of its chain (the pool's
+/// free list, an allocation list, a remote chain), stored XOR the process's link key.
+///
+/// The encoding is what lets a free tell, from the block alone, that the block may be free
+/// already — the cheap half of the double-free check, for every class, even 8-byte blocks that
+/// have no second word for glibc's tcache key:
+/// - every link decodes to null or to a block of the link's own pool (a chain never leaves
+///   its pool);
+/// - a block handed out has its first word cleared (`note_alloc`, `pool::take_block`), which
+///   decodes to the key itself, whose top bit no user-space address has.
+///
+/// So a block the program frees whose first word decodes to null or into its own pool either
+/// is free already or holds a value the program could only have copied out of a freed block;
+/// the confirming walk of the lists it would be on tells which (`looks_free`, `chain_holds`).
 #[repr(C)]
 pub struct FreeBlock {
-    /// The next free block of the chain, or null at its end.
-    pub next: *mut FreeBlock,
+    link: usize,
+}
+
+/// The process's link key: drawn once, when the first pool is carved (`init_link_key`), before
+/// any link is stored; its top bit is set. Std's atomic even under loom: set outside every
+/// model's interleavings that matter, never changed (`sync::unmodelled`).
+static LINK_KEY: unmodelled::AtomicUsize = unmodelled::AtomicUsize::new(0);
+
+/// The link key; 0 until the first pool is carved (no link exists before).
+#[inline(always)]
+fn link_key() -> usize {
+    LINK_KEY.load(Ordering::Relaxed)
+}
+
+/// Draws the link key if no pool has been carved yet: from `getrandom`, else from the clock and
+/// an address (a weaker key, but still one per process). Allocates nothing.
+pub(crate) fn init_link_key() {
+    if link_key() != 0 {
+        return;
+    }
+    let mut key = 0usize;
+    // SAFETY: getrandom writes at most `size_of::<usize>()` bytes into `key`.
+    let got = unsafe {
+        libc::getrandom(
+            (&mut key as *mut usize).cast(),
+            core::mem::size_of::<usize>(),
+            libc::GRND_NONBLOCK,
+        )
+    };
+    if got != core::mem::size_of::<usize>() as isize {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec it is given.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        key = (now.tv_nsec as usize ^ (now.tv_sec as usize).rotate_left(32))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (&key as *const usize as usize);
+    }
+    // Two cores carving their first pools at once keep whichever key was stored first.
+    let _ = LINK_KEY.compare_exchange(
+        0,
+        key | 1 << (usize::BITS - 1),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+}
+
+impl FreeBlock {
+    /// The next block of the chain, or null at its end.
+    ///
+    /// # Safety
+    /// `this` is a free block on a chain the caller may read (it holds the chain).
+    #[inline(always)]
+    pub unsafe fn next(this: *mut FreeBlock) -> *mut FreeBlock {
+        // SAFETY: the block is mapped and its first word is its link (precondition).
+        (unsafe { (*this).link } ^ link_key()) as *mut FreeBlock
+    }
+
+    /// Links `this` to `next` (null: the end of the chain).
+    ///
+    /// # Safety
+    /// `this` is a block of a carved pool the caller may write (a free block it holds, or one
+    /// the program gave up); `next` is null or a block of the same pool.
+    #[inline(always)]
+    pub unsafe fn set_next(this: *mut FreeBlock, next: *mut FreeBlock) {
+        // SAFETY: the caller may write the block (precondition).
+        unsafe { (*this).link = next as usize ^ link_key() };
+    }
+
+    /// The double-free check's cheap half: true when the first word of `this`, a block the
+    /// program is freeing, decodes to a link (null or a block of its pool), as every free
+    /// block's does and no block handed out does until the program stores such a value.
+    ///
+    /// # Safety
+    /// `this` lies in a carved pool of ours (its first word is mapped).
+    #[inline(always)]
+    pub unsafe fn looks_free(this: *mut FreeBlock) -> bool {
+        // SAFETY: mapped (precondition); the program gives the block up, so reading it races
+        // with nobody but a second free of the same block, which is what this detects.
+        let next = unsafe { (*this).link } ^ link_key();
+        next == 0 || (next ^ this as usize) < POOL_SIZE
+    }
+
+    /// True when the chain from `head` holds `block`. The walk stops at a link that leaves
+    /// `block`'s pool (a chain never does, unless the program overwrote a free block), and after
+    /// as many links as a pool has blocks, so a corrupt chain is never followed far.
+    ///
+    /// # Safety
+    /// The caller holds the chain, whose blocks lie in `block`'s pool.
+    pub unsafe fn chain_holds(head: *mut FreeBlock, block: *mut FreeBlock) -> bool {
+        let mut b = head;
+        for _ in 0..POOL_SIZE / GRAIN {
+            if b == block {
+                return true;
+            }
+            if b.is_null() || pool_of(b.cast()) != pool_of(block.cast()) {
+                return false;
+            }
+            // SAFETY: a block of the chain, in `block`'s pool (checked above).
+            b = unsafe { FreeBlock::next(b) };
+        }
+        false
+    }
 }
 
 /// Header at the start of every carved pool: one cache line (`config::POOL_OVERHEAD`).
@@ -84,16 +201,20 @@ pub unsafe fn pool_owner(block: *const u8) -> usize {
     unsafe { (*pool_of(block)).owner.load(Ordering::Relaxed) }
 }
 
-/// The owner hands out `block`, a free block of its pool from its allocation list: one more
-/// block out.
+/// The owner hands out `block`, a free block of its pool from its allocation list whose link it
+/// has read: one more block out, and its first word cleared so it no longer looks free
+/// (`FreeBlock::looks_free`).
 ///
 /// # Safety
-/// `pool_owner(block)` is the calling thread's cache id (O1).
+/// `pool_owner(block)` is the calling thread's cache id (O1), and the block is the owner's to
+/// hand out.
 #[inline(always)]
 pub unsafe fn note_alloc(block: *mut u8) {
     let pool = pool_of(block);
-    // SAFETY: this thread owns the pool (precondition), so its counts are its alone (O1).
+    // SAFETY: this thread owns the pool (precondition), so its counts are its alone (O1); the
+    // block is its to hand out.
     unsafe {
+        block.cast::<usize>().write(0);
         let out = (*pool).ref_count.load(Ordering::Relaxed) + 1;
         (*pool).ref_count.store(out, Ordering::Relaxed);
     }
@@ -112,7 +233,7 @@ pub unsafe fn free_to_own_pool(block: *mut u8) -> bool {
     // block is given up, so its first word is ours for the link.
     unsafe {
         let block = block.cast::<FreeBlock>();
-        (*block).next = (*pool).freeblock;
+        FreeBlock::set_next(block, (*pool).freeblock);
         (*pool).freeblock = block;
         let out = (*pool).ref_count.load(Ordering::Relaxed) - 1;
         (*pool).ref_count.store(out, Ordering::Relaxed);

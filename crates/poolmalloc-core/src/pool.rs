@@ -50,6 +50,7 @@ pub(crate) unsafe fn init(
             POOL_SIZE - POOL_OVERHEAD,
         )
     };
+    crate::layout::init_link_key();
     // SAFETY: the pool is ours and empty, and the arena lock keeps walks out (precondition).
     unsafe {
         ptr::addr_of_mut!((*pool).freeblock).write(ptr::null_mut());
@@ -66,7 +67,8 @@ pub(crate) unsafe fn init(
     }
 }
 
-/// Takes one block: the head of the free list, else the next never-used block.
+/// Takes one block: the head of the free list, else the next never-used block; its first word
+/// cleared, as every block handed out has (`FreeBlock`).
 ///
 /// # Safety
 /// The caller holds the pool's class lock, the core holds the pool, and `(*pool).has_free()`.
@@ -78,15 +80,18 @@ pub(crate) unsafe fn take_block(pool: *mut PoolHeader) -> *mut FreeBlock {
         let p = &mut *pool;
         p.set_out(p.out() + 1);
         let head = p.freeblock;
-        if !head.is_null() {
-            p.freeblock = (*head).next;
-            return head;
-        }
-        debug_assert!(p.has_free(), "P3: a used pool has a free block");
-        let offset = p.next_offset();
-        p.nextoffset
-            .store((offset + p.block_size()) as u32, Ordering::Relaxed);
-        (pool as *mut u8).add(offset).cast()
+        let block = if head.is_null() {
+            debug_assert!(p.has_free(), "P3: a used pool has a free block");
+            let offset = p.next_offset();
+            p.nextoffset
+                .store((offset + p.block_size()) as u32, Ordering::Relaxed);
+            (pool as *mut u8).add(offset).cast()
+        } else {
+            p.freeblock = FreeBlock::next(head);
+            head
+        };
+        block.cast::<usize>().write(0);
+        block
     }
 }
 
@@ -101,10 +106,20 @@ pub(crate) unsafe fn put_block(pool: *mut PoolHeader, block: *mut FreeBlock) {
     unsafe {
         let p = &mut *pool;
         debug_assert!(p.out() > 0);
-        (*block).next = p.freeblock;
+        FreeBlock::set_next(block, p.freeblock);
         p.freeblock = block;
         p.set_out(p.out() - 1);
     }
+}
+
+/// True when `block` is on the free list of a core-held pool: the double-free check's
+/// confirming walk (`FreeBlock::looks_free`).
+///
+/// # Safety
+/// The caller holds the pool's class lock and the core holds the pool; `block` lies in it.
+pub(crate) unsafe fn holds_free(pool: *mut PoolHeader, block: *mut FreeBlock) -> bool {
+    // SAFETY: the free list is the lock holder's (precondition, P1).
+    unsafe { FreeBlock::chain_holds((*pool).freeblock, block) }
 }
 
 /// Marks the pool empty (→ empty: the caller gives it to its arena).
@@ -134,7 +149,7 @@ unsafe fn walk(head: *mut FreeBlock) -> (usize, *mut FreeBlock) {
         count += 1;
         last = b;
         // SAFETY: a block of the chain (precondition).
-        b = unsafe { (*b).next };
+        b = unsafe { FreeBlock::next(b) };
     }
     (count, last)
 }
@@ -179,10 +194,14 @@ pub(crate) unsafe fn push_remote(pool: *mut PoolHeader, block: *mut FreeBlock) -
     let mut head = remote.load(Ordering::Relaxed);
     loop {
         if head == CORE_HELD {
+            // A failed attempt may have linked the block: cleared, it looks given up, not free,
+            // to the free under the class lock that follows (`FreeBlock::looks_free`).
+            // SAFETY: the block is given up (precondition): its first word is ours.
+            unsafe { block.cast::<usize>().write(0) };
             return false;
         }
         // SAFETY: the block is given up (precondition): its first word is ours for the link.
-        unsafe { (*block).next = head as *mut FreeBlock };
+        unsafe { FreeBlock::set_next(block, head as *mut FreeBlock) };
         match remote.compare_exchange_weak(
             head,
             block as usize,
@@ -208,7 +227,7 @@ pub(crate) unsafe fn hand_to_core(pool: *mut PoolHeader) -> usize {
         (*pool).owner.store(0, Ordering::Relaxed);
         let mut b = chain.head;
         while !b.is_null() {
-            let next = (*b).next;
+            let next = FreeBlock::next(b);
             put_block(pool, b);
             b = next;
         }
@@ -291,11 +310,12 @@ impl OwnedPool {
                 let first = (pool as *mut u8).add(offset);
                 for i in 0..count {
                     let block = first.add(i * size).cast::<FreeBlock>();
-                    (*block).next = if i + 1 < count {
+                    let next = if i + 1 < count {
                         first.add((i + 1) * size).cast()
                     } else {
                         local
                     };
+                    FreeBlock::set_next(block, next);
                 }
                 p.nextoffset
                     .store((offset + count * size) as u32, Ordering::Relaxed);
@@ -324,7 +344,7 @@ impl OwnedPool {
         unsafe {
             let (_, last) = walk(head);
             let p = &mut *self.0;
-            (*last).next = p.freeblock;
+            FreeBlock::set_next(last, p.freeblock);
             p.freeblock = head;
         }
     }
@@ -341,11 +361,25 @@ impl OwnedPool {
             if chain.count > 0 {
                 let (_, last) = walk(chain.head);
                 let p = &mut *self.0;
-                (*last).next = p.freeblock;
+                FreeBlock::set_next(last, p.freeblock);
                 p.freeblock = chain.head;
                 p.set_out(p.out() - chain.count);
             }
             self.out()
+        }
+    }
+
+    /// True when `block` is on the pool's free list or its remote chain, which it first takes
+    /// onto the free list: the owner's confirming walk of the double-free check (the owner
+    /// walks its allocation list itself).
+    ///
+    /// # Safety
+    /// The calling thread owns the pool; `block` lies in it.
+    pub unsafe fn holds_free(self, block: *mut u8) -> bool {
+        // SAFETY: owned by the caller (precondition): its lists are the caller's (O1, O2).
+        unsafe {
+            self.take_remote();
+            FreeBlock::chain_holds((*self.0).freeblock, block.cast())
         }
     }
 

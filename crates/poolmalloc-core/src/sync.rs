@@ -278,7 +278,9 @@ pub(crate) mod atomic {
 ///   for the OS, which the models do not model either, and the core calls it only under its
 ///   arena lock;
 /// - the `planted-fault` switch (`AtomicBool`): a test sets it before the model starts, outside
-///   any execution.
+///   any execution;
+/// - the free-list link key (`layout::LINK_KEY`, `AtomicUsize`): drawn once per process and
+///   never changed, so no interleaving can see two values.
 pub(crate) mod unmodelled {
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize};
     pub(crate) use std::sync::Mutex;

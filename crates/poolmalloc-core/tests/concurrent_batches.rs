@@ -13,7 +13,7 @@ fn chain(head: *mut FreeBlock, count: usize) -> Vec<*mut FreeBlock> {
     for _ in 0..count {
         out.push(b);
         // SAFETY: the chain holds `count` blocks.
-        b = unsafe { (*b).next };
+        b = unsafe { common::link(b) };
     }
     out
 }
@@ -45,7 +45,7 @@ fn threads_take_and_give_batches_concurrently() {
                     // SAFETY: ours until given back.
                     unsafe {
                         assert_eq!(b.cast::<u64>().read(), t ^ b as u64, "block shared");
-                        (*b).next = head;
+                        common::set_link(b, head);
                     }
                     head = b;
                 }
@@ -56,7 +56,7 @@ fn threads_take_and_give_batches_concurrently() {
         for (_, blocks) in held {
             for w in blocks.windows(2) {
                 // SAFETY: relink the chain before giving it back.
-                unsafe { (*w[0]).next = w[1] };
+                unsafe { common::set_link(w[0], w[1]) };
             }
             // SAFETY: the chain, just relinked, holds blocks taken for `class`, each once.
             unsafe { common::give_chain(&core, blocks[0], blocks.len()) };

@@ -342,7 +342,7 @@ impl Model {
                 for _ in 0..batch.count {
                     assert!(self.live.insert(b as usize, class).is_none());
                     // SAFETY: the chain holds `count` blocks.
-                    b = unsafe { (*b).next };
+                    b = unsafe { common::link(b) };
                 }
             }
             Op::GiveBatch { class, n } => {
@@ -359,7 +359,7 @@ impl Model {
                     self.live.remove(&a);
                     let block = a as *mut FreeBlock;
                     // SAFETY: the block is out and ours; we link the chain through it.
-                    unsafe { (*block).next = head };
+                    unsafe { common::set_link(block, head) };
                     head = block;
                 }
                 // SAFETY: the chain holds distinct blocks of `class`, each out.
@@ -565,7 +565,7 @@ fn worker(core: &Core<MemPages>, t: u64) {
                 for _ in 0..batch.count {
                     held.push((class, b));
                     // SAFETY: the chain holds `count` blocks.
-                    b = unsafe { (*b).next };
+                    b = unsafe { common::link(b) };
                 }
             } else {
                 let p = core.alloc_block(class).unwrap().as_ptr();
@@ -586,7 +586,7 @@ fn worker(core: &Core<MemPages>, t: u64) {
         // SAFETY: the block is out and ours, taken for `class` and freed once, as a one-block
         // chain of its class.
         unsafe {
-            (*b).next = std::ptr::null_mut();
+            common::set_link(b, std::ptr::null_mut());
             common::give_chain(core, b, 1);
         }
     }

@@ -116,7 +116,7 @@ impl Model {
                 for _ in 0..batch.count {
                     addrs.push(b as usize);
                     // SAFETY: the chain holds `count` blocks.
-                    b = unsafe { (*b).next };
+                    b = unsafe { common::link(b) };
                 }
                 assert!(b.is_null(), "chain longer than its count");
                 let layout = Layout::from_size_align(class.block_size(), 8).unwrap();
@@ -135,7 +135,7 @@ impl Model {
                     self.release(a);
                     let block = a as *mut FreeBlock;
                     // SAFETY: the block is ours; we link the chain through its first word.
-                    unsafe { (*block).next = head };
+                    unsafe { common::set_link(block, head) };
                     head = block;
                 }
                 // SAFETY: the chain holds the blocks taken for `class`, each once.

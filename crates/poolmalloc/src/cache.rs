@@ -63,6 +63,19 @@ impl ClassCache {
     }
 }
 
+/// What `ThreadCache::free_local` did with a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalFree {
+    /// The pool is not this cache's: nothing changed (the caller takes the slow path).
+    NotOwned,
+    /// Freed onto its pool's free list.
+    Freed,
+    /// Freed, and that emptied the pool: the caller hands it to `pool_emptied`.
+    Emptied,
+    /// Not freed: the block is free already, on one of this cache's lists (a double free).
+    DoubleFree,
+}
+
 /// Whether the cache is in service. Only its owning thread changes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -150,29 +163,55 @@ impl ThreadCache {
             // SAFETY: blocks on the list are free blocks of the current pool, which this cache
             // owns; the first word of each is its link.
             unsafe {
-                cc.head.set((*head).next);
+                cc.head.set(FreeBlock::next(head));
                 note_alloc(head.cast());
             }
         }
         head.cast()
     }
 
-    /// Frees `block` if its pool is this cache's: onto the pool's own free list. `None` when
-    /// the pool is not this cache's (the caller takes the slow path; nothing has changed);
-    /// `Some(true)` when the free emptied the pool, which the caller then hands to
-    /// `pool_emptied`.
+    /// Frees `block` if its pool is this cache's: onto the pool's own free list — unless it is
+    /// there already, or on the allocation list or the remote chain (a double free: the first
+    /// word says it may be, and a walk of those lists confirms it).
     ///
     /// # Safety
     /// `block` lies in a pool of our arenas (or the bootstrap region, laid out like pools), and
     /// the program gives it up.
     #[inline(always)]
-    pub unsafe fn free_local(&self, block: *mut u8) -> Option<bool> {
+    pub unsafe fn free_local(&self, block: *mut u8) -> LocalFree {
         // SAFETY: the pool header is mapped (precondition).
         if unsafe { pool_owner(block) } != self.id() {
-            return None;
+            return LocalFree::NotOwned;
         }
-        // SAFETY: this cache owns the pool, and the block is given up (precondition).
-        Some(unsafe { free_to_own_pool(block) })
+        // SAFETY: the pool is this cache's, so the block lies in a carved pool; the program
+        // gives it up (precondition).
+        unsafe {
+            if FreeBlock::looks_free(block.cast()) && self.holds_free(block) {
+                return LocalFree::DoubleFree;
+            }
+            if free_to_own_pool(block) {
+                LocalFree::Emptied
+            } else {
+                LocalFree::Freed
+            }
+        }
+    }
+
+    /// The double-free check's confirming walk: true when `block`, of a pool this cache owns,
+    /// is on the allocation list, the pool's free list or its remote chain.
+    ///
+    /// # Safety
+    /// This cache owns the block's pool.
+    #[cold]
+    #[inline(never)]
+    unsafe fn holds_free(&self, block: *mut u8) -> bool {
+        let pool = OwnedPool::of(block);
+        // SAFETY: owned by this cache (precondition); the allocation list is its blocks.
+        unsafe {
+            let cc = &self.classes[pool.class().index()];
+            (cc.current.get() == pool && FreeBlock::chain_holds(cc.head.get(), block.cast()))
+                || pool.holds_free(block)
+        }
     }
 
     /// A free emptied `pool`: it is kept, and the pool kept before goes to its arena if it is
@@ -242,7 +281,7 @@ impl ThreadCache {
         if !head.is_null() {
             // SAFETY: the chain holds free blocks of the current pool, this cache's.
             unsafe {
-                cc.head.set((*head).next);
+                cc.head.set(FreeBlock::next(head));
                 note_alloc(head.cast());
             }
         }
@@ -360,14 +399,16 @@ mod tests {
         // SAFETY: test blocks are out, of `core`'s pools, and given up.
         unsafe {
             match cache.free_local(block) {
-                Some(false) => {}
-                Some(true) => cache.pool_emptied(core, OwnedPool::of(block)),
-                None => match core.free_remote(block, cache.id()) {
+                LocalFree::Freed => {}
+                LocalFree::Emptied => cache.pool_emptied(core, OwnedPool::of(block)),
+                LocalFree::DoubleFree => panic!("double free of {block:p}"),
+                LocalFree::NotOwned => match core.free_remote(block, cache.id()).unwrap() {
                     RemoteFree::Adopted(pool) => {
                         cache.adopted(pool);
                         free(core, cache, block);
                     }
                     RemoteFree::Pushed | RemoteFree::Freed => {}
+                    RemoteFree::LeftAlone => panic!("left alone: {block:p}"),
                 },
             }
         }

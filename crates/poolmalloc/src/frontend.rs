@@ -19,7 +19,9 @@
 //!   the pool's own free list (an emptied pool goes back) → else the slow path: one push onto
 //!   the owner's remote chain, or under the class lock into a pool the core holds, which this
 //!   thread adopts. A pool of no class (a double free, a foreign or interior pointer) always
-//!   takes the slow path, where the core validates the free and the misuse is reported.
+//!   takes the slow path, where the core validates the free and the misuse is reported. A block
+//!   whose first word decodes to a free-list link may be free already: the lists the thread may
+//!   read confirm a double free (reported) or clear it (ARCHITECTURE.md, "Double frees").
 //! - **thread exit**: the home's exit hook gives the cache's pools to the core (`retire`).
 //! - **realloc**: in place when the new size maps to the block's own class, through the C
 //!   library when both sizes are on the large path, else move (`resize`).
@@ -30,12 +32,12 @@ use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 
 use poolmalloc_core::{
-    class_tag, large, Class, Core, CoreStats, Fragmentation, LargeTally, LargeTotals, OwnedPool,
-    PageSource, RemoteFree,
+    class_tag, large, Class, Core, CoreStats, Fragmentation, FreeError, FreeErrorKind, LargeTally,
+    LargeTotals, OwnedPool, PageSource, RemoteFree,
 };
 
 use crate::bootstrap;
-use crate::cache::{CacheState, ThreadCache};
+use crate::cache::{CacheState, LocalFree, ThreadCache};
 use crate::hooks::{class_of_tag, Hooks};
 use crate::misuse::{report, Misuse};
 
@@ -282,12 +284,26 @@ fn check_layout<K: Hooks>(user: *mut u8, layout: Layout, tag: u8) {
 unsafe fn give<H: Home>(home: &H, block: *mut u8) {
     // SAFETY: forwarded precondition.
     match home.with_cache(|cache| unsafe { cache.free_local(block) }) {
-        Some(false) => {}
+        LocalFree::Freed => {}
         // SAFETY: the free emptied the block's pool, which this thread owns.
-        Some(true) => unsafe { emptied(home, block) },
+        LocalFree::Emptied => unsafe { emptied(home, block) },
         // SAFETY: forwarded precondition; `free_local` declined and changed nothing.
-        None => unsafe { free_slow(home, block) },
+        LocalFree::NotOwned => unsafe { free_slow(home, block) },
+        LocalFree::DoubleFree => double_free(block),
     }
+}
+
+/// Reports a double free the thread's own lists confirmed; the block stays where it is.
+#[cold]
+#[inline(never)]
+fn double_free(block: *mut u8) {
+    // SAFETY: the block lies in a pool this thread owns, which serves a class (O1).
+    let class = class_of_tag(unsafe { class_tag(block) }).expect("an owned pool serves a class");
+    let kind = FreeErrorKind::DoubleFree { class };
+    report(Misuse::BadFree(FreeError {
+        addr: block as usize,
+        kind,
+    }));
 }
 
 /// A local free emptied the block's pool: it becomes the thread's spare or goes to its arena.
@@ -328,7 +344,8 @@ unsafe fn free_slow<H: Home>(home: &H, block: *mut u8) {
     // SAFETY: the block is out, of a pool serving a class that this thread does not own
     // (`free_local` declined), and given up (precondition).
     if unsafe { home.core().push_remote(block) } {
-        // One push onto the owner's chain: no lock, so no need to mark the thread busy.
+        // One push onto the owner's chain: no lock, so no need to mark the thread busy. (A
+        // block that looks free already is not pushed: `free_remote` confirms it or leaves it.)
         return;
     }
     home.with_cache(|cache| {
@@ -344,14 +361,19 @@ unsafe fn free_slow<H: Home>(home: &H, block: *mut u8) {
         // SAFETY: the block is out, of a pool serving a class that this thread does not own
         // (`free_local` declined), and given up (precondition).
         let freed = home.slow(|| unsafe { home.core().free_remote(block, adopter) });
-        if let RemoteFree::Adopted(pool) = freed {
-            // SAFETY: the core made the pool this cache's; the block is still to be freed.
-            unsafe {
-                cache.adopted(pool);
-                if cache.free_local(block) == Some(true) {
-                    home.slow(|| cache.pool_emptied(home.core(), pool));
+        match freed {
+            Ok(RemoteFree::Adopted(pool)) => {
+                // SAFETY: the core made the pool this cache's; the block is still to be freed
+                // (it was not on the pool's free list).
+                unsafe {
+                    cache.adopted(pool);
+                    if cache.free_local(block) == LocalFree::Emptied {
+                        home.slow(|| cache.pool_emptied(home.core(), pool));
+                    }
                 }
             }
+            Ok(RemoteFree::Pushed | RemoteFree::Freed | RemoteFree::LeftAlone) => {}
+            Err(e) => report(Misuse::BadFree(e)),
         }
     })
 }

@@ -85,7 +85,7 @@ pub use poolmalloc_core::{CoreStats, Fragmentation, Violation};
 /// the Rust API, and free to change.
 #[doc(hidden)]
 pub mod internal {
-    pub use crate::cache::{CacheState, ThreadCache};
+    pub use crate::cache::{CacheState, LocalFree, ThreadCache};
     #[cfg(not(poolmalloc_loom))]
     pub use crate::global::capi;
 }
