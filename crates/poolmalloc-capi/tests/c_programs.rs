@@ -79,10 +79,9 @@ fn stats_env_prints_report_and_rejects_bad_values() {
     assert!(warning.contains("POOLMALLOC_STATS=yes please") && warning.contains("1, json"));
 }
 
-/// Debug mode (library built with `--features debug`): fills and pads, then each planted fault
-/// reported on one line naming address and class, then an abort. Without `POOLMALLOC_DEBUG=1`
-/// the same library runs as usual and an overflow into the block's slack goes unseen.
-#[cfg(feature = "debug")]
+/// Debug mode (`POOLMALLOC_DEBUG=1`): fills and pads, then each planted fault reported on one
+/// line naming address and class, then an abort. Without it the same library runs as usual and
+/// an overflow into the block's slack goes unseen.
 #[test]
 fn debug_mode_reports_each_planted_fault_and_aborts() {
     use std::os::unix::process::ExitStatusExt;

@@ -129,10 +129,8 @@ fn dlopen_and_dlclose_of_a_library_that_allocates() {
     same_as_glibc("dlopen", &[]);
 }
 
-/// Every order again in debug mode (a library built with `--features debug`, run with
-/// `POOLMALLOC_DEBUG=1`): blocks laid out and checked, large blocks in its table, whose lock the
-/// fork window passes through too.
-#[cfg(feature = "debug")]
+/// Every order again in debug mode (`POOLMALLOC_DEBUG=1`): blocks laid out and checked, large
+/// blocks in its table, whose lock the fork window passes through too.
 #[test]
 fn every_order_in_debug_mode() {
     let orders: [(&str, &str); 8] = [

@@ -315,7 +315,7 @@ impl<S: PageSource> Core<S> {
         check(p.out() <= carved, "P2: more blocks out than carved", at)?;
         let mut free = 0;
         let mut block = p.freeblock;
-        while !block.is_null() {
+        while !FreeBlock::is_end(block) {
             check(free < carved, "P2: free list longer than the pool", at)?;
             check(
                 pool_of(block.cast()) == pool,

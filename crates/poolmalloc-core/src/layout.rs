@@ -8,19 +8,18 @@ use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use crate::sync::unmodelled;
 
 /// The first word of a free block: the link to the next free block of its chain (the pool's
-/// free list, an allocation list, a remote chain), stored XOR the process's link key.
+/// free list, an allocation list, a remote chain), stored XOR the process's link key. A chain
+/// ends with a link to its pool's header (`chain_end`: offset 0 in the pool, where no block
+/// lies), so every free block's link decodes to an address in its own pool.
 ///
-/// The encoding is what lets a free tell, from the block alone, that the block may be free
-/// already — the cheap half of the double-free check, for every class, even 8-byte blocks that
-/// have no second word for glibc's tcache key:
-/// - every link decodes to null or to a block of the link's own pool (a chain never leaves
-///   its pool);
-/// - a block handed out has its first word cleared (`note_alloc`, `pool::take_block`), which
-///   decodes to the key itself, whose top bit no user-space address has.
-///
-/// So a block the program frees whose first word decodes to null or into its own pool either
-/// is free already or holds a value the program could only have copied out of a freed block;
-/// the confirming walk of the lists it would be on tells which (`looks_free`, `chain_holds`).
+/// That is what lets a free tell, from the block alone, that the block may be free already —
+/// the cheap half of the double-free check, for every class, even 8-byte blocks that have no
+/// second word for glibc's tcache key: a block handed out has its first word cleared
+/// (`note_alloc`, `pool::take_block`), which decodes to the key itself, whose top bit no
+/// user-space address has. A block the program frees whose first word decodes into its own pool
+/// (`looks_free`: one compare) is free already or holds a value the program could only have
+/// copied out of a freed block; the confirming walk of the lists it would be on tells which
+/// (`chain_holds`).
 #[repr(C)]
 pub struct FreeBlock {
     link: usize,
@@ -72,8 +71,20 @@ pub(crate) fn init_link_key() {
     );
 }
 
+/// The end of a chain of free blocks of `pool`: the pool's header, which is no block.
+#[inline(always)]
+pub(crate) fn chain_end(pool: *mut PoolHeader) -> *mut FreeBlock {
+    pool.cast()
+}
+
 impl FreeBlock {
-    /// The next block of the chain, or null at its end.
+    /// True when `p` ends a chain: a pool's header (`chain_end`), or null (an empty list).
+    #[inline(always)]
+    pub fn is_end(p: *mut FreeBlock) -> bool {
+        p as usize & (POOL_SIZE - 1) == 0
+    }
+
+    /// The next block of the chain, or its end (`is_end`).
     ///
     /// # Safety
     /// `this` is a free block on a chain the caller may read (it holds the chain).
@@ -83,11 +94,11 @@ impl FreeBlock {
         (unsafe { (*this).link } ^ link_key()) as *mut FreeBlock
     }
 
-    /// Links `this` to `next` (null: the end of the chain).
+    /// Links `this` to `next`: a block of the same pool, or the pool's `chain_end`.
     ///
     /// # Safety
     /// `this` is a block of a carved pool the caller may write (a free block it holds, or one
-    /// the program gave up); `next` is null or a block of the same pool.
+    /// the program gave up).
     #[inline(always)]
     pub unsafe fn set_next(this: *mut FreeBlock, next: *mut FreeBlock) {
         // SAFETY: the caller may write the block (precondition).
@@ -95,8 +106,8 @@ impl FreeBlock {
     }
 
     /// The double-free check's cheap half: true when the first word of `this`, a block the
-    /// program is freeing, decodes to a link (null or a block of its pool), as every free
-    /// block's does and no block handed out does until the program stores such a value.
+    /// program is freeing, decodes to an address in its pool, as every free block's does and
+    /// no block handed out does until the program stores such a value.
     ///
     /// # Safety
     /// `this` lies in a carved pool of ours (its first word is mapped).
@@ -104,8 +115,14 @@ impl FreeBlock {
     pub unsafe fn looks_free(this: *mut FreeBlock) -> bool {
         // SAFETY: mapped (precondition); the program gives the block up, so reading it races
         // with nobody but a second free of the same block, which is what this detects.
-        let next = unsafe { (*this).link } ^ link_key();
-        next == 0 || (next ^ this as usize) < POOL_SIZE
+        unsafe { Self::same_pool(Self::next(this), this) }
+    }
+
+    /// True when `next`, a link read from `block`, stays in `block`'s pool, as every link does
+    /// unless the program wrote to a free block (secure mode's check).
+    #[inline(always)]
+    pub fn same_pool(next: *mut FreeBlock, block: *mut FreeBlock) -> bool {
+        (next as usize ^ block as usize) < POOL_SIZE
     }
 
     /// True when the chain from `head` holds `block`. The walk stops at a link that leaves
@@ -120,7 +137,7 @@ impl FreeBlock {
             if b == block {
                 return true;
             }
-            if b.is_null() || pool_of(b.cast()) != pool_of(block.cast()) {
+            if FreeBlock::is_end(b) || !FreeBlock::same_pool(b, block) {
                 return false;
             }
             // SAFETY: a block of the chain, in `block`'s pool (checked above).
@@ -145,7 +162,8 @@ pub(crate) struct PoolHeader {
     /// takes whole with one swap; or `CORE_HELD` while the core holds the pool, when frees go
     /// through the class lock instead.
     pub remote: AtomicUsize,
-    /// Head of the free-block list (blocks given back by the holder); carving comes after it.
+    /// Head of the free-block list (blocks given back by the holder), ending at `chain_end`;
+    /// carving comes after it.
     pub freeblock: *mut FreeBlock,
     /// Links in `usedpools[class]` (core-held pools) or the owner's used list (owned pools).
     pub nextpool: *mut PoolHeader,
@@ -220,21 +238,50 @@ pub unsafe fn note_alloc(block: *mut u8) {
     }
 }
 
-/// A local free (the owner's fast path): pushes `block` onto its pool's free list. True when that
-/// emptied the pool, which the owner must then take off its lists (`OwnedPool`'s slow steps).
+/// A local free (the owner's fast path): pushes `block` onto its pool's free list, unless its
+/// first word says it may be free already (`FreeBlock::looks_free`: `None`, nothing done; the
+/// caller confirms, then frees with `push_to_own_pool` if it was not). `Some(true)` when the
+/// free emptied the pool, which the owner must then take off its lists (`OwnedPool`'s slow
+/// steps).
 ///
 /// # Safety
 /// `pool_owner(block)` is the calling thread's cache id (O1: the pool's free list and counts are
-/// its alone), and `block` is a block of the pool that is out and given up.
+/// its alone), and `block` is a block of the pool that the program gives up.
 #[inline(always)]
-pub unsafe fn free_to_own_pool(block: *mut u8) -> bool {
+pub unsafe fn free_to_own_pool(block: *mut u8) -> Option<bool> {
+    let key = link_key();
+    // SAFETY: a block of a carved pool (precondition).
+    let next = unsafe { block.cast::<usize>().read() } ^ key;
+    if FreeBlock::same_pool(next as *mut FreeBlock, block.cast()) {
+        return None;
+    }
+    // SAFETY: forwarded precondition; the key is the one just read.
+    Some(unsafe { push(block, key) })
+}
+
+/// `free_to_own_pool` without the double-free check, for a block the caller confirmed is out.
+///
+/// # Safety
+/// As for `free_to_own_pool`, and the block is out.
+pub unsafe fn push_to_own_pool(block: *mut u8) -> bool {
+    // SAFETY: forwarded precondition.
+    unsafe { push(block, link_key()) }
+}
+
+/// Pushes `block` onto its pool's free list with its link encoded by `key`.
+///
+/// # Safety
+/// As for `push_to_own_pool`; `key` is the link key.
+#[inline(always)]
+unsafe fn push(block: *mut u8, key: usize) -> bool {
     let pool = pool_of(block);
     // SAFETY: this thread owns the pool (precondition), so the free list is its alone (O1); the
     // block is given up, so its first word is ours for the link.
     unsafe {
-        let block = block.cast::<FreeBlock>();
-        FreeBlock::set_next(block, (*pool).freeblock);
-        (*pool).freeblock = block;
+        block
+            .cast::<usize>()
+            .write((*pool).freeblock as usize ^ key);
+        (*pool).freeblock = block.cast();
         let out = (*pool).ref_count.load(Ordering::Relaxed) - 1;
         (*pool).ref_count.store(out, Ordering::Relaxed);
         out == 0
@@ -284,7 +331,7 @@ impl PoolHeader {
     /// True while a block can be taken (free list or carving room).
     #[inline]
     pub fn has_free(&self) -> bool {
-        !self.freeblock.is_null() || self.next_offset() <= self.maxnextoffset as usize
+        !FreeBlock::is_end(self.freeblock) || self.next_offset() <= self.maxnextoffset as usize
     }
 
     /// True when `addr` is the start of a block this pool has carved.

@@ -181,7 +181,9 @@ pub use error::{FreeError, FreeErrorKind};
 pub use fragmentation::{ArenaFrag, Band, ClassFrag, Fragmentation, PoolFrag, BANDS};
 pub use invariants::Violation;
 pub use large::{LargeStats, LargeTally, LargeTotals};
-pub use layout::{class_tag, free_to_own_pool, note_alloc, pool_owner, FreeBlock};
+pub use layout::{
+    class_tag, free_to_own_pool, note_alloc, pool_owner, push_to_own_pool, FreeBlock,
+};
 pub use os::{MemPages, OsPages, PageSource};
 pub use pool::{Batch, OwnedPool};
 pub use size_class::{class_of, is_small, Class, ClassInfo, CLASS_TABLE};

@@ -14,7 +14,7 @@
 use core::ptr;
 
 use crate::config::{POOL_OVERHEAD, POOL_SIZE};
-use crate::layout::{ArenaHeader, FreeBlock, PoolHeader, CORE_HELD};
+use crate::layout::{chain_end, ArenaHeader, FreeBlock, PoolHeader, CORE_HELD};
 use crate::size_class::Class;
 use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
@@ -53,7 +53,7 @@ pub(crate) unsafe fn init(
     crate::layout::init_link_key();
     // SAFETY: the pool is ours and empty, and the arena lock keeps walks out (precondition).
     unsafe {
-        ptr::addr_of_mut!((*pool).freeblock).write(ptr::null_mut());
+        ptr::addr_of_mut!((*pool).freeblock).write(chain_end(pool));
         ptr::addr_of_mut!((*pool).nextpool).write(ptr::null_mut());
         ptr::addr_of_mut!((*pool).prevpool).write(ptr::null_mut());
         ptr::addr_of_mut!((*pool).arena).write(arena);
@@ -80,7 +80,7 @@ pub(crate) unsafe fn take_block(pool: *mut PoolHeader) -> *mut FreeBlock {
         let p = &mut *pool;
         p.set_out(p.out() + 1);
         let head = p.freeblock;
-        let block = if head.is_null() {
+        let block = if FreeBlock::is_end(head) {
             debug_assert!(p.has_free(), "P3: a used pool has a free block");
             let offset = p.next_offset();
             p.nextoffset
@@ -145,7 +145,7 @@ pub(crate) unsafe fn mark_empty(pool: *mut PoolHeader) {
 unsafe fn walk(head: *mut FreeBlock) -> (usize, *mut FreeBlock) {
     let (mut count, mut last) = (0, ptr::null_mut());
     let mut b = head;
-    while !b.is_null() {
+    while !FreeBlock::is_end(b) {
         count += 1;
         last = b;
         // SAFETY: a block of the chain (precondition).
@@ -200,8 +200,13 @@ pub(crate) unsafe fn push_remote(pool: *mut PoolHeader, block: *mut FreeBlock) -
             unsafe { block.cast::<usize>().write(0) };
             return false;
         }
+        let next = if head == 0 {
+            chain_end(pool)
+        } else {
+            head as *mut FreeBlock
+        };
         // SAFETY: the block is given up (precondition): its first word is ours for the link.
-        unsafe { FreeBlock::set_next(block, head as *mut FreeBlock) };
+        unsafe { FreeBlock::set_next(block, next) };
         match remote.compare_exchange_weak(
             head,
             block as usize,
@@ -226,7 +231,7 @@ pub(crate) unsafe fn hand_to_core(pool: *mut PoolHeader) -> usize {
         let chain = swap_remote(pool, CORE_HELD);
         (*pool).owner.store(0, Ordering::Relaxed);
         let mut b = chain.head;
-        while !b.is_null() {
+        while !FreeBlock::is_end(b) {
             let next = FreeBlock::next(b);
             put_block(pool, b);
             b = next;
@@ -286,8 +291,8 @@ impl OwnedPool {
         unsafe { (*self.0).out() }
     }
 
-    /// Free blocks of the pool, as a chain the owner allocates from (null when the pool is
-    /// full): up to `carve` fresh blocks while the pool has room, in front of the blocks freed
+    /// Free blocks of the pool, as a chain the owner allocates from (an end, `FreeBlock::is_end`,
+    /// when the pool is full): up to `carve` fresh blocks while the pool has room, in front of the blocks freed
     /// locally; failing both, the remote chain (whose blocks stop counting as out). The chain's
     /// blocks stay free blocks of the pool: the owner counts each out as it hands it out
     /// (`note_alloc`).
@@ -300,7 +305,7 @@ impl OwnedPool {
         unsafe {
             let p = &mut *pool;
             let local = p.freeblock;
-            p.freeblock = ptr::null_mut();
+            p.freeblock = chain_end(pool);
             let offset = p.next_offset();
             if offset <= p.maxnextoffset as usize {
                 let class = p.class().expect("an owned pool serves a class");
@@ -321,7 +326,7 @@ impl OwnedPool {
                     .store((offset + count * size) as u32, Ordering::Relaxed);
                 return first.cast();
             }
-            if !local.is_null() {
+            if !FreeBlock::is_end(local) {
                 return local;
             }
             let remote = swap_remote(pool, 0);
@@ -337,7 +342,7 @@ impl OwnedPool {
     /// The calling thread owns the pool; the chain holds distinct free blocks of it that came
     /// from `detach` and were not handed out.
     pub unsafe fn give_back(self, head: *mut FreeBlock) {
-        if head.is_null() {
+        if FreeBlock::is_end(head) {
             return;
         }
         // SAFETY: owned by the caller; the chain is the caller's blocks of this pool.
@@ -401,7 +406,7 @@ impl OwnedPool {
         // carved, so stores suffice (walks may read them).
         unsafe {
             debug_assert_eq!((*p).out(), 0);
-            (*p).freeblock = ptr::null_mut();
+            (*p).freeblock = chain_end(p);
             (*p).nextoffset
                 .store(POOL_OVERHEAD as u32, Ordering::Relaxed);
             (*p).maxnextoffset = (POOL_SIZE - class.block_size()) as u32;

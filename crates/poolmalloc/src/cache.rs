@@ -34,8 +34,8 @@ use core::ptr;
 
 use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
 use poolmalloc_core::{
-    free_to_own_pool, note_alloc, pool_owner, Class, Core, FreeBlock, LargeTally, OwnedPool,
-    PageSource,
+    free_to_own_pool, note_alloc, pool_owner, push_to_own_pool, Class, Core, FreeBlock, LargeTally,
+    OwnedPool, PageSource,
 };
 
 use crate::sync::atomic::{AtomicU8, Ordering};
@@ -52,6 +52,31 @@ struct ClassCache {
 }
 
 impl ClassCache {
+    /// Hands out `head`, the first block of a chain of free blocks of the current pool (null:
+    /// none), and makes the rest the allocation list. `checked`: a link that leaves the pool
+    /// is not followed; the list is abandoned instead.
+    ///
+    /// # Safety
+    /// The chain's blocks are free blocks of the current pool, which this cache owns (C2).
+    #[inline(always)]
+    unsafe fn hand_out(&self, head: *mut FreeBlock, checked: bool) -> Result<*mut u8, CorruptLink> {
+        if FreeBlock::is_end(head) {
+            return Ok(ptr::null_mut());
+        }
+        // SAFETY: a free block of the current pool, this cache's (precondition); the first word
+        // of each is its link.
+        unsafe {
+            let next = FreeBlock::next(head);
+            if checked && !FreeBlock::same_pool(next, head) {
+                self.head.set(ptr::null_mut());
+                return Err(CorruptLink(head.cast()));
+            }
+            self.head.set(next);
+            note_alloc(head.cast());
+        }
+        Ok(head.cast())
+    }
+
     const_fn_unless_loom! {
         fn new() -> ClassCache {
             ClassCache {
@@ -62,6 +87,11 @@ impl ClassCache {
         }
     }
 }
+
+/// Secure mode: the free block at this address has a link that leaves its pool (it was written
+/// after it was freed). The allocation list it headed was abandoned, not followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CorruptLink(pub *mut u8);
 
 /// What `ThreadCache::free_local` did with a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,23 +183,16 @@ impl ThreadCache {
     }
 
     /// Takes a block of `class` from its allocation list, or null when the list is empty.
+    /// `checked` (secure mode): the next block's link is followed only if it stays in the pool
+    /// (`CorruptLink` otherwise).
     #[inline(always)]
-    pub fn pop(&self, class: Class) -> *mut u8 {
+    pub fn pop(&self, class: Class, checked: bool) -> Result<*mut u8, CorruptLink> {
         // SAFETY: a `Class` index is below NB_SMALL_SIZE_CLASSES; the compiler cannot see that
         // through `Class`, and this saves the fast path a bounds check.
         let cc = unsafe { self.classes.get_unchecked(class.index()) };
-        let head = cc.head.get();
-        if !head.is_null() {
-            // SAFETY: blocks on the list are free blocks of the current pool, which this cache
-            // owns; the first word of each is its link.
-            unsafe {
-                cc.head.set(FreeBlock::next(head));
-                note_alloc(head.cast());
-            }
-        }
-        head.cast()
+        // SAFETY: the list holds free blocks of the current pool, which this cache owns (C2).
+        unsafe { cc.hand_out(cc.head.get(), checked) }
     }
-
     /// Frees `block` if its pool is this cache's: onto the pool's own free list — unless it is
     /// there already, or on the allocation list or the remote chain (a double free: the first
     /// word says it may be, and a walk of those lists confirms it).
@@ -185,32 +208,37 @@ impl ThreadCache {
         }
         // SAFETY: the pool is this cache's, so the block lies in a carved pool; the program
         // gives it up (precondition).
-        unsafe {
-            if FreeBlock::looks_free(block.cast()) && self.holds_free(block) {
-                return LocalFree::DoubleFree;
-            }
-            if free_to_own_pool(block) {
-                LocalFree::Emptied
-            } else {
-                LocalFree::Freed
-            }
+        match unsafe { free_to_own_pool(block) } {
+            Some(false) => LocalFree::Freed,
+            Some(true) => LocalFree::Emptied,
+            // SAFETY: as above.
+            None => unsafe { self.confirm_free(block) },
         }
     }
 
-    /// The double-free check's confirming walk: true when `block`, of a pool this cache owns,
-    /// is on the allocation list, the pool's free list or its remote chain.
+    /// The double-free check's confirming walk, for a block of a pool this cache owns whose
+    /// first word looks like a link: a double free if the block is on the allocation list, the
+    /// pool's free list or its remote chain; else it is freed.
     ///
     /// # Safety
-    /// This cache owns the block's pool.
+    /// This cache owns the block's pool, and the program gives the block up.
     #[cold]
     #[inline(never)]
-    unsafe fn holds_free(&self, block: *mut u8) -> bool {
+    unsafe fn confirm_free(&self, block: *mut u8) -> LocalFree {
         let pool = OwnedPool::of(block);
         // SAFETY: owned by this cache (precondition); the allocation list is its blocks.
         unsafe {
             let cc = &self.classes[pool.class().index()];
-            (cc.current.get() == pool && FreeBlock::chain_holds(cc.head.get(), block.cast()))
+            if (cc.current.get() == pool && FreeBlock::chain_holds(cc.head.get(), block.cast()))
                 || pool.holds_free(block)
+            {
+                return LocalFree::DoubleFree;
+            }
+            if push_to_own_pool(block) {
+                LocalFree::Emptied
+            } else {
+                LocalFree::Freed
+            }
         }
     }
 
@@ -269,23 +297,16 @@ impl ThreadCache {
     /// The allocation list of `class` is empty: detaches the next blocks from the current pool
     /// (no lock) and pops one; null when there is no current pool or it is used up.
     #[inline]
-    pub fn refill_local(&self, class: Class) -> *mut u8 {
+    pub fn refill_local(&self, class: Class, checked: bool) -> Result<*mut u8, CorruptLink> {
         let cc = &self.classes[class.index()];
-        debug_assert!(cc.head.get().is_null());
+        debug_assert!(FreeBlock::is_end(cc.head.get()));
         let current = cc.current.get();
         if current.is_none() {
-            return ptr::null_mut();
+            return Ok(ptr::null_mut());
         }
-        // SAFETY: the current pool is this cache's.
-        let head = unsafe { current.detach() };
-        if !head.is_null() {
-            // SAFETY: the chain holds free blocks of the current pool, this cache's.
-            unsafe {
-                cc.head.set(FreeBlock::next(head));
-                note_alloc(head.cast());
-            }
-        }
-        head.cast()
+        // SAFETY: the current pool is this cache's; the chain `detach` gives holds free blocks
+        // of it.
+        unsafe { cc.hand_out(current.detach(), checked) }
     }
 
     /// The allocation list of `class` is empty: detaches the next blocks from the current pool,
@@ -293,12 +314,17 @@ impl ThreadCache {
     /// core — and pops one block; null when the core is out of memory.
     #[cold]
     #[inline(never)]
-    pub fn refill<S: PageSource>(&self, core: &Core<S>, class: Class) -> *mut u8 {
+    pub fn refill<S: PageSource>(
+        &self,
+        core: &Core<S>,
+        class: Class,
+        checked: bool,
+    ) -> Result<*mut u8, CorruptLink> {
         let cc = &self.classes[class.index()];
         loop {
-            let block = self.refill_local(class);
+            let block = self.refill_local(class, checked)?;
             if !block.is_null() {
-                return block;
+                return Ok(block);
             }
             let current = cc.current.get();
             // The current pool (if any) is used up: it goes to the core, which holds full pools.
@@ -308,7 +334,7 @@ impl ThreadCache {
             }
             let next = self.next_pool(core, class, current);
             if next.is_none() {
-                return ptr::null_mut();
+                return Ok(ptr::null_mut());
             }
             cc.current.set(next);
         }
@@ -415,9 +441,9 @@ mod tests {
     }
 
     fn alloc(core: &Core<MemPages>, cache: &ThreadCache, c: Class) -> *mut u8 {
-        let b = cache.pop(c);
+        let b = cache.pop(c, true).unwrap();
         if b.is_null() {
-            cache.refill(core, c)
+            cache.refill(core, c, true).unwrap()
         } else {
             b
         }
@@ -512,9 +538,9 @@ mod tests {
         core.source().set_failing(true);
         let cache = ThreadCache::new();
         cache.activate();
-        assert!(cache.refill(&core, class(0)).is_null());
+        assert!(cache.refill(&core, class(0), true).unwrap().is_null());
         core.source().set_failing(false);
-        let b = cache.refill(&core, class(0));
+        let b = cache.refill(&core, class(0), true).unwrap();
         assert!(!b.is_null());
         free(&core, &cache, b);
         cache.retire(&core);

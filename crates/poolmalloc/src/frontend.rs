@@ -37,16 +37,21 @@ use poolmalloc_core::{
 };
 
 use crate::bootstrap;
-use crate::cache::{CacheState, LocalFree, ThreadCache};
+use crate::cache::{CacheState, CorruptLink, LocalFree, ThreadCache};
 use crate::hooks::{class_of_tag, Hooks};
 use crate::misuse::{report, Misuse};
 
-/// The hooks `PoolMalloc` and `Heap` use in this build: debug mode's with feature `debug`.
-#[cfg(not(feature = "debug"))]
-pub(crate) type Active = crate::hooks::Plain;
-/// The hooks `PoolMalloc` and `Heap` use in this build: debug mode's with feature `debug`.
+/// The hooks `PoolMalloc` and `Heap` use in this build: debug mode's with feature `debug`,
+/// secure mode's with feature `secure`, else the plain ones. (The C library picks its hooks when
+/// it starts, from `POOLMALLOC_DEBUG` and `POOLMALLOC_SECURE`: `global::capi`.)
 #[cfg(feature = "debug")]
 pub(crate) type Active = crate::debug::Debug;
+/// See the `debug` variant.
+#[cfg(all(feature = "secure", not(feature = "debug")))]
+pub(crate) type Active = crate::hooks::Secure;
+/// See the `debug` variant.
+#[cfg(not(any(feature = "debug", feature = "secure")))]
+pub(crate) type Active = crate::hooks::Plain;
 
 /// Where a face keeps its core and its threads' caches.
 pub(crate) trait Home {
@@ -116,7 +121,7 @@ pub(crate) fn alloc<H: Home, K: Hooks>(home: &H, layout: Layout, zeroed: bool) -
     let Some(class) = K::class_for(layout.size(), layout.align()) else {
         return large_alloc::<H, K>(home, layout, zeroed);
     };
-    let block = take(home, class);
+    let block = take::<H, K>(home, class);
     if block.is_null() {
         return block;
     }
@@ -132,17 +137,17 @@ pub(crate) fn alloc<H: Home, K: Hooks>(home: &H, layout: Layout, zeroed: bool) -
 
 /// A block of `class` from this thread's list, or the slow path; null when out of memory.
 #[inline(always)]
-fn take<H: Home>(home: &H, class: Class) -> *mut u8 {
-    let block = home.with_cache(|cache| cache.pop(class));
-    if !block.is_null() {
-        return block;
+fn take<H: Home, K: Hooks>(home: &H, class: Class) -> *mut u8 {
+    match home.with_cache(|cache| cache.pop(class, K::CHECKS_LINKS)) {
+        Ok(block) if !block.is_null() => block,
+        Ok(_) => alloc_slow::<H, K>(home, class),
+        Err(bad) => corrupt_link::<H, K>(home, class, bad),
     }
-    alloc_slow(home, class)
 }
 
 #[cold]
 #[inline(never)]
-fn alloc_slow<H: Home>(home: &H, class: Class) -> *mut u8 {
+fn alloc_slow<H: Home, K: Hooks>(home: &H, class: Class) -> *mut u8 {
     let core = home.core();
     if home.busy() {
         let block = bootstrap::alloc(class.block_size());
@@ -155,22 +160,38 @@ fn alloc_slow<H: Home>(home: &H, class: Class) -> *mut u8 {
             .alloc_block(class)
             .map_or(ptr::null_mut(), NonNull::as_ptr);
     }
-    // The current pool's next blocks, without a lock: no need to mark the thread busy.
-    let block = home.with_cache(|cache| cache.refill_local(class));
-    if !block.is_null() {
-        return block;
-    }
-    home.with_cache(|cache| {
+    let got = home.with_cache(|cache| {
+        // The current pool's next blocks, without a lock: no need to mark the thread busy.
+        match cache.refill_local(class, K::CHECKS_LINKS) {
+            Ok(block) if block.is_null() => {}
+            done => return done,
+        }
         if cache.state() == CacheState::Unused {
             home.activate(cache);
         }
         match cache.state() {
-            CacheState::Active => home.slow(|| cache.refill(core, class)),
-            _ => home
+            CacheState::Active => home.slow(|| cache.refill(core, class, K::CHECKS_LINKS)),
+            _ => Ok(home
                 .slow(|| core.alloc_block(class))
-                .map_or(ptr::null_mut(), NonNull::as_ptr),
+                .map_or(ptr::null_mut(), NonNull::as_ptr)),
         }
-    })
+    });
+    match got {
+        Ok(block) => block,
+        Err(bad) => corrupt_link::<H, K>(home, class, bad),
+    }
+}
+
+/// Secure mode found a free block whose link leaves its pool: reported; the list it headed was
+/// abandoned, and the request is served from the next blocks.
+#[cold]
+#[inline(never)]
+fn corrupt_link<H: Home, K: Hooks>(home: &H, class: Class, bad: CorruptLink) -> *mut u8 {
+    report(Misuse::CorruptLink {
+        addr: bad.0 as usize,
+        class,
+    });
+    alloc_slow::<H, K>(home, class)
 }
 
 #[cold]

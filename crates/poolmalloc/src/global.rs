@@ -277,26 +277,21 @@ pub mod capi {
     use super::*;
     use poolmalloc_core::is_small;
 
+    use crate::debug::Debug;
     use crate::frontend::natural_align;
-    use crate::hooks::Plain;
+    use crate::hooks::{Plain, Secure};
 
-    /// Runs `$call` with the hooks the library was started with: debug mode's when the library
-    /// was built with feature `debug` and `POOLMALLOC_DEBUG=1` said so, else the plain ones.
+    /// Runs `$call` with the hooks of the library's mode (`mode`). The plain mode's cost is one
+    /// load of a byte that never changes after the first call, and a branch that always goes
+    /// the same way.
     macro_rules! with_mode {
         ($f:ident ( $($arg:expr),* )) => {
-            if debug_mode() {
-                with_mode!(@debug $f($($arg),*))
-            } else {
-                frontend::$f::<GlobalC, Plain>($($arg),*)
+            match mode() {
+                Mode::Plain => frontend::$f::<GlobalC, Plain>($($arg),*),
+                Mode::Secure => frontend::$f::<GlobalC, Secure>($($arg),*),
+                Mode::Debug => frontend::$f::<GlobalC, Debug>($($arg),*),
             }
         };
-        (@debug $f:ident ( $($arg:expr),* )) => {{
-            #[cfg(feature = "debug")]
-            let r = frontend::$f::<GlobalC, crate::debug::Debug>($($arg),*);
-            #[cfg(not(feature = "debug"))]
-            let r = frontend::$f::<GlobalC, Plain>($($arg),*);
-            r
-        }};
     }
 
     /// `size` bytes aligned to at least `align` (a power of two) and to what C requires of that
@@ -345,56 +340,107 @@ pub mod capi {
         unsafe { with_mode!(usable_size(&Global::<true>, ptr)) }
     }
 
-    #[cfg(feature = "debug")]
+    pub use mode::{mode, Mode};
+
     mod mode {
         use core::ffi::CStr;
         use std::sync::atomic::{AtomicU8, Ordering};
 
-        const UNDECIDED: u8 = 0;
-        const OFF: u8 = 1;
-        const ON: u8 = 2;
+        /// The checks the C library runs with.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum Mode {
+            /// No checks beyond the double-free check every mode has.
+            Plain = 1,
+            /// `POOLMALLOC_SECURE=1`: every free-list link checked before it is followed.
+            Secure = 2,
+            /// `POOLMALLOC_DEBUG=1`: debug mode (`crate::debug`), links checked too.
+            Debug = 3,
+        }
 
-        static MODE: AtomicU8 = AtomicU8::new(UNDECIDED);
+        /// 0 until decided.
+        static MODE: AtomicU8 = AtomicU8::new(0);
 
-        /// True when the library runs in debug mode: read once, at the library's first call
-        /// (at the latest at load, from its start-up), and never changed, since a block laid
-        /// out in one mode must be freed in the same mode.
-        #[inline]
-        pub fn debug_mode() -> bool {
+        /// The library's mode: decided once, at its first call (at the latest at load, from its
+        /// start-up), before it hands out any block, and never changed, since a block laid out
+        /// in one mode must be freed in the same mode.
+        #[inline(always)]
+        pub fn mode() -> Mode {
             match MODE.load(Ordering::Relaxed) {
-                ON => true,
-                OFF => false,
+                1 => Mode::Plain,
+                2 => Mode::Secure,
+                3 => Mode::Debug,
                 _ => decide(),
             }
         }
 
+        /// Reads `POOLMALLOC_DEBUG` and `POOLMALLOC_SECURE`. Allocates nothing: it may run
+        /// inside the first `malloc`.
         #[cold]
-        fn decide() -> bool {
-            // SAFETY: getenv returns null or a NUL-terminated string; it does not allocate.
-            // Two threads deciding at once read the same environment and store the same answer.
-            let on = unsafe {
-                let v = libc::getenv(c"POOLMALLOC_DEBUG".as_ptr());
-                !v.is_null() && CStr::from_ptr(v).to_bytes() == b"1"
+        fn decide() -> Mode {
+            let debug = setting(c"POOLMALLOC_DEBUG");
+            let secure = setting(c"POOLMALLOC_SECURE");
+            let mode = match (debug, secure) {
+                (Ok(true), _) => Mode::Debug,
+                (_, Ok(true)) => Mode::Secure,
+                _ => Mode::Plain,
             };
-            MODE.store(if on { ON } else { OFF }, Ordering::Relaxed);
-            on
+            // Two threads deciding at once read the same environment: the first one's stands,
+            // and only it warns.
+            match MODE.compare_exchange(0, mode as u8, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => {
+                    for (name, value) in
+                        [("POOLMALLOC_DEBUG", debug), ("POOLMALLOC_SECURE", secure)]
+                    {
+                        if let Err(value) = value {
+                            warn(name, value);
+                        }
+                    }
+                    mode
+                }
+                Err(_) => self::mode(),
+            }
         }
-    }
-    #[cfg(feature = "debug")]
-    pub use mode::debug_mode;
 
-    /// True when the library runs in debug mode: never, in a build without feature `debug`.
-    #[cfg(not(feature = "debug"))]
-    #[inline(always)]
-    pub fn debug_mode() -> bool {
-        false
+        /// A switch's value: unset, empty or `0` is off, `1` on, anything else the bad value.
+        fn setting(name: &CStr) -> Result<bool, &'static [u8]> {
+            // SAFETY: getenv returns null or a NUL-terminated string that lives as long as the
+            // environment is not changed, which nothing does while the library starts.
+            let value = unsafe {
+                let v = libc::getenv(name.as_ptr());
+                if v.is_null() {
+                    return Ok(false);
+                }
+                CStr::from_ptr(v).to_bytes()
+            };
+            match value {
+                b"" | b"0" => Ok(false),
+                b"1" => Ok(true),
+                other => Err(other),
+            }
+        }
+
+        /// One line naming the bad value and the allowed ones, written without allocating.
+        fn warn(name: &str, value: &[u8]) {
+            let parts: [&[u8]; 5] = [
+                b"poolmalloc: ",
+                name.as_bytes(),
+                b"=",
+                value,
+                b" is not one of 1, 0; ignored\n",
+            ];
+            for part in parts {
+                // SAFETY: writes initialised bytes of `part` to stderr.
+                unsafe { libc::write(2, part.as_ptr().cast(), part.len()) };
+            }
+        }
     }
 
     /// The library's start-up, before `main`: finds the C library's own `malloc_usable_size`
     /// and decides the mode, while no lock is held and allocating is still safe.
     pub fn start() {
         poolmalloc_core::large::system_usable_size();
-        debug_mode();
+        mode();
     }
 
     /// `pthread_atfork` prepare: takes the live-cache list's lock, then every core lock, and
@@ -405,7 +451,6 @@ pub mod capi {
         in_allocator(|| {
             LIVE.lock_for_fork();
             CORE.lock_for_fork();
-            #[cfg(feature = "debug")]
             crate::debug::large::fork_prepare();
         });
         // SAFETY: this thread holds every lock of the global allocator, guards forgotten.
@@ -420,10 +465,7 @@ pub mod capi {
         // SAFETY: closed before any lock is released.
         unsafe { poolmalloc_core::set_fork_window(false) };
         // SAFETY: `fork_prepare` took the table's lock on this thread (precondition).
-        #[cfg(feature = "debug")]
-        unsafe {
-            crate::debug::large::fork_parent()
-        };
+        unsafe { crate::debug::large::fork_parent() };
         // SAFETY: this thread holds the locks through `lock_for_fork` (precondition); window closed.
         unsafe {
             CORE.unlock_after_fork();
@@ -462,10 +504,7 @@ pub mod capi {
             live.head = if active { me } else { ptr::null() };
         });
         // SAFETY: the child of the fork `fork_prepare` prepared; this is its only thread.
-        #[cfg(feature = "debug")]
-        unsafe {
-            crate::debug::large::fork_child()
-        };
+        unsafe { crate::debug::large::fork_child() };
         // SAFETY: this child has only this thread, which `fork_prepare` left holding every lock.
         unsafe {
             CORE.reset_locks_in_child();

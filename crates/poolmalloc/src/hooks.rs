@@ -93,6 +93,10 @@ pub(crate) trait Hooks {
 
     /// True when `realloc` may keep a block whose new size maps to the same class.
     const RESIZES_IN_PLACE: bool;
+
+    /// True when a free block's link is checked before it is followed (secure mode: a link
+    /// that leaves its pool is reported, `Misuse::CorruptLink`, and not followed).
+    const CHECKS_LINKS: bool;
 }
 
 /// The class a pool's tag names (0 and values a misused pointer's garbage may hold: none).
@@ -105,11 +109,17 @@ pub(crate) fn class_of_tag(tag: u8) -> Option<Class> {
 const LINK: usize = core::mem::size_of::<FreeBlock>();
 
 /// The plain build: blocks as they are, marked for the tools when their features are on.
-pub(crate) struct Plain;
+/// `Plain<true>` is secure mode (`Secure`): the same, with every free-list link checked before
+/// it is followed.
+pub(crate) struct Plain<const CHECKS_LINKS: bool = false>;
 
-impl Hooks for Plain {
+/// Secure mode (feature `secure`, `POOLMALLOC_SECURE=1`): the plain hooks, links checked.
+pub(crate) type Secure = Plain<true>;
+
+impl<const CHECKS_LINKS: bool> Hooks for Plain<CHECKS_LINKS> {
     const CHECKS_EVERY_FREE: bool = false;
     const RESIZES_IN_PLACE: bool = true;
+    const CHECKS_LINKS: bool = CHECKS_LINKS;
 
     #[inline(always)]
     fn class_for(size: usize, align: usize) -> Option<Class> {

@@ -27,8 +27,9 @@
 //! - `cache`: a thread's cache — the pools it owns, per class an allocation list — and its
 //!   large-block tally (`poolmalloc_core::large`).
 //! - `bootstrap`: a static region for requests made from inside the allocator.
-//! - `hooks`: what a build's checks add to a block's way out and back; the plain build's.
-//! - `debug` (feature `debug`): debug mode's hooks.
+//! - `hooks`: what a build's checks add to a block's way out and back; the plain and secure
+//!   modes' hooks.
+//! - `debug`: debug mode's hooks.
 //! - `frontend`: the cache protocol, once for every face, over a `Home` and a `Hooks`.
 //! - `slots`: per-thread caches of `Heap` instances, and their exit hooks.
 //! - `global`: the process-wide home — `PoolMalloc`, the C library's entry points.
@@ -56,7 +57,7 @@ mod cache;
 
 #[cfg(not(poolmalloc_loom))]
 mod bootstrap;
-#[cfg(all(feature = "debug", not(poolmalloc_loom)))]
+#[cfg(not(poolmalloc_loom))]
 pub mod debug;
 #[cfg(not(poolmalloc_loom))]
 mod frontend;
@@ -75,10 +76,8 @@ pub use global::{
 };
 #[cfg(not(poolmalloc_loom))]
 pub use heap::Heap;
-#[cfg(all(feature = "debug", not(poolmalloc_loom)))]
-pub use misuse::DebugBlock;
 #[cfg(not(poolmalloc_loom))]
-pub use misuse::{set_misuse_hook, Misuse, MisuseHook};
+pub use misuse::{set_misuse_hook, DebugBlock, Misuse, MisuseHook};
 pub use poolmalloc_core::{CoreStats, Fragmentation, Violation};
 
 /// What exists only for the C library (`poolmalloc-capi`) and for the loom models: not part of

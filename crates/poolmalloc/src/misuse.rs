@@ -23,9 +23,17 @@ pub enum Misuse {
     },
     /// A free the core refused: foreign pointer, not a block start, double free.
     BadFree(FreeError),
+    /// Secure mode: the free-list link in the first word of a free block of `class` at `addr`
+    /// leads out of the block's pool — the block was written after it was freed. The link is
+    /// not followed: the rest of that list is abandoned.
+    CorruptLink {
+        /// The free block whose link was overwritten.
+        addr: usize,
+        /// Its class.
+        class: Class,
+    },
     /// Debug mode: a forbidden byte around a block was overwritten (seen when it was freed).
     /// `offset` is from the block's first byte: negative before it, `size` or more after it.
-    #[cfg(feature = "debug")]
     PadOverwritten {
         /// The pointer the program freed.
         addr: usize,
@@ -39,7 +47,6 @@ pub enum Misuse {
         byte: u8,
     },
     /// Debug mode: the block's header (requested size, state) was overwritten.
-    #[cfg(feature = "debug")]
     HeaderOverwritten {
         /// The pointer the program freed.
         addr: usize,
@@ -47,7 +54,6 @@ pub enum Misuse {
         block: DebugBlock,
     },
     /// Debug mode: a large block freed again (it is among the recent large frees).
-    #[cfg(feature = "debug")]
     LargeDoubleFree {
         /// The pointer the program freed.
         addr: usize,
@@ -56,7 +62,6 @@ pub enum Misuse {
     },
     /// Debug mode: a large block freed with a layout of another size than it was allocated
     /// with (it is still freed, by its own size).
-    #[cfg(feature = "debug")]
     LargeSizeMismatch {
         /// The pointer the program freed.
         addr: usize,
@@ -68,7 +73,6 @@ pub enum Misuse {
 }
 
 /// Debug mode: what kind of block a report is about.
-#[cfg(feature = "debug")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DebugBlock {
     /// A block of a size class, from our pools.
@@ -77,7 +81,6 @@ pub enum DebugBlock {
     Large,
 }
 
-#[cfg(feature = "debug")]
 impl fmt::Display for DebugBlock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -117,7 +120,13 @@ impl fmt::Display for Misuse {
                 block_class.block_size()
             ),
             Misuse::BadFree(e) => e.fmt(f),
-            #[cfg(feature = "debug")]
+            Misuse::CorruptLink { addr, class } => write!(
+                f,
+                "free block {addr:#x} (class {}, {}-byte blocks) was written after it was freed: \
+                 its free-list link is corrupt",
+                class.index(),
+                class.block_size()
+            ),
             Misuse::PadOverwritten {
                 addr,
                 block,
@@ -130,17 +139,14 @@ impl fmt::Display for Misuse {
                  {size}-byte block overwritten with {byte:#04x}",
                 if offset < 0 { "before" } else { "after" }
             ),
-            #[cfg(feature = "debug")]
             Misuse::HeaderOverwritten { addr, block } => write!(
                 f,
                 "free of {addr:#x} ({block}): the block's debug header was overwritten"
             ),
-            #[cfg(feature = "debug")]
             Misuse::LargeDoubleFree { addr, size } => write!(
                 f,
                 "double free of {addr:#x} (large block, {size} bytes requested)"
             ),
-            #[cfg(feature = "debug")]
             Misuse::LargeSizeMismatch {
                 addr,
                 layout_size,

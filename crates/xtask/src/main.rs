@@ -1,6 +1,7 @@
 //! `cargo xtask test`: every check the project has, in the order a failure is cheapest to see:
-//! formatting, clippy, the workspace's tests, the debug-mode tests, the core's and cache's tests
-//! under ASan, the quick compare, then the loom models.
+//! formatting, clippy, the workspace's tests, the debug- and secure-mode tests, the release C
+//! library's tests, the core's and cache's tests under ASan, the quick compare, then the loom
+//! models.
 //! CI (`.ci/run`) calls exactly this.
 
 use std::process::{exit, Command};
@@ -59,7 +60,7 @@ const STEPS: &[Step] = &[
             "poolmalloc-capi",
             "--all-targets",
             "--features",
-            "poolmalloc/debug,poolmalloc/valgrind,poolmalloc-capi/debug",
+            "poolmalloc/debug,poolmalloc/valgrind",
             "--",
             "-D",
             "warnings",
@@ -80,6 +81,8 @@ const STEPS: &[Step] = &[
             "--test",
             "debug_mode",
             "--test",
+            "misuse",
+            "--test",
             "heap",
             "--test",
             "fragmentation",
@@ -88,34 +91,44 @@ const STEPS: &[Step] = &[
         ],
         env: &[],
     },
+    // `PoolMalloc` and `Heap` with secure mode compiled in (feature `secure`).
     Step {
-        name: "C library (debug mode)",
-        args: &[
-            "build",
-            "--target-dir",
-            "target/debug-mode",
-            "-p",
-            "poolmalloc-capi",
-            "--features",
-            "debug",
-        ],
-        env: &[],
-    },
-    Step {
-        name: "C programs in debug mode",
+        name: "secure mode",
         args: &[
             "test",
             "--target-dir",
             "target/debug-mode",
             "-p",
-            "poolmalloc-capi",
+            "poolmalloc",
             "--features",
-            "debug",
+            "secure",
+            "--test",
+            "misuse",
+            "--test",
+            "heap",
+        ],
+        env: &[],
+    },
+    // The library users run: the release build, its misuse reports, its debug and secure modes
+    // switched on by the environment, and its lifecycle orders.
+    Step {
+        name: "C library (release)",
+        args: &["build", "--release", "-p", "poolmalloc-capi"],
+        env: &[],
+    },
+    Step {
+        name: "C programs with the release library",
+        args: &[
+            "test",
+            "--release",
+            "-p",
+            "poolmalloc-capi",
+            "--test",
+            "misuse",
             "--test",
             "c_programs",
             "--test",
             "lifecycle",
-            "debug_mode",
         ],
         env: &[],
     },

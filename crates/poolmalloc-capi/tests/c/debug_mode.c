@@ -1,4 +1,4 @@
-/* Debug mode from C (library built with `--features debug`, run with POOLMALLOC_DEBUG=1).
+/* Debug mode from C (run with POOLMALLOC_DEBUG=1).
  * `debug_mode fill` checks the fills, pads and sizes of small and large blocks; each other
  * argument plants one fault, which the library must report on one line and abort on: the
  * program prints "survived" if not. */

@@ -134,6 +134,7 @@ impl Hooks for Debug {
     const CHECKS_EVERY_FREE: bool = true;
     // The size and pads belong to the old block: a resize always moves.
     const RESIZES_IN_PLACE: bool = false;
+    const CHECKS_LINKS: bool = true;
 
     #[inline]
     fn class_for(size: usize, align: usize) -> Option<Class> {

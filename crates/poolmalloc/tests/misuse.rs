@@ -1,0 +1,252 @@
+//! Double frees through the Rust faces (`PoolMalloc`, `Heap`), in every build: reported through
+//! the misuse hook with the address and class, and nothing changed — no block handed out twice.
+//! What only looks like a double free is not reported. With feature `secure`, a write into a free
+//! block's link is reported and the link not followed.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::collections::HashSet;
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+
+use poolmalloc::{Heap, Misuse, PoolMalloc};
+use poolmalloc_core::{FreeError, FreeErrorKind};
+
+mod common;
+use common::{class_in_this_build, DEBUG};
+
+static REPORTS: Mutex<Vec<Misuse>> = Mutex::new(Vec::new());
+/// The hook and the reports are process-wide: one test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn record(m: &Misuse) {
+    REPORTS.lock().unwrap().push(*m);
+}
+
+/// Runs `f` alone among this file's tests and returns the reports it caused.
+fn reports_of(f: impl FnOnce()) -> Vec<Misuse> {
+    let _serial: MutexGuard<'_, ()> = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    poolmalloc::set_misuse_hook(Some(record));
+    REPORTS.lock().unwrap().clear();
+    f();
+    poolmalloc::set_misuse_hook(None);
+    std::mem::take(&mut *REPORTS.lock().unwrap())
+}
+
+/// What a face offers these tests.
+trait Face: GlobalAlloc + Sync {
+    fn flush(&self);
+}
+
+impl Face for PoolMalloc {
+    fn flush(&self) {
+        poolmalloc::flush_thread_cache();
+    }
+}
+
+impl Face for Heap {
+    fn flush(&self) {
+        self.flush_thread_cache();
+    }
+}
+
+fn double_free(addr: *mut u8, layout: Layout) -> Misuse {
+    let class = class_in_this_build(layout.size(), layout.align());
+    Misuse::BadFree(FreeError {
+        addr: addr as usize,
+        kind: FreeErrorKind::DoubleFree { class },
+    })
+}
+
+/// `n` blocks of `layout` at once: all distinct, none of them `not`; then freed.
+fn all_distinct(face: &impl Face, layout: Layout, n: usize, not: *mut u8) -> bool {
+    // SAFETY: blocks of `layout`, freed once each below.
+    let blocks: Vec<*mut u8> = (0..n).map(|_| unsafe { face.alloc(layout) }).collect();
+    let distinct = blocks.iter().collect::<HashSet<_>>().len() == n;
+    let clear = blocks.iter().filter(|&&b| b == not).count() <= 1;
+    for b in blocks {
+        // SAFETY: allocated above with `layout`.
+        unsafe { face.dealloc(b, layout) };
+    }
+    distinct && clear
+}
+
+/// A block freed twice in a row, by its owner: one report naming it; the block is handed out
+/// once afterwards.
+fn twice_in_a_row(face: &impl Face) {
+    for size in [8, 40, 256] {
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        let mut p = std::ptr::null_mut();
+        let reports = reports_of(|| {
+            // SAFETY: the second free is the misuse under test; the hook returns, so the block
+            // stays where the first free put it.
+            unsafe {
+                p = face.alloc(layout);
+                face.dealloc(p, layout);
+                face.dealloc(p, layout);
+            }
+        });
+        assert_eq!(reports, [double_free(p, layout)], "{size} bytes");
+        assert!(reports[0].to_string().contains(&format!("{p:p}")));
+        assert!(all_distinct(face, layout, 300, p), "{size} bytes");
+    }
+}
+
+/// The block went to another thread, which freed it; then its owner frees it again.
+fn after_another_thread(face: &impl Face) {
+    let layout = Layout::from_size_align(48, 8).unwrap();
+    let mut p = std::ptr::null_mut();
+    let reports = reports_of(|| {
+        // SAFETY: freed once by the other thread; the second free is the misuse under test.
+        unsafe {
+            p = face.alloc(layout);
+            let addr = p as usize;
+            thread::scope(|s| {
+                s.spawn(|| face.dealloc(addr as *mut u8, layout));
+            });
+            face.dealloc(p, layout);
+        }
+    });
+    assert_eq!(reports, [double_free(p, layout)]);
+    assert!(all_distinct(face, layout, 300, p));
+}
+
+/// The thread's pools went back to the core between the two frees.
+fn after_a_flush(face: &impl Face) {
+    let layout = Layout::from_size_align(48, 8).unwrap();
+    let mut p = std::ptr::null_mut();
+    let reports = reports_of(|| {
+        // SAFETY: `keep` keeps the pool out of its arena; the second free of `p` is the misuse
+        // under test.
+        unsafe {
+            let keep = face.alloc(layout);
+            p = face.alloc(layout);
+            face.dealloc(p, layout);
+            face.flush();
+            face.dealloc(p, layout);
+            face.dealloc(keep, layout);
+        }
+    });
+    assert_eq!(reports, [double_free(p, layout)]);
+    assert!(all_distinct(face, layout, 300, p));
+}
+
+/// A block holding a freed block's first word — the value the check looks for — is freed by its
+/// owner, after a flush, and by another thread, without a report; a thread that does not own a
+/// block's pool and frees it twice is not confirmed (outside debug mode), so its second free
+/// changes nothing.
+fn what_is_not_confirmed(face: &impl Face) {
+    let layout = Layout::from_size_align(48, 8).unwrap();
+    let reports = reports_of(|| {
+        for how in 0..3 {
+            // SAFETY: blocks of `layout`, each freed once; reading `freed` after its free is the
+            // program misbehaving in a way the allocator must not mistake for a double free.
+            unsafe {
+                let keep = face.alloc(layout);
+                let freed = face.alloc(layout);
+                let holder = face.alloc(layout);
+                face.dealloc(freed, layout);
+                holder.cast::<usize>().write(freed.cast::<usize>().read());
+                match how {
+                    0 => face.dealloc(holder, layout),
+                    1 => {
+                        face.flush();
+                        face.dealloc(holder, layout);
+                    }
+                    _ => {
+                        let addr = holder as usize;
+                        thread::scope(|s| {
+                            s.spawn(|| face.dealloc(addr as *mut u8, layout));
+                        });
+                    }
+                }
+                face.dealloc(keep, layout);
+            }
+        }
+    });
+    assert_eq!(reports, []);
+    let mut p = std::ptr::null_mut();
+    let reports = reports_of(|| {
+        // SAFETY: freed twice by a thread that does not own its pool: the second free is left
+        // alone.
+        unsafe {
+            p = face.alloc(layout);
+            let addr = p as usize;
+            thread::scope(|s| {
+                s.spawn(|| {
+                    face.dealloc(addr as *mut u8, layout);
+                    face.dealloc(addr as *mut u8, layout);
+                });
+            });
+        }
+        assert!(all_distinct(face, layout, 600, p));
+    });
+    // Debug mode's own record of the block (its state word) does confirm it.
+    if DEBUG {
+        assert_eq!(reports, [double_free(p, layout)]);
+    } else {
+        assert_eq!(reports, []);
+    }
+}
+
+#[test]
+fn double_frees_through_poolmalloc() {
+    twice_in_a_row(&PoolMalloc);
+    after_another_thread(&PoolMalloc);
+    after_a_flush(&PoolMalloc);
+}
+
+#[test]
+fn double_frees_through_a_heap() {
+    let heap = Heap::new();
+    twice_in_a_row(&heap);
+    after_another_thread(&heap);
+    after_a_flush(&heap);
+    heap.check_invariants().unwrap();
+}
+
+#[test]
+fn what_is_not_a_confirmed_double_free_is_not_reported() {
+    what_is_not_confirmed(&PoolMalloc);
+    let heap = Heap::new();
+    what_is_not_confirmed(&heap);
+    heap.check_invariants().unwrap();
+}
+
+/// Secure mode: a write into the first word of a free block on the thread's allocation list (a
+/// fresh heap's blocks are handed out in address order) is reported when the allocation reaches
+/// it, and the allocation is served from elsewhere.
+#[cfg(all(feature = "secure", not(feature = "debug")))]
+#[test]
+fn secure_mode_reports_a_write_into_a_free_block() {
+    let heap = Heap::new();
+    let layout = Layout::from_size_align(48, 8).unwrap();
+    let class = class_in_this_build(48, 8);
+    let mut blocks = vec![];
+    let reports = reports_of(|| {
+        // SAFETY: `next` is a free block of the heap: writing into it is the misuse under test.
+        unsafe {
+            let p = heap.alloc(layout);
+            let next = p.add(class.block_size());
+            next.cast::<usize>().write(0x4141_4141_4141_4141);
+            blocks.push(p);
+            blocks.push(heap.alloc(layout));
+            blocks.push(heap.alloc(layout));
+            blocks.push(next);
+        }
+    });
+    let next = blocks[3];
+    assert_eq!(
+        reports,
+        [Misuse::CorruptLink {
+            addr: next as usize,
+            class
+        }]
+    );
+    assert!(reports[0]
+        .to_string()
+        .contains("written after it was freed"));
+    // The blocks handed out are real blocks of the heap, not the link's target.
+    for &b in &blocks[..3] {
+        assert!(heap.owns(b), "{b:p}");
+    }
+}
