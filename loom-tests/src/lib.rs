@@ -88,13 +88,16 @@ pub fn read_stamp(block: *mut u8) -> u64 {
     unsafe { block.cast::<u64>().read() }
 }
 
-/// A block from `cache`: its allocation list, else a refill from `core` (the front end's alloc).
+/// A block from `cache`: its allocation list, else a refill from `core` (the front end's alloc),
+/// every link checked (secure mode's check: a link a race corrupted would show).
 pub fn take(cache: &ThreadCache, core: &TestCore, class: Class) -> *mut u8 {
-    let p = cache.pop(class);
+    let p = cache.pop(class, true).expect("a free-list link left its pool");
     if !p.is_null() {
         return p;
     }
-    let p = cache.refill(core, class);
+    let p = cache
+        .refill(core, class, true)
+        .expect("a free-list link left its pool");
     assert!(!p.is_null(), "the model's page source ran out");
     p
 }

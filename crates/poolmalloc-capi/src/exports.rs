@@ -7,6 +7,7 @@ use core::ptr;
 use poolmalloc::internal::capi;
 
 use crate::init::{json_report, text_report, write_stderr};
+use crate::mode::mode;
 
 /// Saves `errno` and puts it back when dropped: `posix_memalign` answers through its return
 /// value and leaves `errno` as it was.
@@ -36,10 +37,11 @@ fn page_size() -> usize {
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
 }
 
-/// A block of `size` bytes aligned to `align` (a power of two), or null with ENOMEM.
-#[inline]
+/// A block of `size` bytes aligned to `align` (a power of two), or null with ENOMEM. Inlined
+/// into each caller, where `align` is a constant the class computation folds in.
+#[inline(always)]
 fn alloc_aligned(size: usize, align: usize, zeroed: bool) -> *mut c_void {
-    let p = capi::malloc(size, align, zeroed);
+    let p = capi::malloc(mode(), size, align, zeroed);
     if p.is_null() {
         set_errno(libc::ENOMEM);
     }
@@ -61,7 +63,7 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
         return;
     }
     // SAFETY: C's contract: a live block of this family, given up.
-    unsafe { capi::free(ptr.cast()) }
+    unsafe { capi::free(mode(), ptr.cast()) }
 }
 
 /// # Safety
@@ -91,7 +93,7 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         return ptr::null_mut();
     }
     // SAFETY: C's contract: a live block of this family; `size` is non-zero.
-    let new = unsafe { capi::realloc(ptr.cast(), size) };
+    let new = unsafe { capi::realloc(mode(), ptr.cast(), size) };
     if new.is_null() {
         set_errno(libc::ENOMEM);
     }
@@ -183,7 +185,7 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
         return 0;
     }
     // SAFETY: C's contract: a live block of this family.
-    unsafe { capi::usable_size(ptr.cast()) }
+    unsafe { capi::usable_size(mode(), ptr.cast()) }
 }
 
 /// Prints the stats report to stderr.

@@ -1,5 +1,5 @@
 //! Set-up when the library is loaded: fork handlers, the allocator's own start-up (the C
-//! library's `malloc_usable_size`, `POOLMALLOC_DEBUG`), and `POOLMALLOC_STATS`.
+//! library's `malloc_usable_size`), the mode (`mode`), and `POOLMALLOC_STATS`.
 
 use core::ffi::CStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,6 +34,7 @@ extern "C" fn init() {
     // SAFETY: registering handlers that stay valid for the process's life.
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
     capi::start();
+    crate::mode::mode();
     if let Some(report) = report_from_env() {
         REPORT.store(report as usize + 1, Ordering::Relaxed);
         // SAFETY: registers a plain function for exit.

@@ -21,14 +21,16 @@
 //!   parent can allocate.
 //!
 //! ## Modules, bottom-up
+//! - `mode`: the checks the library runs with (`POOLMALLOC_DEBUG`, `POOLMALLOC_SECURE`).
 //! - `init`: what runs when the library is loaded (fork handlers, the front end's start-up,
-//!   `POOLMALLOC_STATS`) and the stats reports.
+//!   the mode, `POOLMALLOC_STATS`) and the stats reports.
 //! - `exports`: the exported C functions.
 
 #![warn(missing_docs)]
 
 mod exports;
 mod init;
+mod mode;
 
 use core::alloc::{GlobalAlloc, Layout};
 

@@ -743,8 +743,9 @@ mod tests {
                 panic!("a cache adopts a core-held pool");
             };
             assert_eq!(again, pool);
+            let key = crate::layout::link_key_for_cache();
             assert_eq!(
-                crate::layout::free_to_own_pool(blocks[2].cast()),
+                crate::layout::free_to_own_pool(blocks[2].cast(), key),
                 Some(false)
             );
             // The owner's confirming walk finds a block freed twice, and not a live one.
@@ -753,7 +754,7 @@ mod tests {
             let mut left = class.carve() - 3;
             for &b in &blocks[3..] {
                 left -= 1;
-                let emptied = crate::layout::free_to_own_pool(b.cast());
+                let emptied = crate::layout::free_to_own_pool(b.cast(), key);
                 assert_eq!(emptied, Some(left == 0));
             }
             core.give_empty(pool);

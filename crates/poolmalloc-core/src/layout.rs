@@ -25,8 +25,8 @@ pub struct FreeBlock {
     link: usize,
 }
 
-/// The process's link key: drawn once, when the first pool is carved (`init_link_key`), before
-/// any link is stored; its top bit is set. Std's atomic even under loom: set outside every
+/// The process's link key: drawn once, when the first pool is carved or a thread cache is put in
+/// service (`link_key`), before any link is stored; its top bit is set. Std's atomic even under loom: set outside every
 /// model's interleavings that matter, never changed (`sync::unmodelled`).
 static LINK_KEY: unmodelled::AtomicUsize = unmodelled::AtomicUsize::new(0);
 
@@ -36,8 +36,16 @@ fn link_key() -> usize {
     LINK_KEY.load(Ordering::Relaxed)
 }
 
-/// Draws the link key if no pool has been carved yet: from `getrandom`, else from the clock and
-/// an address (a weaker key, but still one per process). Allocates nothing.
+/// The link key, drawn first if need be. A thread cache keeps a copy (`ThreadCache`), since its
+/// fast path reaches its own fields in one load and another crate's static in two (through
+/// the GOT).
+pub fn link_key_for_cache() -> usize {
+    init_link_key();
+    link_key()
+}
+
+/// Draws the link key if it has not been yet: from `getrandom`, else from the clock and an
+/// address (a weaker key, but still one per process). Allocates nothing.
 pub(crate) fn init_link_key() {
     if link_key() != 0 {
         return;
@@ -90,8 +98,18 @@ impl FreeBlock {
     /// `this` is a free block on a chain the caller may read (it holds the chain).
     #[inline(always)]
     pub unsafe fn next(this: *mut FreeBlock) -> *mut FreeBlock {
+        // SAFETY: forwarded precondition.
+        unsafe { Self::next_with(this, link_key()) }
+    }
+
+    /// `next`, with the link key the caller keeps (`link_key_for_cache`).
+    ///
+    /// # Safety
+    /// As for `next`; `key` is the link key.
+    #[inline(always)]
+    pub unsafe fn next_with(this: *mut FreeBlock, key: usize) -> *mut FreeBlock {
         // SAFETY: the block is mapped and its first word is its link (precondition).
-        (unsafe { (*this).link } ^ link_key()) as *mut FreeBlock
+        (unsafe { (*this).link } ^ key) as *mut FreeBlock
     }
 
     /// Links `this` to `next`: a block of the same pool, or the pool's `chain_end`.
@@ -246,10 +264,10 @@ pub unsafe fn note_alloc(block: *mut u8) {
 ///
 /// # Safety
 /// `pool_owner(block)` is the calling thread's cache id (O1: the pool's free list and counts are
-/// its alone), and `block` is a block of the pool that the program gives up.
+/// its alone), `block` is a block of the pool that the program gives up, and `key` is the link
+/// key.
 #[inline(always)]
-pub unsafe fn free_to_own_pool(block: *mut u8) -> Option<bool> {
-    let key = link_key();
+pub unsafe fn free_to_own_pool(block: *mut u8, key: usize) -> Option<bool> {
     // SAFETY: a block of a carved pool (precondition).
     let next = unsafe { block.cast::<usize>().read() } ^ key;
     if FreeBlock::same_pool(next as *mut FreeBlock, block.cast()) {

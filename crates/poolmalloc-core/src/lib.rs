@@ -89,8 +89,9 @@
 //!   pool moves between the two only while its holder holds the arena lock too.
 //! - **P2** In a pool serving a class, carved blocks = blocks out + blocks on its free list; a free
 //!   block's first word links the next free block of its chain, XOR the process's link key
-//!   (`FreeBlock`), and decodes to null or a block of the same pool; a block handed out has its
-//!   first word cleared, so a free can suspect a double free from the block alone.
+//!   (`FreeBlock`), and decodes to a block of the same pool or the pool's header (a chain's
+//!   end); a block handed out has its first word cleared, so a free can suspect a double free
+//!   from the block alone.
 //! - **P3** `usedpools[c]` holds exactly the core-held pools of class `c` with a block out and a
 //!   block free; full pools are on no list; the class's counters match the core-held pools.
 //! - **P4** A core-held pool has a block out. A pool serving no class (its tag reads 0) has no
@@ -182,7 +183,8 @@ pub use fragmentation::{ArenaFrag, Band, ClassFrag, Fragmentation, PoolFrag, BAN
 pub use invariants::Violation;
 pub use large::{LargeStats, LargeTally, LargeTotals};
 pub use layout::{
-    class_tag, free_to_own_pool, note_alloc, pool_owner, push_to_own_pool, FreeBlock,
+    class_tag, free_to_own_pool, link_key_for_cache, note_alloc, pool_owner, push_to_own_pool,
+    FreeBlock,
 };
 pub use os::{MemPages, OsPages, PageSource};
 pub use pool::{Batch, OwnedPool};

@@ -2,6 +2,7 @@
 # Runs the `ops` fuzz target for a bounded time (seconds, default 300) on the nightly toolchain,
 # with AddressSanitizer (cargo-fuzz's default) and poolmalloc's `asan` feature, then minimises the
 # corpus it grew: corpus/ops is kept in the repository, so each run starts where the last ended.
+# The hardening is on: secure mode (poolmalloc's `secure` feature) and the double-free check.
 # `run.sh SECONDS debug` runs it in debug mode (poolmalloc's `debug` feature) instead.
 # Needs `cargo install cargo-fuzz`. A failure leaves its input in artifacts/ops/ and exits non-zero;
 # replay it with `cargo +nightly fuzz run ops artifacts/ops/<file>`, show it with `cargo +nightly

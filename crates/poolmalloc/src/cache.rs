@@ -34,8 +34,8 @@ use core::ptr;
 
 use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
 use poolmalloc_core::{
-    free_to_own_pool, note_alloc, pool_owner, push_to_own_pool, Class, Core, FreeBlock, LargeTally,
-    OwnedPool, PageSource,
+    free_to_own_pool, link_key_for_cache, note_alloc, pool_owner, push_to_own_pool, Class, Core,
+    FreeBlock, LargeTally, OwnedPool, PageSource,
 };
 
 use crate::sync::atomic::{AtomicU8, Ordering};
@@ -57,16 +57,22 @@ impl ClassCache {
     /// is not followed; the list is abandoned instead.
     ///
     /// # Safety
-    /// The chain's blocks are free blocks of the current pool, which this cache owns (C2).
+    /// The chain's blocks are free blocks of the current pool, which this cache owns (C2);
+    /// `key` is the link key.
     #[inline(always)]
-    unsafe fn hand_out(&self, head: *mut FreeBlock, checked: bool) -> Result<*mut u8, CorruptLink> {
+    unsafe fn hand_out(
+        &self,
+        head: *mut FreeBlock,
+        key: usize,
+        checked: bool,
+    ) -> Result<*mut u8, CorruptLink> {
         if FreeBlock::is_end(head) {
             return Ok(ptr::null_mut());
         }
         // SAFETY: a free block of the current pool, this cache's (precondition); the first word
         // of each is its link.
         unsafe {
-            let next = FreeBlock::next(head);
+            let next = FreeBlock::next_with(head, key);
             if checked && !FreeBlock::same_pool(next, head) {
                 self.head.set(ptr::null_mut());
                 return Err(CorruptLink(head.cast()));
@@ -125,6 +131,9 @@ pub struct ThreadCache {
     /// The last of its pools to empty, kept (or `NONE`): it may have blocks out again since,
     /// which `keep` and `next_pool` check before they give it up or reuse it.
     kept: Cell<OwnedPool>,
+    /// The free-list link key (`poolmalloc_core::link_key_for_cache`), copied when the cache
+    /// is put in service, before it owns a pool.
+    key: Cell<usize>,
     state: AtomicU8,
     /// This thread's large blocks (`poolmalloc_core::large`), counted here so that counting
     /// them writes no line another thread writes.
@@ -151,6 +160,7 @@ impl ThreadCache {
             ThreadCache {
                 classes: array_of!(ClassCache::new(); NB_SMALL_SIZE_CLASSES),
                 kept: Cell::new(OwnedPool::NONE),
+                key: Cell::new(0),
                 state: AtomicU8::new(CacheState::Unused as u8),
                 large: LargeTally::new(),
             }
@@ -179,6 +189,7 @@ impl ThreadCache {
 
     /// Puts the cache in service.
     pub fn activate(&self) {
+        self.key.set(link_key_for_cache());
         self.set_state(CacheState::Active);
     }
 
@@ -191,7 +202,7 @@ impl ThreadCache {
         // through `Class`, and this saves the fast path a bounds check.
         let cc = unsafe { self.classes.get_unchecked(class.index()) };
         // SAFETY: the list holds free blocks of the current pool, which this cache owns (C2).
-        unsafe { cc.hand_out(cc.head.get(), checked) }
+        unsafe { cc.hand_out(cc.head.get(), self.key.get(), checked) }
     }
     /// Frees `block` if its pool is this cache's: onto the pool's own free list — unless it is
     /// there already, or on the allocation list or the remote chain (a double free: the first
@@ -208,7 +219,7 @@ impl ThreadCache {
         }
         // SAFETY: the pool is this cache's, so the block lies in a carved pool; the program
         // gives it up (precondition).
-        match unsafe { free_to_own_pool(block) } {
+        match unsafe { free_to_own_pool(block, self.key.get()) } {
             Some(false) => LocalFree::Freed,
             Some(true) => LocalFree::Emptied,
             // SAFETY: as above.
@@ -306,7 +317,7 @@ impl ThreadCache {
         }
         // SAFETY: the current pool is this cache's; the chain `detach` gives holds free blocks
         // of it.
-        unsafe { cc.hand_out(current.detach(), checked) }
+        unsafe { cc.hand_out(current.detach(), self.key.get(), checked) }
     }
 
     /// The allocation list of `class` is empty: detaches the next blocks from the current pool,

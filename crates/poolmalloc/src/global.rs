@@ -279,14 +279,26 @@ pub mod capi {
 
     use crate::debug::Debug;
     use crate::frontend::natural_align;
-    use crate::hooks::{Plain, Secure};
+    use crate::hooks::{Hooks, Plain, Secure};
 
-    /// Runs `$call` with the hooks of the library's mode (`mode`). The plain mode's cost is one
-    /// load of a byte that never changes after the first call, and a branch that always goes
-    /// the same way.
+    /// The checks the C library runs with, chosen once, at its first call, before it hands out
+    /// any block (the library's `mode` module reads the environment), and never changed, since
+    /// a block laid out in one mode must be freed in the same mode.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[repr(u8)]
+    pub enum Mode {
+        /// No checks beyond the double-free check every mode has.
+        Plain = 1,
+        /// Every free-list link checked before it is followed (`hooks::Secure`).
+        Secure = 2,
+        /// Debug mode (`crate::debug`), links checked too.
+        Debug = 3,
+    }
+
+    /// Runs `$call` with the hooks of `$mode`, for the entry points off the hot path.
     macro_rules! with_mode {
-        ($f:ident ( $($arg:expr),* )) => {
-            match mode() {
+        ($mode:expr, $f:ident ( $($arg:expr),* )) => {
+            match $mode {
                 Mode::Plain => frontend::$f::<GlobalC, Plain>($($arg),*),
                 Mode::Secure => frontend::$f::<GlobalC, Secure>($($arg),*),
                 Mode::Debug => frontend::$f::<GlobalC, Debug>($($arg),*),
@@ -296,8 +308,22 @@ pub mod capi {
 
     /// `size` bytes aligned to at least `align` (a power of two) and to what C requires of that
     /// size, zero-filled if asked; null when out of memory (or the size has no layout).
-    #[inline]
-    pub fn malloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    ///
+    /// The plain mode's cost of the modes is the caller's compare (`benches/instructions.sh`
+    /// measures it). Plain and secure paths are inlined; debug mode's is out of line
+    /// (`malloc_checked`): inlined too, with the closure-based dispatch tried first, it made the
+    /// plain path some 35 instructions a pair longer.
+    #[inline(always)]
+    pub fn malloc(mode: Mode, size: usize, align: usize, zeroed: bool) -> *mut u8 {
+        match mode {
+            Mode::Plain => malloc_with::<Plain>(size, align, zeroed),
+            Mode::Secure => malloc_with::<Secure>(size, align, zeroed),
+            Mode::Debug => malloc_checked::<Debug>(size, align, zeroed),
+        }
+    }
+
+    #[inline(always)]
+    fn malloc_with<K: Hooks>(size: usize, align: usize, zeroed: bool) -> *mut u8 {
         let align = align.max(natural_align(size));
         // The large path gives a zero-size layout no block; C's `malloc(0)` must get one.
         let size = if is_small(size, align) {
@@ -308,17 +334,38 @@ pub mod capi {
         let Ok(layout) = Layout::from_size_align(size, align) else {
             return ptr::null_mut();
         };
-        with_mode!(alloc(&Global::<true>, layout, zeroed))
+        frontend::alloc::<GlobalC, K>(&Global::<true>, layout, zeroed)
     }
 
-    /// C's `free` of a non-null pointer.
+    #[cold]
+    #[inline(never)]
+    fn malloc_checked<K: Hooks>(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+        malloc_with::<K>(size, align, zeroed)
+    }
+
+    /// C's `free` of a non-null pointer; the modes' paths as for `malloc`.
     ///
     /// # Safety
     /// `ptr` is a live block of ours or of the C library's allocator, given up.
-    #[inline]
-    pub unsafe fn free(ptr: *mut u8) {
+    #[inline(always)]
+    pub unsafe fn free(mode: Mode, ptr: *mut u8) {
         // SAFETY: forwarded contract.
-        unsafe { with_mode!(free(&Global::<true>, ptr, None)) }
+        unsafe {
+            match mode {
+                Mode::Plain => frontend::free::<GlobalC, Plain>(&Global::<true>, ptr, None),
+                Mode::Secure => frontend::free::<GlobalC, Secure>(&Global::<true>, ptr, None),
+                Mode::Debug => free_checked::<Debug>(ptr),
+            }
+        }
+    }
+
+    /// # Safety
+    /// As for `free`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_checked<K: Hooks>(ptr: *mut u8) {
+        // SAFETY: forwarded contract.
+        unsafe { frontend::free::<GlobalC, K>(&Global::<true>, ptr, None) }
     }
 
     /// C's `realloc` of a non-null pointer to a non-zero size; null (the block intact) when out
@@ -326,121 +373,24 @@ pub mod capi {
     ///
     /// # Safety
     /// `ptr` is a live block of ours or of the C library's allocator; `size` is non-zero.
-    pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
+    pub unsafe fn realloc(mode: Mode, ptr: *mut u8, size: usize) -> *mut u8 {
         // SAFETY: forwarded contract.
-        unsafe { with_mode!(realloc_unsized(&Global::<true>, ptr, size)) }
+        unsafe { with_mode!(mode, realloc_unsized(&Global::<true>, ptr, size)) }
     }
 
     /// C's `malloc_usable_size` of a non-null pointer; 0 for misuse (reported).
     ///
     /// # Safety
     /// `ptr` is a live block of ours or of the C library's allocator.
-    pub unsafe fn usable_size(ptr: *mut u8) -> usize {
+    pub unsafe fn usable_size(mode: Mode, ptr: *mut u8) -> usize {
         // SAFETY: forwarded contract.
-        unsafe { with_mode!(usable_size(&Global::<true>, ptr)) }
-    }
-
-    pub use mode::{mode, Mode};
-
-    mod mode {
-        use core::ffi::CStr;
-        use std::sync::atomic::{AtomicU8, Ordering};
-
-        /// The checks the C library runs with.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        #[repr(u8)]
-        pub enum Mode {
-            /// No checks beyond the double-free check every mode has.
-            Plain = 1,
-            /// `POOLMALLOC_SECURE=1`: every free-list link checked before it is followed.
-            Secure = 2,
-            /// `POOLMALLOC_DEBUG=1`: debug mode (`crate::debug`), links checked too.
-            Debug = 3,
-        }
-
-        /// 0 until decided.
-        static MODE: AtomicU8 = AtomicU8::new(0);
-
-        /// The library's mode: decided once, at its first call (at the latest at load, from its
-        /// start-up), before it hands out any block, and never changed, since a block laid out
-        /// in one mode must be freed in the same mode.
-        #[inline(always)]
-        pub fn mode() -> Mode {
-            match MODE.load(Ordering::Relaxed) {
-                1 => Mode::Plain,
-                2 => Mode::Secure,
-                3 => Mode::Debug,
-                _ => decide(),
-            }
-        }
-
-        /// Reads `POOLMALLOC_DEBUG` and `POOLMALLOC_SECURE`. Allocates nothing: it may run
-        /// inside the first `malloc`.
-        #[cold]
-        fn decide() -> Mode {
-            let debug = setting(c"POOLMALLOC_DEBUG");
-            let secure = setting(c"POOLMALLOC_SECURE");
-            let mode = match (debug, secure) {
-                (Ok(true), _) => Mode::Debug,
-                (_, Ok(true)) => Mode::Secure,
-                _ => Mode::Plain,
-            };
-            // Two threads deciding at once read the same environment: the first one's stands,
-            // and only it warns.
-            match MODE.compare_exchange(0, mode as u8, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => {
-                    for (name, value) in
-                        [("POOLMALLOC_DEBUG", debug), ("POOLMALLOC_SECURE", secure)]
-                    {
-                        if let Err(value) = value {
-                            warn(name, value);
-                        }
-                    }
-                    mode
-                }
-                Err(_) => self::mode(),
-            }
-        }
-
-        /// A switch's value: unset, empty or `0` is off, `1` on, anything else the bad value.
-        fn setting(name: &CStr) -> Result<bool, &'static [u8]> {
-            // SAFETY: getenv returns null or a NUL-terminated string that lives as long as the
-            // environment is not changed, which nothing does while the library starts.
-            let value = unsafe {
-                let v = libc::getenv(name.as_ptr());
-                if v.is_null() {
-                    return Ok(false);
-                }
-                CStr::from_ptr(v).to_bytes()
-            };
-            match value {
-                b"" | b"0" => Ok(false),
-                b"1" => Ok(true),
-                other => Err(other),
-            }
-        }
-
-        /// One line naming the bad value and the allowed ones, written without allocating.
-        fn warn(name: &str, value: &[u8]) {
-            let parts: [&[u8]; 5] = [
-                b"poolmalloc: ",
-                name.as_bytes(),
-                b"=",
-                value,
-                b" is not one of 1, 0; ignored\n",
-            ];
-            for part in parts {
-                // SAFETY: writes initialised bytes of `part` to stderr.
-                unsafe { libc::write(2, part.as_ptr().cast(), part.len()) };
-            }
-        }
+        unsafe { with_mode!(mode, usable_size(&Global::<true>, ptr)) }
     }
 
     /// The library's start-up, before `main`: finds the C library's own `malloc_usable_size`
-    /// and decides the mode, while no lock is held and allocating is still safe.
+    /// while no lock is held and allocating is still safe.
     pub fn start() {
         poolmalloc_core::large::system_usable_size();
-        mode();
     }
 
     /// `pthread_atfork` prepare: takes the live-cache list's lock, then every core lock, and

@@ -135,7 +135,7 @@ impl<S: PageSource + 'static> Heap<S> {
     }
 
     /// Allocates for `layout`; null when out of memory.
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&self, layout: Layout) -> *mut u8 {
         frontend::alloc::<Shared<S>, Active>(&self.shared, layout, false)
     }
@@ -186,7 +186,7 @@ impl<S: PageSource + 'static> Heap<S> {
 // SAFETY: blocks come from this heap's pools, of a class big enough for the request and aligned
 // for it, never handed out twice (C2), or from the system allocator. Nothing here unwinds.
 unsafe impl<S: PageSource + 'static> GlobalAlloc for Heap<S> {
-    #[inline]
+    #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         Heap::alloc(self, layout)
     }

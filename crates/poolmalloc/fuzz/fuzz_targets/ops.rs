@@ -3,8 +3,9 @@
 //! blocks to another thread (which checks and frees them, and hands back blocks of its own), and
 //! collects. The model checks every block's alignment, that no two live blocks overlap, that
 //! each block's bytes are what was written, zeroing, and — after each input — the allocators'
-//! invariants and that the heap's stats count exactly the blocks the model holds. With the
-//! `debug` feature everything runs in debug mode, whose checks abort on a false report.
+//! invariants and that the heap's stats count exactly the blocks the model holds. It runs with
+//! the hardening on (secure mode, the double-free check), and with the `debug` feature in debug
+//! mode: a false report of either aborts.
 #![no_main]
 
 use std::alloc::{GlobalAlloc, Layout};
