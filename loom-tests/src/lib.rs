@@ -91,7 +91,9 @@ pub fn read_stamp(block: *mut u8) -> u64 {
 /// A block from `cache`: its allocation list, else a refill from `core` (the front end's alloc),
 /// every link checked (secure mode's check: a link a race corrupted would show).
 pub fn take(cache: &ThreadCache, core: &TestCore, class: Class) -> *mut u8 {
-    let p = cache.pop(class, true).expect("a free-list link left its pool");
+    let p = cache
+        .pop(class, true)
+        .expect("a free-list link left its pool");
     if !p.is_null() {
         return p;
     }
