@@ -32,7 +32,7 @@ static LINK_KEY: unmodelled::AtomicUsize = unmodelled::AtomicUsize::new(0);
 
 /// The link key; 0 until the first pool is carved (no link exists before).
 #[inline(always)]
-fn link_key() -> usize {
+pub(crate) fn link_key() -> usize {
     LINK_KEY.load(Ordering::Relaxed)
 }
 
@@ -119,8 +119,18 @@ impl FreeBlock {
     /// the program gave up).
     #[inline(always)]
     pub unsafe fn set_next(this: *mut FreeBlock, next: *mut FreeBlock) {
+        // SAFETY: forwarded precondition.
+        unsafe { Self::set_next_with(this, next, link_key()) }
+    }
+
+    /// `set_next`, with the link key the caller holds (loaded once for a loop).
+    ///
+    /// # Safety
+    /// As for `set_next`; `key` is the link key.
+    #[inline(always)]
+    pub unsafe fn set_next_with(this: *mut FreeBlock, next: *mut FreeBlock, key: usize) {
         // SAFETY: the caller may write the block (precondition).
-        unsafe { (*this).link = next as usize ^ link_key() };
+        unsafe { (*this).link = next as usize ^ key };
     }
 
     /// The double-free check's cheap half: true when the first word of `this`, a block the

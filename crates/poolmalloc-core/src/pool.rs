@@ -14,7 +14,7 @@
 use core::ptr;
 
 use crate::config::{POOL_OVERHEAD, POOL_SIZE};
-use crate::layout::{chain_end, ArenaHeader, FreeBlock, PoolHeader, CORE_HELD};
+use crate::layout::{chain_end, link_key, ArenaHeader, FreeBlock, PoolHeader, CORE_HELD};
 use crate::size_class::Class;
 use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
@@ -144,12 +144,13 @@ pub(crate) unsafe fn mark_empty(pool: *mut PoolHeader) {
 /// `head` starts a null-terminated chain of free blocks the caller holds.
 unsafe fn walk(head: *mut FreeBlock) -> (usize, *mut FreeBlock) {
     let (mut count, mut last) = (0, ptr::null_mut());
+    let key = link_key();
     let mut b = head;
     while !FreeBlock::is_end(b) {
         count += 1;
         last = b;
         // SAFETY: a block of the chain (precondition).
-        b = unsafe { FreeBlock::next(b) };
+        b = unsafe { FreeBlock::next_with(b, key) };
     }
     (count, last)
 }
@@ -313,15 +314,15 @@ impl OwnedPool {
                 let room = (p.maxnextoffset as usize + size - offset) / size;
                 let count = room.min(class.carve());
                 let first = (pool as *mut u8).add(offset);
-                for i in 0..count {
-                    let block = first.add(i * size).cast::<FreeBlock>();
-                    let next = if i + 1 < count {
-                        first.add((i + 1) * size).cast()
-                    } else {
-                        local
-                    };
-                    FreeBlock::set_next(block, next);
+                let last = first.add((count - 1) * size);
+                let key = link_key();
+                let mut block = first;
+                while block < last {
+                    let next = block.add(size);
+                    FreeBlock::set_next_with(block.cast(), next.cast(), key);
+                    block = next;
                 }
+                FreeBlock::set_next_with(last.cast(), local, key);
                 p.nextoffset
                     .store((offset + count * size) as u32, Ordering::Relaxed);
                 return first.cast();
