@@ -60,6 +60,11 @@ fn double_free_after_another_thread_freed_the_block() {
 }
 
 #[test]
+fn double_free_by_a_thread_that_does_not_own_the_block() {
+    reported("thread-twice", &[], "double free of 0x");
+}
+
+#[test]
 fn double_free_after_the_pool_went_back_to_the_core() {
     reported("flush", &[], "double free of 0x");
 }

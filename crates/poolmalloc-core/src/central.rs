@@ -285,6 +285,10 @@ impl<S: PageSource> Core<S> {
         let link = block.cast::<FreeBlock>();
         // SAFETY: the block lies in a carved pool (precondition).
         let suspect = unsafe { FreeBlock::looks_free(link) };
+        // SAFETY: as above; if out, the block is given up (precondition).
+        if suspect && unsafe { self.remote_chain_holds(pool, link) } {
+            return Err(self.double_free(pool, block));
+        }
         loop {
             // SAFETY: the pool serves a class and the block is out and given up (precondition).
             if !suspect && unsafe { pool::push_remote(pool, link) } {
@@ -310,11 +314,7 @@ impl<S: PageSource> Core<S> {
             }
             // SAFETY: core-held, of this class, under its lock (P1).
             if suspect && unsafe { pool::holds_free(pool, link) } {
-                let kind = FreeErrorKind::DoubleFree { class };
-                return Err(FreeError {
-                    addr: block as usize,
-                    kind,
-                });
+                return Err(self.double_free(pool, block));
             }
             // SAFETY: core-held, of this class, under its lock; the block is out (precondition,
             // and not on the free list).
@@ -326,6 +326,61 @@ impl<S: PageSource> Core<S> {
                 self.adopt_locked(&mut cls, pool, adopter);
             }
             return Ok(RemoteFree::Adopted(OwnedPool(pool)));
+        }
+    }
+
+    /// The double-free check of a thread that does not own `block`'s pool, on the one list of
+    /// the owner's it may read: the remote chain, borrowed whole and given back whole (O2;
+    /// `pool::borrow_remote`). If the core took the pool meanwhile, the chain's blocks are freed
+    /// into it under the class lock. (A block the owner already took back is on its lists, which
+    /// only it may walk: not found here.)
+    ///
+    /// # Safety
+    /// `block` lies in `pool`, a pool of this core; if it is out, it is given up.
+    unsafe fn remote_chain_holds(&self, pool: *mut PoolHeader, block: *mut FreeBlock) -> bool {
+        // SAFETY: a suspect's pool serves a class unless the block was freed into an emptied
+        // pool; then there is no chain to borrow.
+        if unsafe { (*pool).class() }.is_none() {
+            return false;
+        }
+        // SAFETY: the pool serves a class and has a block out: the suspect, or one on its chain.
+        let Some(chain) = (unsafe { pool::borrow_remote(pool) }) else {
+            return false;
+        };
+        // SAFETY: the borrowed chain is ours until given back; its blocks lie in `pool`.
+        let found = unsafe { FreeBlock::chain_holds(chain, block) };
+        // SAFETY: borrowed from `pool` just above.
+        while !unsafe { pool::return_remote(pool, chain) } {
+            // SAFETY: the chain's blocks are out, so the pool serves its class (O4).
+            let class = unsafe { (*pool).class() }.expect("a pool with blocks out serves a class");
+            let mut cls = self.classes[class.index()].lock();
+            // SAFETY: as above; owned ↔ core-held changes only under this lock (O3).
+            if unsafe { (*pool).remote.load(Ordering::Relaxed) } != CORE_HELD {
+                continue;
+            }
+            let mut b = chain;
+            while !FreeBlock::is_end(b) {
+                // SAFETY: a block of the borrowed chain, out, of a core-held pool of this class,
+                // under its lock; its link is read before it is freed.
+                unsafe {
+                    let next = FreeBlock::next(b);
+                    self.give_locked(&mut cls, b);
+                    b = next;
+                }
+            }
+            break;
+        }
+        found
+    }
+
+    /// The error for a confirmed double free of `block`, of `pool`.
+    fn double_free(&self, pool: *mut PoolHeader, block: *mut u8) -> FreeError {
+        // SAFETY: the block is free in `pool`, so the pool serves a class.
+        let class = unsafe { (*pool).class() }.expect("a pool with a free block serves a class");
+        let kind = FreeErrorKind::DoubleFree { class };
+        FreeError {
+            addr: block as usize,
+            kind,
         }
     }
 
@@ -715,7 +770,16 @@ mod tests {
                 Ok(RemoteFree::Pushed)
             );
             assert_eq!(pool.out(), class.carve());
-            // Freed again: it looks free, and the owner alone may confirm it: left alone.
+            // Freed again while on the chain: the borrowed chain confirms it.
+            let kind = FreeErrorKind::DoubleFree { class };
+            let addr = blocks[0] as usize;
+            assert_eq!(
+                core.free_remote(blocks[0].cast(), 0),
+                Err(FreeError { addr, kind })
+            );
+            // Once the owner took it back it is on the owner's lists, which only the owner may
+            // walk: a second free from elsewhere is left alone.
+            assert_eq!(pool.take_remote(), class.carve() - 1);
             assert_eq!(
                 core.free_remote(blocks[0].cast(), 0),
                 Ok(RemoteFree::LeftAlone)
@@ -726,8 +790,6 @@ mod tests {
             assert_eq!((s.pools_used, s.blocks_out), (1, class.carve() - 1));
             core.check_invariants().unwrap();
             // Freed again into the core-held pool: confirmed on its free list, refused.
-            let kind = FreeErrorKind::DoubleFree { class };
-            let addr = blocks[0] as usize;
             assert_eq!(
                 core.free_remote(blocks[0].cast(), 0),
                 Err(FreeError { addr, kind })

@@ -100,7 +100,9 @@
 //!   list, counts, carving, list links — except that other threads read its owner and tag and
 //!   push onto its remote chain; its remote word is never `CORE_HELD`.
 //! - **O2** A block on a pool's remote chain is out (counted in the pool's blocks out) and on no
-//!   other list; only the pool's holder takes the chain, whole, by a swap.
+//!   other list; only the pool's holder takes the chain, whole, by a swap — except that a thread
+//!   confirming a suspected double free borrows it whole and gives it back whole
+//!   (`pool::borrow_remote`, `return_remote`).
 //! - **O3** A pool changes between owned and core-held only under its class lock, by a swap of
 //!   its remote word (owned → core-held: the chain comes back with the pool; core-held → owned:
 //!   `CORE_HELD` gives way to an empty chain).

@@ -220,6 +220,65 @@ pub(crate) unsafe fn push_remote(pool: *mut PoolHeader, block: *mut FreeBlock) -
     }
 }
 
+/// Borrows an owned pool's remote chain whole, for the double-free check of a thread that does
+/// not own the pool (O2): one compare-and-swap leaves an empty chain, as the owner's swap would;
+/// the blocks stay counted out, so the pool cannot empty meanwhile (O4). `None` when the chain is
+/// empty or the core holds the pool. The borrower gives the chain back whole (`return_remote`).
+///
+/// # Safety
+/// `pool` serves a class and has a block out (the caller's suspect keeps it so, or is on it).
+pub(crate) unsafe fn borrow_remote(pool: *mut PoolHeader) -> Option<*mut FreeBlock> {
+    // SAFETY: the pool serves a class (precondition), so its header is initialised.
+    let remote = unsafe { &(*pool).remote };
+    let mut head = remote.load(Ordering::Relaxed);
+    loop {
+        if head == 0 || head == CORE_HELD {
+            return None;
+        }
+        // Acquire: the blocks' links were written before their pushes (Release).
+        match remote.compare_exchange_weak(head, 0, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => return Some(head as *mut FreeBlock),
+            Err(now) => head = now,
+        }
+    }
+}
+
+/// Gives a borrowed chain back whole: pushed in front of whatever was freed meanwhile. False,
+/// with nothing done, when the core took the pool meanwhile (the caller then frees the chain's
+/// blocks under the class lock).
+///
+/// # Safety
+/// `chain` was borrowed from `pool` (`borrow_remote`) and is the caller's until given back.
+pub(crate) unsafe fn return_remote(pool: *mut PoolHeader, chain: *mut FreeBlock) -> bool {
+    // SAFETY: the chain is the caller's (precondition); its blocks are out, so the pool still
+    // serves its class and its header is initialised (O4).
+    unsafe {
+        let (_, last) = walk(chain);
+        let remote = &(*pool).remote;
+        let mut head = remote.load(Ordering::Relaxed);
+        loop {
+            if head == CORE_HELD {
+                return false;
+            }
+            let next = if head == 0 {
+                chain_end(pool)
+            } else {
+                head as *mut FreeBlock
+            };
+            FreeBlock::set_next(last, next);
+            match remote.compare_exchange_weak(
+                head,
+                chain as usize,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => head = now,
+            }
+        }
+    }
+}
+
 /// Hands an owned pool to the core (O3): the remote chain is swapped for `CORE_HELD`, so later
 /// remote frees take the class lock, and its blocks go on the free list. Returns the pool's
 /// blocks out afterwards.

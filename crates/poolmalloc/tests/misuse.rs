@@ -1,5 +1,7 @@
 //! Double frees through the Rust faces (`PoolMalloc`, `Heap`), in every build: reported through
-//! the misuse hook with the address and class, and nothing changed — no block handed out twice.
+//! the misuse hook with the address and class — by the owner of the block's pool, by another
+//! thread while the block is on the pool's remote chain, after a flush — and nothing changed:
+//! no block handed out twice.
 //! What only looks like a double free is not reported. With feature `secure`, a write into a free
 //! block's link is reported and the link not followed.
 
@@ -9,6 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 
 use poolmalloc::{Heap, Misuse, PoolMalloc};
+use poolmalloc_core::config::POOL_SIZE;
 use poolmalloc_core::{FreeError, FreeErrorKind};
 
 mod common;
@@ -131,9 +134,8 @@ fn after_a_flush(face: &impl Face) {
 }
 
 /// A block holding a freed block's first word — the value the check looks for — is freed by its
-/// owner, after a flush, and by another thread, without a report; a thread that does not own a
-/// block's pool and frees it twice is not confirmed (outside debug mode), so its second free
-/// changes nothing.
+/// owner, after a flush, and by another thread, without a report; a second free that only the
+/// owner could confirm changes nothing.
 fn what_is_not_confirmed(face: &impl Face) {
     let layout = Layout::from_size_align(48, 8).unwrap();
     let reports = reports_of(|| {
@@ -164,11 +166,65 @@ fn what_is_not_confirmed(face: &impl Face) {
         }
     });
     assert_eq!(reports, []);
+    // A block another thread freed, then the owner took back from the remote chain (here: its
+    // confirming walk for a key holder of the same pool did), then that thread frees again: the
+    // block is on the owner's lists, which only the owner may walk, so the second free is left
+    // alone — outside debug mode, whose record of the block (its state word) confirms it.
+    let mut b = std::ptr::null_mut();
+    let reports = reports_of(|| {
+        // SAFETY: blocks of `layout`, each freed once but `b`, whose second free is the case
+        // under test; reading `freed` after its free is on purpose.
+        unsafe {
+            let [keep, freed, holder, twice] = same_pool(face, layout);
+            b = twice;
+            face.dealloc(freed, layout);
+            holder.cast::<usize>().write(freed.cast::<usize>().read());
+            let addr = b as usize;
+            thread::scope(|s| {
+                s.spawn(|| face.dealloc(addr as *mut u8, layout));
+            });
+            face.dealloc(holder, layout);
+            thread::scope(|s| {
+                s.spawn(|| face.dealloc(addr as *mut u8, layout));
+            });
+            face.dealloc(keep, layout);
+        }
+        assert!(all_distinct(face, layout, 600, b));
+    });
+    if DEBUG {
+        assert_eq!(reports, [double_free(b, layout)]);
+    } else {
+        assert_eq!(reports, []);
+    }
+}
+
+/// Four blocks of `layout` in one pool (others taken on the way are freed).
+fn same_pool(face: &impl Face, layout: Layout) -> [*mut u8; 4] {
+    let pool = |p: *mut u8| p as usize & !(POOL_SIZE - 1);
+    let mut spare = vec![];
+    loop {
+        // SAFETY: blocks of `layout`; those not returned are freed below.
+        let blocks: [*mut u8; 4] = std::array::from_fn(|_| unsafe { face.alloc(layout) });
+        if blocks.iter().all(|&b| pool(b) == pool(blocks[0])) {
+            for b in spare {
+                // SAFETY: allocated above with `layout`, freed once.
+                unsafe { face.dealloc(b, layout) };
+            }
+            return blocks;
+        }
+        spare.extend(blocks);
+    }
+}
+
+/// A thread that does not own the block's pool frees it twice while it is still on the
+/// pool's remote chain (its owner is busy elsewhere): the chain, borrowed, confirms it.
+fn twice_by_another_thread(face: &impl Face) {
+    let layout = Layout::from_size_align(48, 8).unwrap();
     let mut p = std::ptr::null_mut();
     let reports = reports_of(|| {
-        // SAFETY: freed twice by a thread that does not own its pool: the second free is left
-        // alone.
+        // SAFETY: the second free is the misuse under test.
         unsafe {
+            let keep = face.alloc(layout);
             p = face.alloc(layout);
             let addr = p as usize;
             thread::scope(|s| {
@@ -177,21 +233,18 @@ fn what_is_not_confirmed(face: &impl Face) {
                     face.dealloc(addr as *mut u8, layout);
                 });
             });
+            face.dealloc(keep, layout);
         }
-        assert!(all_distinct(face, layout, 600, p));
     });
-    // Debug mode's own record of the block (its state word) does confirm it.
-    if DEBUG {
-        assert_eq!(reports, [double_free(p, layout)]);
-    } else {
-        assert_eq!(reports, []);
-    }
+    assert_eq!(reports, [double_free(p, layout)]);
+    assert!(all_distinct(face, layout, 600, p));
 }
 
 #[test]
 fn double_frees_through_poolmalloc() {
     twice_in_a_row(&PoolMalloc);
     after_another_thread(&PoolMalloc);
+    twice_by_another_thread(&PoolMalloc);
     after_a_flush(&PoolMalloc);
 }
 
@@ -200,6 +253,7 @@ fn double_frees_through_a_heap() {
     let heap = Heap::new();
     twice_in_a_row(&heap);
     after_another_thread(&heap);
+    twice_by_another_thread(&heap);
     after_a_flush(&heap);
     heap.check_invariants().unwrap();
 }

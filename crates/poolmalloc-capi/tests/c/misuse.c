@@ -1,12 +1,14 @@
 /* Misuse under the preloaded library, plain or secure mode. Each argument runs one scenario:
  * - a double free: `same`, `tiny` (an 8-byte block, which has no second word), `thread` (the
- *   block freed by another thread first), `flush` (the pool given back to the core between the
- *   frees). Each prints the block's address ("block 0x...") and must end in the library's
- *   report and SIGABRT; it prints "survived" if not.
+ *   block freed by another thread first), `thread-twice` (freed twice by another thread),
+ *   `flush` (the pool given back to the core between the frees). Each prints the block's
+ *   address ("block 0x...") and must end in the library's report and SIGABRT; it prints
+ *   "survived" if not.
  * - `clean`: what must not be reported: a block that holds a freed block's first word (the
  *   "key" a double-free check looks for) freed by its owner, after a flush and by another
- *   thread; a block freed twice by a thread that does not own its pool (left alone: never
- *   handed out twice). Prints "N passed, N failed".
+ *   thread; a second free by another thread of a block its owner already took back (only the
+ *   owner may walk its lists: left alone, never handed out twice). Prints "N passed, N
+ *   failed".
  * - `overwrite` (POOLMALLOC_SECURE=1): a write into a free block's link (a 112-byte block of a
  *   fresh pool, whose blocks are handed out in address order), then the allocation that would
  *   follow it: reported, not followed. */
@@ -38,16 +40,18 @@ static void announce(const void *p) {
     fflush(stdout);
 }
 
-/* Distinct pointers among `n` allocations of `size` bytes (all kept until counted). */
-static int all_distinct(size_t size, int n, const void *also) {
+/* Distinct pointers among `n` allocations of `size` bytes (all kept until counted), `once`
+ * among them at most once. */
+static int all_distinct(size_t size, int n, const void *once) {
     void *blocks[512];
-    int ok = 1;
+    int ok = 1, seen = 0;
     for (int i = 0; i < n; i++) {
         blocks[i] = malloc(size);
-        ok &= blocks[i] != also;
+        seen += blocks[i] == once;
         for (int j = 0; j < i; j++)
             ok &= blocks[i] != blocks[j];
     }
+    ok &= seen <= 1;
     for (int i = 0; i < n; i++)
         free(blocks[i]);
     return ok;
@@ -72,6 +76,18 @@ static void clean_free_of_a_key_holder(void (*between)(void), void *(*how)(void 
 
 static void flush(void) { collect(); }
 
+/* Four 48-byte blocks of one pool (16 KiB pools; others taken on the way are kept). */
+static void same_pool(char **blocks) {
+    for (;;) {
+        for (int i = 0; i < 4; i++)
+            blocks[i] = malloc(40);
+        uintptr_t pool = (uintptr_t)blocks[0] >> 14;
+        if ((uintptr_t)blocks[1] >> 14 == pool && (uintptr_t)blocks[2] >> 14 == pool &&
+            (uintptr_t)blocks[3] >> 14 == pool)
+            return;
+    }
+}
+
 int main(int argc, char **argv) {
     const char *what = argc > 1 ? argv[1] : "clean";
     collect = (size_t (*)(void))dlsym(RTLD_DEFAULT, "poolmalloc_collect");
@@ -83,9 +99,17 @@ int main(int argc, char **argv) {
         clean_free_of_a_key_holder(NULL, NULL);
         clean_free_of_a_key_holder(flush, NULL);
         clean_free_of_a_key_holder(NULL, freed_by_thread);
-        char *keep = malloc(40), *twice = malloc(40);
-        free_in_thread(twice, freed_twice_by_thread);
-        CHECK(all_distinct(40, 300, NULL));
+        /* Another thread frees `twice`; the owner's confirming walk for a key holder of the
+         * same pool takes it back from the remote chain; the other thread frees it again. */
+        char *b[4];
+        same_pool(b);
+        char *keep = b[0], *freed = b[1], *holder = b[2], *twice = b[3];
+        free(freed);
+        memcpy(holder, freed, sizeof(uintptr_t));
+        free_in_thread(twice, freed_by_thread);
+        free(holder);
+        free_in_thread(twice, freed_by_thread);
+        CHECK(all_distinct(40, 300, twice));
         free(keep);
         return check_finish("misuse clean");
     }
@@ -99,6 +123,11 @@ int main(int argc, char **argv) {
         announce(p);
         free_in_thread(p, freed_by_thread);
         free(p);
+    } else if (!strcmp(what, "thread-twice")) {
+        char *keep = malloc(40), *p = malloc(40);
+        announce(p);
+        free_in_thread(p, freed_twice_by_thread);
+        free(keep);
     } else if (!strcmp(what, "flush")) {
         char *keep = malloc(40), *p = malloc(40);
         announce(p);
