@@ -15,9 +15,30 @@ use poolmalloc_core::{Core, FreeErrorKind, MemPages, OwnedPool, RemoteFree};
 /// Class 47: 384-byte blocks, two per 1 KiB pool, carved one at a time.
 const CLASS: usize = 47;
 
+type Outcomes = (Freed, Result<RemoteFree, FreeErrorKind>);
+
+/// Fills a pool of `cache`'s (two blocks, the second kept) and starts a thread that frees the
+/// first block twice (`free_twice`). The cache stays in the model's frame: moved around, its
+/// few KiB overflow a loom thread's stack.
+fn fill_and_free_twice(
+    core: &Arc<TestCore>,
+    cache: &ThreadCache,
+) -> (*mut u8, thread::JoinHandle<Outcomes>) {
+    let c = class(CLASS);
+    cache.activate();
+    let given = take(cache, core, c);
+    let kept = take(cache, core, c);
+    assert_eq!(OwnedPool::of(given), OwnedPool::of(kept));
+    stamp(given, 1);
+    let addr = given as usize;
+    let freer_core = core.clone();
+    let freer = thread::spawn(move || free_twice(&freer_core, addr));
+    (kept, freer)
+}
+
 /// The freeing thread: frees `block` (no cache: pushed, or under the class lock) and frees it
 /// again, which must be refused or left alone. Returns both outcomes.
-fn free_twice(core: &TestCore, block: usize) -> (Freed, Result<RemoteFree, FreeErrorKind>) {
+fn free_twice(core: &TestCore, block: usize) -> Outcomes {
     let p = block as *mut u8;
     check_held(core, p, 1);
     // SAFETY: a block of this core, out, handed to this thread and freed once.
@@ -39,16 +60,9 @@ const FIRST_UNDER_LOCK: usize = 1;
 fn second_free_races_the_owners_hand_back() {
     model("double_free/hand_back", || {
         let core = Arc::new(Core::new(MemPages::new(2)));
-        let c = class(CLASS);
         let cache = ThreadCache::new();
-        cache.activate();
-        let given = take(&cache, &core, c);
-        let kept = take(&cache, &core, c);
-        assert_eq!(OwnedPool::of(given), OwnedPool::of(kept));
-        stamp(given, 1);
-        let addr = given as usize;
-        let freer_core = core.clone();
-        let freer = thread::spawn(move || free_twice(&freer_core, addr));
+        let (kept, freer) = fill_and_free_twice(&core, &cache);
+        let c = class(CLASS);
         cache.drain(&core);
         let (first, second) = freer.join().unwrap();
         let kind = FreeErrorKind::DoubleFree { class: c };
@@ -86,16 +100,10 @@ const LEFT_ALONE: usize = 1;
 fn second_free_races_the_owner_taking_its_chain() {
     model("double_free/take_back", || {
         let core = Arc::new(Core::new(MemPages::new(2)));
-        let c = class(CLASS);
         let cache = ThreadCache::new();
-        cache.activate();
-        let given = take(&cache, &core, c);
-        let kept = take(&cache, &core, c);
-        stamp(given, 1);
-        let pool = OwnedPool::of(given);
-        let addr = given as usize;
-        let freer_core = core.clone();
-        let freer = thread::spawn(move || free_twice(&freer_core, addr));
+        let (kept, freer) = fill_and_free_twice(&core, &cache);
+        let c = class(CLASS);
+        let pool = OwnedPool::of(kept);
         // SAFETY: this thread owns the pool.
         unsafe { pool.take_remote() };
         let (_, second) = freer.join().unwrap();

@@ -94,43 +94,64 @@ fn twice_in_a_row(face: &impl Face) {
     }
 }
 
-/// The block went to another thread, which freed it; then its owner frees it again.
-fn after_another_thread(face: &impl Face) {
+/// A 48-byte block `p` (beside a block kept out, which keeps its pool from its arena) freed
+/// twice by `free_twice(p)`: exactly one report, naming it, and the block handed out at most
+/// once afterwards.
+fn reported_once(face: &impl Face, free_twice: impl FnOnce(*mut u8)) {
     let layout = Layout::from_size_align(48, 8).unwrap();
     let mut p = std::ptr::null_mut();
     let reports = reports_of(|| {
-        // SAFETY: freed once by the other thread; the second free is the misuse under test.
+        // SAFETY: blocks of `layout`; `free_twice` frees `p` (twice: the misuse under test).
         unsafe {
+            let keep = face.alloc(layout);
             p = face.alloc(layout);
-            let addr = p as usize;
-            thread::scope(|s| {
-                s.spawn(|| face.dealloc(addr as *mut u8, layout));
-            });
-            face.dealloc(p, layout);
+            free_twice(p);
+            face.dealloc(keep, layout);
         }
     });
     assert_eq!(reports, [double_free(p, layout)]);
     assert!(all_distinct(face, layout, 300, p));
 }
 
+/// Frees the 48-byte block at `addr` on a thread of its own.
+fn dealloc_on_another_thread(face: &impl Face, addr: usize, times: usize) {
+    let layout = Layout::from_size_align(48, 8).unwrap();
+    thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..times {
+                // SAFETY: a block of the face; a second free is the misuse under test.
+                unsafe { face.dealloc(addr as *mut u8, layout) };
+            }
+        });
+    });
+}
+
+/// The block went to another thread, which freed it; then its owner frees it again.
+fn after_another_thread(face: &impl Face) {
+    reported_once(face, |p| {
+        dealloc_on_another_thread(face, p as usize, 1);
+        // SAFETY: the second free.
+        unsafe { face.dealloc(p, Layout::from_size_align(48, 8).unwrap()) };
+    });
+}
+
 /// The thread's pools went back to the core between the two frees.
 fn after_a_flush(face: &impl Face) {
     let layout = Layout::from_size_align(48, 8).unwrap();
-    let mut p = std::ptr::null_mut();
-    let reports = reports_of(|| {
-        // SAFETY: `keep` keeps the pool out of its arena; the second free of `p` is the misuse
-        // under test.
+    reported_once(face, |p| {
+        // SAFETY: the first free, then the second after the flush.
         unsafe {
-            let keep = face.alloc(layout);
-            p = face.alloc(layout);
             face.dealloc(p, layout);
             face.flush();
             face.dealloc(p, layout);
-            face.dealloc(keep, layout);
         }
     });
-    assert_eq!(reports, [double_free(p, layout)]);
-    assert!(all_distinct(face, layout, 300, p));
+}
+
+/// A thread that does not own the block's pool frees it twice while it is still on the
+/// pool's remote chain (its owner is busy elsewhere): the chain, borrowed, confirms it.
+fn twice_by_another_thread(face: &impl Face) {
+    reported_once(face, |p| dealloc_on_another_thread(face, p as usize, 2));
 }
 
 /// A block holding a freed block's first word — the value the check looks for — is freed by its
@@ -154,12 +175,7 @@ fn what_is_not_confirmed(face: &impl Face) {
                         face.flush();
                         face.dealloc(holder, layout);
                     }
-                    _ => {
-                        let addr = holder as usize;
-                        thread::scope(|s| {
-                            s.spawn(|| face.dealloc(addr as *mut u8, layout));
-                        });
-                    }
+                    _ => dealloc_on_another_thread(face, holder as usize, 1),
                 }
                 face.dealloc(keep, layout);
             }
@@ -179,14 +195,9 @@ fn what_is_not_confirmed(face: &impl Face) {
             b = twice;
             face.dealloc(freed, layout);
             holder.cast::<usize>().write(freed.cast::<usize>().read());
-            let addr = b as usize;
-            thread::scope(|s| {
-                s.spawn(|| face.dealloc(addr as *mut u8, layout));
-            });
+            dealloc_on_another_thread(face, b as usize, 1);
             face.dealloc(holder, layout);
-            thread::scope(|s| {
-                s.spawn(|| face.dealloc(addr as *mut u8, layout));
-            });
+            dealloc_on_another_thread(face, b as usize, 1);
             face.dealloc(keep, layout);
         }
         assert!(all_distinct(face, layout, 600, b));
@@ -214,30 +225,6 @@ fn same_pool(face: &impl Face, layout: Layout) -> [*mut u8; 4] {
         }
         spare.extend(blocks);
     }
-}
-
-/// A thread that does not own the block's pool frees it twice while it is still on the
-/// pool's remote chain (its owner is busy elsewhere): the chain, borrowed, confirms it.
-fn twice_by_another_thread(face: &impl Face) {
-    let layout = Layout::from_size_align(48, 8).unwrap();
-    let mut p = std::ptr::null_mut();
-    let reports = reports_of(|| {
-        // SAFETY: the second free is the misuse under test.
-        unsafe {
-            let keep = face.alloc(layout);
-            p = face.alloc(layout);
-            let addr = p as usize;
-            thread::scope(|s| {
-                s.spawn(|| {
-                    face.dealloc(addr as *mut u8, layout);
-                    face.dealloc(addr as *mut u8, layout);
-                });
-            });
-            face.dealloc(keep, layout);
-        }
-    });
-    assert_eq!(reports, [double_free(p, layout)]);
-    assert!(all_distinct(face, layout, 600, p));
 }
 
 #[test]
