@@ -14,7 +14,7 @@ use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use poolmalloc_workloads::{
     churn, cores, larson, pair, params, prodcons, rptest, scratch, trees, AllocatorId, Scale,
-    Timing, WithAllocator,
+    Sizes, Timing, WithAllocator,
 };
 
 /// Runs one workload `iters` times its unit and returns the total time; a failed check stops
@@ -88,7 +88,7 @@ impl Case {
     fn once<A: GlobalAlloc + Sync>(self, a: &A) -> poolmalloc_workloads::Result<Timing> {
         match self {
             Case::Pair(size) => pair::pair(a, size, 1),
-            Case::Churn(threads) => churn::churn(a, threads, churn::BLOCKS, 1),
+            Case::Churn(threads) => churn::churn(a, threads, churn::BLOCKS, Sizes::SMALL, 1),
             Case::Larson => larson::larson(a, larson_params()),
             Case::ProdCons1 => prodcons::prodcons::<A, 1>(a, prodcons_params()),
             Case::ProdCons64 => prodcons::prodcons::<A, 64>(a, prodcons_params()),

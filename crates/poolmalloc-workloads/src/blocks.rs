@@ -30,6 +30,31 @@ pub fn layout_for(size: usize) -> Layout {
     Layout::from_size_align(size.max(1), align).expect("workload sizes make valid layouts")
 }
 
+/// The range of request sizes a workload draws from, uniformly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizes {
+    pub min: usize,
+    pub max: usize,
+}
+
+impl Sizes {
+    /// The small requests poolmalloc's pools serve: 8..=512 bytes.
+    pub const SMALL: Sizes = Sizes { min: 8, max: 512 };
+    /// The medium requests of buffers, vectors and messages: 513 B..=32 KiB.
+    pub const MEDIUM: Sizes = Sizes {
+        min: 513,
+        max: 32 * 1024,
+    };
+
+    /// `n` sizes drawn from the range (each fits a `u16`).
+    pub fn draw(self, rng: &mut crate::rng::Rng, n: usize) -> Vec<u16> {
+        debug_assert!(self.max <= u16::MAX as usize);
+        (0..n)
+            .map(|_| rng.range(self.min, self.max) as u16)
+            .collect()
+    }
+}
+
 /// A tag no allocator writes by accident: a constant high half and a per-block low half.
 pub fn tag(n: u64) -> u64 {
     0xA110_C8ED_0000_0000 ^ n.wrapping_mul(0x9E37_79B9)

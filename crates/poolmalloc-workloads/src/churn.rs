@@ -1,5 +1,6 @@
-//! churn: allocate `BLOCKS` blocks of random size 8..=512, free them in random order, repeat;
-//! on one thread or on several at once (each with its own blocks).
+//! churn: allocate `blocks` blocks of random size (8..=512: `churn`; 513 B..=32 KiB: `medium`),
+//! free them in random order, repeat; on one thread or on several at once (each with its own
+//! blocks).
 //!
 //! Sizes spread over every size class and the random free order scatter frees across pools, so
 //! this measures the batch refill / flush paths and the core, not only the thread cache.
@@ -9,14 +10,14 @@ use std::alloc::GlobalAlloc;
 use std::sync::Barrier;
 use std::time::Instant;
 
-use crate::blocks::{alloc_tagged, check_and_free, check_and_free_all, tag, Block, Result};
+use crate::blocks::{alloc_tagged, check_and_free, check_and_free_all, tag, Block, Result, Sizes};
 use crate::rng::Rng;
 use crate::Timing;
 
-/// Blocks live at the peak of each round, per thread.
+/// Blocks live at the peak of each round, per thread, of the small sizes (about 26 MB).
 pub const BLOCKS: usize = 100_000;
-pub const MIN_SIZE: usize = 8;
-pub const MAX_SIZE: usize = 512;
+/// The same for the medium sizes: about 66 MB.
+pub const MEDIUM_BLOCKS: usize = 4_000;
 
 /// One thread's requests: sizes in allocation order and the order of the frees.
 struct Plan {
@@ -25,11 +26,9 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(blocks: usize, seed: u64) -> Plan {
+    fn new(blocks: usize, sizes: Sizes, seed: u64) -> Plan {
         let mut rng = Rng::new(seed);
-        let sizes = (0..blocks)
-            .map(|_| rng.range(MIN_SIZE, MAX_SIZE) as u16)
-            .collect();
+        let sizes = sizes.draw(&mut rng, blocks);
         Plan {
             sizes,
             order: rng.permutation(blocks),
@@ -54,12 +53,13 @@ fn round<A: GlobalAlloc + ?Sized>(a: &A, plan: &Plan, live: &mut [Block], salt: 
     Ok(())
 }
 
-/// `rounds` rounds of `blocks` blocks on each of `threads` threads (after one untimed warm-up
-/// round each). Checks: every block's tag when it is freed.
+/// `rounds` rounds of `blocks` blocks of `sizes` on each of `threads` threads (after one untimed
+/// warm-up round each). Checks: every block's tag when it is freed.
 pub fn churn<A: GlobalAlloc + Sync + ?Sized>(
     a: &A,
     threads: usize,
     blocks: usize,
+    sizes: Sizes,
     rounds: u32,
 ) -> Result<Timing> {
     let threads = threads.max(1);
@@ -70,7 +70,7 @@ pub fn churn<A: GlobalAlloc + Sync + ?Sized>(
             .map(|t| {
                 let (ready, done) = (&ready, &done);
                 s.spawn(move || {
-                    let plan = Plan::new(blocks, 0xC4u64 << 32 | t as u64);
+                    let plan = Plan::new(blocks, sizes, 0xC4u64 << 32 | t as u64);
                     let mut live = vec![Block::EMPTY; blocks];
                     let salt = (t as u64) << 40;
                     let warm = round(a, &plan, &mut live, salt);

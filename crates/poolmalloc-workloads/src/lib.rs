@@ -10,6 +10,7 @@
 //! |---------------------|-------------------------------------------------------------|----|
 //! | `pair/16,64,256`    | one alloc+free in a loop, 1024 blocks live: the fast path   | alloc+free |
 //! | `churn/1t`, `/Nt`   | 100k random sizes 8..=512, random-order free: refill/flush  | alloc+free |
+//! | `medium/1t`, `/Nt`  | the same with 4k random sizes 513 B..=32 KiB                | alloc+free |
 //! | `larson/Nt`         | slot arrays passed to new threads each round: remote frees  | replacement |
 //! | `prodcons/1`, `/64` | blocks sent over channels, freed by the consumer            | block |
 //! | `cache-scratch/Nt`  | small objects written hard by several threads: false sharing| alloc+writes+free |
@@ -18,6 +19,7 @@
 //! | `xmalloc/Nt`        | many producers, many consumers on one channel               | block |
 //! | `binary-trees`      | rayon builds and drops binary trees of 16-byte nodes        | node |
 //! | `memory/*`          | RSS (MiB above baseline) at peak, after free, round 2, trim | — |
+//! | `memory-medium/*`   | the same with 16k medium blocks (513 B..=32 KiB)           | — |
 //! | `seed/*`            | 512·k one-byte objects, 511 of each 512 freed: RSS and pools held | — |
 //! | `global/*`          | pair and churn through `#[global_allocator]` (child binaries) | alloc+free |
 //!
@@ -54,7 +56,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use allocators::{AllocatorId, WithAllocator};
-pub use blocks::{Fault, Result};
+pub use blocks::{Fault, Result, Sizes};
 
 use rss::MIB;
 
@@ -97,6 +99,7 @@ pub fn cores() -> usize {
 pub enum Workload {
     Pair,
     Churn,
+    Medium,
     Larson,
     ProdCons,
     CacheScratch,
@@ -106,6 +109,7 @@ pub enum Workload {
     BinaryTrees,
     Memory,
     Memory2t,
+    MemoryMedium,
     Seed,
     Global,
 }
@@ -125,6 +129,7 @@ impl Workload {
     pub const ALL: &'static [Workload] = &[
         Workload::Pair,
         Workload::Churn,
+        Workload::Medium,
         Workload::Larson,
         Workload::ProdCons,
         Workload::CacheScratch,
@@ -134,6 +139,7 @@ impl Workload {
         Workload::BinaryTrees,
         Workload::Memory,
         Workload::Memory2t,
+        Workload::MemoryMedium,
         Workload::Seed,
         Workload::Global,
     ];
@@ -142,6 +148,7 @@ impl Workload {
         match self {
             Workload::Pair => "pair",
             Workload::Churn => "churn",
+            Workload::Medium => "medium",
             Workload::Larson => "larson",
             Workload::ProdCons => "prodcons",
             Workload::CacheScratch => "cache-scratch",
@@ -151,6 +158,7 @@ impl Workload {
             Workload::BinaryTrees => "binary-trees",
             Workload::Memory => "memory",
             Workload::Memory2t => "memory-2t",
+            Workload::MemoryMedium => "memory-medium",
             Workload::Seed => "seed",
             Workload::Global => "global",
         }
@@ -167,7 +175,9 @@ impl Workload {
 
     pub fn place(self) -> Where {
         match self {
-            Workload::Memory | Workload::Memory2t | Workload::Seed => Where::FreshProcess,
+            Workload::Memory | Workload::Memory2t | Workload::MemoryMedium | Workload::Seed => {
+                Where::FreshProcess
+            }
             Workload::Global => Where::GlobalAllocator,
             _ => Where::InProcess,
         }
@@ -313,6 +323,10 @@ pub mod params {
     pub fn memory_blocks(s: Scale) -> usize {
         s.pick(200_000, 1_000_000)
     }
+    /// As many medium blocks as `memory_blocks` small ones in bytes (about 64 times larger).
+    pub fn memory_medium_blocks(s: Scale) -> usize {
+        memory_blocks(s) / 64
+    }
     pub fn seed_k(s: Scale) -> usize {
         s.pick(200, 1000)
     }
@@ -381,7 +395,14 @@ impl WithAllocator for RunCase<'_> {
             Workload::Churn => {
                 let rounds = params::churn_rounds(s);
                 self.scaled("churn", &[1, n], None, |t| {
-                    Ok((t, churn::churn(a, t, churn::BLOCKS, rounds)?))
+                    Ok((t, churn::churn(a, t, churn::BLOCKS, Sizes::SMALL, rounds)?))
+                })?
+            }
+            Workload::Medium => {
+                let rounds = params::churn_rounds(s);
+                self.scaled("medium", &[1, n], None, |t| {
+                    let blocks = churn::MEDIUM_BLOCKS;
+                    Ok((t, churn::churn(a, t, blocks, Sizes::MEDIUM, rounds)?))
                 })?
             }
             Workload::Larson => {
@@ -437,13 +458,24 @@ impl WithAllocator for RunCase<'_> {
                 })?
             }
             Workload::Memory => {
-                let r = memory::memory(a, params::memory_blocks(s), || id.trim())?;
+                let r = memory::memory(a, params::memory_blocks(s), Sizes::SMALL, || id.trim())?;
                 let b = r.baseline;
                 vec![
                     Sample::mib("memory/peak", r.peak, b),
                     Sample::mib("memory/after-free", r.after_free, b),
                     Sample::mib("memory/after-round-2", r.after_round2, b),
                     Sample::mib("memory/after-trim", r.after_trim, b),
+                ]
+            }
+            Workload::MemoryMedium => {
+                let blocks = params::memory_medium_blocks(s);
+                let r = memory::memory(a, blocks, Sizes::MEDIUM, || id.trim())?;
+                let b = r.baseline;
+                vec![
+                    Sample::mib("memory-medium/peak", r.peak, b),
+                    Sample::mib("memory-medium/after-free", r.after_free, b),
+                    Sample::mib("memory-medium/after-round-2", r.after_round2, b),
+                    Sample::mib("memory-medium/after-trim", r.after_trim, b),
                 ]
             }
             Workload::Memory2t => {
@@ -480,7 +512,13 @@ impl WithAllocator for RunCase<'_> {
 pub fn run_global(scale: Scale) -> Result<Vec<Sample>> {
     let a = &global::StdGlobal;
     let t = pair::pair(a, 64, params::pair_iters(scale))?;
-    let c = churn::churn(a, 1, churn::BLOCKS, params::churn_rounds(scale))?;
+    let c = churn::churn(
+        a,
+        1,
+        churn::BLOCKS,
+        Sizes::SMALL,
+        params::churn_rounds(scale),
+    )?;
     Ok(vec![
         Sample::time("global/pair-64", t),
         Sample::time("global/churn-1t", c),
@@ -506,7 +544,7 @@ pub fn run_counted(case: &str, id: AllocatorId, n: u64) -> Result<u64> {
                 "pair-16" => pair::pair(a, 16, self.n)?,
                 "pair-64" => pair::pair(a, 64, self.n)?,
                 "pair-256" => pair::pair(a, 256, self.n)?,
-                "churn" => churn::churn(a, 1, churn::BLOCKS, self.n as u32)?,
+                "churn" => churn::churn(a, 1, churn::BLOCKS, Sizes::SMALL, self.n as u32)?,
                 other => {
                     return Err(Fault(format!(
                         "unknown counted case '{other}' (allowed: {})",

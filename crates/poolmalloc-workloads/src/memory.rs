@@ -1,17 +1,14 @@
-//! memory: does freed memory go back to the OS? `blocks` blocks of random size 8..=512 are
-//! allocated, then freed in random order; then a second round does the same; then the
+//! memory: does freed memory go back to the OS? `blocks` blocks of random size (8..=512:
+//! `memory`; 513 B..=32 KiB: `memory-medium`) are allocated, then freed in random order; then a second round does the same; then the
 //! allocator's own trim runs. The resident set size is read before, at the peak, right after the
 //! first free, after the second round, and after the trim. Run it in a fresh process: what other
 //! allocators (or earlier runs) left resident would otherwise count.
 
 use std::alloc::GlobalAlloc;
 
-use crate::blocks::{alloc_tagged, check_and_free, check_and_free_all, tag, Block, Result};
+use crate::blocks::{alloc_tagged, check_and_free, check_and_free_all, tag, Block, Result, Sizes};
 use crate::rng::Rng;
 use crate::rss::rss_bytes;
-
-pub const MIN_SIZE: usize = 8;
-pub const MAX_SIZE: usize = 512;
 
 /// Resident bytes at each step (absolute; subtract `baseline` for what the workload holds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,16 +22,15 @@ pub struct MemoryReport {
     pub requested: usize,
 }
 
-/// Checks: every block's tag when it is freed.
+/// `blocks` blocks of `sizes`. Checks: every block's tag when it is freed.
 pub fn memory<A: GlobalAlloc + ?Sized>(
     a: &A,
     blocks: usize,
+    sizes: Sizes,
     trim: impl FnOnce(),
 ) -> Result<MemoryReport> {
     let mut rng = Rng::new(0x3E30);
-    let sizes: Vec<u16> = (0..blocks)
-        .map(|_| rng.range(MIN_SIZE, MAX_SIZE) as u16)
-        .collect();
+    let sizes = sizes.draw(&mut rng, blocks);
     let order = rng.permutation(blocks);
     // Written through now, so the bookkeeping is in the baseline.
     let mut live = vec![Block::EMPTY; blocks];
@@ -93,9 +89,7 @@ pub fn memory_two_threads<A: GlobalAlloc + Sync + ?Sized>(
     blocks: usize,
 ) -> Result<TwoThreadReport> {
     let mut rng = Rng::new(0x3E31);
-    let sizes: Vec<u16> = (0..blocks)
-        .map(|_| rng.range(MIN_SIZE, MAX_SIZE) as u16)
-        .collect();
+    let sizes = Sizes::SMALL.draw(&mut rng, blocks);
     let order = rng.permutation(blocks);
     // Written through now, so the bookkeeping is in the baseline.
     let mut slots: Vec<Option<Block>> = (0..blocks).map(|_| None).collect();

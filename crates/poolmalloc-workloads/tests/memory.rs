@@ -3,14 +3,15 @@
 
 use std::alloc::GlobalAlloc;
 
-use poolmalloc_workloads::{memory, seed, AllocatorId, WithAllocator};
+use poolmalloc_workloads::{memory, seed, AllocatorId, Sizes, WithAllocator};
 
 struct Memory;
 
 impl WithAllocator for Memory {
     type Output = ();
     fn run<A: GlobalAlloc + Sync + 'static>(self, id: AllocatorId, a: &'static A) {
-        let r = memory::memory(a, 40_000, || id.trim()).unwrap_or_else(|e| panic!("{id}: {e}"));
+        let r = memory::memory(a, 40_000, Sizes::SMALL, || id.trim())
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
         // Every byte asked for is written (the tags cover each block's ends and blocks are at
         // most 512 bytes), so at the peak at least the requested bytes, less page rounding at
         // the edges, are resident.

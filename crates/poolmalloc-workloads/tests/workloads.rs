@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use poolmalloc_workloads::{
-    churn, larson, pair, prodcons, rptest, scratch, trees, AllocatorId, Result, Timing,
+    churn, larson, pair, prodcons, rptest, scratch, trees, AllocatorId, Result, Sizes, Timing,
     WithAllocator,
 };
 
@@ -39,8 +39,18 @@ fn small_runs<A: GlobalAlloc + Sync>(a: &A) -> Vec<(&'static str, Run<'_>)> {
     };
     vec![
         ("pair", Box::new(move || pair::pair(a, 64, 10_000))),
-        ("churn/1t", Box::new(move || churn::churn(a, 1, 5_000, 2))),
-        ("churn/3t", Box::new(move || churn::churn(a, 3, 5_000, 2))),
+        (
+            "churn/1t",
+            Box::new(move || churn::churn(a, 1, 5_000, Sizes::SMALL, 2)),
+        ),
+        (
+            "churn/3t",
+            Box::new(move || churn::churn(a, 3, 5_000, Sizes::SMALL, 2)),
+        ),
+        (
+            "medium/2t",
+            Box::new(move || churn::churn(a, 2, 500, Sizes::MEDIUM, 2)),
+        ),
         ("larson", Box::new(move || larson::larson(a, larson))),
         (
             "prodcons/1",
@@ -106,7 +116,8 @@ fn every_workload_passes_on_every_allocator() {
 #[test]
 fn op_counts_are_what_the_docs_say() {
     assert_eq!(pair::pair(&System, 16, 1234).unwrap().ops, 1234);
-    assert_eq!(churn::churn(&System, 2, 1000, 3).unwrap().ops, 2 * 1000 * 3);
+    let t = churn::churn(&System, 2, 1000, Sizes::SMALL, 3).unwrap();
+    assert_eq!(t.ops, 2 * 1000 * 3);
     let p = larson::Params {
         threads: 2,
         slots: 50,
