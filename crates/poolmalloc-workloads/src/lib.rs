@@ -457,25 +457,18 @@ impl WithAllocator for RunCase<'_> {
                     Ok((t, trees::binary_trees_on(a, depth, t)?))
                 })?
             }
-            Workload::Memory => {
-                let r = memory::memory(a, params::memory_blocks(s), Sizes::SMALL, || id.trim())?;
-                let b = r.baseline;
+            Workload::Memory | Workload::MemoryMedium => {
+                let (blocks, sizes) = match self.w {
+                    Workload::Memory => (params::memory_blocks(s), Sizes::SMALL),
+                    _ => (params::memory_medium_blocks(s), Sizes::MEDIUM),
+                };
+                let r = memory::memory(a, blocks, sizes, || id.trim())?;
+                let (name, b) = (self.w.name(), r.baseline);
                 vec![
-                    Sample::mib("memory/peak", r.peak, b),
-                    Sample::mib("memory/after-free", r.after_free, b),
-                    Sample::mib("memory/after-round-2", r.after_round2, b),
-                    Sample::mib("memory/after-trim", r.after_trim, b),
-                ]
-            }
-            Workload::MemoryMedium => {
-                let blocks = params::memory_medium_blocks(s);
-                let r = memory::memory(a, blocks, Sizes::MEDIUM, || id.trim())?;
-                let b = r.baseline;
-                vec![
-                    Sample::mib("memory-medium/peak", r.peak, b),
-                    Sample::mib("memory-medium/after-free", r.after_free, b),
-                    Sample::mib("memory-medium/after-round-2", r.after_round2, b),
-                    Sample::mib("memory-medium/after-trim", r.after_trim, b),
+                    Sample::mib(format!("{name}/peak"), r.peak, b),
+                    Sample::mib(format!("{name}/after-free"), r.after_free, b),
+                    Sample::mib(format!("{name}/after-round-2"), r.after_round2, b),
+                    Sample::mib(format!("{name}/after-trim"), r.after_trim, b),
                 ]
             }
             Workload::Memory2t => {
