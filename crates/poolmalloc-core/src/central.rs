@@ -287,7 +287,8 @@ impl<S: PageSource> Core<S> {
         let suspect = unsafe { FreeBlock::looks_free(link) };
         // SAFETY: as above; if out, the block is given up (precondition).
         if suspect && unsafe { self.remote_chain_holds(pool, link) } {
-            return Err(self.double_free(pool, block));
+            // SAFETY: found free in its pool.
+            return Err(unsafe { FreeError::double_free(block) });
         }
         loop {
             // SAFETY: the pool serves a class and the block is out and given up (precondition).
@@ -314,7 +315,8 @@ impl<S: PageSource> Core<S> {
             }
             // SAFETY: core-held, of this class, under its lock (P1).
             if suspect && unsafe { pool::holds_free(pool, link) } {
-                return Err(self.double_free(pool, block));
+                // SAFETY: found free in its pool.
+                return Err(unsafe { FreeError::double_free(block) });
             }
             // SAFETY: core-held, of this class, under its lock; the block is out (precondition,
             // and not on the free list).
@@ -371,17 +373,6 @@ impl<S: PageSource> Core<S> {
             break;
         }
         found
-    }
-
-    /// The error for a confirmed double free of `block`, of `pool`.
-    fn double_free(&self, pool: *mut PoolHeader, block: *mut u8) -> FreeError {
-        // SAFETY: the block is free in `pool`, so the pool serves a class.
-        let class = unsafe { (*pool).class() }.expect("a pool with a free block serves a class");
-        let kind = FreeErrorKind::DoubleFree { class };
-        FreeError {
-            addr: block as usize,
-            kind,
-        }
     }
 
     /// The lock-free half of `free_remote`: one push onto the remote chain of the block's pool,

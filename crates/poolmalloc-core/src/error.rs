@@ -33,6 +33,23 @@ pub enum FreeErrorKind {
     },
 }
 
+impl FreeError {
+    /// The error for a confirmed double free of `block` (the double-free check's report, made
+    /// once for the owner's and the core's confirmations).
+    ///
+    /// # Safety
+    /// `block` is a free block of a pool of ours, which therefore serves a class.
+    pub unsafe fn double_free(block: *mut u8) -> FreeError {
+        // SAFETY: the pool's header is mapped and its tag names its class (precondition).
+        let class = unsafe { (*crate::layout::pool_of(block)).class() }
+            .expect("a pool with a free block serves a class");
+        FreeError {
+            addr: block as usize,
+            kind: FreeErrorKind::DoubleFree { class },
+        }
+    }
+}
+
 impl fmt::Display for FreeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let addr = self.addr;

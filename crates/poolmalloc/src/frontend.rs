@@ -32,8 +32,8 @@ use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 
 use poolmalloc_core::{
-    class_tag, large, Class, Core, CoreStats, Fragmentation, FreeError, FreeErrorKind, LargeTally,
-    LargeTotals, OwnedPool, PageSource, RemoteFree,
+    class_tag, large, Class, Core, CoreStats, Fragmentation, FreeError, LargeTally, LargeTotals,
+    OwnedPool, PageSource, RemoteFree,
 };
 
 use crate::bootstrap;
@@ -318,13 +318,8 @@ unsafe fn give<H: Home>(home: &H, block: *mut u8) {
 #[cold]
 #[inline(never)]
 fn double_free(block: *mut u8) {
-    // SAFETY: the block lies in a pool this thread owns, which serves a class (O1).
-    let class = class_of_tag(unsafe { class_tag(block) }).expect("an owned pool serves a class");
-    let kind = FreeErrorKind::DoubleFree { class };
-    report(Misuse::BadFree(FreeError {
-        addr: block as usize,
-        kind,
-    }));
+    // SAFETY: the thread's own lists found the block free in its pool.
+    report(Misuse::BadFree(unsafe { FreeError::double_free(block) }));
 }
 
 /// A local free emptied the block's pool: it becomes the thread's spare or goes to its arena.
