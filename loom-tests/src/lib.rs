@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use poolmalloc::internal::{LocalFree, ThreadCache};
-use poolmalloc_core::{Class, ClassStats, Core, MemPages, OwnedPool, RemoteFree};
+use poolmalloc_core::{Class, ClassStats, Core, Kind, MemPages, OwnedPool, RemoteFree};
 
 pub type TestCore = Core<MemPages>;
 
@@ -35,12 +35,24 @@ pub fn model(name: &str, body: impl Fn() + Sync + Send + 'static) -> usize {
         start: Instant::now(),
     };
     let counter = report.runs.clone();
+    let body = Arc::new(body);
     builder.check(move || {
         counter.fetch_add(1, Ordering::Relaxed);
-        body();
+        // A model's own frame holds a core and thread caches, over loom's 32 KiB coroutine
+        // stack with the medium classes' locks and lists: it runs on a thread with room.
+        let body = body.clone();
+        loom::thread::Builder::new()
+            .stack_size(MODEL_STACK)
+            .spawn(move || body())
+            .expect("the model's thread")
+            .join()
+            .expect("the model's body");
     });
     report.runs.load(Ordering::Relaxed)
 }
+
+/// Stack of the thread a model's body runs on.
+const MODEL_STACK: usize = 256 * 1024;
 
 /// Prints a model's count of interleavings when it is done, passed or failed.
 struct Report<'a> {
@@ -92,7 +104,7 @@ pub fn read_stamp(block: *mut u8) -> u64 {
 /// every link checked (secure mode's check: a link a race corrupted would show).
 pub fn take(cache: &ThreadCache, core: &TestCore, class: Class) -> *mut u8 {
     let p = cache
-        .pop(class, true)
+        .pop(class, class.kind(), true)
         .expect("a free-list link left its pool");
     if !p.is_null() {
         return p;
@@ -127,16 +139,16 @@ pub enum Freed {
 /// `block` is a block of `core` that is out and is given up here.
 pub unsafe fn free(core: &TestCore, cache: &ThreadCache, block: *mut u8) -> Freed {
     // SAFETY: the block lies in one of `core`'s pools and is given up (precondition).
-    match unsafe { cache.free_local(block) } {
+    match unsafe { cache.free_local(block, Kind::Small) } {
         LocalFree::Freed => Freed::Local,
         LocalFree::DoubleFree => panic!("a block freed once was found free already"),
         LocalFree::Emptied => {
             // SAFETY: the free emptied a pool this cache owns: none of its blocks is out.
-            unsafe { cache.pool_emptied(core, OwnedPool::of(block)) };
+            unsafe { cache.pool_emptied(core, OwnedPool::of(block, Kind::Small)) };
             Freed::Emptied
         }
         // SAFETY: the pool is not this cache's; the block is out and given up (precondition).
-        LocalFree::NotOwned => match unsafe { core.free_remote(block, cache.id()) }
+        LocalFree::NotOwned => match unsafe { core.free_remote(block, Kind::Small, cache.id()) }
             .expect("a block freed once was refused")
         {
             RemoteFree::Adopted(pool) => {
@@ -167,7 +179,9 @@ pub unsafe fn free(core: &TestCore, cache: &ThreadCache, block: *mut u8) -> Free
 pub unsafe fn free_uncached(core: &TestCore, block: *mut u8) -> Freed {
     // SAFETY: no cache has id 0, so the pool is not the caller's; the block is out and given up
     // (precondition).
-    match unsafe { core.free_remote(block, 0) }.expect("a block freed once was refused") {
+    match unsafe { core.free_remote(block, Kind::Small, 0) }
+        .expect("a block freed once was refused")
+    {
         RemoteFree::Pushed => Freed::Pushed,
         RemoteFree::Freed => Freed::Core,
         RemoteFree::Adopted(_) => panic!("a thread without a cache adopted a pool"),

@@ -11,7 +11,7 @@ use loom::sync::Arc;
 use loom::thread;
 use loom_tests::*;
 use poolmalloc::internal::ThreadCache;
-use poolmalloc_core::{Core, MemPages, OwnedPool};
+use poolmalloc_core::{Core, Kind, MemPages, OwnedPool};
 
 /// Class 31: 256-byte blocks, three per 1 KiB pool, carved one at a time.
 const CLASS: usize = 31;
@@ -33,8 +33,8 @@ fn an_abandoned_pool_is_adopted_while_a_late_free_lands() {
         a.activate();
         let given = take(&a, &core, c);
         let held = take(&a, &core, c);
-        let pool = OwnedPool::of(given);
-        assert_eq!(OwnedPool::of(held), pool);
+        let pool = OwnedPool::of(given, Kind::Small);
+        assert_eq!(OwnedPool::of(held, Kind::Small), pool);
         stamp(given, 1);
         stamp(held, 2);
         let addr = given as usize;
@@ -65,7 +65,7 @@ fn an_abandoned_pool_is_adopted_while_a_late_free_lands() {
         let mine = take(&cc, &core, c);
         assert_ne!(mine, held, "a block still out handed out again");
         stamp(mine, 3);
-        let c_adopted = OwnedPool::of(mine) == pool;
+        let c_adopted = OwnedPool::of(mine, Kind::Small) == pool;
         SEEN.mark(if c_adopted { C_ADOPTED } else { C_FRESH_POOL });
         let how = b.join().unwrap();
         if c_adopted {

@@ -9,7 +9,7 @@ use loom::sync::Arc;
 use loom::thread;
 use loom_tests::*;
 use poolmalloc::internal::ThreadCache;
-use poolmalloc_core::{Core, MemPages, OwnedPool};
+use poolmalloc_core::{Core, Kind, MemPages, OwnedPool};
 
 /// Class 47: 384-byte blocks, two per 1 KiB pool, carved one at a time.
 const CLASS: usize = 47;
@@ -29,8 +29,12 @@ fn remote_push_races_the_owners_swap() {
         let cache = ThreadCache::new();
         cache.activate();
         let given = [take(&cache, &core, c), take(&cache, &core, c)];
-        let pool = OwnedPool::of(given[0]);
-        assert_eq!(OwnedPool::of(given[1]), pool, "both blocks fill one pool");
+        let pool = OwnedPool::of(given[0], Kind::Small);
+        assert_eq!(
+            OwnedPool::of(given[1], Kind::Small),
+            pool,
+            "both blocks fill one pool"
+        );
         for &p in &given {
             stamp(p, 1);
         }
@@ -64,7 +68,7 @@ fn remote_push_races_the_owners_swap() {
             if addrs.contains(&(p as usize)) {
                 SEEN.mark(REUSED);
             }
-            if OwnedPool::of(p) != pool {
+            if OwnedPool::of(p, Kind::Small) != pool {
                 SEEN.mark(FRESH_POOL);
             }
         }

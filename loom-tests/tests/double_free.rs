@@ -10,7 +10,7 @@ use loom::sync::Arc;
 use loom::thread;
 use loom_tests::*;
 use poolmalloc::internal::ThreadCache;
-use poolmalloc_core::{Core, FreeErrorKind, MemPages, OwnedPool, RemoteFree};
+use poolmalloc_core::{Core, FreeErrorKind, Kind, MemPages, OwnedPool, RemoteFree};
 
 /// Class 47: 384-byte blocks, two per 1 KiB pool, carved one at a time.
 const CLASS: usize = 47;
@@ -28,7 +28,10 @@ fn fill_and_free_twice(
     cache.activate();
     let given = take(cache, core, c);
     let kept = take(cache, core, c);
-    assert_eq!(OwnedPool::of(given), OwnedPool::of(kept));
+    assert_eq!(
+        OwnedPool::of(given, Kind::Small),
+        OwnedPool::of(kept, Kind::Small)
+    );
     stamp(given, 1);
     let addr = given as usize;
     let freer_core = core.clone();
@@ -44,7 +47,7 @@ fn free_twice(core: &TestCore, block: usize) -> Outcomes {
     // SAFETY: a block of this core, out, handed to this thread and freed once.
     let first = unsafe { free_uncached(core, p) };
     // SAFETY: the misuse under test: the core validates before it changes anything.
-    let second = unsafe { core.free_remote(p, 0) }.map_err(|e| e.kind);
+    let second = unsafe { core.free_remote(p, Kind::Small, 0) }.map_err(|e| e.kind);
     (first, second)
 }
 
@@ -103,7 +106,7 @@ fn second_free_races_the_owner_taking_its_chain() {
         let cache = ThreadCache::new();
         let (kept, freer) = fill_and_free_twice(&core, &cache);
         let c = class(CLASS);
-        let pool = OwnedPool::of(kept);
+        let pool = OwnedPool::of(kept, Kind::Small);
         // SAFETY: this thread owns the pool.
         unsafe { pool.take_remote() };
         let (_, second) = freer.join().unwrap();

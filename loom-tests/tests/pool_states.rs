@@ -10,7 +10,7 @@ use loom::sync::Arc;
 use loom::thread;
 use loom_tests::*;
 use poolmalloc::internal::ThreadCache;
-use poolmalloc_core::{Core, MemPages, OwnedPool};
+use poolmalloc_core::{Core, Kind, MemPages, OwnedPool};
 
 /// Class 47: 384-byte blocks, two per 1 KiB pool, carved one at a time.
 const CLASS: usize = 47;
@@ -30,11 +30,11 @@ fn a_full_pool_is_found_again_by_a_free() {
         let cache = ThreadCache::new();
         cache.activate();
         let full = [take(&cache, &core, c), take(&cache, &core, c)];
-        let pool = OwnedPool::of(full[0]);
-        assert_eq!(OwnedPool::of(full[1]), pool);
+        let pool = OwnedPool::of(full[0], Kind::Small);
+        assert_eq!(OwnedPool::of(full[1], Kind::Small), pool);
         // One more block: the full pool goes to the core, the block comes from a fresh pool.
         let extra = take(&cache, &core, c);
-        assert_ne!(OwnedPool::of(extra), pool);
+        assert_ne!(OwnedPool::of(extra, Kind::Small), pool);
         assert_eq!(
             arena_of(extra),
             arena_of(full[0]),
@@ -91,7 +91,7 @@ fn a_full_pool_is_found_again_by_a_free() {
         );
         assert_eq!(s.pools_full, 0, "the full pool was never found again");
         // SAFETY: the pool's header is mapped: its arena is `extra`'s, whose block is out.
-        let owner = unsafe { poolmalloc_core::pool_owner(full[0]) };
+        let owner = unsafe { poolmalloc_core::pool_owner(full[0], Kind::Small) };
         if on_chain == 1 {
             assert_eq!(
                 owner,
@@ -104,7 +104,7 @@ fn a_full_pool_is_found_again_by_a_free() {
         // The pool serves again: the next blocks (the fresh pool's last one, then the found
         // pool's or a new one) are distinct, and every one is freed.
         let again = [take(&cache, &core, c), take(&cache, &core, c)];
-        if again.iter().any(|&p| OwnedPool::of(p) == pool) {
+        if again.iter().any(|&p| OwnedPool::of(p, Kind::Small) == pool) {
             SEEN.mark(ADOPTED_AFTER_HAND_BACK);
         }
         assert_ne!(again[0], again[1]);

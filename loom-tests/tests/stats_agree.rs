@@ -15,7 +15,7 @@ use loom::sync::Arc;
 use loom::thread;
 use loom_tests::*;
 use poolmalloc::internal::ThreadCache;
-use poolmalloc_core::{ClassStats, Core, MemPages, OwnedPool};
+use poolmalloc_core::{ClassStats, Core, Kind, MemPages, OwnedPool};
 
 /// Class 31: 256-byte blocks, three per 1 KiB pool.
 const SHARED: usize = 31;
@@ -111,8 +111,8 @@ fn body(walk: bool) {
         // The emptied pool is kept, and serves the next class that needs a pool.
         let v = take(&cache, &worker_core, class(REUSED));
         assert_eq!(
-            OwnedPool::of(v),
-            OwnedPool::of(w),
+            OwnedPool::of(v, Kind::Small),
+            OwnedPool::of(w, Kind::Small),
             "the kept pool was not reused"
         );
         stamp(v, 8);

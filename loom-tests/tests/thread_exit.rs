@@ -9,7 +9,7 @@ use loom::sync::Arc;
 use loom::thread;
 use loom_tests::*;
 use poolmalloc::internal::{CacheState, ThreadCache};
-use poolmalloc_core::{Core, MemPages, OwnedPool};
+use poolmalloc_core::{Core, Kind, MemPages, OwnedPool};
 
 /// Class 31: 256-byte blocks, three per 1 KiB pool, carved one at a time.
 const CLASS: usize = 31;
@@ -30,7 +30,10 @@ fn retire_races_a_remote_free() {
         cache.activate();
         let given = take(&cache, &core, c);
         let kept = take(&cache, &core, c);
-        assert_eq!(OwnedPool::of(given), OwnedPool::of(kept));
+        assert_eq!(
+            OwnedPool::of(given, Kind::Small),
+            OwnedPool::of(kept, Kind::Small)
+        );
         stamp(given, 1);
         stamp(kept, 2);
         let addr = given as usize;
@@ -76,7 +79,7 @@ fn drain_races_a_remote_free() {
         cache.activate();
         let given = take(&cache, &core, c);
         let kept = take(&cache, &core, c);
-        let pool = OwnedPool::of(given);
+        let pool = OwnedPool::of(given, Kind::Small);
         stamp(given, 1);
         stamp(kept, 2);
         let addr = given as usize;
@@ -100,7 +103,7 @@ fn drain_races_a_remote_free() {
         assert_eq!(cache.state(), CacheState::Active);
         let again = take(&cache, &core, c);
         stamp(again, 3);
-        if OwnedPool::of(again) == pool {
+        if OwnedPool::of(again, Kind::Small) == pool {
             DRAIN_SEEN.mark(SAME_POOL);
         }
         check_held(&core, kept, 2);

@@ -1,20 +1,20 @@
 //! Arenas: ARENA_SIZE-aligned mappings carved into pools, and the `usable_arenas` ordering.
 //!
-//! Arenas with at least one free pool sit on `usable`, sorted by free-pool count, fewest first:
+//! An arena is carved into pools of one kind (`Kind`: small or medium), and each kind has its
+//! own `usable` list, ordering and reserve; the arena lock guards both. Arenas with at least
+//! one free pool sit on their kind's `usable`, sorted by free-pool count, fewest first:
 //! new pools come from the fullest arena so nearly-empty arenas drain and can be released.
 //! `nfp2lasta[n]` is the rightmost arena on `usable` with `n` free pools, which keeps every
 //! re-sort O(1) (CPython's obmalloc, `insert_to_freepool`, Cases 1–4 below). An arena whose pools
-//! are all empty is unmapped unless it is the reserve (A3); one with `PURGE_AT_POOLS_IN_USE`
-//! pools in use or fewer gives its empty pools' pages back (decommit), keeping them mapped. An
+//! are all empty is unmapped unless it is its kind's reserve (A3); one with
+//! `Kind::purge_at_pools_in_use` pools in use or fewer gives its empty pools' pages back (decommit), keeping them mapped. An
 //! arena's empty pools are a bitmap in its header, not a list through the pools, so nothing of
 //! an empty pool needs its pages. All of this runs under the core's
 //! arena lock: `Arenas` is only reachable through that lock's guard.
 
 use core::ptr::{self, NonNull};
 
-use crate::config::{
-    ARENA_SIZE, POOLS_PER_ARENA, POOL_SIZE, PURGE_AT_POOLS_IN_USE, RESERVE_ARENAS,
-};
+use crate::config::{Kind, ARENA_SIZE, KINDS, POOLS_PER_ARENA, RESERVE_ARENAS};
 use crate::layout::{ArenaHeader, PoolHeader};
 use crate::os::PageSource;
 use crate::registry::REGISTRY;
@@ -27,14 +27,15 @@ use crate::tools;
 /// `a` is the header of a mapped arena of `source`, under the arena lock; its empty pools hold
 /// nothing anyone refers to (P4).
 unsafe fn purge<S: PageSource>(a: &mut ArenaHeader, source: &S) {
+    let pool_size = a.kind.pool_size();
     let mut todo = a.free_pools & !a.decommitted;
     while todo != 0 {
         let first = todo.trailing_zeros() as usize;
         let run = (todo >> first).trailing_ones() as usize;
-        let addr = (a.address + first * POOL_SIZE) as *mut u8;
-        // SAFETY: the run lies in the arena (bits below POOLS_PER_ARENA), is pool- and so
+        let addr = (a.address + first * pool_size) as *mut u8;
+        // SAFETY: the run lies in the arena (bits below its pool count), is pool- and so
         // page-aligned, and its pools are empty (precondition).
-        unsafe { source.decommit(NonNull::new_unchecked(addr), run * POOL_SIZE) };
+        unsafe { source.decommit(NonNull::new_unchecked(addr), run * pool_size) };
         let bits = if run == 64 {
             u64::MAX
         } else {
@@ -58,14 +59,31 @@ pub struct ArenaCounters {
     pub high_water: usize,
     /// Times the OS refused an arena.
     pub map_failures: usize,
-    /// Mapped arenas whose pools are all empty (at most RESERVE_ARENAS, A3).
+    /// Mapped arenas whose pools are all empty (at most RESERVE_ARENAS of each kind, A3).
     pub wholly_empty: usize,
+}
+
+/// One kind's arenas with a free pool, in order, and its reserve count.
+struct Usable {
+    usable: *mut ArenaHeader,
+    nfp2lasta: [*mut ArenaHeader; POOLS_PER_ARENA + 1],
+    /// Of `ArenaCounters::wholly_empty`, this kind's.
+    wholly_empty: usize,
+}
+
+impl Usable {
+    const fn new() -> Usable {
+        Usable {
+            usable: ptr::null_mut(),
+            nfp2lasta: [ptr::null_mut(); POOLS_PER_ARENA + 1],
+            wholly_empty: 0,
+        }
+    }
 }
 
 /// The arena lock's state.
 pub(crate) struct Arenas {
-    usable: *mut ArenaHeader,
-    nfp2lasta: [*mut ArenaHeader; POOLS_PER_ARENA + 1],
+    kinds: [Usable; KINDS],
     all: *mut ArenaHeader,
     pub counters: ArenaCounters,
 }
@@ -77,8 +95,7 @@ unsafe impl Send for Arenas {}
 impl Arenas {
     pub const fn new() -> Arenas {
         Arenas {
-            usable: ptr::null_mut(),
-            nfp2lasta: [ptr::null_mut(); POOLS_PER_ARENA + 1],
+            kinds: [Usable::new(), Usable::new()],
             all: ptr::null_mut(),
             counters: ArenaCounters {
                 mapped: 0,
@@ -91,8 +108,13 @@ impl Arenas {
         }
     }
 
-    /// Maps a new arena for core `owner` and publishes it in the registry.
-    fn new_arena<S: PageSource>(&mut self, source: &S, owner: usize) -> Option<*mut ArenaHeader> {
+    /// Maps a new arena of `kind` for core `owner` and publishes it in the registry.
+    fn new_arena<S: PageSource>(
+        &mut self,
+        source: &S,
+        owner: usize,
+        kind: Kind,
+    ) -> Option<*mut ArenaHeader> {
         let Some(base) = source.map_arena() else {
             self.counters.map_failures += 1;
             return None;
@@ -114,9 +136,10 @@ impl Arenas {
         unsafe {
             ao.write(ArenaHeader {
                 address: addr,
+                kind,
                 pool_address: addr,
-                nfreepools: POOLS_PER_ARENA,
-                ntotalpools: POOLS_PER_ARENA,
+                nfreepools: kind.pools_per_arena(),
+                ntotalpools: kind.pools_per_arena(),
                 free_pools: 0,
                 decommitted: 0,
                 nextarena: ptr::null_mut(),
@@ -129,12 +152,13 @@ impl Arenas {
             }
         }
         self.all = ao;
-        slot.set_owner(owner);
+        slot.set_owner(owner, kind);
         let c = &mut self.counters;
         c.mapped += 1;
         c.mapped_ever += 1;
         c.high_water = c.high_water.max(c.mapped);
         c.wholly_empty += 1;
+        self.kinds[kind as usize].wholly_empty += 1;
         Some(ao)
     }
 
@@ -157,7 +181,7 @@ impl Arenas {
             let base = a.address;
             // Withdraw from the registry before the memory goes (R2), then forget the header.
             if let Some(slot) = REGISTRY.lookup(base) {
-                slot.set_owner(0);
+                slot.set_owner(0, Kind::Small);
             }
             ao.write(core::mem::zeroed());
             tools::unregister_root_region(base as *const u8, ARENA_SIZE);
@@ -167,19 +191,24 @@ impl Arenas {
         self.counters.released += 1;
     }
 
-    /// Takes an empty pool, from the arena with the fewest free pools, mapping a new arena if none
-    /// has one. Returns the pool (header not yet initialised) and its arena.
+    /// Takes an empty pool of `kind`, from the arena of that kind with the fewest free pools,
+    /// mapping a new arena if none has one. Returns the pool (header not yet initialised) and
+    /// its arena.
     pub fn take_pool<S: PageSource>(
         &mut self,
         source: &S,
         owner: usize,
+        kind: Kind,
     ) -> Option<(*mut PoolHeader, *mut ArenaHeader)> {
-        if self.usable.is_null() {
-            let ao = self.new_arena(source, owner)?;
-            self.usable = ao;
-            self.nfp2lasta[POOLS_PER_ARENA] = ao;
+        let k = kind as usize;
+        let pool_size = kind.pool_size();
+        if self.kinds[k].usable.is_null() {
+            let ao = self.new_arena(source, owner, kind)?;
+            self.kinds[k].usable = ao;
+            self.kinds[k].nfp2lasta[kind.pools_per_arena()] = ao;
         }
-        let ao = self.usable;
+        let list = &mut self.kinds[k];
+        let ao = list.usable;
         // SAFETY: `usable` holds headers of this core's mapped arenas (A1) and we hold the lock.
         unsafe {
             let a = &mut *ao;
@@ -187,31 +216,32 @@ impl Arenas {
             debug_assert!(nf > 0);
             if nf == a.ntotalpools {
                 self.counters.wholly_empty -= 1;
+                list.wholly_empty -= 1;
             }
             // `ao` is the leftmost arena, so the only one with `nf`, unless the next has it too.
-            if self.nfp2lasta[nf] == ao {
-                self.nfp2lasta[nf] = ptr::null_mut();
+            if list.nfp2lasta[nf] == ao {
+                list.nfp2lasta[nf] = ptr::null_mut();
             }
             // With one pool fewer it is the only arena with `nf - 1` free pools.
             if nf > 1 {
-                self.nfp2lasta[nf - 1] = ao;
+                list.nfp2lasta[nf - 1] = ao;
             }
             let pool = if a.free_pools != 0 {
                 let i = a.free_pools.trailing_zeros() as usize;
                 a.free_pools &= !(1 << i);
                 a.decommitted &= !(1 << i);
-                (a.address + i * POOL_SIZE) as *mut PoolHeader
+                (a.address + i * pool_size) as *mut PoolHeader
             } else {
                 let pool = a.pool_address as *mut PoolHeader;
-                a.pool_address += POOL_SIZE;
+                a.pool_address += pool_size;
                 pool
             };
             a.nfreepools -= 1;
             if a.nfreepools == 0 {
                 // Wholly allocated: off `usable`.
-                self.usable = a.nextarena;
-                if !self.usable.is_null() {
-                    (*self.usable).prevarena = ptr::null_mut();
+                list.usable = a.nextarena;
+                if !list.usable.is_null() {
+                    (*list.usable).prevarena = ptr::null_mut();
                 }
                 a.nextarena = ptr::null_mut();
                 a.prevarena = ptr::null_mut();
@@ -231,13 +261,15 @@ impl Arenas {
         unsafe {
             let ao = (*pool).arena;
             let a = &mut *ao;
-            a.free_pools |= 1 << ((pool as usize - a.address) / POOL_SIZE);
+            let kind = a.kind;
+            let k = kind as usize;
+            a.free_pools |= 1 << ((pool as usize - a.address) / kind.pool_size());
             let nf = a.nfreepools;
             // If `ao` was the rightmost arena with `nf`, the one before it may take that role.
-            let lastnf = self.nfp2lasta[nf];
+            let lastnf = self.kinds[k].nfp2lasta[nf];
             if lastnf == ao {
                 let p = a.prevarena;
-                self.nfp2lasta[nf] = if !p.is_null() && (*p).nfreepools == nf {
+                self.kinds[k].nfp2lasta[nf] = if !p.is_null() && (*p).nfreepools == nf {
                     p
                 } else {
                     ptr::null_mut()
@@ -248,31 +280,33 @@ impl Arenas {
 
             // Case 1: every pool is empty. Unmap unless it is needed as the reserve (A3).
             if nf == a.ntotalpools {
-                if self.counters.wholly_empty >= RESERVE_ARENAS {
+                if self.kinds[k].wholly_empty >= RESERVE_ARENAS {
                     self.unlink_usable(ao);
                     self.free_arena(ao, source);
                     return;
                 }
                 self.counters.wholly_empty += 1;
+                self.kinds[k].wholly_empty += 1;
             }
-            if a.ntotalpools - nf <= PURGE_AT_POOLS_IN_USE {
+            if a.ntotalpools - nf <= kind.purge_at_pools_in_use() {
                 purge(a, source);
             }
+            let list = &mut self.kinds[k];
             // Case 2: its first free pool: it goes to the front, where the fewest-free arenas are.
             if nf == 1 {
                 a.prevarena = ptr::null_mut();
-                a.nextarena = self.usable;
-                if !self.usable.is_null() {
-                    (*self.usable).prevarena = ao;
+                a.nextarena = list.usable;
+                if !list.usable.is_null() {
+                    (*list.usable).prevarena = ao;
                 }
-                self.usable = ao;
-                if self.nfp2lasta[1].is_null() {
-                    self.nfp2lasta[1] = ao;
+                list.usable = ao;
+                if list.nfp2lasta[1].is_null() {
+                    list.nfp2lasta[1] = ao;
                 }
                 return;
             }
-            if self.nfp2lasta[nf].is_null() {
-                self.nfp2lasta[nf] = ao;
+            if list.nfp2lasta[nf].is_null() {
+                list.nfp2lasta[nf] = ao;
             }
             // Case 4: it was the rightmost with its old count, so it is still in order.
             if ao == lastnf {
@@ -293,13 +327,13 @@ impl Arenas {
     }
 
     /// # Safety
-    /// `ao` is on `usable`; the caller fixes `nfp2lasta` itself.
+    /// `ao` is on its kind's `usable`; the caller fixes `nfp2lasta` itself.
     unsafe fn unlink_usable(&mut self, ao: *mut ArenaHeader) {
         // SAFETY: `ao` and its neighbours are on `usable` (precondition).
         unsafe {
             let a = &mut *ao;
             if a.prevarena.is_null() {
-                self.usable = a.nextarena;
+                self.kinds[a.kind as usize].usable = a.nextarena;
             } else {
                 (*a.prevarena).nextarena = a.nextarena;
             }
@@ -311,28 +345,31 @@ impl Arenas {
         }
     }
 
-    /// Unmaps wholly empty arenas beyond the reserve (A3). Returns how many went.
+    /// Unmaps wholly empty arenas beyond each kind's reserve (A3). Returns how many went.
     pub fn release_beyond_reserve<S: PageSource>(&mut self, source: &S) -> usize {
         let mut released = 0;
-        while self.counters.wholly_empty > RESERVE_ARENAS {
-            // Wholly empty arenas are the rightmost on `usable`; the last is `nfp2lasta[max]`.
-            let ao = self.nfp2lasta[POOLS_PER_ARENA];
-            debug_assert!(!ao.is_null());
-            // SAFETY: `nfp2lasta[POOLS_PER_ARENA]` is a wholly empty arena of this core on `usable`
-            // while `wholly_empty` > 0 (A3, A4); we hold the arena lock.
-            unsafe {
-                let p = (*ao).prevarena;
-                self.nfp2lasta[POOLS_PER_ARENA] =
-                    if !p.is_null() && (*p).nfreepools == POOLS_PER_ARENA {
+        for kind in Kind::ALL {
+            let (k, all) = (kind as usize, kind.pools_per_arena());
+            while self.kinds[k].wholly_empty > RESERVE_ARENAS {
+                // Wholly empty arenas are the rightmost on `usable`; the last is `nfp2lasta[all]`.
+                let ao = self.kinds[k].nfp2lasta[all];
+                debug_assert!(!ao.is_null());
+                // SAFETY: `nfp2lasta[all]` is a wholly empty arena of this core on its kind's
+                // `usable` while its `wholly_empty` > 0 (A3, A4); we hold the arena lock.
+                unsafe {
+                    let p = (*ao).prevarena;
+                    self.kinds[k].nfp2lasta[all] = if !p.is_null() && (*p).nfreepools == all {
                         p
                     } else {
                         ptr::null_mut()
                     };
-                self.unlink_usable(ao);
-                self.free_arena(ao, source);
+                    self.unlink_usable(ao);
+                    self.free_arena(ao, source);
+                }
+                self.counters.wholly_empty -= 1;
+                self.kinds[k].wholly_empty -= 1;
+                released += 1;
             }
-            self.counters.wholly_empty -= 1;
-            released += 1;
         }
         released
     }
@@ -347,8 +384,7 @@ impl Arenas {
             // SAFETY: `ao` is this core's arena and nothing uses it (precondition).
             unsafe { self.free_arena(ao, source) };
         }
-        self.usable = ptr::null_mut();
-        self.nfp2lasta = [ptr::null_mut(); POOLS_PER_ARENA + 1];
+        self.kinds = [Usable::new(), Usable::new()];
         self.counters.wholly_empty = 0;
     }
 
@@ -373,9 +409,9 @@ impl Arenas {
         })
     }
 
-    /// Arenas on `usable`, in order.
-    pub fn iter_usable(&self) -> impl Iterator<Item = *mut ArenaHeader> + '_ {
-        let mut next = self.usable;
+    /// Arenas of `kind` on its `usable`, in order.
+    pub fn iter_usable(&self, kind: Kind) -> impl Iterator<Item = *mut ArenaHeader> + '_ {
+        let mut next = self.kinds[kind as usize].usable;
         core::iter::from_fn(move || {
             if next.is_null() {
                 return None;
@@ -388,7 +424,12 @@ impl Arenas {
         })
     }
 
-    pub fn nfp2lasta(&self, nf: usize) -> *mut ArenaHeader {
-        self.nfp2lasta[nf]
+    pub fn nfp2lasta(&self, kind: Kind, nf: usize) -> *mut ArenaHeader {
+        self.kinds[kind as usize].nfp2lasta[nf]
+    }
+
+    /// Wholly empty arenas of `kind` (at most RESERVE_ARENAS).
+    pub fn wholly_empty(&self, kind: Kind) -> usize {
+        self.kinds[kind as usize].wholly_empty
     }
 }

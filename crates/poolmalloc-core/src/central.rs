@@ -21,14 +21,14 @@ use crossbeam_utils::CachePadded;
 
 use crate::arena::Arenas;
 use crate::classes::ClassPools;
-use crate::config::NB_SMALL_SIZE_CLASSES;
+use crate::config::{Kind, NB_SIZE_CLASSES};
 use crate::error::{FreeError, FreeErrorKind};
 use crate::large::{self, LargeTally};
 use crate::layout::{pool_of, FreeBlock, PoolHeader, CORE_HELD};
 use crate::os::{OsPages, PageSource};
 use crate::pool::{self, OwnedPool};
 use crate::registry::REGISTRY;
-use crate::size_class::{class_of, Class};
+use crate::size_class::{pool_class_of, Class};
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::{array_of, const_fn_unless_loom, model_static, Mutex, MutexGuard};
 
@@ -55,7 +55,7 @@ pub enum RemoteFree {
 
 /// The pool and arena manager.
 pub struct Core<S: PageSource = OsPages> {
-    pub(crate) classes: [CachePadded<Mutex<ClassPools>>; NB_SMALL_SIZE_CLASSES],
+    pub(crate) classes: [CachePadded<Mutex<ClassPools>>; NB_SIZE_CLASSES],
     pub(crate) arenas: CachePadded<Mutex<Arenas>>,
     pub(crate) source: S,
     /// This core's id in the registry, assigned when it maps its first arena.
@@ -76,7 +76,7 @@ impl<S: PageSource> Core<S> {
         /// A core that maps its arenas from `source`. Maps nothing until first used.
         pub fn new(source: S) -> Core<S> {
             Core {
-                classes: array_of!(CachePadded::new(Mutex::new(ClassPools::new())); NB_SMALL_SIZE_CLASSES),
+                classes: array_of!(CachePadded::new(Mutex::new(ClassPools::new())); NB_SIZE_CLASSES),
                 arenas: CachePadded::new(Mutex::new(Arenas::new())),
                 source,
                 id: AtomicUsize::new(0),
@@ -106,7 +106,7 @@ impl<S: PageSource> Core<S> {
     fn pool_from_arena(&self, class: Class, owner: usize) -> Option<*mut PoolHeader> {
         let mut arenas = self.arenas.lock();
         let id = self.id_for_mapping();
-        let (pool, ao) = arenas.take_pool(&self.source, id)?;
+        let (pool, ao) = arenas.take_pool(&self.source, id, class.kind())?;
         // SAFETY: the pool was just taken from its arena: empty, on no list, and we hold the
         // arena lock.
         unsafe { pool::init(pool, class, ao, owner) };
@@ -140,9 +140,10 @@ impl<S: PageSource> Core<S> {
     /// empty). The arena lock is taken only when the pool empties.
     ///
     /// # Safety
-    /// `block` is a block of this core, out, from a core-held pool serving the class of `cls`.
-    unsafe fn give_locked(&self, cls: &mut ClassPools, block: *mut FreeBlock) {
-        let pool = pool_of(block.cast());
+    /// `block` is a block of this core, out, from a core-held pool of `kind` serving the class
+    /// of `cls`.
+    unsafe fn give_locked(&self, cls: &mut ClassPools, block: *mut FreeBlock, kind: Kind) {
+        let pool = pool_of(block.cast(), kind);
         // SAFETY: the block's pool is core-held and serves this class (precondition), and we
         // hold its lock.
         unsafe {
@@ -274,21 +275,22 @@ impl<S: PageSource> Core<S> {
     /// of a core-held pool (a double free: the error) and left alone in an owned one.
     ///
     /// # Safety
-    /// `block` lies in a pool of this core serving a class that the calling thread does not own;
-    /// if it is out, it is given up.
+    /// `block` lies in a pool of `kind` of this core serving a class that the calling thread
+    /// does not own; if it is out, it is given up.
     pub unsafe fn free_remote(
         &self,
         block: *mut u8,
+        kind: Kind,
         adopter: usize,
     ) -> Result<RemoteFree, FreeError> {
-        let pool = pool_of(block);
+        let pool = pool_of(block, kind);
         let link = block.cast::<FreeBlock>();
         // SAFETY: the block lies in a carved pool (precondition).
-        let suspect = unsafe { FreeBlock::looks_free(link) };
+        let suspect = unsafe { FreeBlock::looks_free(link, kind) };
         // SAFETY: as above; if out, the block is given up (precondition).
-        if suspect && unsafe { self.remote_chain_holds(pool, link) } {
+        if suspect && unsafe { self.remote_chain_holds(pool, link, kind) } {
             // SAFETY: found free in its pool.
-            return Err(unsafe { FreeError::double_free(block) });
+            return Err(unsafe { FreeError::double_free(block, kind) });
         }
         loop {
             // SAFETY: the pool serves a class and the block is out and given up (precondition).
@@ -316,13 +318,13 @@ impl<S: PageSource> Core<S> {
             // SAFETY: core-held, of this class, under its lock (P1).
             if suspect && unsafe { pool::holds_free(pool, link) } {
                 // SAFETY: found free in its pool.
-                return Err(unsafe { FreeError::double_free(block) });
+                return Err(unsafe { FreeError::double_free(block, kind) });
             }
             // SAFETY: core-held, of this class, under its lock; the block is out (precondition,
             // and not on the free list).
             unsafe {
                 if adopter == 0 {
-                    self.give_locked(&mut cls, link);
+                    self.give_locked(&mut cls, link, kind);
                     return Ok(RemoteFree::Freed);
                 }
                 self.adopt_locked(&mut cls, pool, adopter);
@@ -338,8 +340,13 @@ impl<S: PageSource> Core<S> {
     /// only it may walk: not found here.)
     ///
     /// # Safety
-    /// `block` lies in `pool`, a pool of this core; if it is out, it is given up.
-    unsafe fn remote_chain_holds(&self, pool: *mut PoolHeader, block: *mut FreeBlock) -> bool {
+    /// `block` lies in `pool`, a pool of `kind` of this core; if it is out, it is given up.
+    unsafe fn remote_chain_holds(
+        &self,
+        pool: *mut PoolHeader,
+        block: *mut FreeBlock,
+        kind: Kind,
+    ) -> bool {
         // SAFETY: a suspect's pool serves a class unless the block was freed into an emptied
         // pool; then there is no chain to borrow.
         if unsafe { (*pool).class() }.is_none() {
@@ -350,7 +357,7 @@ impl<S: PageSource> Core<S> {
             return false;
         };
         // SAFETY: the borrowed chain is ours until given back; its blocks lie in `pool`.
-        let found = unsafe { FreeBlock::chain_holds(chain, block) };
+        let found = unsafe { FreeBlock::chain_holds(chain, block, kind) };
         // SAFETY: borrowed from `pool` just above.
         while !unsafe { pool::return_remote(pool, chain) } {
             // SAFETY: the chain's blocks are out, so the pool serves its class (O4).
@@ -366,7 +373,7 @@ impl<S: PageSource> Core<S> {
                 // under its lock; its link is read before it is freed.
                 unsafe {
                     let next = FreeBlock::next(b);
-                    self.give_locked(&mut cls, b);
+                    self.give_locked(&mut cls, b, kind);
                     b = next;
                 }
             }
@@ -380,13 +387,15 @@ impl<S: PageSource> Core<S> {
     /// block looks free already (`free_remote` then confirms or leaves it).
     ///
     /// # Safety
-    /// `block` is a block of this core that is out, from a pool serving a class that the
-    /// calling thread does not own, and is given up.
+    /// `block` is a block of this core that is out, from a pool of `kind` serving a class that
+    /// the calling thread does not own, and is given up.
     #[inline]
-    pub unsafe fn push_remote(&self, block: *mut u8) -> bool {
+    pub unsafe fn push_remote(&self, block: *mut u8, kind: Kind) -> bool {
         let link = block.cast::<FreeBlock>();
         // SAFETY: forwarded precondition.
-        unsafe { !FreeBlock::looks_free(link) && pool::push_remote(pool_of(block), link) }
+        unsafe {
+            !FreeBlock::looks_free(link, kind) && pool::push_remote(pool_of(block, kind), link)
+        }
     }
 
     /// One block of `class`, for callers without a thread cache; `None` when out of memory.
@@ -399,23 +408,34 @@ impl<S: PageSource> Core<S> {
     /// The class of the block at `addr`, checked through the registry: no memory outside our
     /// arenas is read. The class is a hint until its lock is held.
     pub fn class_of_block(&self, addr: *const u8) -> Result<Class, FreeError> {
-        let id = self.id.load(Ordering::Relaxed);
         let err = |kind| FreeError {
             addr: addr as usize,
             kind,
         };
-        if id == 0 || REGISTRY.owner_of(addr as usize) != id {
+        let Some(kind) = self.kind_of(addr) else {
             return Err(err(FreeErrorKind::Foreign));
-        }
-        // SAFETY: the address is inside one of our mapped arenas (A1, R2), so its pool header is
-        // mapped; the class tag is atomic, so reading it without the lock is no data race.
-        unsafe { (*pool_of(addr)).class() }.ok_or(err(FreeErrorKind::PoolNotInUse))
+        };
+        // SAFETY: the address is inside one of our mapped arenas of `kind` (A1, R2), so its pool
+        // header is mapped; the class tag is atomic, so reading it without the lock is no data
+        // race.
+        unsafe { (*pool_of(addr, kind)).class() }
+            .filter(|class| class.kind() == kind)
+            .ok_or(err(FreeErrorKind::PoolNotInUse))
     }
 
     /// True when `addr` lies in an arena of this core.
     pub fn owns(&self, addr: *const u8) -> bool {
+        self.kind_of(addr).is_some()
+    }
+
+    /// The kind of the arena of this core that `addr` lies in; `None` when it lies in none.
+    #[inline]
+    pub fn kind_of(&self, addr: *const u8) -> Option<Kind> {
         let id = self.id.load(Ordering::Relaxed);
-        id != 0 && REGISTRY.owner_of(addr as usize) == id
+        if id == 0 {
+            return None;
+        }
+        REGISTRY.kind_if_owned_by(addr as usize, id)
     }
 
     /// Frees one block, validating it first: a pointer that is not a block of ours that is out
@@ -427,7 +447,8 @@ impl<S: PageSource> Core<S> {
         let class = self.class_of_block(ptr)?;
         let addr = ptr as usize;
         let mut cls = self.classes[class.index()].lock();
-        let pool = pool_of(ptr);
+        let kind = class.kind();
+        let pool = pool_of(ptr, kind);
         // SAFETY: the pool is in one of our arenas (checked by `class_of_block`). Under this
         // class's lock (P1, O3) a core-held pool cannot start or stop serving this class, so the
         // checks below are stable; an owned pool serves its class while a block of it is out.
@@ -446,7 +467,7 @@ impl<S: PageSource> Core<S> {
                 });
             }
             let link = ptr.cast::<FreeBlock>();
-            let suspect = FreeBlock::looks_free(link);
+            let suspect = FreeBlock::looks_free(link, kind);
             if p.remote.load(Ordering::Relaxed) != CORE_HELD {
                 // Owned by a thread: its lists are the owner's to check, not ours (O1), so a
                 // block that looks free already is left alone (`RemoteFree::LeftAlone`).
@@ -464,15 +485,15 @@ impl<S: PageSource> Core<S> {
                     kind: FreeErrorKind::DoubleFree { class },
                 });
             }
-            self.give_locked(&mut cls, link);
+            self.give_locked(&mut cls, link, kind);
         }
         Ok(())
     }
 
-    /// Allocates for `layout`: small requests from the pools, the rest from the large path.
-    /// Null when out of memory.
+    /// Allocates for `layout`: small and medium requests from the pools, the rest from the
+    /// large path. Null when out of memory.
     pub fn alloc(&self, layout: Layout) -> *mut u8 {
-        match class_of(layout.size(), layout.align()) {
+        match pool_class_of(layout.size(), layout.align()) {
             Some(class) => self
                 .alloc_block(class)
                 .map_or(ptr::null_mut(), NonNull::as_ptr),
@@ -482,14 +503,14 @@ impl<S: PageSource> Core<S> {
         }
     }
 
-    /// Frees what `alloc` gave for `layout`. A small block goes back to the class its pool
+    /// Frees what `alloc` gave for `layout`. A pool block goes back to the class its pool
     /// serves, whatever class `layout` maps to, so a wrong layout cannot corrupt another class.
     ///
     /// # Safety
-    /// `ptr` came from `alloc` of this core with a layout mapping to the same path (small or
+    /// `ptr` came from `alloc` of this core with a layout mapping to the same path (pools or
     /// large) as `layout`, and is not used afterwards.
     pub unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) -> Result<(), FreeError> {
-        if class_of(layout.size(), layout.align()).is_none() {
+        if pool_class_of(layout.size(), layout.align()).is_none() {
             if layout.size() != 0 {
                 // SAFETY: a non-zero large layout's pointer is a large-path block (precondition).
                 let free = |tally: &_| unsafe { large::free(tally, ptr) };
@@ -497,7 +518,7 @@ impl<S: PageSource> Core<S> {
             }
             return Ok(());
         }
-        // SAFETY: `ptr` came from this core's `alloc` on the small path and is not used afterwards
+        // SAFETY: `ptr` came from this core's `alloc` from the pools and is not used afterwards
         // (precondition); `free_block` validates the rest.
         unsafe { self.free_block(ptr) }
     }
@@ -517,8 +538,8 @@ impl<S: PageSource> Core<S> {
     /// Takes every lock in the documented order (class locks by index, then the arena lock), for
     /// walks that need one consistent view.
     pub(crate) fn lock_all(&self) -> AllLocks<'_> {
-        let mut classes: [Option<MutexGuard<'_, ClassPools>>; NB_SMALL_SIZE_CLASSES] =
-            [const { None }; NB_SMALL_SIZE_CLASSES];
+        let mut classes: [Option<MutexGuard<'_, ClassPools>>; NB_SIZE_CLASSES] =
+            [const { None }; NB_SIZE_CLASSES];
         for (slot, lock) in classes.iter_mut().zip(self.classes.iter()) {
             *slot = Some(lock.lock());
         }
@@ -531,7 +552,7 @@ impl<S: PageSource> Core<S> {
 
 /// Every lock of a core, held.
 pub(crate) struct AllLocks<'a> {
-    pub classes: [Option<MutexGuard<'a, ClassPools>>; NB_SMALL_SIZE_CLASSES],
+    pub classes: [Option<MutexGuard<'a, ClassPools>>; NB_SIZE_CLASSES],
     pub arenas: MutexGuard<'a, Arenas>,
 }
 
@@ -553,7 +574,7 @@ impl<S: PageSource> Drop for Core<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{POOLS_PER_ARENA, RESERVE_ARENAS};
+    use crate::config::{MEDIUM_REQUEST_THRESHOLD, POOLS_PER_ARENA, RESERVE_ARENAS};
     use crate::layout::PoolHeader;
     use crate::os::MemPages;
 
@@ -562,7 +583,7 @@ mod tests {
     }
 
     fn biggest() -> Class {
-        Class::new(NB_SMALL_SIZE_CLASSES - 1).unwrap()
+        Class::new(crate::config::NB_SMALL_SIZE_CLASSES - 1).unwrap()
     }
 
     fn used_list(core: &Core<MemPages>, class: Class) -> Vec<usize> {
@@ -599,21 +620,23 @@ mod tests {
 
         // empty → used
         let first = take(&core, class, 1);
-        let pool_a = pool_of(first[0]) as usize;
+        let pool_a = pool_of(first[0], Kind::Small) as usize;
         assert_eq!(used_list(&core, class), vec![pool_a]);
         assert_eq!((stats(&core).pools_used, stats(&core).pools_full), (1, 0));
         core.check_invariants().unwrap();
 
         // used → full: on no list
         let rest = take(&core, class, per_pool - 1);
-        assert!(rest.iter().all(|&b| pool_of(b) as usize == pool_a));
+        assert!(rest
+            .iter()
+            .all(|&b| pool_of(b, Kind::Small) as usize == pool_a));
         assert_eq!(used_list(&core, class), Vec::<usize>::new());
         assert_eq!((stats(&core).pools_used, stats(&core).pools_full), (0, 1));
         core.check_invariants().unwrap();
 
         // a second pool, then full → used puts the first pool at the front
         let b = take(&core, class, 1);
-        let pool_b = pool_of(b[0]) as usize;
+        let pool_b = pool_of(b[0], Kind::Small) as usize;
         assert_ne!(pool_a, pool_b);
         assert_eq!(used_list(&core, class), vec![pool_b]);
         free(&core, &rest[..1]);
@@ -630,7 +653,7 @@ mod tests {
         assert_eq!(used_list(&core, class), Vec::<usize>::new());
         // SAFETY: pool_b is a carved pool of a mapped arena.
         assert_eq!(unsafe { (*(pool_b as *mut PoolHeader)).class() }, None);
-        assert_eq!(core.stats().pools_empty, POOLS_PER_ARENA - 1);
+        assert_eq!(core.stats().pools_empty, [POOLS_PER_ARENA - 1, 0]);
         core.check_invariants().unwrap();
 
         // full → empty directly is the same path: free everything
@@ -642,6 +665,7 @@ mod tests {
             s.classes[class.index()],
             ClassStats {
                 block_size: 512,
+                pool_size: crate::config::POOL_SIZE,
                 ..Default::default()
             }
         );
@@ -655,7 +679,7 @@ mod tests {
     fn usable(core: &Core<MemPages>) -> Vec<(usize, usize)> {
         let arenas = core.arenas.lock();
         arenas
-            .iter_usable()
+            .iter_usable(Kind::Small)
             // SAFETY: test walk under the arena lock.
             .map(|ao| unsafe { ((*ao).address, (*ao).nfreepools) })
             .collect()
@@ -741,7 +765,7 @@ mod tests {
             let mut blocks = vec![];
             let mut b = pool.detach();
             while !FreeBlock::is_end(b) {
-                assert_eq!(crate::layout::pool_owner(b.cast()), owner);
+                assert_eq!(crate::layout::pool_owner(b.cast(), Kind::Small), owner);
                 blocks.push(b);
                 b = FreeBlock::next(b);
             }
@@ -749,7 +773,7 @@ mod tests {
             assert_eq!(distinct.len(), blocks.len(), "block handed out twice");
             assert_eq!(blocks.len(), class.carve());
             for &b in &blocks {
-                crate::layout::note_alloc(b.cast());
+                crate::layout::note_alloc(b.cast(), Kind::Small);
             }
             assert_eq!(pool.out(), class.carve());
             let s = core.stats().classes[3];
@@ -757,7 +781,7 @@ mod tests {
             core.check_invariants().unwrap();
             // A remote free while owned: pushed, still out.
             assert_eq!(
-                core.free_remote(blocks[0].cast(), 0),
+                core.free_remote(blocks[0].cast(), Kind::Small, 0),
                 Ok(RemoteFree::Pushed)
             );
             assert_eq!(pool.out(), class.carve());
@@ -765,14 +789,14 @@ mod tests {
             let kind = FreeErrorKind::DoubleFree { class };
             let addr = blocks[0] as usize;
             assert_eq!(
-                core.free_remote(blocks[0].cast(), 0),
+                core.free_remote(blocks[0].cast(), Kind::Small, 0),
                 Err(FreeError { addr, kind })
             );
             // Once the owner took it back it is on the owner's lists, which only the owner may
             // walk: a second free from elsewhere is left alone.
             assert_eq!(pool.take_remote(), class.carve() - 1);
             assert_eq!(
-                core.free_remote(blocks[0].cast(), 0),
+                core.free_remote(blocks[0].cast(), Kind::Small, 0),
                 Ok(RemoteFree::LeftAlone)
             );
             // Handed to the core: the remote block comes home with it, the rest stay out.
@@ -782,7 +806,7 @@ mod tests {
             core.check_invariants().unwrap();
             // Freed again into the core-held pool: confirmed on its free list, refused.
             assert_eq!(
-                core.free_remote(blocks[0].cast(), 0),
+                core.free_remote(blocks[0].cast(), Kind::Small, 0),
                 Err(FreeError { addr, kind })
             );
             assert_eq!(
@@ -790,15 +814,20 @@ mod tests {
                 Err(FreeError { addr, kind })
             );
             // A free into the core-held pool without a cache: under the class lock.
-            assert_eq!(core.free_remote(blocks[1].cast(), 0), Ok(RemoteFree::Freed));
+            assert_eq!(
+                core.free_remote(blocks[1].cast(), Kind::Small, 0),
+                Ok(RemoteFree::Freed)
+            );
             // With a cache: adopted, and the block is the adopter's to free.
-            let Ok(RemoteFree::Adopted(again)) = core.free_remote(blocks[2].cast(), owner) else {
+            let Ok(RemoteFree::Adopted(again)) =
+                core.free_remote(blocks[2].cast(), Kind::Small, owner)
+            else {
                 panic!("a cache adopts a core-held pool");
             };
             assert_eq!(again, pool);
             let key = crate::layout::link_key_for_cache();
             assert_eq!(
-                crate::layout::free_to_own_pool(blocks[2].cast(), key),
+                crate::layout::free_to_own_pool(blocks[2].cast(), key, Kind::Small),
                 Some(false)
             );
             // The owner's confirming walk finds a block freed twice, and not a live one.
@@ -807,7 +836,7 @@ mod tests {
             let mut left = class.carve() - 3;
             for &b in &blocks[3..] {
                 left -= 1;
-                let emptied = crate::layout::free_to_own_pool(b.cast(), key);
+                let emptied = crate::layout::free_to_own_pool(b.cast(), key, Kind::Small);
                 assert_eq!(emptied, Some(left == 0));
             }
             core.give_empty(pool);
@@ -883,16 +912,16 @@ mod tests {
     #[test]
     fn large_path_is_counted() {
         let core = core(1);
-        let layout = Layout::from_size_align(4096, 8).unwrap();
+        let layout = Layout::from_size_align(MEDIUM_REQUEST_THRESHOLD + 1, 8).unwrap();
         let p = core.alloc(layout);
         assert!(!p.is_null());
-        let aligned = Layout::from_size_align(64, 64).unwrap();
+        let aligned = Layout::from_size_align(64, 4096).unwrap();
         let q = core.alloc(aligned);
-        assert_eq!(q as usize % 64, 0);
+        assert_eq!(q as usize % 4096, 0);
         let s = core.stats();
         // SAFETY: both are live C-library blocks.
         let usable = unsafe { large::usable_size(p) + large::usable_size(q) };
-        assert!(usable >= 4096 + 64);
+        assert!(usable > MEDIUM_REQUEST_THRESHOLD + 64);
         assert_eq!(
             (s.large.live, s.large.live_bytes, s.large.allocs_total),
             (2, usable, 2)

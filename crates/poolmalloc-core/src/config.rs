@@ -54,6 +54,25 @@ pub const ARENA_BITS: u32 = 20;
 #[cfg(poolmalloc_loom)]
 pub const ARENA_BITS: u32 = 12;
 
+/// Medium requests (above `SMALL_REQUEST_THRESHOLD`) up to this many bytes are served from
+/// pools too: medium pools, `MEDIUM_POOL_SIZE` bytes each, in arenas of their own (`Kind`).
+#[cfg(not(poolmalloc_loom))]
+pub const MEDIUM_REQUEST_THRESHOLD: usize = 32 * 1024;
+/// Medium requests (loom geometry: one doubling, four classes).
+#[cfg(poolmalloc_loom)]
+pub const MEDIUM_REQUEST_THRESHOLD: usize = 2 * SMALL_REQUEST_THRESHOLD;
+/// Medium classes per doubling of the block size, as the peers space them (jemalloc's four
+/// per doubling): rounding a request up wastes at most 20 % of the block, 10 % on average.
+pub const MEDIUM_CLASSES_PER_DOUBLING: usize = 4;
+
+/// log2 of the medium pool size: 128 KiB holds at least three blocks of the largest class
+/// (32 KiB) and 204 of the smallest (640 B); eight pools make an arena.
+#[cfg(not(poolmalloc_loom))]
+pub const MEDIUM_POOL_BITS: u32 = 17;
+/// log2 of the medium pool size (loom geometry: two pools per arena).
+#[cfg(poolmalloc_loom)]
+pub const MEDIUM_POOL_BITS: u32 = 11;
+
 /// Wholly empty arenas kept mapped to stop map/unmap thrashing (CPython bpo-37257).
 pub const RESERVE_ARENAS: usize = 1;
 
@@ -137,6 +156,28 @@ pub const ARENA_ADDR_MASK: usize = !(ARENA_SIZE - 1);
 pub const POOLS_PER_ARENA: usize = ARENA_SIZE / POOL_SIZE;
 /// Number of small size classes: class `i` serves blocks of `(i + 1) * GRAIN` bytes.
 pub const NB_SMALL_SIZE_CLASSES: usize = SMALL_REQUEST_THRESHOLD / GRAIN;
+/// Medium pool size in bytes.
+pub const MEDIUM_POOL_SIZE: usize = 1 << MEDIUM_POOL_BITS;
+/// Medium pools in one arena.
+pub const MEDIUM_POOLS_PER_ARENA: usize = ARENA_SIZE / MEDIUM_POOL_SIZE;
+/// Doublings from `SMALL_REQUEST_THRESHOLD` to `MEDIUM_REQUEST_THRESHOLD`.
+pub const MEDIUM_DOUBLINGS: usize =
+    (MEDIUM_REQUEST_THRESHOLD.trailing_zeros() - SMALL_REQUEST_THRESHOLD.trailing_zeros()) as usize;
+/// Number of medium size classes; their indexes follow the small classes'.
+pub const NB_MEDIUM_SIZE_CLASSES: usize = MEDIUM_CLASSES_PER_DOUBLING * MEDIUM_DOUBLINGS;
+/// The largest alignment a medium class honours: a medium block starts at `POOL_OVERHEAD`
+/// plus a multiple of its size (a multiple of 128, `size_class`) in a pool-aligned pool, so as
+/// aligned as the header's size is, up to a cache line.
+pub const MAX_MEDIUM_ALIGN: usize = {
+    let a = 1 << POOL_OVERHEAD.trailing_zeros();
+    if a < CACHE_LINE {
+        a
+    } else {
+        CACHE_LINE
+    }
+};
+/// Number of size classes, small and medium.
+pub const NB_SIZE_CLASSES: usize = NB_SMALL_SIZE_CLASSES + NB_MEDIUM_SIZE_CLASSES;
 /// Arena slots in one registry leaf.
 pub const REGISTRY_LEAF_LEN: usize = 1 << REGISTRY_LEAF_BITS;
 /// log2 of the registry's top-level length: the address bits above the leaf index.
@@ -194,6 +235,76 @@ pub const POOL_OVERHEAD: usize = round_up(
     MAX_SMALL_ALIGN,
 );
 
+/// The two pool geometries. A small pool and a medium pool never share an arena: an arena's
+/// kind, in its registry slot, says how to find the pool of any address in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    /// `POOL_SIZE` pools, classes up to `SMALL_REQUEST_THRESHOLD`.
+    #[default]
+    Small = 0,
+    /// `MEDIUM_POOL_SIZE` pools, classes up to `MEDIUM_REQUEST_THRESHOLD`.
+    Medium = 1,
+}
+
+/// Number of kinds (arrays indexed by `Kind as usize`).
+pub const KINDS: usize = 2;
+
+impl Kind {
+    /// Both kinds, small first (the order their arena lists are locked in).
+    pub const ALL: [Kind; KINDS] = [Kind::Small, Kind::Medium];
+
+    /// Bytes of one pool of this kind.
+    #[inline(always)]
+    pub const fn pool_size(self) -> usize {
+        match self {
+            Kind::Small => POOL_SIZE,
+            Kind::Medium => MEDIUM_POOL_SIZE,
+        }
+    }
+
+    /// `addr & pool_mask()` is the pool of this kind an address lies in.
+    #[inline(always)]
+    pub const fn pool_mask(self) -> usize {
+        !(self.pool_size() - 1)
+    }
+
+    /// Pools of this kind in one arena.
+    #[inline(always)]
+    pub const fn pools_per_arena(self) -> usize {
+        ARENA_SIZE / self.pool_size()
+    }
+
+    /// An arena of this kind with this many pools in use or fewer gives the pages of its empty
+    /// pools back (see `PURGE_AT_POOLS_IN_USE`). A medium pool is 128 KiB, so one left empty
+    /// is given back whenever its arena is half empty.
+    #[inline(always)]
+    pub const fn purge_at_pools_in_use(self) -> usize {
+        match self {
+            Kind::Small => PURGE_AT_POOLS_IN_USE,
+            Kind::Medium => MEDIUM_POOLS_PER_ARENA / 2,
+        }
+    }
+
+    /// Its name in reports: "small" or "medium".
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kind::Small => "small",
+            Kind::Medium => "medium",
+        }
+    }
+
+    /// The kind with this index (`Kind as usize`); `None` for any other value.
+    #[inline(always)]
+    pub const fn from_index(index: u8) -> Option<Kind> {
+        match index {
+            0 => Some(Kind::Small),
+            1 => Some(Kind::Medium),
+            _ => None,
+        }
+    }
+}
+
 // ---- invariants checked at compile time ----
 
 const _: () = assert!(GRAIN.is_power_of_two() && GRAIN >= core::mem::size_of::<usize>());
@@ -205,10 +316,14 @@ const _: () = assert!(POOL_SIZE - POOL_OVERHEAD >= SMALL_REQUEST_THRESHOLD);
 const _: () = assert!(ARENA_BITS > POOL_BITS && POOLS_PER_ARENA >= 2);
 // An arena's empty pools are a bitmap in one word (`layout::ArenaHeader::free_pools`).
 const _: () = assert!(POOLS_PER_ARENA <= 64);
+const _: () = assert!(MEDIUM_POOL_BITS > POOL_BITS && ARENA_BITS > MEDIUM_POOL_BITS);
+const _: () = assert!(MEDIUM_REQUEST_THRESHOLD.is_power_of_two());
+const _: () = assert!(MEDIUM_REQUEST_THRESHOLD > SMALL_REQUEST_THRESHOLD);
+const _: () = assert!(MAX_MEDIUM_ALIGN.is_power_of_two() && MAX_MEDIUM_ALIGN >= MAX_SMALL_ALIGN);
 // Pool block offsets and counts are stored as u32 in the pool header.
 const _: () = assert!(POOL_SIZE <= u32::MAX as usize);
 // A pool's class tag (class index + 1) is one byte.
-const _: () = assert!(NB_SMALL_SIZE_CLASSES < u8::MAX as usize);
+const _: () = assert!(NB_SIZE_CLASSES < u8::MAX as usize);
 // The top level of the registry is a static array: keep it small in production builds.
 #[cfg(not(poolmalloc_loom))]
 const _: () = assert!(REGISTRY_TOP_LEN * core::mem::size_of::<usize>() <= 256 * 1024);

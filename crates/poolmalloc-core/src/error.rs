@@ -2,6 +2,7 @@
 
 use core::fmt;
 
+use crate::config::Kind;
 use crate::size_class::Class;
 
 /// Why a pointer could not be freed. The core reports; the faces decide to abort or ignore.
@@ -38,10 +39,10 @@ impl FreeError {
     /// once for the owner's and the core's confirmations).
     ///
     /// # Safety
-    /// `block` is a free block of a pool of ours, which therefore serves a class.
-    pub unsafe fn double_free(block: *mut u8) -> FreeError {
+    /// `block` is a free block of a pool of ours of `kind`, which therefore serves a class.
+    pub unsafe fn double_free(block: *mut u8, kind: Kind) -> FreeError {
         // SAFETY: the pool's header is mapped and its tag names its class (precondition).
-        let class = unsafe { (*crate::layout::pool_of(block)).class() }
+        let class = unsafe { (*crate::layout::pool_of(block, kind)).class() }
             .expect("a pool with a free block serves a class");
         FreeError {
             addr: block as usize,

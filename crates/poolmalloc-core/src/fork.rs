@@ -5,7 +5,6 @@
 //! forks.
 
 use crate::central::Core;
-use crate::config::POOL_SIZE;
 use crate::layout::PoolHeader;
 use crate::os::PageSource;
 use crate::pool;
@@ -72,12 +71,12 @@ impl<S: PageSource> Core<S> {
         while !arena.is_null() {
             // SAFETY: `all` links headers of this core's mapped arenas (A1); we hold every lock
             // and no other thread exists (precondition).
-            let (base, carved, next) = unsafe {
+            let (base, carved, pool_size, next) = unsafe {
                 let a = &*arena;
-                (a.address, (a.pool_address - a.address) / POOL_SIZE, a.next_all)
+                (a.address, a.carved(), a.kind.pool_size(), a.next_all)
             };
             for i in 0..carved {
-                let pool = (base + i * POOL_SIZE) as *mut PoolHeader;
+                let pool = (base + i * pool_size) as *mut PoolHeader;
                 // SAFETY: a carved pool's header is initialised; with every lock held and no
                 // other thread, every pool is ours to move (P1, O1).
                 unsafe {

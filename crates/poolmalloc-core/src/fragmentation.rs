@@ -10,7 +10,7 @@
 //! Words used here:
 //! - a pool's *occupancy* is its blocks out over its capacity (blocks per pool);
 //! - a pool is *sparse* when it has one block out, or at most `FRAG_SPARSE_PERCENT` of its
-//!   capacity: a few blocks pin `POOL_SIZE` bytes. These are the *pinned* pools;
+//!   capacity: a few blocks pin a whole pool. These are the *pinned* pools;
 //! - a pool's *idle* bytes are those not in a block out: free blocks, room never carved, header
 //!   and tail;
 //! - an arena *could go back* when every pool it has in use is sparse: emptying them would empty
@@ -20,9 +20,8 @@
 
 use crate::central::Core;
 use crate::config::{
-    ARENA_ADDR_MASK, ARENA_SIZE, FRAG_HALF_PERCENT, FRAG_SPARSE_PERCENT, FRAG_TOP_ARENAS,
-    FRAG_TOP_POOLS, NB_SMALL_SIZE_CLASSES, POOLS_PER_ARENA, POOL_OVERHEAD, POOL_SIZE,
-    RESERVE_ARENAS,
+    Kind, ARENA_ADDR_MASK, ARENA_SIZE, FRAG_HALF_PERCENT, FRAG_SPARSE_PERCENT, FRAG_TOP_ARENAS,
+    FRAG_TOP_POOLS, KINDS, NB_SIZE_CLASSES, POOL_OVERHEAD, RESERVE_ARENAS,
 };
 use crate::os::PageSource;
 use crate::size_class::{Class, CLASS_TABLE};
@@ -91,6 +90,8 @@ impl Band {
 pub struct ClassFrag {
     /// Bytes in one block of the class.
     pub block_size: usize,
+    /// Bytes in one pool of the class (its kind's).
+    pub pool_size: usize,
     /// Blocks one pool of the class holds.
     pub capacity: usize,
     /// Pools in use, by occupancy band (`Band::index`).
@@ -135,6 +136,8 @@ impl ClassFrag {
 pub struct ArenaFrag {
     /// Base address of the arena.
     pub address: usize,
+    /// The kind of pool it is carved into.
+    pub kind: Kind,
     /// Pools with blocks out and blocks free.
     pub pools_used: usize,
     /// Pools with every block out.
@@ -164,7 +167,7 @@ impl ArenaFrag {
     }
 }
 
-/// One of the most wasteful partly-used pools: `POOL_SIZE` bytes stay mapped for few bytes of
+/// One of the most wasteful partly-used pools: a whole pool stays mapped for few bytes of
 /// blocks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolFrag {
@@ -237,9 +240,15 @@ fn nearer_release(a: &ArenaFrag, b: &ArenaFrag) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fragmentation {
     /// Each size class, by index.
-    pub classes: [ClassFrag; NB_SMALL_SIZE_CLASSES],
+    pub classes: [ClassFrag; NB_SIZE_CLASSES],
     /// Arenas mapped.
     pub arenas_mapped: usize,
+    /// Pools the mapped arenas hold, in use or empty.
+    pub pools_total: usize,
+    /// Bytes of the empty pools.
+    pub bytes_empty_pools: usize,
+    /// Of each kind, arenas wholly empty or that could go back (the reserve is per kind).
+    back_by_kind: [usize; KINDS],
     /// Mapped arenas with no pool in use (at most `RESERVE_ARENAS`, A3).
     pub arenas_wholly_empty: usize,
     /// Arenas whose pools in use are all sparse.
@@ -252,14 +261,18 @@ pub struct Fragmentation {
 
 impl Fragmentation {
     fn new() -> Fragmentation {
-        let mut classes = [ClassFrag::default(); NB_SMALL_SIZE_CLASSES];
+        let mut classes = [ClassFrag::default(); NB_SIZE_CLASSES];
         for (c, info) in classes.iter_mut().zip(CLASS_TABLE.iter()) {
             c.block_size = info.block_size;
+            c.pool_size = info.pool_size;
             c.capacity = info.blocks_per_pool;
         }
         Fragmentation {
             classes,
             arenas_mapped: 0,
+            pools_total: 0,
+            bytes_empty_pools: 0,
+            back_by_kind: [0; KINDS],
             arenas_wholly_empty: 0,
             arenas_could_go_back: 0,
             pools_empty: 0,
@@ -310,7 +323,7 @@ impl Fragmentation {
 
     /// Bytes the sparse pools keep mapped.
     pub fn bytes_pinned(&self) -> usize {
-        self.pools_sparse() * POOL_SIZE
+        self.sum(|c| c.pools_sparse() * c.pool_size)
     }
 
     /// Blocks out of every pool.
@@ -344,9 +357,12 @@ impl Fragmentation {
     }
 
     /// Arenas unmapped if every sparse pool emptied: those that could go back join the wholly
-    /// empty ones, and all of them but the reserve go (A3).
+    /// empty ones, and all of them but each kind's reserve go (A3).
     pub fn arenas_back_if_sparse_emptied(&self) -> usize {
-        (self.arenas_wholly_empty + self.arenas_could_go_back).saturating_sub(RESERVE_ARENAS)
+        self.back_by_kind
+            .iter()
+            .map(|n| n.saturating_sub(RESERVE_ARENAS))
+            .sum()
     }
 
     /// Bytes of the arenas `arenas_back_if_sparse_emptied` counts.
@@ -362,17 +378,14 @@ impl Fragmentation {
             .zip(CLASS_TABLE.iter())
             .map(|(c, info)| c.pools_full() * (POOL_OVERHEAD + info.pool_tail_waste))
             .sum();
-        self.bytes_in_blocks_out()
-            + self.bytes_idle()
-            + full_overhead
-            + self.pools_empty * POOL_SIZE
+        self.bytes_in_blocks_out() + self.bytes_idle() + full_overhead + self.bytes_empty_pools
     }
 
     /// The snapshot's own accounting identity: its parts add up to the mapped bytes, and its pools
     /// to the arenas' pools.
     pub fn identity_holds(&self) -> bool {
         self.accounted_bytes() == self.bytes_mapped()
-            && self.pools_in_use() + self.pools_empty == self.arenas_mapped * POOLS_PER_ARENA
+            && self.pools_in_use() + self.pools_empty == self.pools_total
     }
 }
 
@@ -388,6 +401,7 @@ impl<S: PageSource> Core<S> {
             let a = unsafe { &*ao };
             let mut arena = ArenaFrag {
                 address: a.address,
+                kind: a.kind,
                 pools_empty: a.nfreepools,
                 ..ArenaFrag::default()
             };
@@ -416,6 +430,10 @@ impl<S: PageSource> Core<S> {
             f.arenas_wholly_empty += usize::from(arena.wholly_empty());
             f.arenas_could_go_back += usize::from(arena.could_go_back());
             f.pools_empty += arena.pools_empty;
+            f.pools_total += a.ntotalpools;
+            f.bytes_empty_pools += arena.pools_empty * a.kind.pool_size();
+            f.back_by_kind[a.kind as usize] +=
+                usize::from(arena.wholly_empty() || arena.could_go_back());
             f.arenas.offer(arena, nearer_release);
         }
         drop(locks);
@@ -427,7 +445,7 @@ impl<S: PageSource> Core<S> {
 fn walk_pool(f: &mut Fragmentation, arena: &mut ArenaFrag, addr: usize, class: Class, out: usize) {
     let c = &mut f.classes[class.index()];
     let band = Band::of(out, c.capacity);
-    let idle = POOL_SIZE.saturating_sub(out * c.block_size);
+    let idle = c.pool_size.saturating_sub(out * c.block_size);
     c.pools[band.index()] += 1;
     c.blocks_out += out;
     arena.blocks_out += out;

@@ -4,8 +4,9 @@
 
 use core::fmt;
 
+use crate::arena::Arenas;
 use crate::central::Core;
-use crate::config::{NB_SMALL_SIZE_CLASSES, POOLS_PER_ARENA, POOL_SIZE, RESERVE_ARENAS};
+use crate::config::{Kind, KINDS, NB_SIZE_CLASSES, POOLS_PER_ARENA, RESERVE_ARENAS};
 use crate::layout::{pool_of, ArenaHeader, FreeBlock, PoolHeader, CORE_HELD};
 use crate::os::PageSource;
 use crate::registry::REGISTRY;
@@ -47,10 +48,10 @@ impl<S: PageSource> Core<S> {
     pub fn check_invariants(&self) -> Result<(), Violation> {
         let locks = self.lock_all();
         let arenas = &*locks.arenas;
-        let mut tally = [Tally::default(); NB_SMALL_SIZE_CLASSES];
+        let mut tally = [Tally::default(); NB_SIZE_CLASSES];
         let mut mapped = 0;
-        let mut wholly_empty = 0;
-        let mut with_free_pools = 0;
+        let mut wholly_empty = [0; KINDS];
+        let mut with_free_pools = [0; KINDS];
 
         for ao in arenas.iter_all() {
             mapped += 1;
@@ -70,13 +71,15 @@ impl<S: PageSource> Core<S> {
                 "R1: arena not registered to this core",
                 base,
             )?;
-            let carved = (a.pool_address - base) / POOL_SIZE;
-            check(carved <= POOLS_PER_ARENA, "A1: carved past the arena", base)?;
             check(
-                a.ntotalpools == POOLS_PER_ARENA,
-                "A1: wrong pool total",
+                slot.is_some_and(|s| s.kind() == a.kind),
+                "R1: arena registered with another kind",
                 base,
             )?;
+            let (kind, per_arena) = (a.kind, a.kind.pools_per_arena());
+            let carved = a.carved();
+            check(carved <= per_arena, "A1: carved past the arena", base)?;
+            check(a.ntotalpools == per_arena, "A1: wrong pool total", base)?;
             let mut empty_carved = 0;
             for pool in a.committed_pools() {
                 // SAFETY: committed carved pools of a mapped arena have initialised headers (P4:
@@ -94,6 +97,12 @@ impl<S: PageSource> Core<S> {
                         )?;
                         check(owner == 0, "P4: empty pool with an owner", pool as usize)?;
                         empty_carved += 1;
+                    }
+                    Some(class) if class.kind() != kind => {
+                        return Err(Violation {
+                            what: "P1: pool serves a class of another kind",
+                            addr: pool as usize,
+                        });
                     }
                     Some(class) if core_held => {
                         check(
@@ -139,7 +148,9 @@ impl<S: PageSource> Core<S> {
                 if empty_here {
                     // SAFETY: a committed carved pool of this arena (just checked); every lock
                     // is held.
-                    let tag = unsafe { (*((base + i * POOL_SIZE) as *const PoolHeader)).class() };
+                    let pool = (base + i * kind.pool_size()) as *const PoolHeader;
+                    // SAFETY: as above.
+                    let tag = unsafe { (*pool).class() };
                     check(
                         tag.is_none(),
                         "A2: pool on the free bitmap serves a class",
@@ -154,15 +165,15 @@ impl<S: PageSource> Core<S> {
             )?;
             let empty_carved = a.free_pools.count_ones() as usize;
             check(
-                a.nfreepools == empty_carved + (POOLS_PER_ARENA - carved),
+                a.nfreepools == empty_carved + (per_arena - carved),
                 "A2: nfreepools disagrees with the pools",
                 base,
             )?;
             if a.nfreepools == a.ntotalpools {
-                wholly_empty += 1;
+                wholly_empty[kind as usize] += 1;
             }
             if a.nfreepools > 0 {
-                with_free_pools += 1;
+                with_free_pools[kind as usize] += 1;
             }
         }
 
@@ -173,63 +184,23 @@ impl<S: PageSource> Core<S> {
             0,
         )?;
         check(
-            counters.wholly_empty == wholly_empty,
+            counters.wholly_empty == wholly_empty.iter().sum::<usize>(),
             "A3: wholly-empty counter wrong",
             0,
         )?;
-        check(
-            wholly_empty <= RESERVE_ARENAS,
-            "A3: more empty arenas than the reserve",
-            0,
-        )?;
-
-        // `usable`: every arena with a free pool, sorted fewest first, `nfp2lasta` its rightmost.
-        let mut on_usable = 0;
-        let mut prev: *mut ArenaHeader = core::ptr::null_mut();
-        let mut last_of = [core::ptr::null_mut::<ArenaHeader>(); POOLS_PER_ARENA + 1];
-        for ao in arenas.iter_usable() {
+        for kind in Kind::ALL {
+            let k = kind as usize;
             check(
-                on_usable < mapped,
-                "A4: usable list longer than the arenas",
-                0,
-            )?;
-            // SAFETY: `usable` links headers of this core's arenas (A4); we hold the arena lock.
-            let a = unsafe { &*ao };
-            check(
-                a.prevarena == prev,
-                "A4: usable list back link wrong",
-                a.address,
+                arenas.wholly_empty(kind) == wholly_empty[k],
+                "A3: wholly-empty counter of a kind wrong",
+                k,
             )?;
             check(
-                a.nfreepools > 0,
-                "A4: arena without free pools on usable",
-                a.address,
+                wholly_empty[k] <= RESERVE_ARENAS,
+                "A3: more empty arenas than the reserve",
+                k,
             )?;
-            if !prev.is_null() {
-                // SAFETY: `prev` came off `usable`, which links headers of this core's arenas (A4);
-                // we hold the arena lock.
-                let before = unsafe { (*prev).nfreepools };
-                check(
-                    before <= a.nfreepools,
-                    "A4: usable not sorted by free pools",
-                    a.address,
-                )?;
-            }
-            last_of[a.nfreepools] = ao;
-            prev = ao;
-            on_usable += 1;
-        }
-        check(
-            on_usable == with_free_pools,
-            "A4: arena with free pools off usable",
-            0,
-        )?;
-        for (nf, last) in last_of.iter().enumerate().skip(1) {
-            check(
-                arenas.nfp2lasta(nf) == *last,
-                "A4: nfp2lasta is not the rightmost",
-                nf,
-            )?;
+            check_usable(arenas, kind, mapped, with_free_pools[k])?;
         }
 
         for class in Class::all() {
@@ -318,7 +289,7 @@ impl<S: PageSource> Core<S> {
         while !FreeBlock::is_end(block) {
             check(free < carved, "P2: free list longer than the pool", at)?;
             check(
-                pool_of(block.cast()) == pool,
+                pool_of(block.cast(), class.kind()) == pool,
                 "P2: free list leaves its pool",
                 block as usize,
             )?;
@@ -334,4 +305,67 @@ impl<S: PageSource> Core<S> {
         }
         check(free + p.out() == carved, "P2: free + out != carved", at)
     }
+}
+
+/// One kind's `usable` list against the arenas walked (`with_free_pools` of its kind).
+fn check_usable(
+    arenas: &Arenas,
+    kind: Kind,
+    mapped: usize,
+    with_free_pools: usize,
+) -> Result<(), Violation> {
+    // `usable`: every arena with a free pool, sorted fewest first, `nfp2lasta` its rightmost.
+    let mut on_usable = 0;
+    let mut prev: *mut ArenaHeader = core::ptr::null_mut();
+    let mut last_of = [core::ptr::null_mut::<ArenaHeader>(); POOLS_PER_ARENA + 1];
+    for ao in arenas.iter_usable(kind) {
+        check(
+            on_usable < mapped,
+            "A4: usable list longer than the arenas",
+            0,
+        )?;
+        // SAFETY: `usable` links headers of this core's arenas (A4); we hold the arena lock.
+        let a = unsafe { &*ao };
+        check(
+            a.prevarena == prev,
+            "A4: usable list back link wrong",
+            a.address,
+        )?;
+        check(
+            a.nfreepools > 0,
+            "A4: arena without free pools on usable",
+            a.address,
+        )?;
+        if !prev.is_null() {
+            // SAFETY: `prev` came off `usable`, which links headers of this core's arenas (A4);
+            // we hold the arena lock.
+            let before = unsafe { (*prev).nfreepools };
+            check(
+                before <= a.nfreepools,
+                "A4: usable not sorted by free pools",
+                a.address,
+            )?;
+        }
+        last_of[a.nfreepools] = ao;
+        prev = ao;
+        on_usable += 1;
+    }
+    check(
+        on_usable == with_free_pools,
+        "A4: arena with free pools off usable",
+        0,
+    )?;
+    for (nf, last) in last_of
+        .iter()
+        .enumerate()
+        .skip(1)
+        .take(kind.pools_per_arena())
+    {
+        check(
+            arenas.nfp2lasta(kind, nf) == *last,
+            "A4: nfp2lasta is not the rightmost",
+            nf,
+        )?;
+    }
+    Ok(())
 }

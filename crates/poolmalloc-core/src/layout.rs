@@ -2,7 +2,7 @@
 //! every pool, and the arena header in every registry slot. `pool`, `arena` and `registry` each
 //! work on these; none of them needs another to name them.
 
-use crate::config::{GRAIN, POOL_ADDR_MASK, POOL_OVERHEAD, POOL_SIZE};
+use crate::config::{Kind, GRAIN, POOL_OVERHEAD, POOL_SIZE};
 use crate::size_class::Class;
 use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use crate::sync::unmodelled;
@@ -86,7 +86,9 @@ pub(crate) fn chain_end(pool: *mut PoolHeader) -> *mut FreeBlock {
 }
 
 impl FreeBlock {
-    /// True when `p` ends a chain: a pool's header (`chain_end`), or null (an empty list).
+    /// True when `p` ends a chain: a pool's header (`chain_end`), or null (an empty list). For
+    /// both kinds of pool: a pool's header is the one address of it at a multiple of
+    /// `POOL_SIZE` (`size_class` checks that no block starts at one).
     #[inline(always)]
     pub fn is_end(p: *mut FreeBlock) -> bool {
         p as usize & (POOL_SIZE - 1) == 0
@@ -138,19 +140,19 @@ impl FreeBlock {
     /// no block handed out does until the program stores such a value.
     ///
     /// # Safety
-    /// `this` lies in a carved pool of ours (its first word is mapped).
+    /// `this` lies in a carved pool of ours of `kind` (its first word is mapped).
     #[inline(always)]
-    pub unsafe fn looks_free(this: *mut FreeBlock) -> bool {
+    pub unsafe fn looks_free(this: *mut FreeBlock, kind: Kind) -> bool {
         // SAFETY: mapped (precondition); the program gives the block up, so reading it races
         // with nobody but a second free of the same block, which is what this detects.
-        unsafe { Self::same_pool(Self::next(this), this) }
+        unsafe { Self::same_pool(Self::next(this), this, kind) }
     }
 
-    /// True when `next`, a link read from `block`, stays in `block`'s pool, as every link does
-    /// unless the program wrote to a free block (secure mode's check).
+    /// True when `next`, a link read from `block`, stays in `block`'s pool (of `kind`), as every
+    /// link does unless the program wrote to a free block (secure mode's check).
     #[inline(always)]
-    pub fn same_pool(next: *mut FreeBlock, block: *mut FreeBlock) -> bool {
-        (next as usize ^ block as usize) < POOL_SIZE
+    pub fn same_pool(next: *mut FreeBlock, block: *mut FreeBlock, kind: Kind) -> bool {
+        (next as usize ^ block as usize) < kind.pool_size()
     }
 
     /// True when the chain from `head` holds `block`. The walk stops at a link that leaves
@@ -158,14 +160,14 @@ impl FreeBlock {
     /// as many links as a pool has blocks, so a corrupt chain is never followed far.
     ///
     /// # Safety
-    /// The caller holds the chain, whose blocks lie in `block`'s pool.
-    pub unsafe fn chain_holds(head: *mut FreeBlock, block: *mut FreeBlock) -> bool {
+    /// The caller holds the chain, whose blocks lie in `block`'s pool, of `kind`.
+    pub unsafe fn chain_holds(head: *mut FreeBlock, block: *mut FreeBlock, kind: Kind) -> bool {
         let mut b = head;
-        for _ in 0..POOL_SIZE / GRAIN {
+        for _ in 0..kind.pool_size() / GRAIN {
             if b == block {
                 return true;
             }
-            if FreeBlock::is_end(b) || !FreeBlock::same_pool(b, block) {
+            if FreeBlock::is_end(b) || !FreeBlock::same_pool(b, block, kind) {
                 return false;
             }
             // SAFETY: a block of the chain, in `block`'s pool (checked above).
@@ -217,23 +219,23 @@ const _: () = assert!(core::mem::size_of::<PoolHeader>() <= POOL_OVERHEAD);
 /// head never has this bit.
 pub(crate) const CORE_HELD: usize = 1;
 
-/// The pool holding `addr` (the essay's "Pools": `addr & !(POOL_SIZE - 1)`).
+/// The pool of `kind` holding `addr` (the essay's "Pools": `addr & !(pool size - 1)`).
 #[inline(always)]
-pub(crate) fn pool_of(addr: *const u8) -> *mut PoolHeader {
-    ((addr as usize) & POOL_ADDR_MASK) as *mut PoolHeader
+pub(crate) fn pool_of(addr: *const u8, kind: Kind) -> *mut PoolHeader {
+    ((addr as usize) & kind.pool_mask()) as *mut PoolHeader
 }
 
 /// The class tag of the pool holding `block`: 0 when the pool serves no class, else the class
 /// index + 1.
 ///
 /// # Safety
-/// `block` lies in one of our arenas (in a small-path block, or in a bootstrap region laid out
-/// like pools), so its pool header is mapped.
+/// `block` lies in one of our arenas of `kind` (in a pool block, or in a bootstrap region laid
+/// out like small pools), so its pool header is mapped.
 #[inline(always)]
-pub unsafe fn class_tag(block: *const u8) -> u8 {
+pub unsafe fn class_tag(block: *const u8, kind: Kind) -> u8 {
     // SAFETY: the header is mapped (precondition); the tag is atomic, so reading it without the
     // pool's lock (P1) is no data race.
-    unsafe { (*pool_of(block)).class_tag.load(Ordering::Relaxed) }
+    unsafe { (*pool_of(block, kind)).class_tag.load(Ordering::Relaxed) }
 }
 
 /// The id of the thread cache that owns the pool holding `block` (0 when none does): a cache
@@ -242,9 +244,9 @@ pub unsafe fn class_tag(block: *const u8) -> u8 {
 /// # Safety
 /// As for `class_tag`.
 #[inline(always)]
-pub unsafe fn pool_owner(block: *const u8) -> usize {
+pub unsafe fn pool_owner(block: *const u8, kind: Kind) -> usize {
     // SAFETY: the header is mapped (precondition); `owner` is atomic (O1).
-    unsafe { (*pool_of(block)).owner.load(Ordering::Relaxed) }
+    unsafe { (*pool_of(block, kind)).owner.load(Ordering::Relaxed) }
 }
 
 /// The owner hands out `block`, a free block of its pool from its allocation list whose link it
@@ -252,11 +254,11 @@ pub unsafe fn pool_owner(block: *const u8) -> usize {
 /// (`FreeBlock::looks_free`).
 ///
 /// # Safety
-/// `pool_owner(block)` is the calling thread's cache id (O1), and the block is the owner's to
-/// hand out.
+/// `pool_owner(block, kind)` is the calling thread's cache id (O1), and the block is the
+/// owner's to hand out.
 #[inline(always)]
-pub unsafe fn note_alloc(block: *mut u8) {
-    let pool = pool_of(block);
+pub unsafe fn note_alloc(block: *mut u8, kind: Kind) {
+    let pool = pool_of(block, kind);
     // SAFETY: this thread owns the pool (precondition), so its counts are its alone (O1); the
     // block is its to hand out.
     unsafe {
@@ -273,27 +275,27 @@ pub unsafe fn note_alloc(block: *mut u8) {
 /// steps).
 ///
 /// # Safety
-/// `pool_owner(block)` is the calling thread's cache id (O1: the pool's free list and counts are
-/// its alone), `block` is a block of the pool that the program gives up, and `key` is the link
-/// key.
+/// `pool_owner(block, kind)` is the calling thread's cache id (O1: the pool's free list and
+/// counts are its alone), `block` is a block of the pool that the program gives up, and `key`
+/// is the link key.
 #[inline(always)]
-pub unsafe fn free_to_own_pool(block: *mut u8, key: usize) -> Option<bool> {
+pub unsafe fn free_to_own_pool(block: *mut u8, key: usize, kind: Kind) -> Option<bool> {
     // SAFETY: a block of a carved pool (precondition).
     let next = unsafe { block.cast::<usize>().read() } ^ key;
-    if FreeBlock::same_pool(next as *mut FreeBlock, block.cast()) {
+    if FreeBlock::same_pool(next as *mut FreeBlock, block.cast(), kind) {
         return None;
     }
     // SAFETY: forwarded precondition; the key is the one just read.
-    Some(unsafe { push(block, key) })
+    Some(unsafe { push(block, key, kind) })
 }
 
 /// `free_to_own_pool` without the double-free check, for a block the caller confirmed is out.
 ///
 /// # Safety
 /// As for `free_to_own_pool`, and the block is out.
-pub unsafe fn push_to_own_pool(block: *mut u8) -> bool {
+pub unsafe fn push_to_own_pool(block: *mut u8, kind: Kind) -> bool {
     // SAFETY: forwarded precondition.
-    unsafe { push(block, link_key()) }
+    unsafe { push(block, link_key(), kind) }
 }
 
 /// Pushes `block` onto its pool's free list with its link encoded by `key`.
@@ -301,8 +303,8 @@ pub unsafe fn push_to_own_pool(block: *mut u8) -> bool {
 /// # Safety
 /// As for `push_to_own_pool`; `key` is the link key.
 #[inline(always)]
-unsafe fn push(block: *mut u8, key: usize) -> bool {
-    let pool = pool_of(block);
+unsafe fn push(block: *mut u8, key: usize, kind: Kind) -> bool {
+    let pool = pool_of(block, kind);
     // SAFETY: this thread owns the pool (precondition), so the free list is its alone (O1); the
     // block is given up, so its first word is ours for the link.
     unsafe {
@@ -375,10 +377,15 @@ impl ArenaHeader {
     /// The arena's carved pools whose pages are committed (walks read their headers; an empty
     /// pool whose pages went back is zeroed memory and is skipped).
     pub fn committed_pools(&self) -> impl Iterator<Item = *mut PoolHeader> + '_ {
-        let carved = (self.pool_address - self.address) / POOL_SIZE;
-        (0..carved)
+        let size = self.kind.pool_size();
+        (0..self.carved())
             .filter(|&i| self.decommitted & (1 << i) == 0)
-            .map(|i| (self.address + i * POOL_SIZE) as *mut PoolHeader)
+            .map(move |i| (self.address + i * size) as *mut PoolHeader)
+    }
+
+    /// Pools carved so far (from the front).
+    pub fn carved(&self) -> usize {
+        (self.pool_address - self.address) / self.kind.pool_size()
     }
 }
 
@@ -387,13 +394,15 @@ impl ArenaHeader {
 pub(crate) struct ArenaHeader {
     /// Base address of the arena; 0 while the slot holds no arena.
     pub address: usize,
+    /// The kind of pool it is carved into (also in its registry slot, for lock-free readers).
+    pub kind: Kind,
     /// Next never-carved pool: pools are carved from the front, lazily.
     pub pool_address: usize,
     /// Empty pools, carved or not.
     pub nfreepools: usize,
     pub ntotalpools: usize,
     /// Carved pools that are empty, one bit per pool (bit `i`: the pool at `address + i *
-    /// POOL_SIZE`); kept outside the pools so an empty pool's pages can all go back.
+    /// pool size`); kept outside the pools so an empty pool's pages can all go back.
     pub free_pools: u64,
     /// Of `free_pools`, those whose pages went back to the system (decommitted).
     pub decommitted: u64,

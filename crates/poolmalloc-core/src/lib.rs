@@ -15,8 +15,11 @@
 //! ## Size classes
 //! Requests of 1..=512 bytes (0 counts as 1) are rounded up to a multiple of `GRAIN` (8) and
 //! served by class `size / 8 - 1`; requests aligned to 16 round up to a multiple of 16 instead, so
-//! their blocks are 16-byte aligned. Larger requests, or alignments above 16, take the *large
-//! path* (the system allocator).
+//! their blocks are 16-byte aligned. These are the *small* classes. The *medium* classes follow
+//! (index 64 on): four per doubling up to `MEDIUM_REQUEST_THRESHOLD` (32 KiB) — 640, 768, 896,
+//! 1024, 1280, ... 28672, 32768 bytes — so rounding wastes at most a fifth of a block; they serve
+//! requests above 512 bytes, and smaller ones aligned to 32 or 64. Larger requests, or alignments
+//! above 64, take the *large path* (the system allocator).
 //!
 //! ```text
 //!   request bytes   align ≤ 8: class (block)   align 16: class (block)
@@ -30,8 +33,11 @@
 //! blocks an owner carves at a time; a test prints it.
 //!
 //! ## Pools
-//! A pool is `POOL_SIZE` bytes, `POOL_SIZE`-aligned, inside an arena; the pool of any block is
-//! `addr & !(POOL_SIZE - 1)`. Its header (`layout::PoolHeader`, one cache line) takes the first
+//! A pool is of one of two kinds (`Kind`): a small pool is `POOL_SIZE` (16 KiB), a medium pool
+//! `MEDIUM_POOL_SIZE` (128 KiB: three blocks of the largest class, 204 of the smallest); either
+//! is aligned to its size inside an arena of its kind, so the pool of any block is `addr & !(pool
+//! size - 1)`. Who frees a block knows the kind: a Rust `dealloc` from its layout (small layouts
+//! need nothing more), the C library from the registry, which holds each arena's kind. Its header (`layout::PoolHeader`, one cache line) takes the first
 //! `POOL_OVERHEAD` bytes; blocks follow and are carved lazily. A pool serving a class is held by
 //! one party at a time — a thread (its cache *owns* it) or the core — and is in one of pymalloc's
 //! states:
@@ -58,7 +64,14 @@
 //!   into the freeing thread's cache (so its other blocks come back as local frees); a thread
 //!   that needs a pool of the class adopts a core-held pool with free blocks before it takes an
 //!   empty one.
-//! - **empty**: on its arena's free-pool list; may serve any class next.
+//! - **empty**: on its arena's free-pool list; may serve any class of its kind next.
+//!
+//! Both kinds share all of this: the states, the ownership protocol (O1–O4) and the encoded
+//! free-list links are per pool. A chain ends at its pool's header for both kinds, the one
+//! address of the pool at a multiple of `POOL_SIZE` (no medium block starts at one:
+//! `size_class` checks it), so `FreeBlock::is_end` needs no kind; what does need it —
+//! `pool_of`, and `same_pool`, the double-free and secure-mode checks — takes it as a
+//! parameter, a constant on the small fast path.
 //!
 //! The remote chain word also says who holds the pool: `CORE_HELD` while the core does. A pool
 //! changes between owned and core-held only under its class lock, by a swap of that word, so a
@@ -67,11 +80,13 @@
 
 //! ## Arenas
 //! An arena is `ARENA_SIZE` bytes, `ARENA_SIZE`-aligned, mapped from a `PageSource`, carved into
-//! pools from the front as needed. Arenas with an empty pool are kept on `usable_arenas` sorted by
-//! their count of empty pools, fewest first, so new pools come from the fullest arena and
-//! nearly-empty arenas drain; `nfp2lasta[n]` (the rightmost arena with `n` empty pools) makes each
-//! re-sort O(1). An arena whose pools are all empty is unmapped, except that one is kept in
-//! reserve against map/unmap thrashing.
+//! pools of one kind from the front as needed (64 small or 8 medium). Each kind keeps its arenas
+//! with an empty pool on its own `usable_arenas`, sorted by their count of empty pools, fewest
+//! first, so new pools come from the fullest arena and nearly-empty arenas drain; `nfp2lasta[n]`
+//! (the rightmost arena with `n` empty pools) makes each re-sort O(1). An arena whose pools are
+//! all empty is unmapped, except that one of each kind is kept in reserve against map/unmap
+//! thrashing. A nearly empty arena gives its empty pools' pages back (small: 4 pools in use or
+//! fewer; medium: half its pools or fewer, since a medium pool is 128 KiB).
 //!
 //! Every arena is entered in the *registry*, a radix tree over arena-aligned addresses that holds
 //! its header and the id of the core that owns it: `free` of any pointer can ask "is this ours?"
@@ -108,13 +123,13 @@
 //!   `CORE_HELD` gives way to an empty chain).
 //! - **O4** No thread pushes onto a pool none of whose blocks is out (every push frees a block
 //!   that is out), so the pool's holder may give it to its arena.
-//! - **A1** An arena is `ARENA_SIZE`-aligned and registered to its core; its header is guarded by
-//!   the arena lock.
+//! - **A1** An arena is `ARENA_SIZE`-aligned and registered to its core with its kind; its header
+//!   is guarded by the arena lock, and its pools are all of its kind.
 //! - **A2** An arena's free-pool list holds exactly its carved empty pools; `nfreepools` counts
 //!   them plus the pools never carved.
-//! - **A3** At most `RESERVE_ARENAS` wholly empty arenas stay mapped.
-//! - **A4** `usable_arenas` holds exactly the arenas with an empty pool, sorted by that count,
-//!   and `nfp2lasta[n]` is its rightmost arena with `n` empty pools.
+//! - **A3** At most `RESERVE_ARENAS` wholly empty arenas of each kind stay mapped.
+//! - **A4** A kind's `usable_arenas` holds exactly its arenas with an empty pool, sorted by that
+//!   count, and its `nfp2lasta[n]` is the rightmost of them with `n` empty pools.
 //! - **R1** Registry leaves, once published, stay mapped for the life of the process.
 //! - **R2** A slot's owner is published after its arena's header is written and withdrawn before
 //!   the arena is unmapped.
@@ -180,6 +195,7 @@ sync::unless_loom! {
 
 pub use arena::ArenaCounters;
 pub use central::{Core, RemoteFree};
+pub use config::Kind;
 pub use error::{FreeError, FreeErrorKind};
 pub use fragmentation::{ArenaFrag, Band, ClassFrag, Fragmentation, PoolFrag, BANDS};
 pub use invariants::Violation;
@@ -190,7 +206,9 @@ pub use layout::{
 };
 pub use os::{MemPages, OsPages, PageSource};
 pub use pool::{Batch, OwnedPool};
-pub use size_class::{class_of, is_small, Class, ClassInfo, CLASS_TABLE};
+pub use size_class::{
+    class_of, is_medium, is_small, medium_class_of, pool_class_of, Class, ClassInfo, CLASS_TABLE,
+};
 pub use stats::{ClassStats, CoreStats};
 
 /// Not part of the API: what exists only for the tests — the loom models' switch for the

@@ -13,7 +13,7 @@
 
 use core::ptr;
 
-use crate::config::{POOL_OVERHEAD, POOL_SIZE};
+use crate::config::{Kind, POOL_OVERHEAD};
 use crate::layout::{chain_end, link_key, ArenaHeader, FreeBlock, PoolHeader, CORE_HELD};
 use crate::size_class::Class;
 use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
@@ -32,7 +32,7 @@ pub struct Batch {
 /// none yet).
 ///
 /// # Safety
-/// `pool` is a POOL_SIZE-aligned pool inside a mapped arena, empty (no block out, so nobody
+/// `pool` is a pool of `class`'s kind, aligned to its size, inside a mapped arena, empty (no block out, so nobody
 /// reads or pushes to it but walks under the arena lock), and the caller holds the arena lock.
 pub(crate) unsafe fn init(
     pool: *mut PoolHeader,
@@ -47,7 +47,7 @@ pub(crate) unsafe fn init(
     unsafe {
         crate::tools::mark_reusable(
             pool.cast::<u8>().add(POOL_OVERHEAD),
-            POOL_SIZE - POOL_OVERHEAD,
+            class.kind().pool_size() - POOL_OVERHEAD,
         )
     };
     crate::layout::init_link_key();
@@ -62,9 +62,23 @@ pub(crate) unsafe fn init(
         ptr::addr_of_mut!((*pool).remote).write(AtomicUsize::new(remote));
         ptr::addr_of_mut!((*pool).ref_count).write(AtomicU32::new(0));
         ptr::addr_of_mut!((*pool).nextoffset).write(AtomicU32::new(POOL_OVERHEAD as u32));
-        ptr::addr_of_mut!((*pool).maxnextoffset).write((POOL_SIZE - class.block_size()) as u32);
+        ptr::addr_of_mut!((*pool).maxnextoffset).write(max_next_offset(class));
         ptr::addr_of_mut!((*pool).class_tag).write(AtomicU8::new(class.index() as u8 + 1));
     }
+}
+
+/// The offset of the last block a pool of `class` can carve.
+fn max_next_offset(class: Class) -> u32 {
+    (class.kind().pool_size() - class.block_size()) as u32
+}
+
+/// The kind of a pool that serves a class.
+///
+/// # Safety
+/// `pool` serves a class (its tag is stable while the caller holds it or a block of it is out).
+unsafe fn kind_of(pool: *mut PoolHeader) -> Kind {
+    // SAFETY: precondition.
+    unsafe { (*pool).class() }.map_or(Kind::Small, Class::kind)
 }
 
 /// Takes one block: the head of the free list, else the next never-used block; its first word
@@ -118,8 +132,9 @@ pub(crate) unsafe fn put_block(pool: *mut PoolHeader, block: *mut FreeBlock) {
 /// # Safety
 /// The caller holds the pool's class lock and the core holds the pool; `block` lies in it.
 pub(crate) unsafe fn holds_free(pool: *mut PoolHeader, block: *mut FreeBlock) -> bool {
-    // SAFETY: the free list is the lock holder's (precondition, P1).
-    unsafe { FreeBlock::chain_holds((*pool).freeblock, block) }
+    // SAFETY: the free list is the lock holder's (precondition, P1); a core-held pool serves a
+    // class.
+    unsafe { FreeBlock::chain_holds((*pool).freeblock, block, kind_of(pool)) }
 }
 
 /// Marks the pool empty (→ empty: the caller gives it to its arena).
@@ -328,9 +343,9 @@ impl OwnedPool {
         self.0.is_null()
     }
 
-    /// The pool holding `block`.
-    pub fn of(block: *mut u8) -> OwnedPool {
-        OwnedPool(crate::layout::pool_of(block))
+    /// The pool of `kind` holding `block`.
+    pub fn of(block: *mut u8, kind: Kind) -> OwnedPool {
+        OwnedPool(crate::layout::pool_of(block, kind))
     }
 
     /// The class it serves.
@@ -444,7 +459,7 @@ impl OwnedPool {
         // SAFETY: owned by the caller (precondition): its lists are the caller's (O1, O2).
         unsafe {
             self.take_remote();
-            FreeBlock::chain_holds((*self.0).freeblock, block.cast())
+            FreeBlock::chain_holds((*self.0).freeblock, block.cast(), kind_of(self.0))
         }
     }
 
@@ -459,7 +474,7 @@ impl OwnedPool {
         unsafe {
             crate::tools::mark_reusable(
                 p.cast::<u8>().add(POOL_OVERHEAD),
-                POOL_SIZE - POOL_OVERHEAD,
+                class.kind().pool_size() - POOL_OVERHEAD,
             )
         };
         // SAFETY: the pool is the caller's and empty; its atomics were written when it was
@@ -469,7 +484,7 @@ impl OwnedPool {
             (*p).freeblock = chain_end(p);
             (*p).nextoffset
                 .store(POOL_OVERHEAD as u32, Ordering::Relaxed);
-            (*p).maxnextoffset = (POOL_SIZE - class.block_size()) as u32;
+            (*p).maxnextoffset = max_next_offset(class);
             (*p).class_tag
                 .store(class.index() as u8 + 1, Ordering::Relaxed);
             (*p).owner.store(owner, Ordering::Relaxed);

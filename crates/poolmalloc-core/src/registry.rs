@@ -16,18 +16,22 @@
 use core::cell::UnsafeCell;
 use core::ptr;
 
+use crate::config::Kind;
 use crate::config::{
     ADDRESS_BITS, ARENA_BITS, REGISTRY_LEAF_BITS, REGISTRY_LEAF_LEN, REGISTRY_TOP_LEN,
 };
 use crate::layout::ArenaHeader;
 use crate::os;
 use crate::sync::atomic::Ordering;
-use crate::sync::unmodelled::{AtomicPtr, AtomicUsize};
+use crate::sync::unmodelled::{AtomicPtr, AtomicU8, AtomicUsize};
 
-/// One arena's entry: its owner and its header.
+/// One arena's entry: its owner, its kind and its header.
 pub(crate) struct ArenaSlot {
     /// Id of the core that owns the arena mapped here; 0 while none is.
     owner: AtomicUsize,
+    /// The arena's `Kind` (as its index), published with `owner`: a free that asked the
+    /// registry whose the address is learns from it where the address's pool header is.
+    kind: AtomicU8,
     /// Guarded by the owning core's arena lock (A1 in `lib.rs`).
     pub header: UnsafeCell<ArenaHeader>,
 }
@@ -38,8 +42,16 @@ impl ArenaSlot {
         self.owner.load(Ordering::Acquire)
     }
 
-    /// Publishes (or, with 0, withdraws) the arena. Called under the owner's arena lock.
-    pub fn set_owner(&self, owner: usize) {
+    /// The kind of the arena mapped here (meaningful while `owner` is not 0).
+    #[inline]
+    pub fn kind(&self) -> Kind {
+        Kind::from_index(self.kind.load(Ordering::Relaxed)).unwrap_or(Kind::Small)
+    }
+
+    /// Publishes (or, with 0, withdraws) the arena of `kind`. Called under the owner's arena
+    /// lock; the kind is stored first, and `owner`'s Release store publishes it.
+    pub fn set_owner(&self, owner: usize, kind: Kind) {
+        self.kind.store(kind as u8, Ordering::Relaxed);
         self.owner.store(owner, Ordering::Release);
     }
 }
@@ -103,16 +115,23 @@ impl Registry {
     }
 
     /// Id of the core owning the arena that holds `addr`; 0 if no core does.
-    #[inline]
+    #[cfg(test)]
     pub fn owner_of(&self, addr: usize) -> usize {
         self.lookup(addr).map_or(0, ArenaSlot::owner)
+    }
+
+    /// The kind of the arena holding `addr` when core `id` owns it; `None` otherwise.
+    #[inline]
+    pub fn kind_if_owned_by(&self, addr: usize, id: usize) -> Option<Kind> {
+        let slot = self.lookup(addr)?;
+        (slot.owner() == id).then(|| slot.kind())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ARENA_SIZE;
+    use crate::config::{Kind, ARENA_SIZE};
 
     #[test]
     fn unknown_addresses_have_no_owner() {
@@ -132,9 +151,12 @@ mod tests {
         let next = REGISTRY.lookup(a + ARENA_SIZE).unwrap();
         assert!(ptr::eq(slot, same));
         assert!(!ptr::eq(slot, next));
-        slot.set_owner(77);
+        slot.set_owner(77, Kind::Medium);
         assert_eq!(REGISTRY.owner_of(a + 100), 77);
         assert_eq!(REGISTRY.owner_of(a + ARENA_SIZE), 0);
-        slot.set_owner(0);
+        assert_eq!(REGISTRY.kind_if_owned_by(a + 100, 77), Some(Kind::Medium));
+        assert_eq!(REGISTRY.kind_if_owned_by(a + 100, 78), None);
+        assert_eq!(REGISTRY.kind_if_owned_by(a + ARENA_SIZE, 77), None);
+        slot.set_owner(0, Kind::Small);
     }
 }

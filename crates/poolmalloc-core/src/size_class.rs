@@ -1,25 +1,32 @@
 //! Size classes: the table built once at compile time, and the request → class mapping.
+//!
+//! Small classes (index below `NB_SMALL_SIZE_CLASSES`) are pymalloc's: every multiple of the
+//! grain up to `SMALL_REQUEST_THRESHOLD`, in `POOL_SIZE` pools. Medium classes follow: four per
+//! doubling up to `MEDIUM_REQUEST_THRESHOLD` (640, 768, 896, 1024, 1280, ... 32768 bytes), in
+//! `MEDIUM_POOL_SIZE` pools (`Kind::Medium`).
 
 use crate::config::{
-    CARVE_BYTES, GRAIN, GRAIN_SHIFT, MAX_SMALL_ALIGN, NB_SMALL_SIZE_CLASSES, POOL_OVERHEAD,
-    POOL_SIZE, SMALL_REQUEST_THRESHOLD,
+    Kind, CARVE_BYTES, GRAIN, GRAIN_SHIFT, MAX_MEDIUM_ALIGN, MAX_SMALL_ALIGN,
+    MEDIUM_CLASSES_PER_DOUBLING, MEDIUM_REQUEST_THRESHOLD, NB_SIZE_CLASSES, NB_SMALL_SIZE_CLASSES,
+    POOL_OVERHEAD, POOL_SIZE, SMALL_REQUEST_THRESHOLD,
 };
 
-/// A size class: index `i` serves blocks of `(i + 1) * GRAIN` bytes.
+/// A size class: index `i` below `NB_SMALL_SIZE_CLASSES` serves blocks of `(i + 1) * GRAIN`
+/// bytes; the medium classes follow (`medium_class_of`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Class(u8);
 
 impl Class {
     /// The class with index `index`, if there is one.
     pub const fn new(index: usize) -> Option<Class> {
-        if index < NB_SMALL_SIZE_CLASSES {
+        if index < NB_SIZE_CLASSES {
             Some(Class(index as u8))
         } else {
             None
         }
     }
 
-    /// The class index, 0 to `NB_SMALL_SIZE_CLASSES - 1`.
+    /// The class index, 0 to `NB_SIZE_CLASSES - 1`.
     #[inline(always)]
     pub const fn index(self) -> usize {
         self.0 as usize
@@ -27,7 +34,17 @@ impl Class {
 
     /// Every class, smallest first.
     pub fn all() -> impl Iterator<Item = Class> {
-        (0..NB_SMALL_SIZE_CLASSES).map(|i| Class(i as u8))
+        (0..NB_SIZE_CLASSES).map(|i| Class(i as u8))
+    }
+
+    /// The kind of pool the class is served from.
+    #[inline(always)]
+    pub const fn kind(self) -> Kind {
+        if self.index() < NB_SMALL_SIZE_CLASSES {
+            Kind::Small
+        } else {
+            Kind::Medium
+        }
     }
 
     /// Bytes in one block of the class.
@@ -55,15 +72,32 @@ pub struct ClassInfo {
     pub block_size: usize,
     /// Blocks one pool holds.
     pub blocks_per_pool: usize,
-    /// Bytes of a pool that no block can use: `(POOL_SIZE - POOL_OVERHEAD) % block_size`.
+    /// Bytes of one pool of the class (its kind's pool size).
+    pub pool_size: usize,
+    /// Bytes of a pool that no block can use: `(pool_size - POOL_OVERHEAD) % block_size`.
     pub pool_tail_waste: usize,
     /// Fresh blocks a thread carves from its pool at a time (`CARVE_BYTES` worth, at least one).
     pub carve: usize,
 }
 
+/// Bytes in one block of medium class `m` (counted from the first medium class): the
+/// doubling's base times 5/4, 6/4, 7/4, 8/4.
+const fn medium_block_size(m: usize) -> usize {
+    let quarter = (SMALL_REQUEST_THRESHOLD / MEDIUM_CLASSES_PER_DOUBLING)
+        << (m / MEDIUM_CLASSES_PER_DOUBLING);
+    (MEDIUM_CLASSES_PER_DOUBLING + 1 + m % MEDIUM_CLASSES_PER_DOUBLING) * quarter
+}
+
 const fn class_info(index: usize) -> ClassInfo {
-    let block_size = (index + 1) * GRAIN;
-    let usable = POOL_SIZE - POOL_OVERHEAD;
+    let (block_size, pool_size) = if index < NB_SMALL_SIZE_CLASSES {
+        ((index + 1) * GRAIN, POOL_SIZE)
+    } else {
+        (
+            medium_block_size(index - NB_SMALL_SIZE_CLASSES),
+            Kind::Medium.pool_size(),
+        )
+    };
+    let usable = pool_size - POOL_OVERHEAD;
     let blocks_per_pool = usable / block_size;
     let mut carve = CARVE_BYTES / block_size;
     if carve == 0 {
@@ -74,16 +108,17 @@ const fn class_info(index: usize) -> ClassInfo {
     }
     ClassInfo {
         block_size,
+        pool_size,
         blocks_per_pool,
         pool_tail_waste: usable % block_size,
         carve,
     }
 }
 
-const fn build_table() -> [ClassInfo; NB_SMALL_SIZE_CLASSES] {
-    let mut table = [class_info(0); NB_SMALL_SIZE_CLASSES];
+const fn build_table() -> [ClassInfo; NB_SIZE_CLASSES] {
+    let mut table = [class_info(0); NB_SIZE_CLASSES];
     let mut i = 0;
-    while i < NB_SMALL_SIZE_CLASSES {
+    while i < NB_SIZE_CLASSES {
         table[i] = class_info(i);
         i += 1;
     }
@@ -91,7 +126,80 @@ const fn build_table() -> [ClassInfo; NB_SMALL_SIZE_CLASSES] {
 }
 
 /// The size-class table, built at compile time.
-pub const CLASS_TABLE: [ClassInfo; NB_SMALL_SIZE_CLASSES] = build_table();
+pub const CLASS_TABLE: [ClassInfo; NB_SIZE_CLASSES] = build_table();
+
+/// True when no block of any class starts at a multiple of `POOL_SIZE` in its pool: a chain's
+/// end, its pool's header, is the one address of a pool at offset 0 modulo `POOL_SIZE`
+/// (`FreeBlock::is_end`), for both kinds of pool.
+const fn no_block_at_small_pool_boundary() -> bool {
+    let mut i = 0;
+    while i < NB_SIZE_CLASSES {
+        let c = CLASS_TABLE[i];
+        let mut k = 0;
+        while k < c.blocks_per_pool {
+            if (POOL_OVERHEAD + k * c.block_size) % POOL_SIZE == 0 {
+                return false;
+            }
+            k += 1;
+        }
+        i += 1;
+    }
+    true
+}
+const _: () = assert!(no_block_at_small_pool_boundary());
+// Every medium class fits a block in its pool, and a medium block is a multiple of 128 bytes
+// (so aligned as `MAX_MEDIUM_ALIGN` says) larger than any small block.
+const _: () = {
+    let mut i = NB_SMALL_SIZE_CLASSES;
+    while i < NB_SIZE_CLASSES {
+        assert!(CLASS_TABLE[i].blocks_per_pool >= 1);
+        assert!(CLASS_TABLE[i].block_size % (2 * MAX_MEDIUM_ALIGN) == 0);
+        assert!(CLASS_TABLE[i].block_size > SMALL_REQUEST_THRESHOLD);
+        i += 1;
+    }
+    assert!(CLASS_TABLE[NB_SIZE_CLASSES - 1].block_size == MEDIUM_REQUEST_THRESHOLD);
+};
+
+/// The medium class serving a request of `size` bytes aligned to `align` (a power of two) that
+/// `class_of` sends elsewhere, or `None` when it belongs to the large path: too big, or aligned
+/// above `MAX_MEDIUM_ALIGN`. Off the small fast path: with `s = size - 1` and `e` its top bit,
+/// the class is the doubling (`e`) and the quarter of it (`s`'s next two bits) that `s` falls in.
+#[inline]
+pub const fn medium_class_of(size: usize, align: usize) -> Option<Class> {
+    if size > MEDIUM_REQUEST_THRESHOLD || align > MAX_MEDIUM_ALIGN {
+        return None;
+    }
+    // A small size with an alignment no small class honours gets the smallest medium class.
+    let s = if size <= SMALL_REQUEST_THRESHOLD {
+        SMALL_REQUEST_THRESHOLD
+    } else {
+        size - 1
+    };
+    let e = usize::BITS - 1 - s.leading_zeros();
+    let base = SMALL_REQUEST_THRESHOLD.trailing_zeros();
+    let doubling = (e - base) as usize;
+    let quarter = (s >> (e - 2)) & (MEDIUM_CLASSES_PER_DOUBLING - 1);
+    Some(Class(
+        (NB_SMALL_SIZE_CLASSES + doubling * MEDIUM_CLASSES_PER_DOUBLING + quarter) as u8,
+    ))
+}
+const _: () = assert!(MEDIUM_CLASSES_PER_DOUBLING == 4);
+
+/// The class serving a request, small or medium; `None` for the large path. Off the fast
+/// paths, which ask `class_of` first and `medium_class_of` only when it says no.
+#[inline]
+pub const fn pool_class_of(size: usize, align: usize) -> Option<Class> {
+    match class_of(size, align) {
+        Some(class) => Some(class),
+        None => medium_class_of(size, align),
+    }
+}
+
+/// True when `medium_class_of(size, align)` is a class.
+#[inline(always)]
+pub const fn is_medium(size: usize, align: usize) -> bool {
+    size <= MEDIUM_REQUEST_THRESHOLD && align <= MAX_MEDIUM_ALIGN
+}
 
 /// `log2(SMALL_REQUEST_THRESHOLD / MAX_SMALL_ALIGN)`: shifting `align - 1` left by this puts any
 /// alignment above MAX_SMALL_ALIGN at or past the threshold (see `class_of`).
@@ -183,35 +291,89 @@ mod tests {
     }
 
     #[test]
+    fn every_medium_size_and_alignment_gets_the_smallest_fitting_aligned_class() {
+        let mut align = 1;
+        while align <= 4096 {
+            for size in 0..=MEDIUM_REQUEST_THRESHOLD + 1 {
+                if class_of(size, align).is_some() {
+                    continue;
+                }
+                let got = medium_class_of(size, align);
+                assert_eq!(got.is_some(), is_medium(size, align));
+                if size > MEDIUM_REQUEST_THRESHOLD || align > MAX_MEDIUM_ALIGN {
+                    assert_eq!(got, None, "size {size} align {align}: large path");
+                    continue;
+                }
+                let class = got.unwrap_or_else(|| panic!("size {size} align {align}: no class"));
+                assert_eq!(class.kind(), Kind::Medium);
+                let block = class.block_size();
+                assert!(block >= size, "size {size} align {align}: block {block}");
+                // Blocks start at POOL_OVERHEAD + k * block in a pool-aligned pool.
+                for k in 0..class.blocks_per_pool() {
+                    assert_eq!((POOL_OVERHEAD + k * block) % align, 0, "{size} {align} {k}");
+                }
+                let smallest = Class::all()
+                    .filter(|c| c.kind() == Kind::Medium)
+                    .find(|c| c.block_size() >= size)
+                    .unwrap();
+                assert_eq!(
+                    smallest, class,
+                    "size {size} align {align}: not the smallest"
+                );
+                // Four classes per doubling: rounding up wastes at most a fifth of the block.
+                if size > SMALL_REQUEST_THRESHOLD {
+                    assert!((block - size) * 5 <= block, "size {size}: block {block}");
+                }
+            }
+            align *= 2;
+        }
+    }
+
+    #[test]
     fn table_is_consistent() {
         for class in Class::all() {
             let info = CLASS_TABLE[class.index()];
-            assert_eq!(info.block_size, (class.index() + 1) * GRAIN);
+            if class.kind() == Kind::Small {
+                assert_eq!(info.block_size, (class.index() + 1) * GRAIN);
+            } else {
+                let before = CLASS_TABLE[class.index() - 1].block_size;
+                assert!(info.block_size > before);
+            }
+            assert_eq!(info.pool_size, class.kind().pool_size());
             assert!(info.blocks_per_pool >= 1);
             assert_eq!(
                 POOL_OVERHEAD + info.blocks_per_pool * info.block_size + info.pool_tail_waste,
-                POOL_SIZE
+                info.pool_size
             );
             assert!(info.carve >= 1 && info.carve <= info.blocks_per_pool);
             assert!(info.carve * info.block_size <= CARVE_BYTES.max(info.block_size));
         }
-        assert_eq!(Class::new(NB_SMALL_SIZE_CLASSES), None);
+        assert_eq!(Class::new(NB_SIZE_CLASSES), None);
     }
 
-    /// Prints the table (`cargo test -p poolmalloc-core print_size_class_table -- --nocapture`).
+    /// Prints the table (`cargo test -p poolmalloc-core print_size_class_table -- --nocapture`):
+    /// every class, its pool size, blocks per pool and worst-case waste (the rounding of the
+    /// smallest request it serves, and the pool's tail, per block).
     #[test]
     fn print_size_class_table() {
-        println!("class  block  blocks/pool  tail waste  carve");
+        println!("class  kind    block  pool KiB  blocks/pool  tail waste  carve  worst waste");
+        let mut smallest_request = 1;
         for class in Class::all() {
             let info = CLASS_TABLE[class.index()];
+            let per_block_tail = info.pool_tail_waste as f64 / info.blocks_per_pool as f64;
+            let worst = (info.block_size - smallest_request) as f64 + per_block_tail;
             println!(
-                "{:>5}  {:>5}  {:>11}  {:>10}  {:>5}",
+                "{:>5}  {:<6}  {:>5}  {:>8}  {:>11}  {:>10}  {:>5}  {:>10.1}%",
                 class.index(),
+                format!("{:?}", class.kind()),
                 info.block_size,
+                info.pool_size / 1024,
                 info.blocks_per_pool,
                 info.pool_tail_waste,
-                info.carve
+                info.carve,
+                100.0 * worst / (info.block_size as f64 + per_block_tail),
             );
+            smallest_request = info.block_size + 1;
         }
     }
 }

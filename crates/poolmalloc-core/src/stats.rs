@@ -5,7 +5,7 @@
 use crate::arena::ArenaCounters;
 use crate::central::Core;
 use crate::classes::ClassPools;
-use crate::config::{ARENA_SIZE, NB_SMALL_SIZE_CLASSES, POOLS_PER_ARENA, POOL_OVERHEAD, POOL_SIZE};
+use crate::config::{Kind, ARENA_SIZE, KINDS, NB_SIZE_CLASSES, POOL_OVERHEAD};
 use crate::large::{LargeStats, LargeTotals};
 use crate::layout::CORE_HELD;
 use crate::os::PageSource;
@@ -17,6 +17,8 @@ use crate::sync::atomic::Ordering;
 pub struct ClassStats {
     /// Bytes in one block of the class.
     pub block_size: usize,
+    /// Bytes in one pool of the class (its kind's).
+    pub pool_size: usize,
     /// Pools serving the class that have a free block (on `usedpools`).
     pub pools_used: usize,
     /// Pools serving the class with every block out.
@@ -42,11 +44,13 @@ impl ClassStats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoreStats {
     /// Each size class, by index.
-    pub classes: [ClassStats; NB_SMALL_SIZE_CLASSES],
+    pub classes: [ClassStats; NB_SIZE_CLASSES],
     /// The arena counters.
     pub arenas: ArenaCounters,
-    /// Empty pools in mapped arenas, carved or not.
-    pub pools_empty: usize,
+    /// Mapped arenas of each kind (`Kind as usize`).
+    pub arenas_of_kind: [usize; KINDS],
+    /// Empty pools in mapped arenas, carved or not, of each kind.
+    pub pools_empty: [usize; KINDS],
     /// The large path.
     pub large: LargeStats,
 }
@@ -83,7 +87,10 @@ impl CoreStats {
 
     /// Bytes of empty pools in mapped arenas.
     pub fn bytes_empty_pools(&self) -> usize {
-        self.pools_empty * POOL_SIZE
+        Kind::ALL
+            .iter()
+            .map(|&k| self.pools_empty[k as usize] * k.pool_size())
+            .sum()
     }
 
     /// The parts that must add up to the mapped bytes.
@@ -116,7 +123,8 @@ impl<S: PageSource> Core<S> {
     /// A consistent snapshot, taken with every lock held in order.
     pub fn stats(&self) -> CoreStats {
         let locks = self.lock_all();
-        let mut classes = [ClassStats::default(); NB_SMALL_SIZE_CLASSES];
+        let mut classes = [ClassStats::default(); NB_SIZE_CLASSES];
+        let mut arenas_of_kind = [0; KINDS];
         for class in Class::all() {
             classes[class.index()] = class_stats(locks.class(class), class);
         }
@@ -125,6 +133,7 @@ impl<S: PageSource> Core<S> {
             // SAFETY: `all` links headers of this core's mapped arenas (A1); we hold the arena
             // lock, so none is unmapped and no pool is carved meanwhile.
             let a = unsafe { &*ao };
+            arenas_of_kind[a.kind as usize] += 1;
             for pool in a.committed_pools() {
                 // Its counts and owner words are atomics, which its owner writes without our
                 // locks.
@@ -145,12 +154,20 @@ impl<S: PageSource> Core<S> {
                 }
             }
         }
-        let pools_in_use: usize = classes.iter().map(ClassStats::pools).sum();
-        let arenas = locks.arenas.counters;
+        let mut pools_empty = [0; KINDS];
+        for kind in Kind::ALL {
+            let in_use: usize = Class::all()
+                .filter(|c| c.kind() == kind)
+                .map(|c| classes[c.index()].pools())
+                .sum();
+            let k = kind as usize;
+            pools_empty[k] = arenas_of_kind[k] * kind.pools_per_arena() - in_use;
+        }
         CoreStats {
             classes,
-            arenas,
-            pools_empty: arenas.mapped * POOLS_PER_ARENA - pools_in_use,
+            arenas: locks.arenas.counters,
+            arenas_of_kind,
+            pools_empty,
             large: {
                 let mut totals = LargeTotals::default();
                 self.large.add_to(&mut totals);
@@ -164,6 +181,7 @@ impl<S: PageSource> Core<S> {
 fn class_stats(cls: &ClassPools, class: Class) -> ClassStats {
     ClassStats {
         block_size: class.block_size(),
+        pool_size: class.kind().pool_size(),
         pools_used: cls.pools - cls.full,
         pools_full: cls.full,
         pools_owned: 0,

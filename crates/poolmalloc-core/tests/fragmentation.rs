@@ -13,11 +13,13 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use poolmalloc_core::config::{
-    ARENA_ADDR_MASK, FRAG_TOP_ARENAS, FRAG_TOP_POOLS, NB_SMALL_SIZE_CLASSES, POOLS_PER_ARENA,
-    POOL_ADDR_MASK, POOL_OVERHEAD, POOL_SIZE, RESERVE_ARENAS,
+    ARENA_ADDR_MASK, FRAG_TOP_ARENAS, FRAG_TOP_POOLS, MEDIUM_REQUEST_THRESHOLD, NB_SIZE_CLASSES,
+    NB_SMALL_SIZE_CLASSES, POOLS_PER_ARENA, POOL_ADDR_MASK, POOL_OVERHEAD, POOL_SIZE,
+    RESERVE_ARENAS,
 };
 use poolmalloc_core::{
-    class_of, Band, Class, Core, CoreStats, Fragmentation, FreeBlock, MemPages, CLASS_TABLE,
+    class_of, pool_class_of, Band, Class, Core, CoreStats, Fragmentation, FreeBlock, Kind,
+    MemPages, CLASS_TABLE,
 };
 use proptest::prelude::*;
 
@@ -50,7 +52,7 @@ fn assert_matches_stats(f: &Fragmentation, s: &CoreStats) {
     assert!(f.identity_holds(), "fragmentation identity:\n{f}");
     assert_eq!(f.arenas_mapped, s.arenas.mapped);
     assert_eq!(f.arenas_wholly_empty, s.arenas.wholly_empty);
-    assert_eq!(f.pools_empty, s.pools_empty);
+    assert_eq!(f.pools_empty, s.pools_empty.iter().sum::<usize>());
     assert_eq!(f.pools_in_use(), s.pools_in_use());
     assert_eq!(f.bytes_mapped(), s.bytes_mapped());
     assert_eq!(f.bytes_in_blocks_out(), s.bytes_in_blocks_out());
@@ -71,6 +73,11 @@ fn assert_matches_stats(f: &Fragmentation, s: &CoreStats) {
 
 fn pool_of(addr: usize) -> usize {
     addr & POOL_ADDR_MASK
+}
+
+/// The pool of a block of `class`, of either kind.
+fn pool_of_class(addr: usize, class: Class) -> usize {
+    addr & class.kind().pool_mask()
 }
 
 const K: usize = 600;
@@ -246,7 +253,7 @@ fn the_walk_allocates_nothing() {
     let f = core.fragmentation();
     let after = ALLOCS.with(Cell::get);
     assert_eq!(after, before, "the walk allocated");
-    assert_eq!(f.pools_in_use(), NB_SMALL_SIZE_CLASSES);
+    assert_eq!(f.pools_in_use(), NB_SIZE_CLASSES);
     // The JSON writer allocates nothing either (into a fixed buffer).
     struct Buf([u8; 64 * 1024], usize);
     impl core::fmt::Write for Buf {
@@ -291,9 +298,10 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         5 => (1usize..=512, 0u32..=4).prop_map(|(size, align_shift)| Op::Alloc { size, align_shift }),
+        2 => (513usize..=MEDIUM_REQUEST_THRESHOLD, 0u32..=6).prop_map(|(size, align_shift)| Op::Alloc { size, align_shift }),
         5 => any::<usize>().prop_map(|pick| Op::Free { pick }),
-        3 => (0..NB_SMALL_SIZE_CLASSES, 1usize..=80).prop_map(|(class, n)| Op::TakeBatch { class, n }),
-        3 => (0..NB_SMALL_SIZE_CLASSES, 1usize..=80).prop_map(|(class, n)| Op::GiveBatch { class, n }),
+        3 => (0..NB_SIZE_CLASSES, 1usize..=80).prop_map(|(class, n)| Op::TakeBatch { class, n }),
+        3 => (0..NB_SIZE_CLASSES, 1usize..=80).prop_map(|(class, n)| Op::GiveBatch { class, n }),
         1 => Just(Op::FreeSparse),
         1 => Just(Op::Collect),
     ]
@@ -310,7 +318,7 @@ impl Model {
     fn pools(&self) -> BTreeMap<usize, (Class, usize)> {
         let mut pools = BTreeMap::new();
         for (&a, &c) in &self.live {
-            pools.entry(pool_of(a)).or_insert((c, 0)).1 += 1;
+            pools.entry(pool_of_class(a, c)).or_insert((c, 0)).1 += 1;
         }
         pools
     }
@@ -325,7 +333,7 @@ impl Model {
         match op {
             Op::Alloc { size, align_shift } => {
                 let layout = Layout::from_size_align(size, 1 << align_shift).unwrap();
-                let class = class_of(size, layout.align()).unwrap();
+                let class = pool_class_of(size, layout.align()).unwrap();
                 let p = self.core.alloc(layout);
                 assert!(!p.is_null());
                 assert!(self.live.insert(p as usize, class).is_none());
@@ -376,9 +384,9 @@ impl Model {
                     .collect();
                 let doomed: Vec<usize> = self
                     .live
-                    .keys()
-                    .copied()
-                    .filter(|&a| sparse.contains(&pool_of(a)))
+                    .iter()
+                    .filter(|(&a, &c)| sparse.contains(&pool_of_class(a, c)))
+                    .map(|(&a, _)| a)
                     .collect();
                 for a in doomed {
                     self.free(a);
@@ -400,7 +408,7 @@ impl Model {
     /// The snapshot's per-pool and per-arena view equals the model's.
     fn check(&self, f: &Fragmentation) {
         let pools = self.pools();
-        let mut bands = [[0usize; poolmalloc_core::BANDS]; NB_SMALL_SIZE_CLASSES];
+        let mut bands = [[0usize; poolmalloc_core::BANDS]; NB_SIZE_CLASSES];
         let mut arenas: BTreeMap<usize, (usize, usize, usize, usize)> = BTreeMap::new();
         for (&p, &(c, n)) in &pools {
             let band = Band::of(n, c.blocks_per_pool());
@@ -433,7 +441,7 @@ impl Model {
                 (a.pools_used, a.pools_full, a.pools_sparse),
                 (in_use - full, full, sparse)
             );
-            assert_eq!(a.pools_empty, POOLS_PER_ARENA - in_use);
+            assert_eq!(a.pools_empty, a.kind.pools_per_arena() - in_use);
         }
 
         // Most wasteful partly-used pools: most idle bytes first, then lowest address.
@@ -443,7 +451,7 @@ impl Model {
             .map(|(&p, &(c, n))| {
                 let alone = arenas[&(p & ARENA_ADDR_MASK)].0 == 1;
                 (
-                    std::cmp::Reverse(POOL_SIZE - n * c.block_size()),
+                    std::cmp::Reverse(c.kind().pool_size() - n * c.block_size()),
                     p,
                     n,
                     alone,
@@ -489,7 +497,10 @@ proptest! {
         let f = m.core.fragmentation();
         assert_matches_stats(&f, &m.core.stats());
         prop_assert_eq!(f.pools_in_use(), 0);
-        prop_assert!(f.arenas_mapped <= RESERVE_ARENAS);
+        // Each kind keeps its reserve at most (A3).
+        for kind in Kind::ALL {
+            prop_assert!(f.arenas().iter().filter(|a| a.kind == kind).count() <= RESERVE_ARENAS);
+        }
     }
 }
 

@@ -1,13 +1,15 @@
 //! Random operation sequences against a shadow model (rlsf's habit): no two live blocks overlap,
 //! each is aligned and big enough, its bytes are intact when freed, the invariants hold after
-//! every step, and once everything is freed and collected only the reserve arena is mapped.
+//! every step, and once everything is freed and collected only each kind's reserve arena is mapped.
 
 mod common;
 
 use std::alloc::Layout;
 use std::collections::BTreeMap;
 
-use poolmalloc_core::config::{ARENA_SIZE, NB_SMALL_SIZE_CLASSES, RESERVE_ARENAS};
+use poolmalloc_core::config::{
+    ARENA_SIZE, KINDS, MEDIUM_REQUEST_THRESHOLD, NB_SIZE_CLASSES, RESERVE_ARENAS,
+};
 use poolmalloc_core::{Class, Core, FreeBlock, MemPages};
 use proptest::prelude::*;
 
@@ -24,8 +26,9 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0usize..=700, 0u32..=6).prop_map(|(size, align_shift)| Op::Alloc { size, align_shift }),
+        2 => (0usize..=MEDIUM_REQUEST_THRESHOLD + 1024, 0u32..=7).prop_map(|(size, align_shift)| Op::Alloc { size, align_shift }),
         4 => any::<usize>().prop_map(|pick| Op::Free { pick }),
-        2 => (0..NB_SMALL_SIZE_CLASSES, 1usize..=40).prop_map(|(class, n)| Op::TakeBatch { class, n }),
+        2 => (0..NB_SIZE_CLASSES, 1usize..=40).prop_map(|(class, n)| Op::TakeBatch { class, n }),
         2 => any::<usize>().prop_map(|pick| Op::GiveBatch { pick }),
         1 => Just(Op::Collect),
         1 => any::<bool>().prop_map(Op::OsFails),
@@ -176,7 +179,9 @@ proptest! {
         m.core.collect();
         m.core.check_invariants().unwrap();
         let s = m.core.stats();
-        prop_assert!(s.arenas.mapped <= RESERVE_ARENAS);
+        // Each kind keeps its reserve at most (A3).
+        prop_assert!(s.arenas_of_kind.iter().all(|&n| n <= RESERVE_ARENAS));
+        prop_assert!(s.arenas.mapped <= KINDS * RESERVE_ARENAS);
         prop_assert_eq!(s.bytes_in_blocks_out(), 0);
         prop_assert_eq!(s.large.live, 0);
         prop_assert_eq!(m.core.source().mapped_now(), s.arenas.mapped);

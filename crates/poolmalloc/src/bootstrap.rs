@@ -111,7 +111,8 @@ mod tests {
                 "block crosses a chunk"
             );
             // SAFETY: the block is in the region, whose headers are all zero.
-            assert_eq!(unsafe { poolmalloc_core::class_tag(p) }, 0);
+            let tag = unsafe { poolmalloc_core::class_tag(p, poolmalloc_core::Kind::Small) };
+            assert_eq!(tag, 0);
             seen.push(p as usize);
         }
         assert!(seen.len() >= BOOTSTRAP_BYTES / POOL_SIZE * 29);

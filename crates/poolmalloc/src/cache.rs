@@ -32,10 +32,10 @@
 use core::cell::Cell;
 use core::ptr;
 
-use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
+use poolmalloc_core::config::{KINDS, NB_SIZE_CLASSES};
 use poolmalloc_core::{
     free_to_own_pool, link_key_for_cache, note_alloc, pool_owner, push_to_own_pool, Class, Core,
-    FreeBlock, LargeTally, OwnedPool, PageSource,
+    FreeBlock, Kind, LargeTally, OwnedPool, PageSource,
 };
 
 use crate::sync::atomic::{AtomicU8, Ordering};
@@ -57,13 +57,14 @@ impl ClassCache {
     /// is not followed; the list is abandoned instead.
     ///
     /// # Safety
-    /// The chain's blocks are free blocks of the current pool, which this cache owns (C2);
-    /// `key` is the link key.
+    /// The chain's blocks are free blocks of the current pool, of `kind`, which this cache owns
+    /// (C2); `key` is the link key.
     #[inline(always)]
     unsafe fn hand_out(
         &self,
         head: *mut FreeBlock,
         key: usize,
+        kind: Kind,
         checked: bool,
     ) -> Result<*mut u8, CorruptLink> {
         if FreeBlock::is_end(head) {
@@ -73,12 +74,12 @@ impl ClassCache {
         // of each is its link.
         unsafe {
             let next = FreeBlock::next_with(head, key);
-            if checked && !FreeBlock::same_pool(next, head) {
+            if checked && !FreeBlock::same_pool(next, head, kind) {
                 self.head.set(ptr::null_mut());
                 return Err(CorruptLink(head.cast()));
             }
             self.head.set(next);
-            note_alloc(head.cast());
+            note_alloc(head.cast(), kind);
         }
         Ok(head.cast())
     }
@@ -127,10 +128,11 @@ pub enum CacheState {
 /// A thread's cache. Owned by one thread at a time (C1); other threads only read its atomics
 /// (`state`, `large`), which the owner writes with plain stores.
 pub struct ThreadCache {
-    classes: [ClassCache; NB_SMALL_SIZE_CLASSES],
-    /// The last of its pools to empty, kept (or `NONE`): it may have blocks out again since,
-    /// which `keep` and `next_pool` check before they give it up or reuse it.
-    kept: Cell<OwnedPool>,
+    classes: [ClassCache; NB_SIZE_CLASSES],
+    /// Of each kind, the last of its pools to empty, kept (or `NONE`): it may have blocks out
+    /// again since, which `pool_emptied` and `next_pool` check before they give it up or reuse
+    /// it.
+    kept: [Cell<OwnedPool>; KINDS],
     /// The free-list link key (`poolmalloc_core::link_key_for_cache`), copied when the cache
     /// is put in service, before it owns a pool.
     key: Cell<usize>,
@@ -158,8 +160,8 @@ impl ThreadCache {
         /// An unused cache. `const` so the global allocator's thread-local needs no lazy init.
         pub fn new() -> ThreadCache {
             ThreadCache {
-                classes: array_of!(ClassCache::new(); NB_SMALL_SIZE_CLASSES),
-                kept: Cell::new(OwnedPool::NONE),
+                classes: array_of!(ClassCache::new(); NB_SIZE_CLASSES),
+                kept: [Cell::new(OwnedPool::NONE), Cell::new(OwnedPool::NONE)],
                 key: Cell::new(0),
                 state: AtomicU8::new(CacheState::Unused as u8),
                 large: LargeTally::new(),
@@ -193,37 +195,38 @@ impl ThreadCache {
         self.set_state(CacheState::Active);
     }
 
-    /// Takes a block of `class` from its allocation list, or null when the list is empty.
-    /// `checked` (secure mode): the next block's link is followed only if it stays in the pool
-    /// (`CorruptLink` otherwise).
+    /// Takes a block of `class` (of `kind`, which the caller knows as a constant) from its
+    /// allocation list, or null when the list is empty. `checked` (secure mode): the next
+    /// block's link is followed only if it stays in the pool (`CorruptLink` otherwise).
     #[inline(always)]
-    pub fn pop(&self, class: Class, checked: bool) -> Result<*mut u8, CorruptLink> {
-        // SAFETY: a `Class` index is below NB_SMALL_SIZE_CLASSES; the compiler cannot see that
+    pub fn pop(&self, class: Class, kind: Kind, checked: bool) -> Result<*mut u8, CorruptLink> {
+        debug_assert_eq!(class.kind(), kind);
+        // SAFETY: a `Class` index is below NB_SIZE_CLASSES; the compiler cannot see that
         // through `Class`, and this saves the fast path a bounds check.
         let cc = unsafe { self.classes.get_unchecked(class.index()) };
         // SAFETY: the list holds free blocks of the current pool, which this cache owns (C2).
-        unsafe { cc.hand_out(cc.head.get(), self.key.get(), checked) }
+        unsafe { cc.hand_out(cc.head.get(), self.key.get(), kind, checked) }
     }
     /// Frees `block` if its pool is this cache's: onto the pool's own free list — unless it is
     /// there already, or on the allocation list or the remote chain (a double free: the first
     /// word says it may be, and a walk of those lists confirms it).
     ///
     /// # Safety
-    /// `block` lies in a pool of our arenas (or the bootstrap region, laid out like pools), and
-    /// the program gives it up.
+    /// `block` lies in a pool of `kind` of our arenas (or the bootstrap region, laid out like
+    /// small pools), and the program gives it up.
     #[inline(always)]
-    pub unsafe fn free_local(&self, block: *mut u8) -> LocalFree {
+    pub unsafe fn free_local(&self, block: *mut u8, kind: Kind) -> LocalFree {
         // SAFETY: the pool header is mapped (precondition).
-        if unsafe { pool_owner(block) } != self.id() {
+        if unsafe { pool_owner(block, kind) } != self.id() {
             return LocalFree::NotOwned;
         }
         // SAFETY: the pool is this cache's, so the block lies in a carved pool; the program
         // gives it up (precondition).
-        match unsafe { free_to_own_pool(block, self.key.get()) } {
+        match unsafe { free_to_own_pool(block, self.key.get(), kind) } {
             Some(false) => LocalFree::Freed,
             Some(true) => LocalFree::Emptied,
             // SAFETY: as above.
-            None => unsafe { self.confirm_free(block) },
+            None => unsafe { self.confirm_free(block, kind) },
         }
     }
 
@@ -232,20 +235,21 @@ impl ThreadCache {
     /// pool's free list or its remote chain; else it is freed.
     ///
     /// # Safety
-    /// This cache owns the block's pool, and the program gives the block up.
+    /// This cache owns the block's pool, of `kind`, and the program gives the block up.
     #[cold]
     #[inline(never)]
-    unsafe fn confirm_free(&self, block: *mut u8) -> LocalFree {
-        let pool = OwnedPool::of(block);
+    unsafe fn confirm_free(&self, block: *mut u8, kind: Kind) -> LocalFree {
+        let pool = OwnedPool::of(block, kind);
         // SAFETY: owned by this cache (precondition); the allocation list is its blocks.
         unsafe {
             let cc = &self.classes[pool.class().index()];
-            if (cc.current.get() == pool && FreeBlock::chain_holds(cc.head.get(), block.cast()))
+            let head = cc.head.get();
+            if (cc.current.get() == pool && FreeBlock::chain_holds(head, block.cast(), kind))
                 || pool.holds_free(block)
             {
                 return LocalFree::DoubleFree;
             }
-            if push_to_own_pool(block) {
+            if push_to_own_pool(block, kind) {
                 LocalFree::Emptied
             } else {
                 LocalFree::Freed
@@ -253,15 +257,17 @@ impl ThreadCache {
         }
     }
 
-    /// A free emptied `pool`: it is kept, and the pool kept before goes to its arena if it is
-    /// still empty.
+    /// A free emptied `pool`: it is kept, and the pool of its kind kept before goes to its
+    /// arena if it is still empty.
     ///
     /// # Safety
     /// This cache owns `pool`, and none of its blocks is out.
     #[cold]
     #[inline(never)]
     pub unsafe fn pool_emptied<S: PageSource>(&self, core: &Core<S>, pool: OwnedPool) {
-        let old = self.kept.replace(pool);
+        // SAFETY: owned by this cache (precondition).
+        let kind = unsafe { pool.class() }.kind();
+        let old = self.kept[kind as usize].replace(pool);
         if old.is_none() || old == pool {
             return;
         }
@@ -305,10 +311,16 @@ impl ThreadCache {
         }
     }
 
-    /// The allocation list of `class` is empty: detaches the next blocks from the current pool
-    /// (no lock) and pops one; null when there is no current pool or it is used up.
+    /// The allocation list of `class` (of `kind`) is empty: detaches the next blocks from the
+    /// current pool (no lock) and pops one; null when there is no current pool or it is used
+    /// up.
     #[inline]
-    pub fn refill_local(&self, class: Class, checked: bool) -> Result<*mut u8, CorruptLink> {
+    pub fn refill_local(
+        &self,
+        class: Class,
+        kind: Kind,
+        checked: bool,
+    ) -> Result<*mut u8, CorruptLink> {
         let cc = &self.classes[class.index()];
         debug_assert!(FreeBlock::is_end(cc.head.get()));
         let current = cc.current.get();
@@ -317,7 +329,7 @@ impl ThreadCache {
         }
         // SAFETY: the current pool is this cache's; the chain `detach` gives holds free blocks
         // of it.
-        unsafe { cc.hand_out(current.detach(), self.key.get(), checked) }
+        unsafe { cc.hand_out(current.detach(), self.key.get(), kind, checked) }
     }
 
     /// The allocation list of `class` is empty: detaches the next blocks from the current pool,
@@ -332,16 +344,17 @@ impl ThreadCache {
         checked: bool,
     ) -> Result<*mut u8, CorruptLink> {
         let cc = &self.classes[class.index()];
+        let kept = &self.kept[class.kind() as usize];
         loop {
-            let block = self.refill_local(class, checked)?;
+            let block = self.refill_local(class, class.kind(), checked)?;
             if !block.is_null() {
                 return Ok(block);
             }
             let current = cc.current.get();
             // The current pool (if any) is used up: it goes to the core, which holds full pools.
             cc.current.set(OwnedPool::NONE);
-            if self.kept.get() == current {
-                self.kept.set(OwnedPool::NONE);
+            if kept.get() == current {
+                kept.set(OwnedPool::NONE);
             }
             let next = self.next_pool(core, class, current);
             if next.is_none() {
@@ -361,7 +374,8 @@ impl ThreadCache {
     ) -> OwnedPool {
         let cc = &self.classes[class.index()];
         let used = cc.used.get();
-        let kept = self.kept.get();
+        let kept_cell = &self.kept[class.kind() as usize];
+        let kept = kept_cell.get();
         // SAFETY: every pool named here is this cache's, off its lists once unlinked.
         unsafe {
             let spare = !kept.is_none() && kept.out() == 0;
@@ -378,7 +392,7 @@ impl ThreadCache {
                 return used;
             }
             self.unhook(kept);
-            self.kept.set(OwnedPool::NONE);
+            kept_cell.set(OwnedPool::NONE);
             kept.reuse(class, self.id());
             kept
         }
@@ -387,7 +401,9 @@ impl ThreadCache {
     /// Gives every pool back: the allocation lists' blocks to their pools, then each pool to the
     /// core (to its arena if empty). The cache stays in its state.
     pub fn drain<S: PageSource>(&self, core: &Core<S>) {
-        self.kept.set(OwnedPool::NONE);
+        for kept in &self.kept {
+            kept.set(OwnedPool::NONE);
+        }
         for cc in &self.classes {
             let current = cc.current.replace(OwnedPool::NONE);
             if !current.is_none() {
@@ -435,24 +451,26 @@ mod tests {
     fn free(core: &Core<MemPages>, cache: &ThreadCache, block: *mut u8) {
         // SAFETY: test blocks are out, of `core`'s pools, and given up.
         unsafe {
-            match cache.free_local(block) {
+            match cache.free_local(block, Kind::Small) {
                 LocalFree::Freed => {}
-                LocalFree::Emptied => cache.pool_emptied(core, OwnedPool::of(block)),
+                LocalFree::Emptied => cache.pool_emptied(core, OwnedPool::of(block, Kind::Small)),
                 LocalFree::DoubleFree => panic!("double free of {block:p}"),
-                LocalFree::NotOwned => match core.free_remote(block, cache.id()).unwrap() {
-                    RemoteFree::Adopted(pool) => {
-                        cache.adopted(pool);
-                        free(core, cache, block);
+                LocalFree::NotOwned => {
+                    match core.free_remote(block, Kind::Small, cache.id()).unwrap() {
+                        RemoteFree::Adopted(pool) => {
+                            cache.adopted(pool);
+                            free(core, cache, block);
+                        }
+                        RemoteFree::Pushed | RemoteFree::Freed => {}
+                        RemoteFree::LeftAlone => panic!("left alone: {block:p}"),
                     }
-                    RemoteFree::Pushed | RemoteFree::Freed => {}
-                    RemoteFree::LeftAlone => panic!("left alone: {block:p}"),
-                },
+                }
             }
         }
     }
 
     fn alloc(core: &Core<MemPages>, cache: &ThreadCache, c: Class) -> *mut u8 {
-        let b = cache.pop(c, true).unwrap();
+        let b = cache.pop(c, c.kind(), true).unwrap();
         if b.is_null() {
             cache.refill(core, c, true).unwrap()
         } else {
@@ -468,17 +486,19 @@ mod tests {
         let c = class(63);
         let per_pool = c.blocks_per_pool();
         let blocks: Vec<_> = (0..per_pool).map(|_| alloc(&core, &cache, c)).collect();
-        let pool = OwnedPool::of(blocks[0]);
-        assert!(blocks.iter().all(|&b| OwnedPool::of(b) == pool));
+        let pool = OwnedPool::of(blocks[0], Kind::Small);
+        assert!(blocks
+            .iter()
+            .all(|&b| OwnedPool::of(b, Kind::Small) == pool));
         for &b in &blocks {
             // SAFETY: a block of our arenas, so its pool header is mapped.
-            assert_eq!(unsafe { pool_owner(b) }, cache.id());
+            assert_eq!(unsafe { pool_owner(b, Kind::Small) }, cache.id());
         }
         let s = core.stats().classes[63];
         assert_eq!((s.pools_used, s.blocks_out), (1, per_pool));
         // The next block needs a new pool: the used-up one goes to the core, full.
         let extra = alloc(&core, &cache, c);
-        assert_ne!(OwnedPool::of(extra), pool);
+        assert_ne!(OwnedPool::of(extra, Kind::Small), pool);
         let s = core.stats().classes[63];
         assert_eq!((s.pools_used, s.pools_full), (1, 1));
         core.check_invariants().unwrap();
@@ -494,8 +514,8 @@ mod tests {
         // The kept pool serves the next class that needs a pool.
         let other = alloc(&core, &cache, class(0));
         assert_eq!(
-            OwnedPool::of(other),
-            OwnedPool::of(extra),
+            OwnedPool::of(other, Kind::Small),
+            OwnedPool::of(extra, Kind::Small),
             "the kept pool serves class 0"
         );
         assert_eq!(core.stats().classes[63].pools(), 0);
@@ -521,7 +541,7 @@ mod tests {
         let blocks: Vec<_> = (0..n).map(|_| alloc(&core, &owner, c)).collect();
         assert!(blocks
             .iter()
-            .all(|&b| OwnedPool::of(b) == OwnedPool::of(blocks[0])));
+            .all(|&b| OwnedPool::of(b, Kind::Small) == OwnedPool::of(blocks[0], Kind::Small)));
         // Freed by the other cache: pushed onto the pool's remote chain, still counted out.
         for &b in &blocks {
             free(&core, &other, b);

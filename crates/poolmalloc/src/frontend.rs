@@ -32,8 +32,8 @@ use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 
 use poolmalloc_core::{
-    class_tag, large, Class, Core, CoreStats, Fragmentation, FreeError, LargeTally, LargeTotals,
-    OwnedPool, PageSource, RemoteFree,
+    class_tag, large, Class, Core, CoreStats, Fragmentation, FreeError, Kind, LargeTally,
+    LargeTotals, OwnedPool, PageSource, RemoteFree,
 };
 
 use crate::bootstrap;
@@ -93,8 +93,8 @@ pub(crate) trait Home {
 /// Who owns a pointer, told without reading memory outside our arenas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Owner {
-    /// A block of the home's pools (its pool header is mapped).
-    Pool,
+    /// A block of the home's pools of this kind (its pool header is mapped).
+    Pool(Kind),
     /// A block of the bootstrap region (never reused).
     Bootstrap,
     /// Not in our pools: the large path's, or another allocator's.
@@ -105,9 +105,9 @@ pub(crate) enum Owner {
 /// Only a reentrant home hands out bootstrap blocks: to a `Heap` one is as foreign as any.
 #[inline]
 pub(crate) fn owner<H: Home>(home: &H, ptr: *const u8) -> Owner {
-    if home.core().owns(ptr) {
-        // The registry says the address lies in one of the core's arenas (A1).
-        Owner::Pool
+    if let Some(kind) = home.core().kind_of(ptr) {
+        // The registry says the address lies in one of the core's arenas (A1), of `kind`.
+        Owner::Pool(kind)
     } else if H::REENTRANT && bootstrap::contains(ptr) {
         Owner::Bootstrap
     } else {
@@ -119,9 +119,36 @@ pub(crate) fn owner<H: Home>(home: &H, ptr: *const u8) -> Owner {
 #[inline(always)]
 pub(crate) fn alloc<H: Home, K: Hooks>(home: &H, layout: Layout, zeroed: bool) -> *mut u8 {
     let Some(class) = K::class_for(layout.size(), layout.align()) else {
-        return large_alloc::<H, K>(home, layout, zeroed);
+        return alloc_elsewhere::<H, K>(home, layout, zeroed);
     };
-    let block = take::<H, K>(home, class);
+    // SAFETY: `class` serves the request.
+    unsafe { alloc_in_pool::<H, K>(home, class, Kind::Small, layout, zeroed) }
+}
+
+/// A request no small class serves: from a medium class's pool, else the large path.
+#[cold]
+#[inline(never)]
+fn alloc_elsewhere<H: Home, K: Hooks>(home: &H, layout: Layout, zeroed: bool) -> *mut u8 {
+    match K::medium_class_for(layout.size(), layout.align()) {
+        // SAFETY: `class` serves the request.
+        Some(class) => unsafe { alloc_in_pool::<H, K>(home, class, Kind::Medium, layout, zeroed) },
+        None => large_alloc::<H, K>(home, layout, zeroed),
+    }
+}
+
+/// A block of `class` (of `kind`) for `layout`, laid out by the hooks.
+///
+/// # Safety
+/// `class` is `K::pool_class_for(layout.size(), layout.align())`, of `kind`.
+#[inline(always)]
+unsafe fn alloc_in_pool<H: Home, K: Hooks>(
+    home: &H,
+    class: Class,
+    kind: Kind,
+    layout: Layout,
+    zeroed: bool,
+) -> *mut u8 {
+    let block = take::<H, K>(home, class, kind);
     if block.is_null() {
         return block;
     }
@@ -135,10 +162,11 @@ pub(crate) fn alloc<H: Home, K: Hooks>(home: &H, layout: Layout, zeroed: bool) -
     user
 }
 
-/// A block of `class` from this thread's list, or the slow path; null when out of memory.
+/// A block of `class` (of `kind`) from this thread's list, or the slow path; null when out of
+/// memory.
 #[inline(always)]
-fn take<H: Home, K: Hooks>(home: &H, class: Class) -> *mut u8 {
-    match home.with_cache(|cache| cache.pop(class, K::CHECKS_LINKS)) {
+fn take<H: Home, K: Hooks>(home: &H, class: Class, kind: Kind) -> *mut u8 {
+    match home.with_cache(|cache| cache.pop(class, kind, K::CHECKS_LINKS)) {
         Ok(block) if !block.is_null() => block,
         Ok(_) => alloc_slow::<H, K>(home, class),
         Err(bad) => corrupt_link::<H, K>(home, class, bad),
@@ -162,7 +190,7 @@ fn alloc_slow<H: Home, K: Hooks>(home: &H, class: Class) -> *mut u8 {
     }
     let got = home.with_cache(|cache| {
         // The current pool's next blocks, without a lock: no need to mark the thread busy.
-        match cache.refill_local(class, K::CHECKS_LINKS) {
+        match cache.refill_local(class, class.kind(), K::CHECKS_LINKS) {
             Ok(block) if block.is_null() => {}
             done => return done,
         }
@@ -226,19 +254,35 @@ fn with_tally<H: Home, R>(home: &H, f: impl FnOnce(&LargeTally) -> R) -> R {
 pub(crate) unsafe fn dealloc<H: Home, K: Hooks>(home: &H, user: *mut u8, layout: Layout) {
     if !K::CHECKS_EVERY_FREE {
         match K::is_small(layout.size(), layout.align()) {
-            // SAFETY: a large layout's block came from the large path (precondition).
-            false => return unsafe { large_free::<H, K>(home, user, Some(layout)) },
+            // SAFETY: forwarded contract.
+            false => return unsafe { dealloc_elsewhere::<H, K>(home, user, layout) },
             true if H::TRUSTS_SMALL_LAYOUT => {
-                // A small layout's block lies in one of the home's pools or in the bootstrap
-                // region, laid out like pools.
+                // A small layout's block lies in one of the home's small pools or in the
+                // bootstrap region, laid out like small pools.
                 // SAFETY: so its pool header is mapped; the program gives it up (precondition).
-                return unsafe { free_in_pool::<H, K>(home, user, Some(layout)) };
+                return unsafe { free_in_pool::<H, K>(home, user, Some(layout), Kind::Small) };
             }
             true => {}
         }
     }
     // SAFETY: forwarded contract.
     unsafe { free::<H, K>(home, user, Some(layout)) }
+}
+
+/// `dealloc` of a block no small class serves: a medium block is found through the registry
+/// (it may lie in the bootstrap region), a large layout's block came from the large path.
+///
+/// # Safety
+/// As for `dealloc`.
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_elsewhere<H: Home, K: Hooks>(home: &H, user: *mut u8, layout: Layout) {
+    if K::medium_class_for(layout.size(), layout.align()).is_some() {
+        // SAFETY: forwarded contract.
+        return unsafe { free::<H, K>(home, user, Some(layout)) };
+    }
+    // SAFETY: a large layout's block came from the large path (precondition).
+    unsafe { large_free::<H, K>(home, user, Some(layout)) }
 }
 
 /// Frees any pointer the program gives back, finding its owner through the registry; `layout`
@@ -251,8 +295,8 @@ pub(crate) unsafe fn dealloc<H: Home, K: Hooks>(home: &H, user: *mut u8, layout:
 #[inline]
 pub(crate) unsafe fn free<H: Home, K: Hooks>(home: &H, user: *mut u8, layout: Option<Layout>) {
     match owner(home, user) {
-        // SAFETY: the registry said the block is in one of the home's arenas.
-        Owner::Pool => unsafe { free_in_pool::<H, K>(home, user, layout) },
+        // SAFETY: the registry said the block is in one of the home's arenas, of `kind`.
+        Owner::Pool(kind) => unsafe { free_in_pool::<H, K>(home, user, layout, kind) },
         // Bootstrap blocks are never reused.
         Owner::Bootstrap => {}
         // SAFETY: forwarded contract; the hooks check what they can before freeing.
@@ -261,29 +305,34 @@ pub(crate) unsafe fn free<H: Home, K: Hooks>(home: &H, user: *mut u8, layout: Op
 }
 
 /// # Safety
-/// `user` lies in one of the home's arenas (or the bootstrap region), and the program gives it
-/// up.
+/// `user` lies in one of the home's arenas of `kind` (or the bootstrap region, laid out like
+/// small pools), and the program gives it up.
 #[inline(always)]
-unsafe fn free_in_pool<H: Home, K: Hooks>(home: &H, user: *mut u8, layout: Option<Layout>) {
+unsafe fn free_in_pool<H: Home, K: Hooks>(
+    home: &H,
+    user: *mut u8,
+    layout: Option<Layout>,
+    kind: Kind,
+) {
     // SAFETY: forwarded precondition.
-    let block = match unsafe { K::on_free(user) } {
+    let block = match unsafe { K::on_free(user, kind) } {
         Ok(block) => block,
         Err(misuse) => return report(misuse),
     };
     if K::CHECKS_EVERY_FREE || cfg!(debug_assertions) {
         if let Some(layout) = layout {
             // SAFETY: the pool header is mapped (precondition).
-            check_layout::<K>(user, layout, unsafe { class_tag(user) });
+            check_layout::<K>(user, layout, unsafe { class_tag(user, kind) });
         }
     }
     // SAFETY: forwarded precondition; `on_free` gave the block's start.
-    unsafe { give(home, block) }
+    unsafe { give(home, block, kind) }
 }
 
 /// The one layout check: a `dealloc` whose layout maps to another class than the block's pool
 /// is reported. The block still goes back to its own class, so no list is corrupted.
 fn check_layout<K: Hooks>(user: *mut u8, layout: Layout, tag: u8) {
-    let layout_class = K::class_for(layout.size(), layout.align());
+    let layout_class = K::pool_class_for(layout.size(), layout.align());
     if let (Some(layout_class), Some(block_class)) = (layout_class, class_of_tag(tag)) {
         if layout_class != block_class {
             report(Misuse::LayoutMismatch {
@@ -299,27 +348,29 @@ fn check_layout<K: Hooks>(user: *mut u8, layout: Layout, tag: u8) {
 /// pool (no lock, no atomic read-modify-write), else the slow path.
 ///
 /// # Safety
-/// The block lies in one of the home's arenas (or the bootstrap region), and the program gave
-/// it up.
+/// The block lies in one of the home's arenas of `kind` (or the bootstrap region), and the
+/// program gave it up.
 #[inline(always)]
-unsafe fn give<H: Home>(home: &H, block: *mut u8) {
+unsafe fn give<H: Home>(home: &H, block: *mut u8, kind: Kind) {
     // SAFETY: forwarded precondition.
-    match home.with_cache(|cache| unsafe { cache.free_local(block) }) {
+    match home.with_cache(|cache| unsafe { cache.free_local(block, kind) }) {
         LocalFree::Freed => {}
         // SAFETY: the free emptied the block's pool, which this thread owns.
-        LocalFree::Emptied => unsafe { emptied(home, block) },
+        LocalFree::Emptied => unsafe { emptied(home, block, kind) },
         // SAFETY: forwarded precondition; `free_local` declined and changed nothing.
-        LocalFree::NotOwned => unsafe { free_slow(home, block) },
-        LocalFree::DoubleFree => double_free(block),
+        LocalFree::NotOwned => unsafe { free_slow(home, block, kind) },
+        LocalFree::DoubleFree => double_free(block, kind),
     }
 }
 
 /// Reports a double free the thread's own lists confirmed; the block stays where it is.
 #[cold]
 #[inline(never)]
-fn double_free(block: *mut u8) {
-    // SAFETY: the thread's own lists found the block free in its pool.
-    report(Misuse::BadFree(unsafe { FreeError::double_free(block) }));
+fn double_free(block: *mut u8, kind: Kind) {
+    // SAFETY: the thread's own lists found the block free in its pool, of `kind`.
+    report(Misuse::BadFree(unsafe {
+        FreeError::double_free(block, kind)
+    }));
 }
 
 /// A local free emptied the block's pool: it becomes the thread's spare or goes to its arena.
@@ -327,16 +378,16 @@ fn double_free(block: *mut u8) {
 /// pool's next refill or the cache's drain finds it empty.
 ///
 /// # Safety
-/// This thread's cache owns the block's pool, and none of its blocks is out.
+/// This thread's cache owns the block's pool, of `kind`, and none of its blocks is out.
 #[cold]
 #[inline(never)]
-unsafe fn emptied<H: Home>(home: &H, block: *mut u8) {
+unsafe fn emptied<H: Home>(home: &H, block: *mut u8, kind: Kind) {
     if home.busy() {
         return;
     }
     home.with_cache(|cache| {
         // SAFETY: forwarded precondition.
-        home.slow(|| unsafe { cache.pool_emptied(home.core(), OwnedPool::of(block)) })
+        home.slow(|| unsafe { cache.pool_emptied(home.core(), OwnedPool::of(block, kind)) })
     })
 }
 
@@ -348,18 +399,18 @@ unsafe fn emptied<H: Home>(home: &H, block: *mut u8) {
 /// As for `give`.
 #[cold]
 #[inline(never)]
-unsafe fn free_slow<H: Home>(home: &H, block: *mut u8) {
+unsafe fn free_slow<H: Home>(home: &H, block: *mut u8, kind: Kind) {
     if H::REENTRANT && bootstrap::contains(block) {
         return;
     }
-    // SAFETY: the block lies in one of the home's arenas (precondition).
-    if class_of_tag(unsafe { class_tag(block) }).is_none() {
+    // SAFETY: the block lies in one of the home's arenas of `kind` (precondition).
+    if class_of_tag(unsafe { class_tag(block, kind) }).is_none() {
         // The pool serves no class: a double free or a bad pointer. The core says which.
         return free_direct(home, block);
     }
     // SAFETY: the block is out, of a pool serving a class that this thread does not own
     // (`free_local` declined), and given up (precondition).
-    if unsafe { home.core().push_remote(block) } {
+    if unsafe { home.core().push_remote(block, kind) } {
         // One push onto the owner's chain: no lock, so no need to mark the thread busy. (A
         // block that looks free already is not pushed: `free_remote` confirms it or leaves it.)
         return;
@@ -376,14 +427,14 @@ unsafe fn free_slow<H: Home>(home: &H, block: *mut u8) {
         };
         // SAFETY: the block is out, of a pool serving a class that this thread does not own
         // (`free_local` declined), and given up (precondition).
-        let freed = home.slow(|| unsafe { home.core().free_remote(block, adopter) });
+        let freed = home.slow(|| unsafe { home.core().free_remote(block, kind, adopter) });
         match freed {
             Ok(RemoteFree::Adopted(pool)) => {
                 // SAFETY: the core made the pool this cache's; the block is still to be freed
                 // (it was not on the pool's free list).
                 unsafe {
                     cache.adopted(pool);
-                    if cache.free_local(block) == LocalFree::Emptied {
+                    if cache.free_local(block, kind) == LocalFree::Emptied {
                         home.slow(|| cache.pool_emptied(home.core(), pool));
                     }
                 }
@@ -423,10 +474,12 @@ pub(crate) unsafe fn realloc<H: Home, K: Hooks>(
     layout: Layout,
     new_size: usize,
 ) -> *mut u8 {
-    // A small layout's block lies in one of the home's pools (the layout says where it is, as
-    // for `dealloc`).
+    // A small layout's block lies in one of the home's small pools (the layout says where it
+    // is, as for `dealloc`); the registry says where any other block is.
     let place = if K::is_small(layout.size(), layout.align()) {
-        Owner::Pool
+        Owner::Pool(Kind::Small)
+    } else if K::medium_class_for(layout.size(), layout.align()).is_some() {
+        owner(home, user)
     } else {
         Owner::Elsewhere
     };
@@ -475,9 +528,12 @@ unsafe fn resize<H: Home, K: Hooks>(
 ) -> *mut u8 {
     let align = layout.map_or_else(|| natural_align(new_size), |l| l.align());
     if K::RESIZES_IN_PLACE {
-        match (place, K::class_for(new_size, align)) {
-            // SAFETY: a block of the home's pools: its pool header is mapped (precondition).
-            (Owner::Pool, Some(new)) if unsafe { class_tag(user) } as usize == new.index() + 1 => {
+        match (place, K::pool_class_for(new_size, align)) {
+            (Owner::Pool(kind), Some(new))
+                // SAFETY: a block of the home's pools of `kind`: its pool header is mapped
+                // (precondition).
+                if unsafe { class_tag(user, kind) } as usize == new.index() + 1 =>
+            {
                 return user
             }
             (Owner::Elsewhere, None) => {
@@ -532,7 +588,7 @@ unsafe fn size_of<H: Home, K: Hooks>(
     // SAFETY: each branch is the place the registry found (precondition).
     unsafe {
         match place {
-            Owner::Pool => K::pool_size(user, class_tag(user)),
+            Owner::Pool(kind) => K::pool_size(user, class_tag(user, kind)),
             Owner::Bootstrap => K::bootstrap_size(user),
             Owner::Elsewhere => K::large_size(home.core(), user),
         }

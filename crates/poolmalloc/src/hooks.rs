@@ -14,7 +14,8 @@
 use core::alloc::Layout;
 
 use poolmalloc_core::{
-    class_of, class_tag, is_small, large, tools, Class, Core, FreeBlock, LargeTally, PageSource,
+    class_of, class_tag, is_small, large, medium_class_of, pool_class_of, tools, Class, Core,
+    FreeBlock, Kind, LargeTally, PageSource,
 };
 
 use crate::bootstrap;
@@ -26,13 +27,24 @@ pub(crate) trait Hooks {
     /// its own record) even where the caller's layout already says which path it is on.
     const CHECKS_EVERY_FREE: bool;
 
-    /// The class whose blocks serve `size` bytes aligned to `align`; `None` for the large path.
+    /// The small class whose blocks serve `size` bytes aligned to `align`; `None` for the
+    /// medium classes or the large path (the fast path asks this first).
     fn class_for(size: usize, align: usize) -> Option<Class>;
 
     /// True when `class_for(size, align)` is a class, where the class itself is not needed.
     #[inline(always)]
     fn is_small(size: usize, align: usize) -> bool {
         Self::class_for(size, align).is_some()
+    }
+
+    /// The medium class serving a request `class_for` sends elsewhere; `None` for the large
+    /// path.
+    fn medium_class_for(size: usize, align: usize) -> Option<Class>;
+
+    /// The class serving a request, small or medium; `None` for the large path.
+    #[inline]
+    fn pool_class_for(size: usize, align: usize) -> Option<Class> {
+        Self::class_for(size, align).or_else(|| Self::medium_class_for(size, align))
     }
 
     /// A block of `class` just taken for a request of `size` bytes: the program's pointer.
@@ -42,14 +54,14 @@ pub(crate) trait Hooks {
     /// its class is, and `class == Self::class_for(size, _)`.
     unsafe fn on_alloc(block: *mut u8, class: Class, size: usize) -> *mut u8;
 
-    /// A pointer the program gives back that lies in one of our pools: the start of the block
-    /// to free, or the misuse (nothing changed). Hooks that need the pool's class read its tag
-    /// (`class_tag`): the plain build's free reads nothing but the owner.
+    /// A pointer the program gives back that lies in one of our pools, of `kind`: the start of
+    /// the block to free, or the misuse (nothing changed). Hooks that need the pool's class
+    /// read its tag (`class_tag`): the plain build's free reads nothing but the owner.
     ///
     /// # Safety
-    /// `user` lies in one of the face's arenas (or the bootstrap region, laid out like pools),
-    /// so its pool header is mapped.
-    unsafe fn on_free(user: *mut u8) -> Result<*mut u8, Misuse>;
+    /// `user` lies in one of the face's arenas of `kind` (or the bootstrap region, laid out
+    /// like small pools), so its pool header is mapped.
+    unsafe fn on_free(user: *mut u8, kind: Kind) -> Result<*mut u8, Misuse>;
 
     /// The bytes the program may use at `user`, a live block of one of our pools whose class
     /// tag is `tag`, or the misuse.
@@ -131,6 +143,11 @@ impl<const CHECKS_LINKS: bool> Hooks for Plain<CHECKS_LINKS> {
         is_small(size, align)
     }
 
+    #[inline]
+    fn medium_class_for(size: usize, align: usize) -> Option<Class> {
+        medium_class_of(size, align)
+    }
+
     #[inline(always)]
     unsafe fn on_alloc(block: *mut u8, class: Class, _size: usize) -> *mut u8 {
         mark_live(block, class);
@@ -138,12 +155,12 @@ impl<const CHECKS_LINKS: bool> Hooks for Plain<CHECKS_LINKS> {
     }
 
     #[inline(always)]
-    unsafe fn on_free(user: *mut u8) -> Result<*mut u8, Misuse> {
+    unsafe fn on_free(user: *mut u8, kind: Kind) -> Result<*mut u8, Misuse> {
         if !tools::ENABLED {
             return Ok(user);
         }
         // SAFETY: the pool header is mapped (precondition).
-        if let Some(class) = class_of_tag(unsafe { class_tag(user) }) {
+        if let Some(class) = class_of_tag(unsafe { class_tag(user, kind) }) {
             // SAFETY: the program gave back a live block of `class` (the pool's tag says so);
             // LINK is below the smallest block.
             unsafe { tools::mark_freed(user, class.block_size(), LINK) };
@@ -177,8 +194,8 @@ impl<const CHECKS_LINKS: bool> Hooks for Plain<CHECKS_LINKS> {
         layout: Option<Layout>,
     ) {
         match layout {
-            // A small layout, yet in none of our pools: another heap's block, or none at all.
-            Some(l) if class_of(l.size(), l.align()).is_some() => {
+            // A pool layout, yet in none of our pools: another heap's block, or none at all.
+            Some(l) if pool_class_of(l.size(), l.align()).is_some() => {
                 return crate::misuse::report(Misuse::foreign(user as usize));
             }
             // A zero-size layout's pointer is no block (`large::alloc`).

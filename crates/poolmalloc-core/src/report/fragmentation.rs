@@ -4,7 +4,7 @@ use core::fmt;
 
 use super::{comma_separated, Thousands};
 use crate::config::{
-    ARENA_SIZE, FRAG_HALF_PERCENT, FRAG_SPARSE_PERCENT, POOL_SIZE, RESERVE_ARENAS,
+    ARENA_SIZE, FRAG_HALF_PERCENT, FRAG_SPARSE_PERCENT, MEDIUM_POOL_SIZE, POOL_SIZE, RESERVE_ARENAS,
 };
 use crate::fragmentation::{Band, Fragmentation, BANDS};
 
@@ -15,7 +15,7 @@ impl Fragmentation {
         write!(
             f,
             "{{\"sparse_percent\":{FRAG_SPARSE_PERCENT},\"half_percent\":{FRAG_HALF_PERCENT},\
-             \"pool_size\":{POOL_SIZE},\"arena_size\":{ARENA_SIZE},\"reserve_arenas\":{RESERVE_ARENAS},\
+             \"pool_size\":{POOL_SIZE},\"medium_pool_size\":{MEDIUM_POOL_SIZE},\"arena_size\":{ARENA_SIZE},\"reserve_arenas\":{RESERVE_ARENAS},\
              \"classes\":["
         )?;
         let in_use = self.classes.iter().enumerate();
@@ -23,8 +23,8 @@ impl Fragmentation {
         comma_separated(f, in_use, |f, (i, c)| {
             write!(
                 f,
-                "{{\"class\":{i},\"block_size\":{},\"capacity\":{},\"pools\":",
-                c.block_size, c.capacity
+                "{{\"class\":{i},\"block_size\":{},\"pool_size\":{},\"capacity\":{},\"pools\":",
+                c.block_size, c.pool_size, c.capacity
             )?;
             write_bands(f, &c.pools)?;
             write!(
@@ -69,9 +69,10 @@ impl Fragmentation {
         comma_separated(f, self.arenas(), |f, a| {
             write!(
                 f,
-                "{{\"address\":{},\"pools_used\":{},\"pools_full\":{},\"pools_empty\":{},\
+                "{{\"address\":{},\"kind\":\"{}\",\"pools_used\":{},\"pools_full\":{},\"pools_empty\":{},\
                  \"pools_sparse\":{},\"blocks_out\":{},\"could_go_back\":{}}}",
                 a.address,
+                a.kind.name(),
                 a.pools_used,
                 a.pools_full,
                 a.pools_empty,

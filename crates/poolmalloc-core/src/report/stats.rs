@@ -3,7 +3,10 @@
 use core::fmt;
 
 use super::{comma_separated, Thousands};
-use crate::config::{ARENA_SIZE, NB_SMALL_SIZE_CLASSES, POOL_SIZE, SMALL_REQUEST_THRESHOLD};
+use crate::config::{
+    Kind, ARENA_SIZE, MEDIUM_REQUEST_THRESHOLD, NB_MEDIUM_SIZE_CLASSES, NB_SMALL_SIZE_CLASSES,
+    SMALL_REQUEST_THRESHOLD,
+};
 use crate::stats::CoreStats;
 
 impl CoreStats {
@@ -17,9 +20,10 @@ impl CoreStats {
         comma_separated(f, in_use, |f, (i, c)| {
             write!(
                 f,
-                "{{\"class\":{i},\"block_size\":{},\"pools_used\":{},\"pools_full\":{},\"pools_owned\":{},\
-                 \"blocks_out\":{},\"free_in_pools\":{}}}",
+                "{{\"class\":{i},\"block_size\":{},\"pool_size\":{},\"pools_used\":{},\"pools_full\":{},\
+                 \"pools_owned\":{},\"blocks_out\":{},\"free_in_pools\":{}}}",
                 c.block_size,
+                c.pool_size,
                 c.pools_used,
                 c.pools_full,
                 c.pools_owned,
@@ -31,7 +35,8 @@ impl CoreStats {
         write!(
             f,
             "],\"arenas\":{{\"mapped\":{},\"mapped_ever\":{},\"released\":{},\"high_water\":{},\
-             \"map_failures\":{},\"wholly_empty\":{}}},\"pools_empty\":{},\"pools_in_use\":{},\
+             \"map_failures\":{},\"wholly_empty\":{},\"medium\":{}}},\"pools_empty\":{},\
+             \"medium_pools_empty\":{},\"pools_in_use\":{},\
              \"large\":{{\"allocs_total\":{},\"live\":{},\"live_bytes\":{}}},",
             a.mapped,
             a.mapped_ever,
@@ -39,7 +44,9 @@ impl CoreStats {
             a.high_water,
             a.map_failures,
             a.wholly_empty,
-            self.pools_empty,
+            self.arenas_of_kind[Kind::Medium as usize],
+            self.pools_empty.iter().sum::<usize>(),
+            self.pools_empty[Kind::Medium as usize],
             self.pools_in_use(),
             self.large.allocs_total,
             self.large.live,
@@ -66,16 +73,17 @@ impl fmt::Display for CoreStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "Small block threshold = {SMALL_REQUEST_THRESHOLD}, in {NB_SMALL_SIZE_CLASSES} size classes."
+            "Small block threshold = {SMALL_REQUEST_THRESHOLD}, in {NB_SMALL_SIZE_CLASSES} size classes; \
+             medium up to {MEDIUM_REQUEST_THRESHOLD}, in {NB_MEDIUM_SIZE_CLASSES}."
         )?;
         writeln!(f)?;
         writeln!(
             f,
-            "class   size   num pools   full pools   blocks out   avail blocks"
+            "class    size   num pools   full pools   blocks out   avail blocks"
         )?;
         writeln!(
             f,
-            "-----   ----   ---------   ----------   ----------   ------------"
+            "-----   -----   ---------   ----------   ----------   ------------"
         )?;
         for (i, c) in self.classes.iter().enumerate() {
             if c.pools() == 0 {
@@ -83,7 +91,7 @@ impl fmt::Display for CoreStats {
             }
             writeln!(
                 f,
-                "{:>5}   {:>4}   {:>9}   {:>10}   {:>10}   {:>12}",
+                "{:>5}   {:>5}   {:>9}   {:>10}   {:>10}   {:>12}",
                 i,
                 c.block_size,
                 c.pools(),
@@ -101,6 +109,11 @@ impl fmt::Display for CoreStats {
         line(f, "# arenas reclaimed", a.released)?;
         line(f, "# arenas highwater mark", a.high_water)?;
         line(f, "# arenas allocated current", a.mapped)?;
+        line(
+            f,
+            "# of which medium arenas",
+            self.arenas_of_kind[Kind::Medium as usize],
+        )?;
         line(f, "# arena map failures", a.map_failures)?;
         line(
             f,
@@ -110,11 +123,11 @@ impl fmt::Display for CoreStats {
         writeln!(f)?;
         line(f, "# bytes in allocated blocks", self.bytes_in_blocks_out())?;
         line(f, "# bytes in available blocks", self.bytes_free_in_pools())?;
-        line(
-            f,
-            &format!("{} unused pools * {} bytes", self.pools_empty, POOL_SIZE),
-            self.bytes_empty_pools(),
-        )?;
+        for kind in Kind::ALL {
+            let n = self.pools_empty[kind as usize];
+            let label = format!("{n} unused pools * {} bytes", kind.pool_size());
+            line(f, &label, n * kind.pool_size())?;
+        }
         line(f, "# bytes lost to pool headers", self.bytes_pool_headers())?;
         line(f, "# bytes lost to quantization", self.bytes_quantization())?;
         line(f, "Total", self.accounted_bytes())?;
@@ -142,7 +155,7 @@ mod tests {
         let mut json = String::new();
         core.stats().write_json(&mut json).unwrap();
         assert!(
-            json.starts_with("{\"classes\":[{\"class\":2,\"block_size\":24,"),
+            json.starts_with("{\"classes\":[{\"class\":2,\"block_size\":24,\"pool_size\":16384,"),
             "{json}"
         );
         assert!(json.contains("\"mapped\":1,") && json.ends_with("\"identity_holds\":true}"));

@@ -17,9 +17,10 @@ use libfuzzer_sys::fuzz_target;
 use poolmalloc::{Heap, PoolMalloc};
 /// The class a request lands in, in this build: debug mode adds a header and pads.
 #[cfg(feature = "debug")]
-use poolmalloc::debug::class_for as class_of;
+use poolmalloc::debug::{class_for as class_of, medium_class_for as medium_class_of};
+use poolmalloc_core::config::MEDIUM_REQUEST_THRESHOLD;
 #[cfg(not(feature = "debug"))]
-use poolmalloc_core::class_of;
+use poolmalloc_core::{class_of, medium_class_of};
 
 #[global_allocator]
 static GLOBAL: PoolMalloc = PoolMalloc;
@@ -60,10 +61,11 @@ enum Op {
     Collect,
 }
 
-/// Mostly small (the pools' range), sometimes anything up to 1 MiB.
+/// Small or medium (the pools' ranges), sometimes anything up to 1 MiB.
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum Size {
     Small(u16),
+    Medium(u16),
     Any(u32),
 }
 
@@ -71,6 +73,7 @@ impl Size {
     fn bytes(self) -> usize {
         match self {
             Size::Small(s) => (s % 600) as usize,
+            Size::Medium(s) => 500 + (s as usize) % (MEDIUM_REQUEST_THRESHOLD - 400),
             Size::Any(s) => (s % (MAX_SIZE + 1)) as usize,
         }
     }
@@ -188,7 +191,8 @@ impl Block {
     }
 
     fn small(&self) -> bool {
-        class_of(self.layout.size(), self.layout.align()).is_some()
+        let (size, align) = (self.layout.size(), self.layout.align());
+        class_of(size, align).or_else(|| medium_class_of(size, align)).is_some()
     }
 
     /// A zero-size request the large path serves gets a dangling pointer, not a block (debug

@@ -5,10 +5,8 @@
 //! registry), in a pool that serves a class, `DEBUG_PREFIX` bytes past a block start; then the
 //! state, the header's size and the pads are checked.
 
-use poolmalloc_core::config::{
-    DEBUG_EXTRA, DEBUG_PREFIX, POOL_ADDR_MASK, POOL_OVERHEAD, POOL_SIZE,
-};
-use poolmalloc_core::{class_of, Class, FreeError, FreeErrorKind};
+use poolmalloc_core::config::{DEBUG_EXTRA, DEBUG_PREFIX, POOL_OVERHEAD};
+use poolmalloc_core::{class_of, medium_class_of, Class, FreeError, FreeErrorKind};
 
 use super::{check_pads, kill, lay_out, live_size};
 use crate::misuse::{DebugBlock, Misuse};
@@ -18,6 +16,12 @@ use crate::misuse::{DebugBlock, Misuse};
 #[inline]
 pub fn class_for(size: usize, align: usize) -> Option<Class> {
     class_of(size.checked_add(DEBUG_EXTRA)?, align)
+}
+
+/// The medium class whose blocks hold a debug block that `class_for` sends elsewhere.
+#[inline]
+pub fn medium_class_for(size: usize, align: usize) -> Option<Class> {
+    medium_class_of(size.checked_add(DEBUG_EXTRA)?, align)
 }
 
 /// Lays a debug block out in `block` and returns the pointer for the caller.
@@ -47,12 +51,12 @@ pub(crate) unsafe fn check(user: *mut u8, tag: u8) -> Result<(*mut u8, Class, us
         .and_then(Class::new)
         .ok_or(bad(FreeErrorKind::PoolNotInUse))?;
     let size_of_block = class.block_size();
-    let pool = addr & POOL_ADDR_MASK;
+    let pool = addr & class.kind().pool_mask();
     let first = pool + POOL_OVERHEAD;
     let start = addr.wrapping_sub(DEBUG_PREFIX);
     if addr < first + DEBUG_PREFIX
         || (start - first) % size_of_block != 0
-        || start + size_of_block > pool + POOL_SIZE
+        || start + size_of_block > pool + class.kind().pool_size()
     {
         return Err(bad(FreeErrorKind::NotBlockStart { class }));
     }

@@ -31,11 +31,11 @@ use poolmalloc_core::config::{
     DEBUG_PAD, DEBUG_PREFIX,
 };
 use poolmalloc_core::{
-    class_tag, tools, Class, Core, FreeError, FreeErrorKind, LargeTally, PageSource,
+    class_tag, tools, Class, Core, FreeError, FreeErrorKind, Kind, LargeTally, PageSource,
 };
 
-pub use block::class_for;
 use block::{check as check_small, on_alloc, on_free};
+pub use block::{class_for, medium_class_for};
 
 use crate::hooks::{class_of_tag, mark_live, Hooks};
 use crate::misuse::{DebugBlock, Misuse};
@@ -141,6 +141,11 @@ impl Hooks for Debug {
         class_for(size, align)
     }
 
+    #[inline]
+    fn medium_class_for(size: usize, align: usize) -> Option<Class> {
+        medium_class_for(size, align)
+    }
+
     unsafe fn on_alloc(block: *mut u8, class: Class, size: usize) -> *mut u8 {
         mark_live(block, class);
         // SAFETY: a block of `class == class_for(size, _)` (precondition), at least usize-aligned
@@ -148,9 +153,10 @@ impl Hooks for Debug {
         unsafe { on_alloc(block, class, size) }
     }
 
-    unsafe fn on_free(user: *mut u8) -> Result<*mut u8, Misuse> {
-        // SAFETY: `user` is in one of our arenas (precondition), so its pool header is mapped.
-        let tag = unsafe { class_tag(user) };
+    unsafe fn on_free(user: *mut u8, kind: Kind) -> Result<*mut u8, Misuse> {
+        // SAFETY: `user` is in one of our arenas of `kind` (precondition), so its pool header is
+        // mapped.
+        let tag = unsafe { class_tag(user, kind) };
         // SAFETY: `user` is in one of our arenas and `tag` its pool's.
         let block = unsafe { on_free(user, tag) }?;
         if let Some(class) = class_of_tag(tag) {
