@@ -23,36 +23,43 @@ use crate::config::{
 use crate::layout::ArenaHeader;
 use crate::os;
 use crate::sync::atomic::Ordering;
-use crate::sync::unmodelled::{AtomicPtr, AtomicU8, AtomicUsize};
+use crate::sync::unmodelled::{AtomicPtr, AtomicUsize};
 
-/// One arena's entry: its owner, its kind and its header.
+/// One arena's entry: its owner and kind, and its header.
 pub(crate) struct ArenaSlot {
-    /// Id of the core that owns the arena mapped here; 0 while none is.
+    /// `id << 1 | kind` for the arena mapped here (core `id`, `Kind` as its index); 0 while
+    /// none is. One word, so a free that asks the registry whose an address is learns, with the
+    /// same load, where the address's pool header is.
     owner: AtomicUsize,
-    /// The arena's `Kind` (as its index), published with `owner`: a free that asked the
-    /// registry whose the address is learns from it where the address's pool header is.
-    kind: AtomicU8,
     /// Guarded by the owning core's arena lock (A1 in `lib.rs`).
     pub header: UnsafeCell<ArenaHeader>,
 }
 
 impl ArenaSlot {
-    #[inline]
+    /// Id of the core owning the arena mapped here; 0 while none does.
+    #[cfg(test)]
     pub fn owner(&self) -> usize {
-        self.owner.load(Ordering::Acquire)
+        self.owner.load(Ordering::Acquire) >> 1
     }
 
     /// The kind of the arena mapped here (meaningful while `owner` is not 0).
     #[inline]
     pub fn kind(&self) -> Kind {
-        Kind::from_index(self.kind.load(Ordering::Relaxed)).unwrap_or(Kind::Small)
+        match self.owner.load(Ordering::Acquire) & 1 {
+            0 => Kind::Small,
+            _ => Kind::Medium,
+        }
     }
 
-    /// Publishes (or, with 0, withdraws) the arena of `kind`. Called under the owner's arena
-    /// lock; the kind is stored first, and `owner`'s Release store publishes it.
+    /// Publishes (or, with owner 0, withdraws) the arena of `kind`. Called under the owner's
+    /// arena lock.
     pub fn set_owner(&self, owner: usize, kind: Kind) {
-        self.kind.store(kind as u8, Ordering::Relaxed);
-        self.owner.store(owner, Ordering::Release);
+        let word = if owner == 0 {
+            0
+        } else {
+            owner << 1 | kind as usize
+        };
+        self.owner.store(word, Ordering::Release);
     }
 }
 
@@ -120,11 +127,15 @@ impl Registry {
         self.lookup(addr).map_or(0, ArenaSlot::owner)
     }
 
-    /// The kind of the arena holding `addr` when core `id` owns it; `None` otherwise.
-    #[inline]
+    /// The kind of the arena holding `addr` when core `id` (not 0) owns it; `None` otherwise.
+    #[inline(always)]
     pub fn kind_if_owned_by(&self, addr: usize, id: usize) -> Option<Kind> {
         let slot = self.lookup(addr)?;
-        (slot.owner() == id).then(|| slot.kind())
+        match slot.owner.load(Ordering::Acquire) ^ id << 1 {
+            0 => Some(Kind::Small),
+            1 => Some(Kind::Medium),
+            _ => None,
+        }
     }
 }
 

@@ -282,7 +282,7 @@ pub(crate) mod atomic {
 /// - the free-list link key (`layout::LINK_KEY`, `AtomicUsize`): drawn once per process and
 ///   never changed, so no interleaving can see two values.
 pub(crate) mod unmodelled {
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize};
     pub(crate) use std::sync::Mutex;
 }
 

@@ -292,16 +292,32 @@ unsafe fn dealloc_elsewhere<H: Home, K: Hooks>(home: &H, user: *mut u8, layout: 
 /// # Safety
 /// If `user` is a live block of this home (or of the C library's allocator, for the C
 /// library), nobody uses it afterwards.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn free<H: Home, K: Hooks>(home: &H, user: *mut u8, layout: Option<Layout>) {
     match owner(home, user) {
-        // SAFETY: the registry said the block is in one of the home's arenas, of `kind`.
-        Owner::Pool(kind) => unsafe { free_in_pool::<H, K>(home, user, layout, kind) },
+        // SAFETY: the registry said the block is in one of the home's small arenas.
+        Owner::Pool(Kind::Small) => unsafe {
+            free_in_pool::<H, K>(home, user, layout, Kind::Small)
+        },
+        // SAFETY: the registry said the block is in one of the home's medium arenas.
+        Owner::Pool(Kind::Medium) => unsafe { free_medium::<H, K>(home, user, layout) },
         // Bootstrap blocks are never reused.
         Owner::Bootstrap => {}
         // SAFETY: forwarded contract; the hooks check what they can before freeing.
         Owner::Elsewhere => unsafe { large_free::<H, K>(home, user, layout) },
     }
+}
+
+/// `free_in_pool` for a medium block, out of the small path's line: each path has its kind as
+/// a constant.
+///
+/// # Safety
+/// `user` lies in one of the home's medium arenas, and the program gives it up.
+#[cold]
+#[inline(never)]
+unsafe fn free_medium<H: Home, K: Hooks>(home: &H, user: *mut u8, layout: Option<Layout>) {
+    // SAFETY: forwarded precondition.
+    unsafe { free_in_pool::<H, K>(home, user, layout, Kind::Medium) }
 }
 
 /// # Safety

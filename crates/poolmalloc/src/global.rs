@@ -211,13 +211,16 @@ pub struct PoolMalloc;
 // SAFETY: small blocks come from pools of a class big enough for the request and aligned for it
 // (the size-class table), never handed out twice (C2); everything else comes from the system
 // allocator. Nothing here unwinds.
+// `alloc` and `dealloc` are the front end's fast paths, whole: `#[inline]` left them to LLVM's
+// budget, which a caller with a larger loop (the churn workload) exceeded once the medium branch
+// was added, and a call cost 19 instructions a churn op (`benches/instructions.sh`).
 unsafe impl GlobalAlloc for PoolMalloc {
-    #[inline]
+    #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         frontend::alloc::<Global, Active>(&Global::<false>, layout, false)
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: GlobalAlloc's contract: `ptr` came from `alloc(layout)` and is given up.
         unsafe { frontend::dealloc::<Global, Active>(&Global::<false>, ptr, layout) }
