@@ -38,6 +38,11 @@ fn bad_input_gets_documented_answers() {
 }
 
 #[test]
+fn medium_blocks_from_our_pools() {
+    run_preloaded("medium");
+}
+
+#[test]
 fn pthread_stress_with_cross_thread_frees() {
     run_preloaded("stress");
 }

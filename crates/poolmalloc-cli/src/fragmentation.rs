@@ -3,7 +3,7 @@
 //! survivors are freed, what did go back — followed by each step's fragmentation report.
 
 use poolmalloc::Fragmentation;
-use poolmalloc_core::config::{FRAG_SPARSE_PERCENT, POOL_SIZE, RESERVE_ARENAS};
+use poolmalloc_core::config::{FRAG_SPARSE_PERCENT, RESERVE_ARENAS};
 use serde_json::Value;
 
 use crate::stats::Step;
@@ -77,9 +77,9 @@ fn narrate(f: &Fragmentation, rss: usize, prev: Option<(&Fragmentation, usize)>)
             &format!("  pinned: none (no pool in use is at most {FRAG_SPARSE_PERCENT} % full)\n");
     } else {
         out += &format!(
-            "  pools: none in use; {} empty ({} bytes), reusable by any class\n",
+            "  pools: none in use; {} empty ({} bytes), reusable by any class of their kind\n",
             count(f.pools_empty, "pool"),
-            g(f.pools_empty * POOL_SIZE),
+            g(f.bytes_empty_pools),
         );
     }
     if let Some((p, prev_rss)) = prev {

@@ -676,6 +676,61 @@ mod tests {
     use crate::stats::ClassStats;
 
     /// Arena `i` of the usable list and its free-pool count.
+    #[test]
+    fn medium_pools_live_in_arenas_of_their_own_kind() {
+        use crate::config::{MEDIUM_POOLS_PER_ARENA, MEDIUM_POOL_SIZE};
+        let core = core(4);
+        let small = biggest();
+        let medium = Class::new(NB_SIZE_CLASSES - 1).unwrap();
+        assert_eq!((medium.kind(), medium.block_size()), (Kind::Medium, 32 * 1024));
+        let per_pool = medium.blocks_per_pool();
+        // One small block, then a medium arena's every pool, then one block more.
+        let s = take(&core, small, 1);
+        let blocks = take(&core, medium, MEDIUM_POOLS_PER_ARENA * per_pool + 1);
+        let arena_of = |b: *mut u8| b as usize & crate::config::ARENA_ADDR_MASK;
+        assert_eq!(core.kind_of(s[0]), Some(Kind::Small));
+        for &b in &blocks {
+            assert_eq!(core.kind_of(b), Some(Kind::Medium));
+            assert_ne!(arena_of(b), arena_of(s[0]), "no medium pool in a small arena");
+            // Blocks lie in their 128 KiB pool, past its header, a whole block before its end.
+            let offset = b as usize % MEDIUM_POOL_SIZE;
+            assert!(offset >= crate::config::POOL_OVERHEAD);
+            assert!(offset + medium.block_size() <= MEDIUM_POOL_SIZE);
+        }
+        assert_eq!(arena_of(blocks[0]), arena_of(blocks[per_pool]));
+        let last = *blocks.last().unwrap();
+        assert_ne!(arena_of(last), arena_of(blocks[0]), "the ninth pool maps an arena");
+        let st = core.stats();
+        assert_eq!(st.arenas_of_kind, [1, 2]);
+        assert_eq!(st.classes[medium.index()].pools(), MEDIUM_POOLS_PER_ARENA + 1);
+        assert_eq!(st.pools_empty[Kind::Medium as usize], MEDIUM_POOLS_PER_ARENA - 1);
+        assert!(st.identity_holds(), "{st}");
+        core.check_invariants().unwrap();
+        // Freeing is checked against the pool the registry's kind finds: an interior pointer
+        // of a medium block is refused, a double free reported.
+        // SAFETY: interior of a live block; `free_block` validates and refuses it.
+        let interior = unsafe { core.free_block(blocks[0].add(640)) };
+        assert!(matches!(
+            interior.map_err(|e| e.kind),
+            Err(FreeErrorKind::NotBlockStart { class }) if class == medium
+        ));
+        free(&core, &blocks[..1]);
+        // SAFETY: the block is free already; `free_block` confirms it on the free list.
+        let twice = unsafe { core.free_block(blocks[0]) };
+        assert_eq!(
+            twice.map_err(|e| e.kind),
+            Err(FreeErrorKind::DoubleFree { class: medium })
+        );
+        // Everything back: each kind keeps its reserve arena at most.
+        free(&core, &blocks[1..]);
+        free(&core, &s);
+        core.collect();
+        let st = core.stats();
+        assert_eq!(st.pools_in_use(), 0);
+        assert!(st.arenas_of_kind.iter().all(|&n| n <= RESERVE_ARENAS));
+        core.check_invariants().unwrap();
+    }
+
     fn usable(core: &Core<MemPages>) -> Vec<(usize, usize)> {
         let arenas = core.arenas.lock();
         arenas

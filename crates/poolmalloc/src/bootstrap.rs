@@ -39,10 +39,14 @@ static NEXT: AtomicUsize = AtomicUsize::new(POOL_OVERHEAD);
 /// Bytes before each block: its size.
 const PREFIX: usize = MAX_SMALL_ALIGN;
 
-/// `size` bytes aligned to MAX_SMALL_ALIGN, or null when the region is used up.
+/// `size` bytes aligned to MAX_SMALL_ALIGN, or null when the region is used up or a block of
+/// `size` would not fit in one chunk (a medium request: the caller asks the core instead).
 pub(crate) fn alloc(size: usize) -> *mut u8 {
     let block = size.max(1).next_multiple_of(MAX_SMALL_ALIGN);
     let size = PREFIX + block;
+    if size > POOL_SIZE - POOL_OVERHEAD {
+        return core::ptr::null_mut();
+    }
     let mut current = NEXT.load(Ordering::Relaxed);
     loop {
         let mut start = current;
@@ -94,6 +98,8 @@ mod tests {
 
     #[test]
     fn blocks_skip_chunk_headers_and_read_tag_zero() {
+        // A block no chunk can hold is refused, not laid across a chunk's header.
+        assert!(alloc(POOL_SIZE - POOL_OVERHEAD).is_null());
         let mut seen = vec![];
         loop {
             let p = alloc(500);

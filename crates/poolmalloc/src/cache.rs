@@ -449,22 +449,21 @@ mod tests {
 
     /// Frees as the front end does: locally, else through the core (adopting into `cache`).
     fn free(core: &Core<MemPages>, cache: &ThreadCache, block: *mut u8) {
+        let kind = core.kind_of(block).expect("a block of the core");
         // SAFETY: test blocks are out, of `core`'s pools, and given up.
         unsafe {
-            match cache.free_local(block, Kind::Small) {
+            match cache.free_local(block, kind) {
                 LocalFree::Freed => {}
-                LocalFree::Emptied => cache.pool_emptied(core, OwnedPool::of(block, Kind::Small)),
+                LocalFree::Emptied => cache.pool_emptied(core, OwnedPool::of(block, kind)),
                 LocalFree::DoubleFree => panic!("double free of {block:p}"),
-                LocalFree::NotOwned => {
-                    match core.free_remote(block, Kind::Small, cache.id()).unwrap() {
-                        RemoteFree::Adopted(pool) => {
-                            cache.adopted(pool);
-                            free(core, cache, block);
-                        }
-                        RemoteFree::Pushed | RemoteFree::Freed => {}
-                        RemoteFree::LeftAlone => panic!("left alone: {block:p}"),
+                LocalFree::NotOwned => match core.free_remote(block, kind, cache.id()).unwrap() {
+                    RemoteFree::Adopted(pool) => {
+                        cache.adopted(pool);
+                        free(core, cache, block);
                     }
-                }
+                    RemoteFree::Pushed | RemoteFree::Freed => {}
+                    RemoteFree::LeftAlone => panic!("left alone: {block:p}"),
+                },
             }
         }
     }
@@ -525,6 +524,49 @@ mod tests {
         let s = core.stats();
         assert_eq!(s.pools_in_use(), 0);
         assert_eq!(s.arenas.mapped, 1, "only the reserve arena is left");
+        core.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn each_kind_keeps_its_own_emptied_pool() {
+        let core = Core::new(MemPages::new(4));
+        let cache = ThreadCache::new();
+        cache.activate();
+        let (small, medium) = (class(0), class(NB_SIZE_CLASSES - 1));
+        assert_eq!(medium.kind(), Kind::Medium);
+        let mb: Vec<_> = (0..medium.blocks_per_pool())
+            .map(|_| alloc(&core, &cache, medium))
+            .collect();
+        let mpool = OwnedPool::of(mb[0], Kind::Medium);
+        assert!(mb.iter().all(|&b| OwnedPool::of(b, Kind::Medium) == mpool));
+        let sb = alloc(&core, &cache, small);
+        // Both pools empty: each is kept, neither gives the other up.
+        for &b in &mb {
+            free(&core, &cache, b);
+        }
+        free(&core, &cache, sb);
+        let s = core.stats();
+        assert_eq!(s.classes[medium.index()].pools(), 1);
+        assert_eq!(s.classes[small.index()].pools(), 1);
+        // Another medium class reuses the kept medium pool, another small class the small one.
+        let m2 = alloc(&core, &cache, class(NB_SIZE_CLASSES - 2));
+        assert_eq!(OwnedPool::of(m2, Kind::Medium), mpool);
+        let s2 = alloc(&core, &cache, class(5));
+        assert_eq!(
+            OwnedPool::of(s2, Kind::Small),
+            OwnedPool::of(sb, Kind::Small)
+        );
+        // A medium block freed by another cache goes onto the owner's remote chain.
+        let other = ThreadCache::new();
+        other.activate();
+        free(&core, &other, m2);
+        assert_eq!(core.stats().classes[NB_SIZE_CLASSES - 2].blocks_out, 1);
+        free(&core, &cache, s2);
+        cache.retire(&core);
+        other.retire(&core);
+        let s = core.stats();
+        assert_eq!(s.pools_in_use(), 0);
+        assert!(s.arenas_of_kind.iter().all(|&n| n <= 1));
         core.check_invariants().unwrap();
     }
 

@@ -8,7 +8,9 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
 use poolmalloc::{debug, DebugBlock, Heap, Misuse, PoolMalloc};
-use poolmalloc_core::config::{DEBUG_FORBIDDEN_BYTE, DEBUG_LARGE_MIN_SLOTS, DEBUG_PAD};
+use poolmalloc_core::config::{
+    DEBUG_FORBIDDEN_BYTE, DEBUG_LARGE_MIN_SLOTS, DEBUG_PAD, MEDIUM_REQUEST_THRESHOLD,
+};
 use poolmalloc_core::{Class, FreeError, FreeErrorKind};
 
 mod common;
@@ -102,8 +104,15 @@ fn fresh_memory_pads_and_freed_memory_are_filled() {
 #[test]
 fn every_detection_is_reported_with_address_and_class() {
     let _serial = planting();
-    let layout = Layout::from_size_align(40, 8).unwrap();
-    let class = class_of_request(40);
+    // A small block and a medium one.
+    for size in [40, 5000] {
+        detections(size);
+    }
+}
+
+fn detections(size: usize) {
+    let layout = Layout::from_size_align(size, 8).unwrap();
+    let class = class_of_request(size);
     let alloc = || {
         // SAFETY: a non-zero layout.
         let p = unsafe { PoolMalloc.alloc(layout) };
@@ -150,16 +159,17 @@ fn every_detection_is_reported_with_address_and_class() {
     text_has(&m, inner);
 
     // One byte past the end: the pad after.
-    // SAFETY: planted fault: the first forbidden byte after the 40 requested (inside the block).
+    // SAFETY: planted fault: the first forbidden byte after the bytes requested (inside the
+    // block).
     let m = report_of(|| unsafe {
-        p.add(40).write(0x41);
+        p.add(size).write(0x41);
         PoolMalloc.dealloc(p, layout);
     });
     let expected = Misuse::PadOverwritten {
         addr: p as usize,
         block: DebugBlock::Class(class),
-        size: 40,
-        offset: 40,
+        size,
+        offset: size as isize,
         byte: 0x41,
     };
     assert_eq!(m, expected);
@@ -176,7 +186,7 @@ fn every_detection_is_reported_with_address_and_class() {
     let expected = Misuse::PadOverwritten {
         addr: p as usize,
         block: DebugBlock::Class(class),
-        size: 40,
+        size,
         offset: -1,
         byte: 0,
     };
@@ -226,9 +236,9 @@ fn foreign(addr: usize) -> Misuse {
 #[test]
 fn large_blocks_are_laid_out_and_every_detection_reported() {
     let _serial = planting();
-    let size = 5000;
+    let size = 40_000;
     let layout = Layout::from_size_align(size, 8).unwrap();
-    assert!(debug::class_for(size, 8).is_none(), "a large request");
+    assert!(debug::class_for(size, 8).is_none() && debug::medium_class_for(size, 8).is_none());
     let alloc = |layout: Layout| {
         // SAFETY: a non-zero layout.
         let p = unsafe { PoolMalloc.alloc(layout) };
@@ -371,9 +381,9 @@ fn heaps_run_in_debug_mode_too() {
     // SAFETY: planted fault: `other`'s block given to `heap`.
     let m = report_of(|| unsafe { heap.dealloc(theirs, layout) });
     assert_eq!(m, foreign(theirs as usize));
-    let big = Layout::from_size_align(5000, 16).unwrap();
+    let big = Layout::from_size_align(50_000, 16).unwrap();
     let their_big = other.alloc(big);
-    assert_eq!(bytes(their_big, 5000), vec![0xCD; 5000]);
+    assert_eq!(bytes(their_big, 50_000), vec![0xCD; 50_000]);
     // SAFETY: planted fault: `other`'s large block given to `heap` (reported, nothing freed);
     // then each block back to its own heap, once.
     unsafe {
@@ -384,7 +394,7 @@ fn heaps_run_in_debug_mode_too() {
             other.dealloc(theirs, layout);
         });
         let m = report_of(|| other.dealloc(their_big, big));
-        let (addr, size) = (their_big as usize, 5000);
+        let (addr, size) = (their_big as usize, 50_000);
         assert_eq!(m, Misuse::LargeDoubleFree { addr, size });
     }
 
@@ -414,7 +424,8 @@ fn thousands_of_live_large_blocks_grow_the_table() {
     let n = 4 * DEBUG_LARGE_MIN_SLOTS;
     let mut blocks: Vec<(usize, Layout)> = (0..n)
         .map(|i| {
-            let layout = Layout::from_size_align(600 + next() % 4000, 8 << (i % 4)).unwrap();
+            let size = MEDIUM_REQUEST_THRESHOLD + next() % 4000;
+            let layout = Layout::from_size_align(size, 8 << (i % 4)).unwrap();
             // SAFETY: a non-zero layout; the block is checked before it is written.
             let p = unsafe { PoolMalloc.alloc(layout) };
             assert!(!p.is_null());

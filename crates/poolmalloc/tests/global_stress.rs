@@ -30,9 +30,10 @@ impl Rng {
 
 /// A block whose words hold `cookie ^ index`, its first word its size (mimalloc's test-stress).
 fn alloc_items(rng: &mut Rng, corrupt: &AtomicUsize) -> *mut u8 {
-    let words = match rng.below(100) {
-        0 => 64 + rng.below(1000),   // large path now and then
-        1..=9 => 16 + rng.below(48), // up to 512 bytes
+    let words = match rng.below(200) {
+        0 => 4096 + rng.below(4000),  // large path now and then (past 32 KiB)
+        1..=6 => 64 + rng.below(4000), // medium: up to 32 KiB
+        7..=20 => 16 + rng.below(48),  // up to 512 bytes
         _ => 1 + rng.below(15),
     };
     let layout = Layout::array::<u64>(words).unwrap();
@@ -61,7 +62,7 @@ fn free_items(p: *mut u8, corrupt: &AtomicUsize) {
     // SAFETY: `p` came from `alloc_items`, which stored its size in the first word.
     unsafe {
         let words = p.read() as usize;
-        if words == 0 || words > 1100 {
+        if words == 0 || words > 8100 {
             corrupt.fetch_add(1, Ordering::Relaxed);
             return;
         }

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use allocator_api2::vec::Vec as AVec;
 use poolmalloc::{Heap, Misuse};
-use poolmalloc_core::config::{ARENA_SIZE, RESERVE_ARENAS};
+use poolmalloc_core::config::{ARENA_SIZE, MEDIUM_REQUEST_THRESHOLD, RESERVE_ARENAS};
+use poolmalloc_core::Kind;
 use poolmalloc_core::MemPages;
 
 mod common;
@@ -197,6 +198,57 @@ fn misuse_is_reported_with_address_and_classes() {
 }
 
 #[test]
+fn medium_blocks_come_from_the_heaps_own_pools() {
+    let heap = Heap::new();
+    let other = Heap::new();
+    let mut blocks = vec![];
+    // Every size class boundary from the small threshold to the medium one, at 1, 16 and 64
+    // alignment: owned by the heap, aligned, and the bytes intact while the rest are written.
+    let mut size = 500;
+    while size <= MEDIUM_REQUEST_THRESHOLD - 48 {
+        for align in [1, 16, 64] {
+            let layout = Layout::from_size_align(size, align).unwrap();
+            // SAFETY: a non-zero layout.
+            let p = unsafe { GlobalAlloc::alloc(&heap, layout) };
+            assert!(!p.is_null() && p as usize % align == 0, "{size} {align}");
+            assert!(heap.owns(p) && !other.owns(p), "{size} {align}");
+            // SAFETY: the block holds `size` bytes.
+            unsafe { p.write_bytes(size as u8, size) };
+            blocks.push((p, layout));
+        }
+        size += size / 7;
+    }
+    for &(p, layout) in &blocks {
+        // SAFETY: the block holds `layout.size()` bytes, written above.
+        let bytes = unsafe { std::slice::from_raw_parts(p, layout.size()) };
+        assert!(bytes.iter().all(|&b| b == layout.size() as u8));
+    }
+    let s = heap.stats();
+    assert!(s.arenas_of_kind[Kind::Medium as usize] >= 1, "{s}");
+    assert_eq!(s.large.live, 0, "no medium request went to the large path");
+    // Freed on another thread: pushed onto this thread's pools' chains; collected, all back.
+    // Joined, not scoped: the thread's exit (its cache's pools back to the core) is over when
+    // `join` returns.
+    let heap = std::sync::Arc::new(heap);
+    let addrs: Vec<(usize, Layout)> = blocks.iter().map(|&(p, l)| (p as usize, l)).collect();
+    let freer = heap.clone();
+    std::thread::spawn(move || {
+        for &(p, layout) in &addrs {
+            // SAFETY: allocated above with this layout, freed once.
+            unsafe { freer.dealloc(p as *mut u8, layout) };
+        }
+    })
+    .join()
+    .unwrap();
+    heap.check_invariants().unwrap();
+    heap.collect();
+    let s = heap.stats();
+    assert_eq!(s.pools_in_use(), 0, "{s}");
+    assert!(s.arenas_of_kind.iter().all(|&n| n <= RESERVE_ARENAS), "{s}");
+    heap.check_invariants().unwrap();
+}
+
+#[test]
 fn realloc_stays_in_place_within_a_class() {
     let heap = Heap::new();
     let layout = Layout::from_size_align(20, 8).unwrap();
@@ -215,7 +267,13 @@ fn realloc_stays_in_place_within_a_class() {
         assert!(std::slice::from_raw_parts(big, 20)
             .iter()
             .all(|&b| b == 0xAB));
-        let bigger = heap.realloc(big, Layout::from_size_align(5000, 8).unwrap(), 50_000);
+        assert!(heap.owns(big), "5000 bytes: a medium block");
+        let same = heap.realloc(big, Layout::from_size_align(5000, 8).unwrap(), 5120);
+        if !DEBUG {
+            assert_eq!(same, big, "5000 → 5120 bytes stays in the 5120-byte class");
+        }
+        let big = same;
+        let bigger = heap.realloc(big, Layout::from_size_align(5120, 8).unwrap(), 50_000);
         assert!(std::slice::from_raw_parts(bigger, 20)
             .iter()
             .all(|&b| b == 0xAB));

@@ -76,7 +76,7 @@ fn all_distinct(face: &impl Face, layout: Layout, n: usize, not: *mut u8) -> boo
 /// A block freed twice in a row, by its owner: one report naming it; the block is handed out
 /// once afterwards.
 fn twice_in_a_row(face: &impl Face) {
-    for size in [8, 40, 256] {
+    for size in [8, 40, 256, 1000, 20_000] {
         let layout = Layout::from_size_align(size, 8).unwrap();
         let mut p = std::ptr::null_mut();
         let reports = reports_of(|| {

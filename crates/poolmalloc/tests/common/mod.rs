@@ -18,7 +18,7 @@ const EXTRA: usize = 0;
 /// The largest request (alignment 8) the pools serve in this build; larger ones go large.
 pub const LARGEST_SMALL: usize = SMALL_REQUEST_THRESHOLD - EXTRA;
 
-/// The class a request lands in, in this build.
+/// The class a request lands in, in this build: small or medium.
 pub fn class_in_this_build(size: usize, align: usize) -> Class {
-    poolmalloc_core::class_of(size + EXTRA, align).unwrap()
+    poolmalloc_core::pool_class_of(size + EXTRA, align).unwrap()
 }
