@@ -682,7 +682,10 @@ mod tests {
         let core = core(4);
         let small = biggest();
         let medium = Class::new(NB_SIZE_CLASSES - 1).unwrap();
-        assert_eq!((medium.kind(), medium.block_size()), (Kind::Medium, 32 * 1024));
+        assert_eq!(
+            (medium.kind(), medium.block_size()),
+            (Kind::Medium, 32 * 1024)
+        );
         let per_pool = medium.blocks_per_pool();
         // One small block, then a medium arena's every pool, then one block more.
         let s = take(&core, small, 1);
@@ -691,7 +694,11 @@ mod tests {
         assert_eq!(core.kind_of(s[0]), Some(Kind::Small));
         for &b in &blocks {
             assert_eq!(core.kind_of(b), Some(Kind::Medium));
-            assert_ne!(arena_of(b), arena_of(s[0]), "no medium pool in a small arena");
+            assert_ne!(
+                arena_of(b),
+                arena_of(s[0]),
+                "no medium pool in a small arena"
+            );
             // Blocks lie in their 128 KiB pool, past its header, a whole block before its end.
             let offset = b as usize % MEDIUM_POOL_SIZE;
             assert!(offset >= crate::config::POOL_OVERHEAD);
@@ -699,11 +706,21 @@ mod tests {
         }
         assert_eq!(arena_of(blocks[0]), arena_of(blocks[per_pool]));
         let last = *blocks.last().unwrap();
-        assert_ne!(arena_of(last), arena_of(blocks[0]), "the ninth pool maps an arena");
+        assert_ne!(
+            arena_of(last),
+            arena_of(blocks[0]),
+            "the ninth pool maps an arena"
+        );
         let st = core.stats();
         assert_eq!(st.arenas_of_kind, [1, 2]);
-        assert_eq!(st.classes[medium.index()].pools(), MEDIUM_POOLS_PER_ARENA + 1);
-        assert_eq!(st.pools_empty[Kind::Medium as usize], MEDIUM_POOLS_PER_ARENA - 1);
+        assert_eq!(
+            st.classes[medium.index()].pools(),
+            MEDIUM_POOLS_PER_ARENA + 1
+        );
+        assert_eq!(
+            st.pools_empty[Kind::Medium as usize],
+            MEDIUM_POOLS_PER_ARENA - 1
+        );
         assert!(st.identity_holds(), "{st}");
         core.check_invariants().unwrap();
         // Freeing is checked against the pool the registry's kind finds: an interior pointer

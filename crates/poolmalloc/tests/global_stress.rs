@@ -31,7 +31,7 @@ impl Rng {
 /// A block whose words hold `cookie ^ index`, its first word its size (mimalloc's test-stress).
 fn alloc_items(rng: &mut Rng, corrupt: &AtomicUsize) -> *mut u8 {
     let words = match rng.below(200) {
-        0 => 4096 + rng.below(4000),  // large path now and then (past 32 KiB)
+        0 => 4096 + rng.below(4000),   // large path now and then (past 32 KiB)
         1..=6 => 64 + rng.below(4000), // medium: up to 32 KiB
         7..=20 => 16 + rng.below(48),  // up to 512 bytes
         _ => 1 + rng.below(15),
