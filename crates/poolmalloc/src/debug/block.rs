@@ -18,9 +18,14 @@ pub fn class_for(size: usize, align: usize) -> Option<Class> {
     class_of(size.checked_add(DEBUG_EXTRA)?, align)
 }
 
-/// The medium class whose blocks hold a debug block that `class_for` sends elsewhere.
+/// The medium class whose blocks hold a debug block that `class_for` sends elsewhere. The
+/// caller's bytes start `DEBUG_PREFIX` into the block, so an alignment above that goes to the
+/// large path, which lays out any alignment.
 #[inline]
 pub fn medium_class_for(size: usize, align: usize) -> Option<Class> {
+    if align > DEBUG_PREFIX {
+        return None;
+    }
     medium_class_of(size.checked_add(DEBUG_EXTRA)?, align)
 }
 
