@@ -116,6 +116,11 @@ pub fn take(cache: &ThreadCache, core: &TestCore, class: Class) -> *mut u8 {
     p
 }
 
+/// The kind of pool `block` lies in, from the registry (as the C library's free asks it).
+pub fn kind_of(core: &TestCore, block: *mut u8) -> Kind {
+    core.kind_of(block).expect("a block of the model's core")
+}
+
 /// How `free` freed a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Freed {
@@ -138,17 +143,18 @@ pub enum Freed {
 /// # Safety
 /// `block` is a block of `core` that is out and is given up here.
 pub unsafe fn free(core: &TestCore, cache: &ThreadCache, block: *mut u8) -> Freed {
+    let kind = kind_of(core, block);
     // SAFETY: the block lies in one of `core`'s pools and is given up (precondition).
-    match unsafe { cache.free_local(block, Kind::Small) } {
+    match unsafe { cache.free_local(block, kind) } {
         LocalFree::Freed => Freed::Local,
         LocalFree::DoubleFree => panic!("a block freed once was found free already"),
         LocalFree::Emptied => {
             // SAFETY: the free emptied a pool this cache owns: none of its blocks is out.
-            unsafe { cache.pool_emptied(core, OwnedPool::of(block, Kind::Small)) };
+            unsafe { cache.pool_emptied(core, OwnedPool::of(block, kind)) };
             Freed::Emptied
         }
         // SAFETY: the pool is not this cache's; the block is out and given up (precondition).
-        LocalFree::NotOwned => match unsafe { core.free_remote(block, Kind::Small, cache.id()) }
+        LocalFree::NotOwned => match unsafe { core.free_remote(block, kind, cache.id()) }
             .expect("a block freed once was refused")
         {
             RemoteFree::Adopted(pool) => {
@@ -179,7 +185,7 @@ pub unsafe fn free(core: &TestCore, cache: &ThreadCache, block: *mut u8) -> Free
 pub unsafe fn free_uncached(core: &TestCore, block: *mut u8) -> Freed {
     // SAFETY: no cache has id 0, so the pool is not the caller's; the block is out and given up
     // (precondition).
-    match unsafe { core.free_remote(block, Kind::Small, 0) }
+    match unsafe { core.free_remote(block, kind_of(core, block), 0) }
         .expect("a block freed once was refused")
     {
         RemoteFree::Pushed => Freed::Pushed,

@@ -9,12 +9,16 @@ use loom::sync::Arc;
 use loom::thread;
 use loom_tests::*;
 use poolmalloc::internal::ThreadCache;
-use poolmalloc_core::{Core, Kind, MemPages, OwnedPool};
+use poolmalloc_core::config::NB_SMALL_SIZE_CLASSES;
+use poolmalloc_core::{Core, MemPages, OwnedPool};
 
 /// Class 47: 384-byte blocks, two per 1 KiB pool, carved one at a time.
 const CLASS: usize = 47;
+/// The second medium class: 768-byte blocks, two per 2 KiB medium pool, carved one at a time.
+const MEDIUM_CLASS: usize = NB_SMALL_SIZE_CLASSES + 1;
 
 static SEEN: Seen = Seen::new();
+static MEDIUM_SEEN: Seen = Seen::new();
 const PUSHED: usize = 0;
 const ADOPTED: usize = 1;
 const REUSED: usize = 2;
@@ -22,16 +26,29 @@ const FRESH_POOL: usize = 3;
 
 #[test]
 fn remote_push_races_the_owners_swap() {
-    model("cross_thread", || {
+    remote_push_race("cross_thread", &SEEN, CLASS);
+}
+
+/// The same race on a medium pool (`Kind::Medium`: 2 KiB pools in the loom geometry), whose
+/// pool the front end finds with the medium mask and the registry's kind: the protocol is the
+/// same, per pool.
+#[test]
+fn remote_push_races_the_owners_swap_on_a_medium_pool() {
+    remote_push_race("cross_thread/medium", &MEDIUM_SEEN, MEDIUM_CLASS);
+}
+
+fn remote_push_race(name: &'static str, seen: &'static Seen, index: usize) {
+    model(name, move || {
         let core = Arc::new(Core::new(MemPages::new(2)));
-        let c = class(CLASS);
+        let c = class(index);
+        let kind = c.kind();
         assert_eq!((c.blocks_per_pool(), c.carve()), (2, 1));
         let cache = ThreadCache::new();
         cache.activate();
         let given = [take(&cache, &core, c), take(&cache, &core, c)];
-        let pool = OwnedPool::of(given[0], Kind::Small);
+        let pool = OwnedPool::of(given[0], kind);
         assert_eq!(
-            OwnedPool::of(given[1], Kind::Small),
+            OwnedPool::of(given[1], kind),
             pool,
             "both blocks fill one pool"
         );
@@ -49,8 +66,8 @@ fn remote_push_races_the_owners_swap() {
                 check_held(&freer_core, p, 1);
                 // SAFETY: a block of this core, out, handed to this thread and freed once.
                 match unsafe { free(&freer_core, &cache, p) } {
-                    Freed::Pushed => SEEN.mark(PUSHED),
-                    Freed::Adopted => SEEN.mark(ADOPTED),
+                    Freed::Pushed => seen.mark(PUSHED),
+                    Freed::Adopted => seen.mark(ADOPTED),
                     // The second block, after this thread adopted the pool with the first.
                     Freed::Local | Freed::Emptied => {}
                     Freed::Core => panic!("a thread with a cache freed under the class lock"),
@@ -66,10 +83,10 @@ fn remote_push_races_the_owners_swap() {
         for (i, &p) in mine.iter().enumerate() {
             stamp(p, 2 + i as u64);
             if addrs.contains(&(p as usize)) {
-                SEEN.mark(REUSED);
+                seen.mark(REUSED);
             }
-            if OwnedPool::of(p, Kind::Small) != pool {
-                SEEN.mark(FRESH_POOL);
+            if OwnedPool::of(p, kind) != pool {
+                seen.mark(FRESH_POOL);
             }
         }
         freer.join().unwrap();
@@ -81,8 +98,8 @@ fn remote_push_races_the_owners_swap() {
         cache.retire(&core);
         assert_quiescent(&core);
     });
-    SEEN.require(
-        "cross_thread",
+    seen.require(
+        name,
         &[
             "remote push",
             "adoption of the handed-back pool",
