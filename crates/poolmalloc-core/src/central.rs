@@ -699,7 +699,7 @@ mod tests {
                 arena_of(s[0]),
                 "no medium pool in a small arena"
             );
-            // Blocks lie in their 128 KiB pool, past its header, a whole block before its end.
+            // Blocks lie in their medium pool, past its header, a whole block before its end.
             let offset = b as usize % MEDIUM_POOL_SIZE;
             assert!(offset >= crate::config::POOL_OVERHEAD);
             assert!(offset + medium.block_size() <= MEDIUM_POOL_SIZE);

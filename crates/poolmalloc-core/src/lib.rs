@@ -34,7 +34,7 @@
 //!
 //! ## Pools
 //! A pool is of one of two kinds (`Kind`): a small pool is `POOL_SIZE` (16 KiB), a medium pool
-//! `MEDIUM_POOL_SIZE` (128 KiB: three blocks of the largest class, 204 of the smallest); either
+//! `MEDIUM_POOL_SIZE` (256 KiB: seven blocks of the largest class, 409 of the smallest); either
 //! is aligned to its size inside an arena of its kind, so the pool of any block is `addr & !(pool
 //! size - 1)`. Who frees a block knows the kind: a Rust `dealloc` from its layout (small layouts
 //! need nothing more), the C library from the registry, which holds each arena's kind. Its header (`layout::PoolHeader`, one cache line) takes the first
@@ -80,13 +80,13 @@
 
 //! ## Arenas
 //! An arena is `ARENA_SIZE` bytes, `ARENA_SIZE`-aligned, mapped from a `PageSource`, carved into
-//! pools of one kind from the front as needed (64 small or 8 medium). Each kind keeps its arenas
+//! pools of one kind from the front as needed (64 small or 4 medium). Each kind keeps its arenas
 //! with an empty pool on its own `usable_arenas`, sorted by their count of empty pools, fewest
 //! first, so new pools come from the fullest arena and nearly-empty arenas drain; `nfp2lasta[n]`
 //! (the rightmost arena with `n` empty pools) makes each re-sort O(1). An arena whose pools are
 //! all empty is unmapped, except that one of each kind is kept in reserve against map/unmap
 //! thrashing. A nearly empty arena gives its empty pools' pages back (small: 4 pools in use or
-//! fewer; medium: half its pools or fewer, since a medium pool is 128 KiB).
+//! fewer; medium: half its pools or fewer, since a medium pool is 256 KiB).
 //!
 //! Every arena is entered in the *registry*, a radix tree over arena-aligned addresses that holds
 //! its header and the id of the core that owns it: `free` of any pointer can ask "is this ours?"

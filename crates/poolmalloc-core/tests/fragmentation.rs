@@ -245,7 +245,10 @@ fn one_survivor_per_pool_is_the_one_block_band() {
 
 #[test]
 fn the_walk_allocates_nothing() {
-    let core = Core::new(MemPages::new(4));
+    // A pool of every class: one small arena, and a medium arena per four medium classes.
+    use poolmalloc_core::config::{MEDIUM_POOLS_PER_ARENA, NB_MEDIUM_SIZE_CLASSES};
+    let arenas = 1 + NB_MEDIUM_SIZE_CLASSES.div_ceil(MEDIUM_POOLS_PER_ARENA);
+    let core = Core::new(MemPages::new(arenas));
     let blocks: Vec<*mut u8> = Class::all()
         .map(|c| core.alloc_block(c).unwrap().as_ptr())
         .collect();
