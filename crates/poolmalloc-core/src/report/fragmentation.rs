@@ -121,12 +121,12 @@ impl fmt::Display for Fragmentation {
         writeln!(f)?;
         writeln!(
             f,
-            "class   size   capacity   1 block   {sparse:>5}   {half:>5}   <100%    full   \
+            "class    size   capacity   1 block   {sparse:>5}   {half:>5}   <100%    full   \
                 blocks out   idle bytes"
         )?;
         writeln!(
             f,
-            "-----   ----   --------   -------   -----   -----   -----   -----   \
+            "-----   -----   --------   -------   -----   -----   -----   -----   \
              -------------   ----------"
         )?;
         if self.pools_in_use() == 0 {
@@ -139,7 +139,7 @@ impl fmt::Display for Fragmentation {
             let b = &c.pools;
             writeln!(
                 f,
-                "{i:>5}   {:>4}   {:>8}   {:>7}   {:>5}   {:>5}   {:>5}   {:>5}   {:>13}   {:>10}",
+                "{i:>5}   {:>5}   {:>8}   {:>7}   {:>5}   {:>5}   {:>5}   {:>5}   {:>13}   {:>10}",
                 c.block_size,
                 c.capacity,
                 b[0],
@@ -219,12 +219,12 @@ impl fmt::Display for Fragmentation {
             writeln!(f)?;
             writeln!(
                 f,
-                "most wasteful pools           class   size   blocks out of capacity   idle bytes"
+                "most wasteful pools           class    size   blocks out of capacity   idle bytes"
             )?;
             for p in self.wasteful_pools() {
                 writeln!(
                     f,
-                    "{:<#28x}  {:>5}   {:>4}   {:>22}   {:>10}{}",
+                    "{:<#28x}  {:>5}   {:>5}   {:>22}   {:>10}{}",
                     p.address,
                     p.class,
                     p.block_size,
