@@ -709,7 +709,7 @@ mod tests {
         assert_ne!(
             arena_of(last),
             arena_of(blocks[0]),
-            "the ninth pool maps an arena"
+            "the pool past an arena's last maps another arena"
         );
         let st = core.stats();
         assert_eq!(st.arenas_of_kind, [1, 2]);

@@ -454,7 +454,7 @@ fn thousands_of_live_large_blocks_grow_the_table() {
     assert_eq!(m, Misuse::LargeDoubleFree { addr, size });
 }
 
-/// Debug blocks, small and large, handed between threads through shared slots, so a quarter of
+/// Debug blocks, small, medium and large, handed between threads through shared slots, so a quarter of
 /// frees are cross-thread and the large table is used by every thread at once: contents intact,
 /// no report.
 #[test]
@@ -505,9 +505,13 @@ fn threads_free_each_others_debug_blocks() {
                         let r = rng as usize;
                         match r % 4 {
                             0 | 1 => {
-                                // One in eight up to 8000 bytes (large), else up to 320 (small).
-                                let words = if r % 8 == 0 { 1000 } else { 40 };
-                                mine.push(alloc(8 * (1 + (r >> 8) % words)));
+                                // One in eight large, one in eight medium, else small.
+                                let words = (r >> 8) % 1000;
+                                mine.push(alloc(match r % 8 {
+                                    0 => MEDIUM_REQUEST_THRESHOLD + 8 * words,
+                                    4 => 8 * (70 + words),
+                                    _ => 8 * (1 + words % 40),
+                                }));
                             }
                             2 if !mine.is_empty() => free(mine.swap_remove((r >> 8) % mine.len())),
                             _ if !mine.is_empty() => {
