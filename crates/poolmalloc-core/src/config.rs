@@ -306,16 +306,6 @@ impl Kind {
             Kind::Medium => "medium",
         }
     }
-
-    /// The kind with this index (`Kind as usize`); `None` for any other value.
-    #[inline(always)]
-    pub const fn from_index(index: u8) -> Option<Kind> {
-        match index {
-            0 => Some(Kind::Small),
-            1 => Some(Kind::Medium),
-            _ => None,
-        }
-    }
 }
 
 // ---- invariants checked at compile time ----

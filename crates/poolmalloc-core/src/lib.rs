@@ -207,7 +207,7 @@ pub use layout::{
 pub use os::{MemPages, OsPages, PageSource};
 pub use pool::{Batch, OwnedPool};
 pub use size_class::{
-    class_of, is_medium, is_small, medium_class_of, pool_class_of, Class, ClassInfo, CLASS_TABLE,
+    class_of, is_small, medium_class_of, pool_class_of, Class, ClassInfo, CLASS_TABLE,
 };
 pub use stats::{ClassStats, CoreStats};
 

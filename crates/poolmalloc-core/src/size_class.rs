@@ -196,12 +196,6 @@ pub const fn pool_class_of(size: usize, align: usize) -> Option<Class> {
     }
 }
 
-/// True when `medium_class_of(size, align)` is a class.
-#[inline(always)]
-pub const fn is_medium(size: usize, align: usize) -> bool {
-    size <= MEDIUM_REQUEST_THRESHOLD && align <= MAX_MEDIUM_ALIGN
-}
-
 /// `log2(SMALL_REQUEST_THRESHOLD / MAX_SMALL_ALIGN)`: shifting `align - 1` left by this puts any
 /// alignment above MAX_SMALL_ALIGN at or past the threshold (see `class_of`).
 const ALIGN_SHIFT: u32 =
@@ -300,7 +294,6 @@ mod tests {
                     continue;
                 }
                 let got = medium_class_of(size, align);
-                assert_eq!(got.is_some(), is_medium(size, align));
                 if size > MEDIUM_REQUEST_THRESHOLD || align > MAX_MEDIUM_ALIGN {
                     assert_eq!(got, None, "size {size} align {align}: large path");
                     continue;
