@@ -484,7 +484,7 @@ proptest! {
 
     #[test]
     fn snapshot_totals_equal_stats_at_every_step(ops in proptest::collection::vec(op(), 1..160)) {
-        let mut m = Model { core: Core::new(MemPages::new(8)), live: BTreeMap::new() };
+        let mut m = Model { core: Core::new(MemPages::new(64)), live: BTreeMap::new() };
         for op in ops {
             m.step(op);
             let s = m.core.stats();
