@@ -612,5 +612,13 @@ mod tests {
             }
         );
         assert!(p("__count pair-65 bump 1000").is_err());
+        assert_eq!(
+            p("__count pair-alone-16 poolmalloc 5").unwrap(),
+            Command::Count {
+                case: "pair-alone-16".into(),
+                allocator: AllocatorId::PoolMalloc,
+                n: 5
+            }
+        );
     }
 }

@@ -124,7 +124,7 @@ fn compare_reports_median_spread_and_ratio_to_the_best_peer() {
     let (table, doc) = compare(
         &[
             "--workloads",
-            "pair",
+            "pair,pair-alone",
             "--allocators",
             "system,poolmalloc",
             "--reps",
@@ -136,7 +136,17 @@ fn compare_reports_median_spread_and_ratio_to_the_best_peer() {
     assert_eq!(doc["peers"], serde_json::json!(["system"]));
     let rows = doc["rows"].as_array().unwrap();
     let cases: Vec<&str> = rows.iter().map(|r| r["case"].as_str().unwrap()).collect();
-    assert_eq!(cases, ["pair/16", "pair/64", "pair/256"]);
+    assert_eq!(
+        cases,
+        [
+            "pair/16",
+            "pair/64",
+            "pair/256",
+            "pair-alone/16",
+            "pair-alone/64",
+            "pair-alone/256"
+        ]
+    );
     for r in rows {
         assert_eq!(r["best_peer"], "system");
         let pm = &r["results"]["poolmalloc"];

@@ -9,6 +9,7 @@
 //! | case                | what it stresses                                            | op |
 //! |---------------------|-------------------------------------------------------------|----|
 //! | `pair/16,64,256`    | one alloc+free in a loop, 1024 blocks live: the fast path   | alloc+free |
+//! | `pair-alone/16,64,256` | the same with no other block live: each free empties a pool | alloc+free |
 //! | `churn/1t`, `/Nt`   | 100k random sizes 8..=512, random-order free: refill/flush  | alloc+free |
 //! | `medium/1t`, `/Nt`  | the same with 4k random sizes 513 B..=32 KiB                | alloc+free |
 //! | `larson/Nt`         | slot arrays passed to new threads each round: remote frees  | replacement |
@@ -98,6 +99,7 @@ pub fn cores() -> usize {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Workload {
     Pair,
+    PairAlone,
     Churn,
     Medium,
     Larson,
@@ -128,6 +130,7 @@ pub enum Where {
 impl Workload {
     pub const ALL: &'static [Workload] = &[
         Workload::Pair,
+        Workload::PairAlone,
         Workload::Churn,
         Workload::Medium,
         Workload::Larson,
@@ -147,6 +150,7 @@ impl Workload {
     pub fn name(self) -> &'static str {
         match self {
             Workload::Pair => "pair",
+            Workload::PairAlone => "pair-alone",
             Workload::Churn => "churn",
             Workload::Medium => "medium",
             Workload::Larson => "larson",
@@ -384,11 +388,15 @@ impl WithAllocator for RunCase<'_> {
         let s = self.scale;
         let n = cores();
         Ok(match self.w {
-            Workload::Pair => {
+            Workload::Pair | Workload::PairAlone => {
+                let live = match self.w {
+                    Workload::Pair => pair::LIVE,
+                    _ => 0,
+                };
                 let mut out = Vec::new();
                 for size in pair::SIZES {
-                    let t = pair::pair(a, size, params::pair_iters(s))?;
-                    out.push(Sample::time(format!("pair/{size}"), t));
+                    let t = pair::pair_with_live(a, size, live, params::pair_iters(s))?;
+                    out.push(Sample::time(format!("{}/{size}", self.w.name()), t));
                 }
                 out
             }
@@ -518,9 +526,9 @@ pub fn run_global(scale: Scale) -> Result<Vec<Sample>> {
     ])
 }
 
-/// For the instruction counts (`benches/instructions.sh`): runs `case` (`pair-16`, `pair-64`,
-/// `pair-256` or `churn`) for `n` iterations (churn: `n` rounds of `churn::BLOCKS`) and returns
-/// the operations done.
+/// For the instruction counts (`benches/instructions.sh`): runs `case` (one of
+/// [`COUNTED_CASES`]: `pair-16/64/256`, `pair-alone-16/64/256` or `churn`) for `n` iterations
+/// (churn: `n` rounds of `churn::BLOCKS`) and returns the operations done.
 pub fn run_counted(case: &str, id: AllocatorId, n: u64) -> Result<u64> {
     struct Counted<'a> {
         case: &'a str,
@@ -533,10 +541,14 @@ pub fn run_counted(case: &str, id: AllocatorId, n: u64) -> Result<u64> {
             _: AllocatorId,
             a: &'static A,
         ) -> Result<u64> {
+            let run_pair = |size, live| pair::pair_with_live(a, size, live, self.n);
             let t = match self.case {
-                "pair-16" => pair::pair(a, 16, self.n)?,
-                "pair-64" => pair::pair(a, 64, self.n)?,
-                "pair-256" => pair::pair(a, 256, self.n)?,
+                "pair-16" => run_pair(16, pair::LIVE)?,
+                "pair-64" => run_pair(64, pair::LIVE)?,
+                "pair-256" => run_pair(256, pair::LIVE)?,
+                "pair-alone-16" => run_pair(16, 0)?,
+                "pair-alone-64" => run_pair(64, 0)?,
+                "pair-alone-256" => run_pair(256, 0)?,
                 "churn" => churn::churn(a, 1, churn::BLOCKS, Sizes::SMALL, self.n as u32)?,
                 other => {
                     return Err(Fault(format!(
@@ -551,4 +563,12 @@ pub fn run_counted(case: &str, id: AllocatorId, n: u64) -> Result<u64> {
     id.with(Counted { case, n })
 }
 
-pub const COUNTED_CASES: &[&str] = &["pair-16", "pair-64", "pair-256", "churn"];
+pub const COUNTED_CASES: &[&str] = &[
+    "pair-16",
+    "pair-64",
+    "pair-256",
+    "pair-alone-16",
+    "pair-alone-64",
+    "pair-alone-256",
+    "churn",
+];

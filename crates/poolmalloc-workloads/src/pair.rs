@@ -2,6 +2,10 @@
 //!
 //! The tightest loop an allocator sees: the thread cache (or tcache, or mimalloc's page free
 //! list) serves the same block back and forth. One op = one alloc + one free.
+//!
+//! pair-alone is the same loop with no other block live: every free leaves the block's pool
+//! (or page, or span) empty, so an allocator that gives an empty pool back at once pays for it
+//! on every pair.
 
 use std::alloc::GlobalAlloc;
 use std::hint::black_box;
@@ -10,19 +14,30 @@ use std::time::Instant;
 use crate::blocks::{alloc_tagged, check_and_free_all, layout_for, tag, Fault, Result};
 use crate::Timing;
 
-/// Blocks kept live around the loop.
+/// Blocks kept live around the loop (pair; pair-alone keeps none).
 pub const LIVE: usize = 1024;
 
 /// The sizes the compare table and the benches run.
 pub const SIZES: [usize; 3] = [16, 64, 256];
 
 /// `iters` alloc/free pairs of `size` bytes with `LIVE` tagged blocks of the same size live.
+pub fn pair<A: GlobalAlloc + ?Sized>(a: &A, size: usize, iters: u64) -> Result<Timing> {
+    pair_with_live(a, size, LIVE, iters)
+}
+
+/// `iters` alloc/free pairs of `size` bytes with `live_blocks` tagged blocks of the same size live
+/// (`LIVE` for pair, 0 for pair-alone).
 /// Checks: every block non-null and aligned, and the live blocks intact afterwards (the loop
 /// writes its counter into each block it gets, so handing out a live block shows).
-pub fn pair<A: GlobalAlloc + ?Sized>(a: &A, size: usize, iters: u64) -> Result<Timing> {
+pub fn pair_with_live<A: GlobalAlloc + ?Sized>(
+    a: &A,
+    size: usize,
+    live_blocks: usize,
+    iters: u64,
+) -> Result<Timing> {
     let layout = layout_for(size);
-    let mut live = Vec::with_capacity(LIVE);
-    for i in 0..LIVE {
+    let mut live = Vec::with_capacity(live_blocks);
+    for i in 0..live_blocks {
         match alloc_tagged(a, size, tag(i as u64)) {
             Ok(b) => live.push(b),
             Err(e) => {
