@@ -5,16 +5,29 @@
 //! one free pool sit on their kind's `usable`, sorted by free-pool count, fewest first:
 //! new pools come from the fullest arena so nearly-empty arenas drain and can be released.
 //! `nfp2lasta[n]` is the rightmost arena on `usable` with `n` free pools, which keeps every
-//! re-sort O(1) (CPython's obmalloc, `insert_to_freepool`, Cases 1–4 below). An arena whose pools
-//! are all empty is unmapped unless it is its kind's reserve (A3); one with
-//! `Kind::purge_at_pools_in_use` pools in use or fewer gives its empty pools' pages back (decommit), keeping them mapped. An
-//! arena's empty pools are a bitmap in its header, not a list through the pools, so nothing of
-//! an empty pool needs its pages. All of this runs under the core's
-//! arena lock: `Arenas` is only reachable through that lock's guard.
+//! re-sort O(1) (CPython's obmalloc, `insert_to_freepool`, Cases 1–4 below). An arena's empty
+//! pools are a bitmap in its header, not a list through the pools, so nothing of an empty pool
+//! needs its pages. All of this runs under the core's arena lock: `Arenas` is only reachable
+//! through that lock's guard.
+//!
+//! ## Memory back to the OS, in time
+//! With a purge delay (`Schedule::delay_ms`, the default), an empty pool stays committed (warm)
+//! and a wholly empty arena stays mapped: the next pool taken is a warm one, with no page fault.
+//! A purge pass (`begin_purge`, due `delay_ms` after the first pool waited) gives back what was
+//! already empty at the pass before — pools empty for at least one delay and at most two:
+//! their pages are decommitted, and wholly empty arenas beyond the reserve are unmapped (A3).
+//! A pass **claims** what it gives back under the lock — claimed pools leave the free bitmap
+//! and the counts, unmapped arenas every list and the registry — and the system calls run
+//! without it (`PurgeWork::apply`), so an allocation never waits for a TLB shootdown and never
+//! takes a pool being purged; `end_purge` puts the claimed pools back, decommitted.
+//!
+//! With a delay of 0 the old policy holds: a wholly empty arena is unmapped at once unless it
+//! is its kind's reserve, and one with `Kind::purge_at_pools_in_use` pools in use or fewer gives
+//! its empty pools' pages back at once.
 
 use core::ptr::{self, NonNull};
 
-use crate::config::{Kind, ARENA_SIZE, KINDS, POOLS_PER_ARENA, RESERVE_ARENAS};
+use crate::config::{Kind, ARENA_SIZE, KINDS, POOLS_PER_ARENA, PURGE_BATCH, RESERVE_ARENAS};
 use crate::layout::{ArenaHeader, PoolHeader};
 use crate::os::PageSource;
 use crate::registry::REGISTRY;
@@ -36,12 +49,9 @@ unsafe fn purge<S: PageSource>(a: &mut ArenaHeader, source: &S) {
         // SAFETY: the run lies in the arena (bits below its pool count), is pool- and so
         // page-aligned, and its pools are empty (precondition).
         unsafe { source.decommit(NonNull::new_unchecked(addr), run * pool_size) };
-        let bits = if run == 64 {
-            u64::MAX
-        } else {
-            ((1u64 << run) - 1) << first
-        };
+        let bits = run_bits(first, run);
         a.decommitted |= bits;
+        a.old &= !bits;
         todo &= !bits;
     }
 }
@@ -59,8 +69,16 @@ pub struct ArenaCounters {
     pub high_water: usize,
     /// Times the OS refused an arena.
     pub map_failures: usize,
-    /// Mapped arenas whose pools are all empty (at most RESERVE_ARENAS of each kind, A3).
+    /// Mapped arenas whose pools are all empty (beyond RESERVE_ARENAS of a kind only until the
+    /// next purge pass, A3).
     pub wholly_empty: usize,
+    /// Purge passes run (by the purger, by allocator calls past the deadline, or by `collect`).
+    pub purge_passes: usize,
+    /// Ranges given back by purge passes: decommitted runs of neighbouring pools and unmapped
+    /// arenas, one system call each.
+    pub purges: usize,
+    /// Bytes given back by purge passes (decommitted pools and unmapped arenas).
+    pub purged_bytes: usize,
 }
 
 /// One kind's arenas with a free pool, in order, and its reserve count.
@@ -81,11 +99,88 @@ impl Usable {
     }
 }
 
+/// When memory goes back: the purge delay and the next pass's deadline.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Schedule {
+    /// Milliseconds an empty pool waits, committed, before a pass gives it back; 0: at once.
+    pub delay_ms: u64,
+    /// When the next pass is due, on the page source's clock; 0 while nothing waits.
+    pub next_at: u64,
+}
+
+/// What a purge pass claimed under the arena lock, for `apply` to give back without it and
+/// `end_purge` to put back. Fixed arrays: the pass runs inside the allocator and allocates
+/// nothing; a pass with more to give back says `more`, and the caller runs another.
+pub(crate) struct PurgeWork {
+    /// Runs of neighbouring claimed pools: their arena, first pool and count.
+    runs: [(*mut ArenaHeader, u32, u32); PURGE_BATCH],
+    nruns: usize,
+    /// Pool size of each run's arena (read once, while the lock was held).
+    run_pool_size: [usize; PURGE_BATCH],
+    /// Wholly empty arenas taken off every list and out of the registry, to unmap.
+    unmaps: [usize; PURGE_BATCH],
+    nunmaps: usize,
+    /// The arrays filled up before the pass was done.
+    pub more: bool,
+}
+
+impl PurgeWork {
+    fn new() -> PurgeWork {
+        PurgeWork {
+            runs: [(ptr::null_mut(), 0, 0); PURGE_BATCH],
+            nruns: 0,
+            run_pool_size: [0; PURGE_BATCH],
+            unmaps: [0; PURGE_BATCH],
+            nunmaps: 0,
+            more: false,
+        }
+    }
+
+    /// Arenas the pass unmaps.
+    pub fn arenas_unmapped(&self) -> usize {
+        self.nunmaps
+    }
+
+    /// Gives the claimed memory back: one `decommit` per run, one `unmap_arena` per arena. Runs
+    /// without the arena lock.
+    ///
+    /// # Safety
+    /// `self` came from `begin_purge` of the arenas of `source`, and `end_purge` has not run.
+    pub unsafe fn apply<S: PageSource>(&self, source: &S) {
+        for (i, &(ao, first, n)) in self.runs[..self.nruns].iter().enumerate() {
+            let size = self.run_pool_size[i];
+            // SAFETY: the run's pools are claimed: empty, off the free bitmap, so no one takes
+            // them or reads their pages until `end_purge` (P4); the arena stays mapped while it
+            // has claimed pools (a pass never unmaps such an arena, nor counts it wholly empty).
+            unsafe {
+                let addr = (*ao).address + first as usize * size;
+                source.decommit(NonNull::new_unchecked(addr as *mut u8), n as usize * size);
+            }
+        }
+        for &base in &self.unmaps[..self.nunmaps] {
+            tools::unregister_root_region(base as *const u8, ARENA_SIZE);
+            // SAFETY: the arena is off every list and out of the registry (R2), and wholly
+            // empty: nothing refers to its memory.
+            unsafe { source.unmap_arena(NonNull::new_unchecked(base as *mut u8)) };
+        }
+    }
+}
+
+/// The bits of a run of `n` pools from `first`.
+fn run_bits(first: usize, n: usize) -> u64 {
+    if n == 64 {
+        u64::MAX
+    } else {
+        ((1u64 << n) - 1) << first
+    }
+}
+
 /// The arena lock's state.
 pub(crate) struct Arenas {
     kinds: [Usable; KINDS],
     all: *mut ArenaHeader,
     pub counters: ArenaCounters,
+    pub schedule: Schedule,
 }
 
 // SAFETY: the raw pointers lead to registry slots and arena memory that this state owns (A1); the
@@ -93,7 +188,7 @@ pub(crate) struct Arenas {
 unsafe impl Send for Arenas {}
 
 impl Arenas {
-    pub const fn new() -> Arenas {
+    pub const fn new(delay_ms: u64) -> Arenas {
         Arenas {
             kinds: [Usable::new(), Usable::new()],
             all: ptr::null_mut(),
@@ -104,6 +199,13 @@ impl Arenas {
                 high_water: 0,
                 map_failures: 0,
                 wholly_empty: 0,
+                purge_passes: 0,
+                purges: 0,
+                purged_bytes: 0,
+            },
+            schedule: Schedule {
+                delay_ms,
+                next_at: 0,
             },
         }
     }
@@ -142,6 +244,8 @@ impl Arenas {
                 ntotalpools: kind.pools_per_arena(),
                 free_pools: 0,
                 decommitted: 0,
+                old: 0,
+                claimed: 0,
                 nextarena: ptr::null_mut(),
                 prevarena: ptr::null_mut(),
                 next_all: self.all,
@@ -167,8 +271,21 @@ impl Arenas {
     /// # Safety
     /// `ao` is one of this core's arenas, wholly empty, already off `usable`.
     unsafe fn free_arena<S: PageSource>(&mut self, ao: *mut ArenaHeader, source: &S) {
+        // SAFETY: forwarded precondition.
+        let base = unsafe { self.forget_arena(ao) };
+        tools::unregister_root_region(base as *const u8, ARENA_SIZE);
+        // SAFETY: the arena is off every list and out of the registry, and wholly empty.
+        unsafe { source.unmap_arena(NonNull::new_unchecked(base as *mut u8)) };
+    }
+
+    /// Takes an arena whose pools are all empty off `all` and out of the registry, and forgets
+    /// its header; returns its base, for the caller to unmap.
+    ///
+    /// # Safety
+    /// As for `free_arena`.
+    unsafe fn forget_arena(&mut self, ao: *mut ArenaHeader) -> usize {
         // SAFETY: `ao` and its neighbours on `all` are headers of this core (precondition).
-        unsafe {
+        let base = unsafe {
             let a = &mut *ao;
             if a.prev_all.is_null() {
                 self.all = a.next_all;
@@ -184,11 +301,11 @@ impl Arenas {
                 slot.set_owner(0, Kind::Small);
             }
             ao.write(core::mem::zeroed());
-            tools::unregister_root_region(base as *const u8, ARENA_SIZE);
-            source.unmap_arena(NonNull::new_unchecked(base as *mut u8));
-        }
+            base
+        };
         self.counters.mapped -= 1;
         self.counters.released += 1;
+        base
     }
 
     /// Takes an empty pool of `kind`, from the arena of that kind with the fewest free pools,
@@ -227,9 +344,12 @@ impl Arenas {
                 list.nfp2lasta[nf - 1] = ao;
             }
             let pool = if a.free_pools != 0 {
-                let i = a.free_pools.trailing_zeros() as usize;
+                // Warm (committed) pools first: no page fault, and the cold ones stay given back.
+                let warm = a.free_pools & !a.decommitted;
+                let i = if warm != 0 { warm } else { a.free_pools }.trailing_zeros() as usize;
                 a.free_pools &= !(1 << i);
                 a.decommitted &= !(1 << i);
+                a.old &= !(1 << i);
                 (a.address + i * pool_size) as *mut PoolHeader
             } else {
                 let pool = a.pool_address as *mut PoolHeader;
@@ -250,12 +370,20 @@ impl Arenas {
         }
     }
 
-    /// Gives an empty pool back to its arena and restores the ordering of `usable`, unmapping the
-    /// arena when all its pools are empty and it is not needed as the reserve.
+    /// Gives an empty pool back to its arena and restores the ordering of `usable`. With a purge
+    /// delay the pool stays committed until a pass gives it back; returns the new deadline when
+    /// this schedules the first pass (nothing waited before), for the caller to publish. With no
+    /// delay, a wholly empty arena not needed as the reserve is unmapped at once, and a nearly
+    /// empty one gives its empty pools' pages back at once.
     ///
     /// # Safety
     /// `pool` is a carved pool of this core with no block out, on no list, already marked empty.
-    pub unsafe fn give_pool<S: PageSource>(&mut self, pool: *mut PoolHeader, source: &S) {
+    pub unsafe fn give_pool<S: PageSource>(
+        &mut self,
+        pool: *mut PoolHeader,
+        source: &S,
+    ) -> Option<u64> {
+        let delay = self.schedule.delay_ms;
         // SAFETY: the pool and its arena belong to this core (precondition) and we hold the arena
         // lock, which guards an empty pool and its arena's header (P1, A1).
         unsafe {
@@ -278,20 +406,43 @@ impl Arenas {
             let nf = nf + 1;
             a.nfreepools = nf;
 
-            // Case 1: every pool is empty. Unmap unless it is needed as the reserve (A3).
+            // Case 1: every pool is empty. With no delay, unmap unless it is the reserve (A3).
             if nf == a.ntotalpools {
-                if self.kinds[k].wholly_empty >= RESERVE_ARENAS {
+                if delay == 0 && self.kinds[k].wholly_empty >= RESERVE_ARENAS {
                     self.unlink_usable(ao);
                     self.free_arena(ao, source);
-                    return;
+                    return None;
                 }
                 self.counters.wholly_empty += 1;
                 self.kinds[k].wholly_empty += 1;
             }
-            if a.ntotalpools - nf <= kind.purge_at_pools_in_use() {
+            if delay == 0 && a.ntotalpools - nf <= kind.purge_at_pools_in_use() {
                 purge(a, source);
             }
-            let list = &mut self.kinds[k];
+            self.reorder_after_give(ao, nf, lastnf);
+        }
+        if delay == 0 || self.schedule.next_at != 0 {
+            return None;
+        }
+        self.schedule.next_at = source.now_ms() + delay;
+        Some(self.schedule.next_at)
+    }
+
+    /// `give_pool`'s re-sort of `usable` for an arena whose free-pool count rose to `nf`;
+    /// `lastnf` was the rightmost arena with its old count.
+    ///
+    /// # Safety
+    /// `ao` is a mapped arena of this core, on its kind's `usable` unless `nf` is 1.
+    unsafe fn reorder_after_give(
+        &mut self,
+        ao: *mut ArenaHeader,
+        nf: usize,
+        lastnf: *mut ArenaHeader,
+    ) {
+        // SAFETY: `ao` and its neighbours are headers of this core's arenas (precondition).
+        unsafe {
+            let a = &mut *ao;
+            let list = &mut self.kinds[a.kind as usize];
             // Case 2: its first free pool: it goes to the front, where the fewest-free arenas are.
             if nf == 1 {
                 a.prevarena = ptr::null_mut();
@@ -326,6 +477,243 @@ impl Arenas {
         }
     }
 
+    /// Changes an arena's free-pool count from `old` to `new` (a purge's claim, or its end),
+    /// moving it on its kind's `usable` and keeping `nfp2lasta` and the wholly-empty counts.
+    ///
+    /// # Safety
+    /// `ao` is a mapped arena of this core with `old` free pools, on `usable` if `old > 0`.
+    unsafe fn recount(&mut self, ao: *mut ArenaHeader, old: usize, new: usize) {
+        // SAFETY: a header of this core's arenas (precondition); we hold the arena lock.
+        let (k, total) = unsafe { ((*ao).kind as usize, (*ao).ntotalpools) };
+        if old > 0 {
+            // SAFETY: on `usable` with `old` free pools (precondition).
+            unsafe { self.remove_usable(ao, old) };
+        }
+        // SAFETY: as above.
+        unsafe { (*ao).nfreepools = new };
+        if new > 0 {
+            // SAFETY: off every `usable` list now, with `new` free pools.
+            unsafe { self.insert_usable(ao, new) };
+        }
+        let step = usize::from(new == total) as isize - usize::from(old == total) as isize;
+        self.counters.wholly_empty = self.counters.wholly_empty.wrapping_add_signed(step);
+        self.kinds[k].wholly_empty = self.kinds[k].wholly_empty.wrapping_add_signed(step);
+    }
+
+    /// Takes `ao`, which has `nf` free pools, off its kind's `usable`, keeping `nfp2lasta`.
+    ///
+    /// # Safety
+    /// `ao` is on its kind's `usable` with `nf` free pools.
+    unsafe fn remove_usable(&mut self, ao: *mut ArenaHeader, nf: usize) {
+        // SAFETY: `ao` and its neighbours are on `usable` (precondition).
+        unsafe {
+            let k = (*ao).kind as usize;
+            if self.kinds[k].nfp2lasta[nf] == ao {
+                let p = (*ao).prevarena;
+                self.kinds[k].nfp2lasta[nf] = if !p.is_null() && (*p).nfreepools == nf {
+                    p
+                } else {
+                    ptr::null_mut()
+                };
+            }
+            self.unlink_usable(ao);
+        }
+    }
+
+    /// Puts `ao`, which has `nf > 0` free pools and is on no `usable` list, on its kind's, in
+    /// order: behind the rightmost arena with `nf` free pools or fewer.
+    ///
+    /// # Safety
+    /// As said; `ao` is a mapped arena of this core.
+    unsafe fn insert_usable(&mut self, ao: *mut ArenaHeader, nf: usize) {
+        // SAFETY: `ao` and the arenas on `usable` are headers of this core (precondition).
+        unsafe {
+            let list = &mut self.kinds[(*ao).kind as usize];
+            let after = (1..=nf)
+                .rev()
+                .map(|m| list.nfp2lasta[m])
+                .find(|p| !p.is_null())
+                .unwrap_or(ptr::null_mut());
+            let a = &mut *ao;
+            if after.is_null() {
+                a.prevarena = ptr::null_mut();
+                a.nextarena = list.usable;
+                if !list.usable.is_null() {
+                    (*list.usable).prevarena = ao;
+                }
+                list.usable = ao;
+            } else {
+                a.prevarena = after;
+                a.nextarena = (*after).nextarena;
+                if !a.nextarena.is_null() {
+                    (*a.nextarena).prevarena = ao;
+                }
+                (*after).nextarena = ao;
+            }
+            list.nfp2lasta[nf] = ao;
+        }
+    }
+
+    /// A purge pass, if one is due at `now` (or `force`: `collect`, everything now): claims
+    /// the committed empty pools that were empty at the pass before (all of them when forced)
+    /// and the wholly empty arenas beyond each kind's reserve with nothing newly emptied
+    /// (every one when forced), marks what is left committed as waiting for the next pass, and
+    /// schedules that pass while anything waits.
+    pub fn begin_purge(&mut self, now: u64, force: bool) -> PurgeWork {
+        let mut work = PurgeWork::new();
+        let due = self.schedule.next_at != 0 && now >= self.schedule.next_at;
+        if !force && !due {
+            return work;
+        }
+        self.counters.purge_passes += 1;
+        let mut excess = [0; KINDS];
+        for kind in Kind::ALL {
+            excess[kind as usize] = self.kinds[kind as usize]
+                .wholly_empty
+                .saturating_sub(RESERVE_ARENAS);
+        }
+        let mut waits = false;
+        let mut next = self.all;
+        while !next.is_null() {
+            let ao = next;
+            // SAFETY: `all` links headers of this core's mapped arenas (A1); we hold the arena
+            // lock. The link is read before the arena may leave the list.
+            unsafe {
+                next = (*ao).next_all;
+                if !self.claim(ao, force, &mut excess, &mut work) {
+                    waits = true;
+                }
+            }
+            if work.more {
+                waits = true;
+                break;
+            }
+        }
+        if Kind::ALL
+            .iter()
+            .any(|&k| self.kinds[k as usize].wholly_empty > RESERVE_ARENAS)
+        {
+            waits = true;
+        }
+        self.schedule.next_at = if waits && self.schedule.delay_ms > 0 {
+            now + self.schedule.delay_ms
+        } else {
+            0
+        };
+        work
+    }
+
+    /// `begin_purge` on one arena; false when something of it still waits for a later pass.
+    ///
+    /// # Safety
+    /// `ao` is a mapped arena of this core; we hold the arena lock.
+    unsafe fn claim(
+        &mut self,
+        ao: *mut ArenaHeader,
+        force: bool,
+        excess: &mut [usize; KINDS],
+        work: &mut PurgeWork,
+    ) -> bool {
+        // SAFETY: forwarded precondition.
+        let a = unsafe { &mut *ao };
+        if a.claimed != 0 {
+            // Another pass is giving part of it back: it finishes the arena.
+            return false;
+        }
+        let k = a.kind as usize;
+        let committed = a.free_pools & !a.decommitted;
+        let young = committed & !a.old;
+        let nf = a.nfreepools;
+        if nf == a.ntotalpools && excess[k] > 0 && (force || young == 0) {
+            if work.nunmaps == PURGE_BATCH {
+                work.more = true;
+                return false;
+            }
+            // Only carved pools that were not given back yet hold pages.
+            let bytes = (a.carved() - a.decommitted.count_ones() as usize) * a.kind.pool_size();
+            // SAFETY: wholly empty, on its kind's `usable` (it has free pools: A4).
+            unsafe {
+                self.recount(ao, nf, 0);
+                work.unmaps[work.nunmaps] = self.forget_arena(ao);
+            }
+            self.counters.purged_bytes += bytes;
+            work.nunmaps += 1;
+            self.counters.purges += 1;
+            excess[k] -= 1;
+            return true;
+        }
+        let ripe = if force { committed } else { committed & a.old };
+        let pool_size = a.kind.pool_size();
+        let mut todo = ripe;
+        let (mut claimed, mut runs) = (0u64, 0);
+        while todo != 0 {
+            if work.nruns == PURGE_BATCH {
+                work.more = true;
+                break;
+            }
+            let first = todo.trailing_zeros() as usize;
+            let n = (todo >> first).trailing_ones() as usize;
+            work.runs[work.nruns] = (ao, first as u32, n as u32);
+            work.run_pool_size[work.nruns] = pool_size;
+            work.nruns += 1;
+            claimed |= run_bits(first, n);
+            todo &= !run_bits(first, n);
+            runs += 1;
+        }
+        if claimed != 0 {
+            // SAFETY: a mapped arena with `nf` free pools, on `usable` as it has some (A4).
+            unsafe { self.recount(ao, nf, nf - claimed.count_ones() as usize) };
+            // SAFETY: as above (`recount` borrowed the header afresh).
+            let a = unsafe { &mut *ao };
+            a.free_pools &= !claimed;
+            a.claimed = claimed;
+            self.counters.purges += runs;
+            self.counters.purged_bytes += claimed.count_ones() as usize * pool_size;
+        }
+        // SAFETY: as above.
+        let a = unsafe { &mut *ao };
+        // What is still empty and committed has waited one pass: the next one gives it back.
+        // (What this pass claimed, `end_purge` finishes.)
+        a.old = a.free_pools & !a.decommitted;
+        a.old == 0
+    }
+
+    /// Puts back what `begin_purge` claimed for `work`, now decommitted; schedules another pass
+    /// at `now` + the delay if a wholly empty arena beyond the reserve is left to unmap.
+    pub fn end_purge(&mut self, work: &PurgeWork, now: u64) {
+        for &(ao, first, n) in &work.runs[..work.nruns] {
+            let bits = run_bits(first as usize, n as usize);
+            // SAFETY: the run's arena is mapped while it has claimed pools (`PurgeWork::apply`),
+            // and we hold the arena lock.
+            unsafe {
+                let a = &mut *ao;
+                a.claimed &= !bits;
+                a.decommitted |= bits;
+                let nf = a.nfreepools;
+                self.recount(ao, nf, nf + n as usize);
+                (*ao).free_pools |= bits;
+            }
+        }
+        let waits = Kind::ALL
+            .iter()
+            .any(|&k| self.kinds[k as usize].wholly_empty > RESERVE_ARENAS);
+        if waits && self.schedule.next_at == 0 && self.schedule.delay_ms > 0 {
+            self.schedule.next_at = now + self.schedule.delay_ms;
+        }
+    }
+
+    /// Bytes of empty pools kept committed (warm), waiting for a purge pass or the next pool.
+    pub fn warm_bytes(&self) -> usize {
+        self.iter_all()
+            .map(|ao| {
+                // SAFETY: `all` links headers of this core's mapped arenas (A1); the caller holds
+                // the lock (the iterator borrows the guarded state).
+                let a = unsafe { &*ao };
+                (a.free_pools & !a.decommitted).count_ones() as usize * a.kind.pool_size()
+            })
+            .sum()
+    }
+
     /// # Safety
     /// `ao` is on its kind's `usable`; the caller fixes `nfp2lasta` itself.
     unsafe fn unlink_usable(&mut self, ao: *mut ArenaHeader) {
@@ -343,35 +731,6 @@ impl Arenas {
             a.nextarena = ptr::null_mut();
             a.prevarena = ptr::null_mut();
         }
-    }
-
-    /// Unmaps wholly empty arenas beyond each kind's reserve (A3). Returns how many went.
-    pub fn release_beyond_reserve<S: PageSource>(&mut self, source: &S) -> usize {
-        let mut released = 0;
-        for kind in Kind::ALL {
-            let (k, all) = (kind as usize, kind.pools_per_arena());
-            while self.kinds[k].wholly_empty > RESERVE_ARENAS {
-                // Wholly empty arenas are the rightmost on `usable`; the last is `nfp2lasta[all]`.
-                let ao = self.kinds[k].nfp2lasta[all];
-                debug_assert!(!ao.is_null());
-                // SAFETY: `nfp2lasta[all]` is a wholly empty arena of this core on its kind's
-                // `usable` while its `wholly_empty` > 0 (A3, A4); we hold the arena lock.
-                unsafe {
-                    let p = (*ao).prevarena;
-                    self.kinds[k].nfp2lasta[all] = if !p.is_null() && (*p).nfreepools == all {
-                        p
-                    } else {
-                        ptr::null_mut()
-                    };
-                    self.unlink_usable(ao);
-                    self.free_arena(ao, source);
-                }
-                self.counters.wholly_empty -= 1;
-                self.kinds[k].wholly_empty -= 1;
-                released += 1;
-            }
-        }
-        released
     }
 
     /// Unmaps every arena, whatever it holds. Used when a core is dropped.

@@ -29,12 +29,29 @@ use crate::os::{OsPages, PageSource};
 use crate::pool::{self, OwnedPool};
 use crate::registry::REGISTRY;
 use crate::size_class::{pool_class_of, Class};
-use crate::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use crate::sync::event::Event;
 use crate::sync::{array_of, const_fn_unless_loom, model_static, Mutex, MutexGuard};
 
 model_static! {
     /// Hands out core ids (0 means "no core" in the registry).
     static NEXT_CORE_ID: AtomicUsize = AtomicUsize::new(1);
+}
+
+/// Notified when a core in `Purger::Thread` mode first has something waiting to be purged:
+/// the purger thread (crate `poolmalloc`) sleeps on it, and is started on its first request.
+pub static PURGE_EVENT: Event = Event::new();
+
+/// Who runs a core's purge passes once they are due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Purger {
+    /// A background thread (`PURGE_EVENT`'s waiter), so memory goes back with no call from
+    /// the program.
+    Thread = 0,
+    /// Allocator calls that take or give back a pool past the deadline: no thread, and an
+    /// idle program keeps what waits.
+    Calls = 1,
 }
 
 /// What `Core::free_remote` did with a block.
@@ -63,6 +80,11 @@ pub struct Core<S: PageSource = OsPages> {
     /// Large-path counts of the uncached `alloc` and of faces' threads without a tally of
     /// their own (see `large`).
     pub(crate) large: LargeTally,
+    /// `Schedule::next_at`, readable without the arena lock: when the next purge pass is due
+    /// (0: nothing waits).
+    next_purge: AtomicUsize,
+    /// A `Purger`.
+    purger: AtomicU8,
 }
 
 impl<S: PageSource + Default> Default for Core<S> {
@@ -73,14 +95,25 @@ impl<S: PageSource + Default> Default for Core<S> {
 
 impl<S: PageSource> Core<S> {
     const_fn_unless_loom! {
-        /// A core that maps its arenas from `source`. Maps nothing until first used.
+        /// A core that maps its arenas from `source` and gives memory back at once (purge delay
+        /// 0). Maps nothing until first used.
         pub fn new(source: S) -> Core<S> {
+            Core::with_purge_delay(source, 0)
+        }
+    }
+
+    const_fn_unless_loom! {
+        /// A core whose empty pools and arenas wait `delay_ms` before a purge pass gives them
+        /// back (`purge`), passes run by the purger thread (`Purger::Thread`).
+        pub fn with_purge_delay(source: S, delay_ms: u64) -> Core<S> {
             Core {
                 classes: array_of!(CachePadded::new(Mutex::new(ClassPools::new())); NB_SIZE_CLASSES),
-                arenas: CachePadded::new(Mutex::new(Arenas::new())),
+                arenas: CachePadded::new(Mutex::new(Arenas::new(delay_ms))),
                 source,
                 id: AtomicUsize::new(0),
                 large: LargeTally::new(),
+                next_purge: AtomicUsize::new(0),
+                purger: AtomicU8::new(Purger::Thread as u8),
             }
         }
     }
@@ -173,9 +206,16 @@ impl<S: PageSource> Core<S> {
     unsafe fn give_to_arena(&self, pool: *mut PoolHeader) {
         let mut arenas = self.arenas.lock();
         // SAFETY: held by the caller and empty (precondition); we hold the arena lock.
-        unsafe {
+        let scheduled = unsafe {
             pool::mark_empty(pool);
-            arenas.give_pool(pool, &self.source);
+            arenas.give_pool(pool, &self.source)
+        };
+        drop(arenas);
+        if let Some(at) = scheduled {
+            self.next_purge.store(at as usize, Ordering::Relaxed);
+            if self.purger() == Purger::Thread {
+                PURGE_EVENT.notify();
+            }
         }
     }
 
@@ -242,7 +282,9 @@ impl<S: PageSource> Core<S> {
             return Some(OwnedPool(pool));
         }
         drop(cls);
-        self.pool_from_arena(class, owner).map(OwnedPool)
+        let pool = self.pool_from_arena(class, owner).map(OwnedPool);
+        self.purge_if_due();
+        pool
     }
 
     /// Gives an owned pool to the core (the owner's thread exits, or flushes): to its arena when
@@ -256,6 +298,8 @@ impl<S: PageSource> Core<S> {
         let mut cls = self.classes[class.index()].lock();
         // SAFETY: owned by the caller and off its lists (precondition).
         unsafe { self.hand_back_locked(&mut cls, pool.0) };
+        drop(cls);
+        self.purge_if_due();
     }
 
     /// Gives an owned pool none of whose blocks is out (or the owner's spare) to its arena.
@@ -265,7 +309,91 @@ impl<S: PageSource> Core<S> {
     /// out.
     pub unsafe fn give_empty(&self, pool: OwnedPool) {
         // SAFETY: forwarded precondition.
-        unsafe { self.give_to_arena(pool.0) }
+        unsafe { self.give_to_arena(pool.0) };
+        self.purge_if_due();
+    }
+
+    /// `Purger::Calls`: runs the purge pass if one is due (a clock read only while one waits).
+    #[inline]
+    fn purge_if_due(&self) {
+        let at = self.next_purge.load(Ordering::Relaxed);
+        if at != 0 && self.purger() == Purger::Calls && self.source.now_ms() >= at as u64 {
+            self.purge();
+        }
+    }
+
+    /// Runs the purge pass if one is due: gives back the empty pools and wholly empty arenas
+    /// (beyond the reserve) that have waited the purge delay. Returns the milliseconds until
+    /// the next pass is due, `None` when nothing waits. Takes no lock while it makes the
+    /// system calls (`arena`, "Memory back to the OS, in time").
+    pub fn purge(&self) -> Option<u64> {
+        self.purge_pass(false);
+        let at = self.next_purge.load(Ordering::Relaxed) as u64;
+        (at != 0).then(|| at.saturating_sub(self.source.now_ms()))
+    }
+
+    /// A pass now (`force`: everything empty, whatever its wait) or when due; returns the
+    /// arenas it unmapped.
+    fn purge_pass(&self, force: bool) -> usize {
+        let now = self.source.now_ms();
+        let mut unmapped = 0;
+        loop {
+            let work = self.arenas.lock().begin_purge(now, force);
+            // SAFETY: claimed by `begin_purge` of this core's arenas just above; put back below.
+            unsafe { work.apply(&self.source) };
+            unmapped += work.arenas_unmapped();
+            let mut arenas = self.arenas.lock();
+            arenas.end_purge(&work, now);
+            self.next_purge
+                .store(arenas.schedule.next_at as usize, Ordering::Relaxed);
+            if !work.more {
+                return unmapped;
+            }
+        }
+    }
+
+    /// Milliseconds an empty pool or arena waits before a purge pass gives it back.
+    pub fn purge_delay(&self) -> u64 {
+        self.arenas.lock().schedule.delay_ms
+    }
+
+    /// Sets the purge delay (0: at once, and what waits goes back now).
+    pub fn set_purge_delay(&self, delay_ms: u64) {
+        let mut arenas = self.arenas.lock();
+        arenas.schedule.delay_ms = delay_ms;
+        if arenas.schedule.next_at != 0 {
+            arenas.schedule.next_at = self.source.now_ms() + delay_ms;
+            self.next_purge
+                .store(arenas.schedule.next_at as usize, Ordering::Relaxed);
+        }
+        drop(arenas);
+        if delay_ms == 0 {
+            self.purge_pass(true);
+        }
+    }
+
+    /// Who runs this core's purge passes.
+    #[inline]
+    pub fn purger(&self) -> Purger {
+        if self.purger.load(Ordering::Relaxed) == Purger::Calls as u8 {
+            Purger::Calls
+        } else {
+            Purger::Thread
+        }
+    }
+
+    /// Sets who runs this core's purge passes; a thread is asked for (`PURGE_EVENT`) if
+    /// something waits already.
+    pub fn set_purger(&self, purger: Purger) {
+        self.purger.store(purger as u8, Ordering::Relaxed);
+        if purger == Purger::Thread && self.purge_waits() {
+            PURGE_EVENT.notify();
+        }
+    }
+
+    /// True while something waits for a purge pass.
+    pub fn purge_waits(&self) -> bool {
+        self.next_purge.load(Ordering::Relaxed) != 0
     }
 
     /// Frees a block of a pool the calling thread does not own: one push onto the pool's remote
@@ -530,9 +658,11 @@ impl<S: PageSource> Core<S> {
         &self.large
     }
 
-    /// Unmaps every wholly empty arena beyond the reserve; returns how many went.
+    /// Gives back now what a purge pass would give back later, whatever its wait: every empty
+    /// pool's pages, and every wholly empty arena beyond the reserve; returns the arenas
+    /// unmapped.
     pub fn collect(&self) -> usize {
-        self.arenas.lock().release_beyond_reserve(&self.source)
+        self.purge_pass(true)
     }
 
     /// Takes every lock in the documented order (class locks by index, then the arena lock), for
@@ -1019,5 +1149,173 @@ mod tests {
             0,
             "the registry forgets dropped arenas"
         );
+    }
+
+    /// Two arenas' worth of the biggest class, allocated and freed, on a core with a delay.
+    fn two_arenas_freed(delay: u64) -> (Core<MemPages>, usize) {
+        let core = Core::with_purge_delay(MemPages::new(4), delay);
+        let blocks = take(
+            &core,
+            biggest(),
+            2 * POOLS_PER_ARENA * biggest().blocks_per_pool(),
+        );
+        free(&core, &blocks);
+        (core, 2 * POOLS_PER_ARENA * crate::config::POOL_SIZE)
+    }
+
+    #[test]
+    fn empty_pools_stay_warm_for_the_delay_then_go_back() {
+        let (core, bytes) = two_arenas_freed(10);
+        let src = core.source();
+        let s = core.stats();
+        assert_eq!((s.arenas.mapped, s.arenas.wholly_empty), (2, 2));
+        assert_eq!((s.purge.warm_bytes, src.decommitted()), (bytes, 0));
+        assert_eq!(s.purge.next_in_ms, Some(10));
+        core.check_invariants().unwrap();
+        // Not due yet: nothing happens.
+        assert_eq!(core.purge(), Some(10));
+        src.advance_ms(10);
+        // The first pass only marks what is empty; the second gives it back.
+        assert_eq!(core.purge(), Some(10));
+        assert_eq!((src.decommitted(), core.stats().arenas.mapped), (0, 2));
+        core.check_invariants().unwrap();
+        src.advance_ms(10);
+        assert_eq!(core.purge(), None, "nothing waits after the second pass");
+        let s = core.stats();
+        assert_eq!(
+            s.arenas.mapped, RESERVE_ARENAS,
+            "the arena beyond the reserve went"
+        );
+        assert_eq!(
+            src.decommitted(),
+            bytes / 2,
+            "the reserve's pools were decommitted"
+        );
+        assert_eq!(src.decommits(), 1, "in one call: its pools are one run");
+        assert_eq!((s.purge.warm_bytes, s.purge.next_in_ms), (0, None));
+        assert_eq!((s.arenas.purges, s.arenas.purged_bytes), (2, bytes));
+        core.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_pool_taken_again_within_the_delay_is_not_given_back() {
+        let (core, _) = two_arenas_freed(10);
+        let src = core.source();
+        src.advance_ms(10);
+        core.purge();
+        // Taken and emptied again between the passes: it waits afresh, the rest go back.
+        let again = take(&core, biggest(), 1);
+        let pool = pool_of(again[0], Kind::Small);
+        free(&core, &again);
+        src.advance_ms(10);
+        core.purge();
+        let s = core.stats();
+        assert_eq!(
+            s.arenas.mapped, RESERVE_ARENAS,
+            "the other arena went, not the pool's"
+        );
+        assert_eq!(s.purge.warm_bytes, crate::config::POOL_SIZE, "{s}");
+        assert!(core.owns(pool.cast()));
+        // SAFETY: an empty pool of a mapped arena of this core: its header is readable.
+        assert!(unsafe { (*pool).class() }.is_none());
+        core.check_invariants().unwrap();
+        src.advance_ms(10);
+        assert_eq!(core.purge(), None);
+        assert_eq!(
+            core.stats().purge.warm_bytes,
+            0,
+            "its turn came a pass later"
+        );
+        core.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn allocation_takes_warm_pools_first_and_never_a_claimed_one() {
+        let (core, _) = two_arenas_freed(10);
+        let src = core.source();
+        // A forced pass claims every empty pool; while it holds them (before its system calls
+        // end), an allocation gets a pool none of them is: a fresh arena's.
+        let arenas = |core: &Core<MemPages>| -> Vec<usize> {
+            let a = core.arenas.lock();
+            // SAFETY: `all` links headers of the core's mapped arenas; we hold the arena lock.
+            a.iter_all().map(|ao| unsafe { (*ao).address }).collect()
+        };
+        let claimed_arenas = arenas(&core);
+        let work = core.arenas.lock().begin_purge(src.now_ms(), true);
+        core.check_invariants().unwrap();
+        let b = take(&core, biggest(), 1)[0];
+        let arena = b as usize & crate::config::ARENA_ADDR_MASK;
+        // SAFETY: the work came from `begin_purge` of this core just above.
+        unsafe { work.apply(src) };
+        core.arenas.lock().end_purge(&work, src.now_ms());
+        let survivors = arenas(&core);
+        assert!(
+            !claimed_arenas.contains(&arena) || !survivors.contains(&arena),
+            "the block's arena was not one being purged"
+        );
+        core.check_invariants().unwrap();
+        free(&core, &[b]);
+        // Warm first: the pool just emptied is taken again rather than a decommitted one.
+        let decommitted = src.decommitted();
+        let c = take(&core, biggest(), 1);
+        assert_eq!(pool_of(c[0], Kind::Small), pool_of(b, Kind::Small));
+        free(&core, &c);
+        assert_eq!(src.decommitted(), decommitted);
+        core.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn collect_gives_back_everything_at_once_and_delay_zero_is_the_old_policy() {
+        let (core, bytes) = two_arenas_freed(1000);
+        assert_eq!(core.collect(), 1);
+        let s = core.stats();
+        assert_eq!((s.arenas.mapped, s.purge.warm_bytes), (RESERVE_ARENAS, 0));
+        assert_eq!(core.source().decommitted(), bytes / 2);
+        core.check_invariants().unwrap();
+        let (core, _) = two_arenas_freed(1000);
+        core.set_purge_delay(0);
+        assert_eq!(
+            core.stats().arenas.mapped,
+            RESERVE_ARENAS,
+            "what waited went"
+        );
+        let (core, _) = two_arenas_freed(0);
+        let s = core.stats();
+        assert_eq!(
+            (s.arenas.mapped, s.purge.next_in_ms),
+            (RESERVE_ARENAS, None)
+        );
+    }
+
+    #[test]
+    fn purger_calls_purges_inside_a_later_pool_move() {
+        let core = Core::with_purge_delay(MemPages::new(4), 10);
+        core.set_purger(Purger::Calls);
+        let class = biggest();
+        let owner = 0x1000;
+        // SAFETY: `owner` stands for a cache of this test's; it takes and gives back its pools.
+        let pools: Vec<OwnedPool> = (0..POOLS_PER_ARENA + 1)
+            .map(|_| unsafe { core.take_pool(class, owner, OwnedPool::NONE) }.unwrap())
+            .collect();
+        for &p in &pools {
+            // SAFETY: owned by `owner`, none of its blocks out, on no list.
+            unsafe { core.give_empty(p) };
+        }
+        assert_eq!(core.stats().arenas.mapped, 2);
+        let src = core.source();
+        for _ in 0..2 {
+            src.advance_ms(10);
+            // SAFETY: as above.
+            let p = unsafe { core.take_pool(class, owner, OwnedPool::NONE) }.unwrap();
+            // SAFETY: as above.
+            unsafe { core.give_empty(p) };
+        }
+        // The second call past a deadline gave back what waited since the first.
+        assert!(
+            src.decommitted() > 0 || core.stats().arenas.mapped == 1,
+            "{}",
+            core.stats()
+        );
+        core.check_invariants().unwrap();
     }
 }

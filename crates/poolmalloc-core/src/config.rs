@@ -80,6 +80,20 @@ pub const MEDIUM_POOL_BITS: u32 = 11;
 /// Wholly empty arenas kept mapped to stop map/unmap thrashing (CPython bpo-37257).
 pub const RESERVE_ARENAS: usize = 1;
 
+/// Milliseconds an empty pool stays committed, and a wholly empty arena mapped, before a purge
+/// pass gives them back (the default of `PoolMalloc`, `Heap` and the C library). A pass gives
+/// back what was already empty at the pass before, so memory goes back one to two delays after
+/// the program stopped using it; a pool emptied and taken again within a delay is never given
+/// back, so a program that frees and allocates again in a steady loop takes no page fault.
+pub const PURGE_DELAY_MS: u64 = 20;
+
+/// The longest purge delay a setting may ask for (an hour).
+pub const MAX_PURGE_DELAY_MS: u64 = 3_600_000;
+
+/// Runs of pools (and arenas) one purge pass claims before it gives them back and starts
+/// another: its work list is a fixed array, as the pass runs inside the allocator.
+pub const PURGE_BATCH: usize = 32;
+
 /// An arena with this many pools in use or fewer gives the pages of its empty pools back to the
 /// system (`PageSource::decommit`), keeping them mapped: a few live pools — an idle thread's
 /// current pools, say — then pin their own pages and not their whole arenas. Arenas fuller

@@ -143,6 +143,16 @@ impl<S: PageSource> Core<S> {
                 "A2: a pool in use is decommitted",
                 base,
             )?;
+            check(
+                a.claimed & (a.free_pools | !carved_bits) == 0,
+                "A2: a pool claimed by a purge is on the free bitmap",
+                base,
+            )?;
+            check(
+                a.old & !(a.free_pools & !a.decommitted) == 0,
+                "A2: a pool waiting for a purge is not empty and committed",
+                base,
+            )?;
             for i in 0..carved {
                 let empty_here = a.free_pools & (1 << i) != 0 && a.decommitted & (1 << i) == 0;
                 if empty_here {
@@ -196,8 +206,8 @@ impl<S: PageSource> Core<S> {
                 k,
             )?;
             check(
-                wholly_empty[k] <= RESERVE_ARENAS,
-                "A3: more empty arenas than the reserve",
+                wholly_empty[k] <= RESERVE_ARENAS || arenas.schedule.next_at != 0,
+                "A3: more empty arenas than the reserve, and no purge pass due",
                 k,
             )?;
             check_usable(arenas, kind, mapped, with_free_pools[k])?;

@@ -375,11 +375,13 @@ impl PoolHeader {
 
 impl ArenaHeader {
     /// The arena's carved pools whose pages are committed (walks read their headers; an empty
-    /// pool whose pages went back is zeroed memory and is skipped).
+    /// pool whose pages went back is zeroed memory, and one a purge has claimed is being made
+    /// so: both are skipped).
     pub fn committed_pools(&self) -> impl Iterator<Item = *mut PoolHeader> + '_ {
         let size = self.kind.pool_size();
+        let skip = self.decommitted | self.claimed;
         (0..self.carved())
-            .filter(|&i| self.decommitted & (1 << i) == 0)
+            .filter(move |&i| skip & (1 << i) == 0)
             .map(move |i| (self.address + i * size) as *mut PoolHeader)
     }
 
@@ -406,6 +408,13 @@ pub(crate) struct ArenaHeader {
     pub free_pools: u64,
     /// Of `free_pools`, those whose pages went back to the system (decommitted).
     pub decommitted: u64,
+    /// Of `free_pools`, the committed ones that were already empty at the last purge pass: the
+    /// next pass gives them back (they have waited at least the purge delay). A pool taken
+    /// leaves it; a pool given back joins it only at the next pass.
+    pub old: u64,
+    /// Empty pools a purge has claimed: off `free_pools` (and out of `nfreepools`) while their
+    /// pages go back without the arena lock, so no allocation can take them meanwhile.
+    pub claimed: u64,
     /// Links in `usable`.
     pub nextarena: *mut ArenaHeader,
     pub prevarena: *mut ArenaHeader,

@@ -194,7 +194,7 @@ sync::unless_loom! {
 }
 
 pub use arena::ArenaCounters;
-pub use central::{Core, RemoteFree};
+pub use central::{Core, Purger, RemoteFree, PURGE_EVENT};
 pub use config::Kind;
 pub use error::{FreeError, FreeErrorKind};
 pub use fragmentation::{ArenaFrag, Band, ClassFrag, Fragmentation, PoolFrag, BANDS};
@@ -209,7 +209,7 @@ pub use pool::{Batch, OwnedPool};
 pub use size_class::{
     class_of, is_small, medium_class_of, pool_class_of, Class, ClassInfo, CLASS_TABLE,
 };
-pub use stats::{ClassStats, CoreStats};
+pub use stats::{ClassStats, CoreStats, PurgeStats};
 
 /// Not part of the API: what exists only for the tests — the loom models' switch for the
 /// planted race (feature `planted-fault`). Paths here may change with the tests that use them.

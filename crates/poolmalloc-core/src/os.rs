@@ -35,6 +35,25 @@ pub unsafe trait PageSource: Send + Sync {
     /// The range lies in an arena of this source, is page-aligned, and nothing refers to its
     /// memory any more.
     unsafe fn decommit(&self, addr: NonNull<u8>, len: usize);
+
+    /// Milliseconds on a clock that never goes back: what the purge delay is measured on
+    /// (`Core::purge`). The OS's coarse monotonic clock (read through the vDSO, no system call).
+    fn now_ms(&self) -> u64 {
+        monotonic_ms()
+    }
+}
+
+/// `CLOCK_MONOTONIC_COARSE` in milliseconds: a jiffy's resolution (1 to 4 ms), which the purge
+/// delay (tens of milliseconds) does not need finer, for a fifth of the fine clock's cost.
+pub fn monotonic_ms() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given; the coarse monotonic clock exists
+    // on every Linux since 2.6.32, and a failure leaves the zeroed value (time stands still).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut t) };
+    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
 }
 
 // SAFETY: forwards to the shared source, which keeps the contract.
@@ -51,6 +70,10 @@ unsafe impl<S: PageSource + ?Sized> PageSource for std::sync::Arc<S> {
     unsafe fn decommit(&self, addr: NonNull<u8>, len: usize) {
         // SAFETY: the caller keeps the contract for the shared source.
         unsafe { (**self).decommit(addr, len) }
+    }
+
+    fn now_ms(&self) -> u64 {
+        (**self).now_ms()
     }
 }
 
@@ -225,7 +248,8 @@ unsafe impl PageSource for OsPages {
 }
 
 /// A deterministic in-memory page source: `capacity` arena slots in one block from the system
-/// allocator, handed out lowest free slot first, zeroed again when unmapped.
+/// allocator, handed out lowest free slot first, zeroed again when unmapped; its clock stands
+/// still until a test moves it (`advance_ms`).
 pub struct MemPages {
     base: NonNull<u8>,
     capacity: usize,
@@ -234,6 +258,8 @@ pub struct MemPages {
     maps: AtomicUsize,
     unmaps: AtomicUsize,
     decommitted: AtomicUsize,
+    decommits: AtomicUsize,
+    now: AtomicUsize,
 }
 
 // SAFETY: the slot table is behind a mutex, the counters are atomics, and `base` is only used to
@@ -259,6 +285,8 @@ impl MemPages {
             maps: AtomicUsize::new(0),
             unmaps: AtomicUsize::new(0),
             decommitted: AtomicUsize::new(0),
+            decommits: AtomicUsize::new(0),
+            now: AtomicUsize::new(1),
         }
     }
 
@@ -284,6 +312,16 @@ impl MemPages {
     /// Bytes decommitted so far.
     pub fn decommitted(&self) -> usize {
         self.decommitted.load(Ordering::SeqCst)
+    }
+
+    /// Calls to `decommit` so far (each one range: a run of neighbouring pools).
+    pub fn decommits(&self) -> usize {
+        self.decommits.load(Ordering::SeqCst)
+    }
+
+    /// Moves this source's clock on by `ms` milliseconds.
+    pub fn advance_ms(&self, ms: u64) {
+        self.now.fetch_add(ms as usize, Ordering::SeqCst);
     }
 
     /// Arenas mapped now.
@@ -342,6 +380,11 @@ unsafe impl PageSource for MemPages {
             core::ptr::write_bytes(addr.as_ptr(), 0, len);
         }
         self.decommitted.fetch_add(len, Ordering::SeqCst);
+        self.decommits.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.now.load(Ordering::SeqCst) as u64
     }
 }
 

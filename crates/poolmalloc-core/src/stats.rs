@@ -3,7 +3,7 @@
 //! `sys._debugmallocstats()`) and JSON are written in `report`.
 
 use crate::arena::ArenaCounters;
-use crate::central::Core;
+use crate::central::{Core, Purger};
 use crate::classes::ClassPools;
 use crate::config::{Kind, ARENA_SIZE, KINDS, NB_SIZE_CLASSES, POOL_OVERHEAD};
 use crate::large::{LargeStats, LargeTotals};
@@ -53,6 +53,24 @@ pub struct CoreStats {
     pub pools_empty: [usize; KINDS],
     /// The large path.
     pub large: LargeStats,
+    /// What waits to go back to the OS (the passes' counts are in `arenas`).
+    pub purge: PurgeStats,
+}
+
+/// What waits to go back to the OS (`arena`, "Memory back to the OS, in time").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PurgeStats {
+    /// Milliseconds an empty pool waits before a pass gives it back (0: at once).
+    pub delay_ms: u64,
+    /// Who runs the passes: the purger thread (true) or allocator calls.
+    pub by_thread: bool,
+    /// Bytes of empty pools kept committed (warm) in the arenas, waiting for a pass or a
+    /// thread that needs a pool.
+    pub warm_bytes: usize,
+    /// Milliseconds until the next pass is due; `None` while nothing waits.
+    pub next_in_ms: Option<u64>,
+    /// Times the purger thread woke up (the faces fill it in; 0 where none runs).
+    pub wakeups: usize,
 }
 
 impl CoreStats {
@@ -163,7 +181,17 @@ impl<S: PageSource> Core<S> {
             let k = kind as usize;
             pools_empty[k] = arenas_of_kind[k] * kind.pools_per_arena() - in_use;
         }
+        let schedule = locks.arenas.schedule;
+        let purge = PurgeStats {
+            delay_ms: schedule.delay_ms,
+            by_thread: self.purger() == Purger::Thread,
+            warm_bytes: locks.arenas.warm_bytes(),
+            next_in_ms: (schedule.next_at != 0)
+                .then(|| schedule.next_at.saturating_sub(self.source.now_ms())),
+            wakeups: 0,
+        };
         CoreStats {
+            purge,
             classes,
             arenas: locks.arenas.counters,
             arenas_of_kind,

@@ -305,6 +305,103 @@ mod loom_mutex {
     }
 }
 
+/// The purge's wake-up call (`central::PURGE_EVENT`): a futex word that `notify` bumps, on
+/// which the purger thread sleeps while nothing waits to be purged (`wait`). std's atomics under
+/// loom too: no model runs the purger thread, and `notify` wakes no one there (the models call
+/// `Core::purge` themselves).
+pub mod event {
+    use core::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
+
+    /// See the module.
+    pub struct Event {
+        word: AtomicU32,
+        /// A thread is (about to be) asleep in `wait`: `notify` must wake it.
+        waiting: AtomicBool,
+        /// Set by `notify`, taken by whoever starts the thread that waits (`take_request`).
+        requested: AtomicBool,
+    }
+
+    impl Event {
+        /// An event nobody waits on.
+        pub const fn new() -> Event {
+            Event {
+                word: AtomicU32::new(0),
+                waiting: AtomicBool::new(false),
+                requested: AtomicBool::new(false),
+            }
+        }
+
+        /// The count of notifications so far: pass it to `wait`.
+        pub fn seen(&self) -> u32 {
+            self.word.load(Ordering::Acquire)
+        }
+
+        /// Something waits: wakes the waiter, if any, and leaves a request for a waiter to be
+        /// started if none runs. A system call only while a thread sleeps in `wait`.
+        pub fn notify(&self) {
+            if !self.requested.load(Ordering::Relaxed) {
+                self.requested.store(true, Ordering::Relaxed);
+            }
+            self.word.fetch_add(1, Ordering::SeqCst);
+            if self.waiting.load(Ordering::SeqCst) {
+                futex(
+                    &self.word,
+                    libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                    u32::MAX,
+                    None,
+                );
+            }
+        }
+
+        /// True when `notify` ran since the last `take_request`.
+        #[inline]
+        pub fn requested(&self) -> bool {
+            self.requested.load(Ordering::Relaxed)
+        }
+
+        /// Takes the request `notify` left: true for exactly one caller per request.
+        pub fn take_request(&self) -> bool {
+            self.requested.swap(false, Ordering::Relaxed)
+        }
+
+        /// Sleeps until a `notify` after `seen` was read, or `timeout_ms` passed (`None`: no
+        /// limit). May return early (a signal); callers loop.
+        pub fn wait(&self, seen: u32, timeout_ms: Option<u64>) {
+            self.waiting.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            let op = libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG;
+            futex(&self.word, op, seen, timeout_ms);
+            self.waiting.store(false, Ordering::SeqCst);
+        }
+
+        /// A forked child has no thread of the parent's: none waits.
+        pub fn reset_in_child(&self) {
+            self.waiting.store(false, Ordering::Relaxed);
+        }
+    }
+
+    impl Default for Event {
+        fn default() -> Self {
+            Event::new()
+        }
+    }
+
+    /// `futex(2)` on `word` with an optional relative timeout; its answer is not needed (the
+    /// callers loop).
+    fn futex(word: &AtomicU32, op: libc::c_int, value: u32, timeout_ms: Option<u64>) {
+        let ts = timeout_ms.map(|ms| libc::timespec {
+            tv_sec: (ms / 1000) as libc::time_t,
+            tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+        });
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(core::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: `word` is a live, aligned 32-bit atomic; `ts_ptr` is null or points to a
+        // timespec that lives across the call.
+        unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, value, ts_ptr) };
+    }
+}
+
 /// Defines a function that is `const` in normal builds and plain under loom, whose primitives
 /// cannot be built in a const context (the global allocator's core is a `static`).
 macro_rules! const_fn_unless_loom {

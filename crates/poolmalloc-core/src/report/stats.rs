@@ -52,6 +52,23 @@ impl CoreStats {
             self.large.live,
             self.large.live_bytes
         )?;
+        let p = &self.purge;
+        write!(
+            f,
+            "\"purge\":{{\"delay_ms\":{},\"purger\":\"{}\",\"warm_bytes\":{},\"next_in_ms\":",
+            p.delay_ms,
+            if p.by_thread { "thread" } else { "calls" },
+            p.warm_bytes
+        )?;
+        match p.next_in_ms {
+            Some(ms) => write!(f, "{ms}")?,
+            None => f.write_str("null")?,
+        }
+        write!(
+            f,
+            ",\"passes\":{},\"purges\":{},\"purged_bytes\":{},\"wakeups\":{}}},",
+            a.purge_passes, a.purges, a.purged_bytes, p.wakeups
+        )?;
         write!(
             f,
             "\"bytes\":{{\"mapped\":{},\"in_blocks_out\":{},\"free_in_pools\":{},\
@@ -139,6 +156,35 @@ impl fmt::Display for CoreStats {
                 self.bytes_mapped()
             )?;
         }
+        writeln!(f)?;
+        let p = &self.purge;
+        match (p.delay_ms, p.next_in_ms) {
+            (0, _) => writeln!(f, "Memory goes back to the OS at once (purge delay 0).")?,
+            (d, None) => writeln!(
+                f,
+                "Empty pools wait {d} ms before they go back to the OS ({}); none waits now.",
+                if p.by_thread {
+                    "purger thread"
+                } else {
+                    "in allocator calls"
+                }
+            )?,
+            (d, Some(next)) => writeln!(
+                f,
+                "Empty pools wait {d} ms before they go back to the OS ({}); the next pass is \
+                 due in {next} ms.",
+                if p.by_thread {
+                    "purger thread"
+                } else {
+                    "in allocator calls"
+                }
+            )?,
+        }
+        line(f, "# bytes warm (empty pools, committed)", p.warm_bytes)?;
+        line(f, "# purge passes", a.purge_passes)?;
+        line(f, "# ranges purged (system calls)", a.purges)?;
+        line(f, "# bytes purged", a.purged_bytes)?;
+        line(f, "# purger thread wake-ups", p.wakeups)?;
         writeln!(f)?;
         line(f, "# large-path blocks live", self.large.live)?;
         line(f, "# large-path bytes live", self.large.live_bytes)?;
