@@ -61,9 +61,12 @@ pub fn machine() -> String {
     s
 }
 
-/// Three significant digits at least (a program's seconds can be a few thousandths).
+/// Three significant digits at least (a program's seconds can be a few thousandths); an
+/// infinite figure is "never" (a time to release that did not come within its limit).
 fn number(x: f64) -> String {
-    if !x.is_finite() {
+    if x == f64::INFINITY {
+        "never".into()
+    } else if !x.is_finite() {
         "—".into()
     } else if x.abs() >= 100.0 {
         format!("{x:.0}")
@@ -81,13 +84,17 @@ fn cell_text<K>(c: Option<&Cell<K>>) -> String {
     match c {
         None => "—".into(),
         Some(c) => {
-            let ratio = c.ratio.map_or("  —  ".into(), |r| format!("{r:.2}×"));
-            format!(
-                "{:>7} ±{:<3} {:>6}",
-                number(c.median),
-                format!("{:.0}%", c.spread * 100.0),
-                ratio
-            )
+            let ratio = match c.ratio {
+                None => "  —  ".into(),
+                Some(r) if r.is_infinite() => "∞×".into(),
+                Some(r) => format!("{r:.2}×"),
+            };
+            let spread = match c.spread {
+                s if s.is_nan() => "—".into(),
+                s if s.is_infinite() => "∞".into(),
+                s => format!("{:.0}%", s * 100.0),
+            };
+            format!("{:>7} ±{:<3} {:>6}", number(c.median), spread, ratio)
         }
     }
 }
@@ -177,6 +184,15 @@ fn json_number(x: f64) -> Value {
     }
 }
 
+/// A figure: a number, or "never" where it is infinite (see `number`).
+fn json_figure(x: f64) -> Value {
+    if x == f64::INFINITY {
+        json!("never")
+    } else {
+        json_number(x)
+    }
+}
+
 /// The JSON report: every sample, every summary, the machine and the failures.
 pub fn json<K: Column>(outcome: &Outcome<K>) -> Value {
     let allocators = &outcome.allocators;
@@ -189,12 +205,12 @@ pub fn json<K: Column>(outcome: &Outcome<K>) -> Value {
                 results.insert(
                     c.allocator.name().into(),
                     json!({
-                        "median": json_number(c.median),
+                        "median": json_figure(c.median),
                         "spread_iqr_over_median": json_number(c.spread),
-                        "min": json_number(c.min),
-                        "max": json_number(c.max),
+                        "min": json_figure(c.min),
+                        "max": json_figure(c.max),
                         "ratio_to_best_peer": c.ratio.map_or(Value::Null, json_number),
-                        "samples": c.samples.iter().map(|&x| json_number(x)).collect::<Vec<_>>(),
+                        "samples": c.samples.iter().map(|&x| json_figure(x)).collect::<Vec<_>>(),
                     }),
                 );
             }
@@ -254,9 +270,11 @@ pub fn svg<K: Column>(outcome: &Outcome<K>, path: &Path) -> Result<(), String> {
         .iter()
         .filter(|r| r.cells.iter().any(|c| c.ratio.is_some()))
         .collect();
+    // An infinite ratio (never, against a peer that did) is drawn to the chart's edge.
     let ratios = rows
         .iter()
-        .flat_map(|r| r.cells.iter().filter_map(|c| c.ratio));
+        .flat_map(|r| r.cells.iter().filter_map(|c| c.ratio))
+        .filter(|r| r.is_finite());
     let (lo, hi) = ratios.fold((GOAL, 1.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
     let (lo, hi) = ((lo * 0.8).max(1e-3), hi * 1.25);
     let n = rows.len().max(1);
@@ -301,7 +319,7 @@ pub fn svg<K: Column>(outcome: &Outcome<K>, path: &Path) -> Result<(), String> {
             let ratio = r.cell(a)?.ratio?;
             let top = (n - 1 - i) as f64 + 0.9 - k as f64 * slot;
             Some(Rectangle::new(
-                [(lo, top - slot * 0.9), (ratio.max(lo), top)],
+                [(lo, top - slot * 0.9), (ratio.clamp(lo, hi), top)],
                 style,
             ))
         });
@@ -344,4 +362,51 @@ pub fn write_all<K: Column>(
     std::fs::write(&js, body).map_err(|e| format!("{}: {e}", js.display()))?;
     svg(outcome, &chart)?;
     Ok(vec![txt, js, chart])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::summary::summarize;
+    use poolmalloc_workloads::AllocatorId::{self, *};
+    use poolmalloc_workloads::Unit;
+
+    #[test]
+    fn never_reads_never_in_the_table_and_the_json() {
+        let never = f64::INFINITY;
+        let row = summarize(
+            "memory/released-ms",
+            Unit::Ms,
+            vec![
+                (PoolMalloc, vec![never, never, never]),
+                (System, vec![12.0, 10.0, 11.0]),
+                (Jemalloc, vec![never, never, 30.0]),
+            ],
+        );
+        let pm = cell_text(row.cell(&PoolMalloc));
+        assert!(pm.contains("never") && pm.contains("∞×"), "{pm}");
+        assert!(cell_text(row.cell(&System)).contains("1.00×"));
+        let outcome: Outcome<AllocatorId> = Outcome {
+            command: "poolmalloc compare".into(),
+            allocators: vec![PoolMalloc, System, Jemalloc],
+            rows: vec![row],
+            failures: Vec::new(),
+            reps: 3,
+            elapsed: Duration::from_secs(1),
+            notes: Vec::new(),
+            extra: serde_json::Map::new(),
+        };
+        let text = table(&outcome);
+        assert!(text.contains("MISSED"), "{text}");
+        let doc = json(&outcome);
+        let results = &doc["rows"][0]["results"];
+        assert_eq!(results["poolmalloc"]["median"], "never");
+        assert_eq!(results["poolmalloc"]["ratio_to_best_peer"], Value::Null);
+        assert_eq!(doc["rows"][0]["poolmalloc_goal_met"], false);
+        assert_eq!(
+            results["jemalloc"]["samples"],
+            json!(["never", "never", 30.0])
+        );
+        assert_eq!(results["system"]["median"], 11.0);
+    }
 }

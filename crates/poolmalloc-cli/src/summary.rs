@@ -68,27 +68,45 @@ pub fn quantile(samples: &[f64], p: f64) -> f64 {
     let h = (v.len() - 1) as f64 * p;
     let (i, frac) = (h.floor() as usize, h - h.floor());
     match v.get(i + 1) {
-        Some(&next) => v[i] + frac * (next - v[i]),
-        None => v[i],
+        // (Equal neighbours or `frac` 0 take `v[i]` as it is: ∞ − ∞ and 0 × ∞ would be NaN.)
+        Some(&next) if frac > 0.0 && next != v[i] => v[i] + frac * (next - v[i]),
+        _ => v[i],
     }
 }
 
-/// Interquartile range over the median (0 for one sample or a zero median).
+/// Interquartile range over the median (0 for one sample, a zero median, or quartiles that are
+/// both "never"; infinite when only the upper one is; NaN for an infinite median over a finite
+/// lower quartile).
 pub fn spread(samples: &[f64]) -> f64 {
     let m = median(samples);
-    if m > 0.0 && samples.len() > 1 {
-        (quantile(samples, 0.75) - quantile(samples, 0.25)) / m
+    let (q1, q3) = (quantile(samples, 0.25), quantile(samples, 0.75));
+    if m > 0.0 && samples.len() > 1 && q1 != q3 {
+        (q3 - q1) / m
     } else {
         0.0
     }
 }
 
 /// The smallest best-peer median a ratio is taken against. Resident sizes below half a MiB
-/// are the noise of a process's own pages (stacks, libc, page rounding), not the allocator's.
+/// are the noise of a process's own pages (stacks, libc, page rounding), not the allocator's;
+/// times to release below the poll's interval are the poll's own granularity.
 fn ratio_floor(unit: Unit) -> f64 {
     match unit {
         Unit::MiB => 0.5,
+        Unit::Ms => poolmalloc_workloads::memory::POLL.as_secs_f64() * 1e3,
         Unit::NsPerOp | Unit::Pools | Unit::Seconds => f64::MIN_POSITIVE,
+    }
+}
+
+/// A cell's median over the best peer's. An infinite median is "never" (within the workload's
+/// limit): never against a peer that did is as bad as a ratio gets (∞, whatever the floor);
+/// anything against peers that all never did is 0; never against never has no ratio.
+fn ratio(median: f64, best: f64, floor: f64) -> Option<f64> {
+    match (median.is_finite(), best.is_finite()) {
+        (true, true) => (best >= floor).then(|| median / best),
+        (false, true) => Some(f64::INFINITY),
+        (true, false) => Some(0.0),
+        (false, false) => None,
     }
 }
 
@@ -112,13 +130,9 @@ pub fn summarize<K: Column>(case: &str, unit: Unit, samples: Vec<(K, Vec<f64>)>)
         .filter(|c| !c.allocator.is_poolmalloc())
         .min_by(|a, b| a.median.total_cmp(&b.median))
         .map(|c| (c.allocator.clone(), c.median));
-    if let Some(best) = best_peer
-        .as_ref()
-        .map(|(_, m)| *m)
-        .filter(|&m| m >= ratio_floor(unit))
-    {
+    if let Some((_, best)) = best_peer {
         for c in &mut cells {
-            c.ratio = Some(c.median / best);
+            c.ratio = ratio(c.median, best, ratio_floor(unit));
         }
     }
     Row {
@@ -182,5 +196,59 @@ mod tests {
         );
         assert_eq!(row.best_peer, Some(System));
         assert_eq!(row.cell(&PoolMalloc).unwrap().ratio, None);
+    }
+
+    #[test]
+    fn never_is_the_worst_time_and_has_a_ratio_only_against_a_time() {
+        let never = f64::INFINITY;
+        // Released at once against peers that never did: 0×; never against never: none.
+        let row = summarize(
+            "memory/released-ms",
+            Unit::Ms,
+            vec![
+                (PoolMalloc, vec![0.02, 0.03, 0.02]),
+                (PoolMallocHeap, vec![never, never, never]),
+                (Jemalloc, vec![never, never, never]),
+                (Mimalloc, vec![never, 40.0, never]),
+            ],
+        );
+        assert_eq!(row.best_peer, Some(Jemalloc));
+        assert_eq!(row.cell(&PoolMalloc).unwrap().ratio, Some(0.0));
+        assert_eq!(row.cell(&PoolMallocHeap).unwrap().ratio, None);
+        assert_eq!(row.cell(&Jemalloc).unwrap().spread, 0.0);
+        let mi = row.cell(&Mimalloc).unwrap();
+        assert_eq!(mi.median, never);
+        assert_eq!((mi.min, mi.max), (40.0, never));
+        // Never against a peer that did, even at once (under the floor): ∞, the goal missed.
+        let row = summarize(
+            "memory/released-ms",
+            Unit::Ms,
+            vec![
+                (PoolMalloc, vec![never, never, never]),
+                (System, vec![0.01, 0.01, 0.02]),
+                (Mimalloc, vec![30.0, 31.0, 29.0]),
+            ],
+        );
+        assert_eq!(row.best_peer, Some(System));
+        assert_eq!(row.goal_ratio(), Some(f64::INFINITY));
+        assert_eq!(row.cell(&Mimalloc).unwrap().ratio, None, "under the floor");
+        // Times over the floor: plain ratios.
+        let row = summarize(
+            "memory/released-ms",
+            Unit::Ms,
+            vec![(PoolMalloc, vec![10.0]), (Mimalloc, vec![40.0])],
+        );
+        assert_eq!(row.goal_ratio(), Some(0.25));
+    }
+
+    #[test]
+    fn quartiles_of_never() {
+        let never = f64::INFINITY;
+        assert_eq!(quantile(&[1.0, never, never], 0.5), never);
+        assert_eq!(quantile(&[1.0, 2.0, never], 0.5), 2.0);
+        assert_eq!(spread(&[never, never, never]), 0.0);
+        assert_eq!(spread(&[1.0, 2.0, never]), never);
+        assert_eq!(spread(&[1.0, never, never]), 0.0);
+        assert!(spread(&[1.0, 2.0, never, never]).is_nan());
     }
 }

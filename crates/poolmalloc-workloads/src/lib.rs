@@ -20,7 +20,9 @@
 //! | `xmalloc/Nt`        | many producers, many consumers on one channel               | block |
 //! | `binary-trees`      | rayon builds and drops binary trees of 16-byte nodes        | node |
 //! | `memory/*`          | RSS (MiB above baseline) at peak, after free, round 2, trim | — |
+//! | `memory/released-ms`| ms from the last free until RSS is ≤ 1 % of the peak's (no allocator call meanwhile) | — |
 //! | `memory-medium/*`   | the same with 16k medium blocks (513 B..=32 KiB)           | — |
+//! | `memory-2t/*`       | freed by a second thread, which exits: peak, after free, released-ms (≤ 2 %) | — |
 //! | `seed/*`            | 512·k one-byte objects, 511 of each 512 freed: RSS and pools held | — |
 //! | `global/*`          | pair and churn through `#[global_allocator]` (child binaries) | alloc+free |
 //!
@@ -204,6 +206,9 @@ pub enum Unit {
     Pools,
     /// Seconds of wall or CPU time (a whole program's run).
     Seconds,
+    /// Milliseconds until something happened; infinite: it did not within the workload's limit
+    /// (the table prints "never").
+    Ms,
 }
 
 impl Unit {
@@ -213,13 +218,20 @@ impl Unit {
             Unit::MiB => "MiB",
             Unit::Pools => "pools",
             Unit::Seconds => "s",
+            Unit::Ms => "ms",
         }
     }
 
+    pub const ALL: [Unit; 5] = [
+        Unit::NsPerOp,
+        Unit::MiB,
+        Unit::Pools,
+        Unit::Seconds,
+        Unit::Ms,
+    ];
+
     pub fn parse(name: &str) -> Option<Unit> {
-        [Unit::NsPerOp, Unit::MiB, Unit::Pools, Unit::Seconds]
-            .into_iter()
-            .find(|u| u.name() == name)
+        Unit::ALL.into_iter().find(|u| u.name() == name)
     }
 }
 
@@ -248,7 +260,14 @@ impl Sample {
         Sample::new(case, Unit::MiB, bytes.saturating_sub(baseline) as f64 / MIB)
     }
 
-    /// The line child processes print: `RESULT\t<case>\t<unit>\t<value>`.
+    /// Milliseconds until the memory was given back; infinite for `None` ("never").
+    fn released(case: impl Into<String>, after: Option<Duration>) -> Sample {
+        let ms = after.map_or(f64::INFINITY, |d| d.as_secs_f64() * 1e3);
+        Sample::new(case, Unit::Ms, ms)
+    }
+
+    /// The line child processes print: `RESULT\t<case>\t<unit>\t<value>` (an infinite value
+    /// is `inf`).
     pub fn to_line(&self) -> String {
         format!(
             "RESULT\t{}\t{}\t{}",
@@ -273,6 +292,8 @@ impl Sample {
 
 /// The parameters of every workload at a scale (shared with the benches).
 pub mod params {
+    use std::time::Duration;
+
     use super::{cores, Scale};
     use crate::{larson, prodcons, rptest, scratch};
 
@@ -333,6 +354,10 @@ pub mod params {
     }
     pub fn seed_k(s: Scale) -> usize {
         s.pick(200, 1000)
+    }
+    /// How long the memory workloads wait for their memory to be given back.
+    pub fn release_limit(s: Scale) -> Duration {
+        s.pick(Duration::from_millis(200), Duration::from_secs(2))
     }
 }
 
@@ -470,21 +495,25 @@ impl WithAllocator for RunCase<'_> {
                     Workload::Memory => (params::memory_blocks(s), Sizes::SMALL),
                     _ => (params::memory_medium_blocks(s), Sizes::MEDIUM),
                 };
-                let r = memory::memory(a, blocks, sizes, || id.trim())?;
+                let limit = params::release_limit(s);
+                let r = memory::memory(a, blocks, sizes, limit, || id.trim())?;
                 let (name, b) = (self.w.name(), r.baseline);
                 vec![
                     Sample::mib(format!("{name}/peak"), r.peak, b),
                     Sample::mib(format!("{name}/after-free"), r.after_free, b),
+                    Sample::released(format!("{name}/released-ms"), r.released),
                     Sample::mib(format!("{name}/after-round-2"), r.after_round2, b),
                     Sample::mib(format!("{name}/after-trim"), r.after_trim, b),
                 ]
             }
             Workload::Memory2t => {
-                let r = memory::memory_two_threads(a, params::memory_blocks(s))?;
+                let limit = params::release_limit(s);
+                let r = memory::memory_two_threads(a, params::memory_blocks(s), limit)?;
                 let b = r.baseline;
                 vec![
                     Sample::mib("memory-2t/peak", r.peak, b),
                     Sample::mib("memory-2t/after-free", r.after_free, b),
+                    Sample::released("memory-2t/released-ms", r.released),
                 ]
             }
             Workload::Seed => {
@@ -572,3 +601,29 @@ pub const COUNTED_CASES: &[&str] = &[
     "pair-alone-256",
     "churn",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::{Sample, Unit};
+    use std::time::Duration;
+
+    #[test]
+    fn samples_round_trip_through_their_lines_never_included() {
+        for s in [
+            Sample::new("pair/64", Unit::NsPerOp, 2.5),
+            Sample::released("memory/released-ms", Some(Duration::from_micros(12_500))),
+            Sample::released("memory/released-ms", None),
+        ] {
+            assert_eq!(Sample::from_line(&s.to_line()), Some(s.clone()), "{s:?}");
+        }
+        assert_eq!(Sample::released("x", None).value, f64::INFINITY);
+        assert_eq!(
+            Sample::released("x", Some(Duration::from_millis(7))).value,
+            7.0
+        );
+        for u in Unit::ALL {
+            assert_eq!(Unit::parse(u.name()), Some(u));
+        }
+        assert_eq!(Sample::from_line("RESULT\tx\tms\tsoon"), None);
+    }
+}
