@@ -106,6 +106,9 @@ pub(crate) struct Schedule {
     pub delay_ms: u64,
     /// When the next pass is due, on the page source's clock; 0 while nothing waits.
     pub next_at: u64,
+    /// Passes begun so far: an arena's `old` mask was set by the pass its `old_pass` names, so
+    /// the batches of one pass each take the arenas the earlier ones left.
+    pub pass: u64,
 }
 
 /// What a purge pass claimed under the arena lock, for `apply` to give back without it and
@@ -206,6 +209,7 @@ impl Arenas {
             schedule: Schedule {
                 delay_ms,
                 next_at: 0,
+                pass: 0,
             },
         }
     }
@@ -245,6 +249,7 @@ impl Arenas {
                 free_pools: 0,
                 decommitted: 0,
                 old: 0,
+                old_pass: 0,
                 claimed: 0,
                 nextarena: ptr::null_mut(),
                 prevarena: ptr::null_mut(),
@@ -559,13 +564,18 @@ impl Arenas {
     /// and the wholly empty arenas beyond each kind's reserve with nothing newly emptied
     /// (every one when forced), marks what is left committed as waiting for the next pass, and
     /// schedules that pass while anything waits.
-    pub fn begin_purge(&mut self, now: u64, force: bool) -> PurgeWork {
+    /// `more`: this is a further batch of the pass begun last, which a full `PurgeWork` cut
+    /// short.
+    pub fn begin_purge(&mut self, now: u64, force: bool, more: bool) -> PurgeWork {
         let mut work = PurgeWork::new();
-        let due = self.schedule.next_at != 0 && now >= self.schedule.next_at;
-        if !force && !due {
-            return work;
+        if !more {
+            let due = self.schedule.next_at != 0 && now >= self.schedule.next_at;
+            if !force && !due {
+                return work;
+            }
+            self.counters.purge_passes += 1;
+            self.schedule.pass += 1;
         }
-        self.counters.purge_passes += 1;
         let mut excess = [0; KINDS];
         for kind in Kind::ALL {
             excess[kind as usize] = self.kinds[kind as usize]
@@ -619,6 +629,10 @@ impl Arenas {
         if a.claimed != 0 {
             // Another pass is giving part of it back: it finishes the arena.
             return false;
+        }
+        if a.old_pass == self.schedule.pass {
+            // An earlier batch of this pass did this arena.
+            return a.old == 0;
         }
         let k = a.kind as usize;
         let committed = a.free_pools & !a.decommitted;
@@ -675,6 +689,7 @@ impl Arenas {
         // What is still empty and committed has waited one pass: the next one gives it back.
         // (What this pass claimed, `end_purge` finishes.)
         a.old = a.free_pools & !a.decommitted;
+        a.old_pass = self.schedule.pass;
         a.old == 0
     }
 

@@ -336,9 +336,9 @@ impl<S: PageSource> Core<S> {
     /// arenas it unmapped.
     fn purge_pass(&self, force: bool) -> usize {
         let now = self.source.now_ms();
-        let mut unmapped = 0;
+        let (mut unmapped, mut more) = (0, false);
         loop {
-            let work = self.arenas.lock().begin_purge(now, force);
+            let work = self.arenas.lock().begin_purge(now, force, more);
             // SAFETY: claimed by `begin_purge` of this core's arenas just above; put back below.
             unsafe { work.apply(&self.source) };
             unmapped += work.arenas_unmapped();
@@ -349,6 +349,7 @@ impl<S: PageSource> Core<S> {
             if !work.more {
                 return unmapped;
             }
+            more = true;
         }
     }
 
@@ -1241,7 +1242,7 @@ mod tests {
             a.iter_all().map(|ao| unsafe { (*ao).address }).collect()
         };
         let claimed_arenas = arenas(&core);
-        let work = core.arenas.lock().begin_purge(src.now_ms(), true);
+        let work = core.arenas.lock().begin_purge(src.now_ms(), true, false);
         core.check_invariants().unwrap();
         let b = take(&core, biggest(), 1)[0];
         let arena = b as usize & crate::config::ARENA_ADDR_MASK;

@@ -90,9 +90,13 @@ pub const PURGE_DELAY_MS: u64 = 20;
 /// The longest purge delay a setting may ask for (an hour).
 pub const MAX_PURGE_DELAY_MS: u64 = 3_600_000;
 
+/// Stack of the purger thread (`poolmalloc`'s `purger`): it calls the core's purge and sleeps,
+/// nothing deeper; glibc adds the process's static TLS on top.
+pub const PURGER_STACK_BYTES: usize = 64 * 1024;
+
 /// Runs of pools (and arenas) one purge pass claims before it gives them back and starts
 /// another: its work list is a fixed array, as the pass runs inside the allocator.
-pub const PURGE_BATCH: usize = 32;
+pub const PURGE_BATCH: usize = 64;
 
 /// An arena with this many pools in use or fewer gives the pages of its empty pools back to the
 /// system (`PageSource::decommit`), keeping them mapped: a few live pools — an idle thread's

@@ -412,6 +412,8 @@ pub(crate) struct ArenaHeader {
     /// next pass gives them back (they have waited at least the purge delay). A pool taken
     /// leaves it; a pool given back joins it only at the next pass.
     pub old: u64,
+    /// The purge pass that set `old` (`arena::Schedule::pass`).
+    pub old_pass: u64,
     /// Empty pools a purge has claimed: off `free_pools` (and out of `nfreepools`) while their
     /// pages go back without the arena lock, so no allocation can take them meanwhile.
     pub claimed: u64,

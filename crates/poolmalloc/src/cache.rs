@@ -224,6 +224,11 @@ impl ThreadCache {
         // gives it up (precondition).
         match unsafe { free_to_own_pool(block, self.key.get(), kind) } {
             Some(false) => LocalFree::Freed,
+            // The pool this thread keeps emptied again (a loop of one alloc and one free, or a
+            // kept pool reused): it stays kept, and the free stays on the fast path.
+            Some(true) if self.kept[kind as usize].get() == OwnedPool::of(block, kind) => {
+                LocalFree::Freed
+            }
             Some(true) => LocalFree::Emptied,
             // SAFETY: as above.
             None => unsafe { self.confirm_free(block, kind) },

@@ -658,6 +658,7 @@ pub(crate) fn stats<H: Home>(home: &H) -> CoreStats {
     let large = large_totals(home);
     let mut stats = home.slow(|| home.core().stats());
     stats.large = large.stats();
+    stats.purge.wakeups = crate::purger::wakeups();
     stats
 }
 

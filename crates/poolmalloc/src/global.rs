@@ -25,15 +25,25 @@ use core::cell::Cell;
 use core::ffi::c_void;
 use core::ptr;
 
-use poolmalloc_core::{Core, CoreStats, Fragmentation, LargeTally, OsPages, Violation};
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
+
+use poolmalloc_core::config::PURGE_DELAY_MS;
+use poolmalloc_core::{Core, CoreStats, Fragmentation, LargeTally, OsPages, Purger, Violation};
 
 use crate::cache::{CacheState, ThreadCache};
 use crate::exit_key::ExitKey;
 use crate::frontend::{self, Active, Home};
+use crate::purger;
 use crate::sync::Mutex;
 
-/// The process-wide core.
-static CORE: Core<OsPages> = Core::new(OsPages);
+/// The process-wide core. Its purge settings come from the environment at the first thread's
+/// activation (`settings_once`), before it holds any pool, or from `set_purge_delay` and
+/// `set_purger`.
+static CORE: Core<OsPages> = Core::with_purge_delay(OsPages, PURGE_DELAY_MS);
+
+/// The global core's entry in the purger's list, put there when the purger is first started.
+static PURGE_NODE: purger::Node = purger::Node::new(&CORE);
 
 thread_local! {
     static THREAD: ThreadState = const { ThreadState::new() };
@@ -90,14 +100,18 @@ impl<const KEEP_ERRNO: bool> Home for Global<KEEP_ERRNO> {
 
     /// Marks the thread busy, so that requests from code the step calls go to the bootstrap
     /// region, and keeps `errno` if asked.
+    /// Once the step is over (not inside another), starts the purger if the step asked for one.
     #[inline]
     fn slow<R>(&self, f: impl FnOnce() -> R) -> R {
         if !KEEP_ERRNO {
-            return in_allocator(f);
+            let r = in_allocator(f);
+            start_purger();
+            return r;
         }
         // SAFETY: `__errno_location` returns this thread's errno.
         let errno = unsafe { *libc::__errno_location() };
         let r = in_allocator(f);
+        start_purger();
         // SAFETY: `__errno_location` returns this thread's errno.
         unsafe { *libc::__errno_location() = errno };
         r
@@ -124,6 +138,33 @@ impl<const KEEP_ERRNO: bool> Home for Global<KEEP_ERRNO> {
             }
         }
         core_tally(CORE.large_tally());
+    }
+}
+
+/// Starts the purger thread if the global core asked for one, when this thread is not inside
+/// the allocator (so it holds no core lock, and what `pthread_create` allocates is served as
+/// any request).
+#[inline]
+fn start_purger() {
+    if poolmalloc_core::PURGE_EVENT.requested() && !BUSY.get() {
+        // SAFETY: the node and the core are statics.
+        unsafe { purger::register(&PURGE_NODE) };
+        purger::start_if_requested();
+    }
+}
+
+/// Applies the environment's purge settings to the global core, once per process.
+fn settings_once() {
+    static READ: AtomicBool = AtomicBool::new(false);
+    if READ.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let (delay, purger) = purger::settings_from_env();
+    if let Some(ms) = delay {
+        CORE.set_purge_delay(ms);
+    }
+    if let Some(p) = purger {
+        CORE.set_purger(p);
     }
 }
 
@@ -187,12 +228,15 @@ fn unlink_this_thread() {
 unsafe extern "C" fn thread_exit(_: *mut c_void) {
     THREAD.with(|me| in_allocator(|| me.cache.retire(&CORE)));
     unlink_this_thread();
+    // What the thread gave back may wait for a purger no one else's call would start.
+    start_purger();
 }
 
 /// First slow-path visit on this thread: arm the thread's teardown and put the cache in service.
 #[cold]
 fn activate(cache: &ThreadCache) {
     in_allocator(|| {
+        settings_once();
         if EXIT.arm(cache as *const ThreadCache as *mut c_void) {
             link_this_thread();
             cache.activate();
@@ -247,6 +291,30 @@ pub fn flush_thread_cache() {
 /// `mi_collect` / `malloc_trim`). Returns the number of arenas unmapped.
 pub fn collect() -> usize {
     frontend::collect(&Global::<false>)
+}
+
+/// How long the global allocator's empty pools and arenas wait, committed, before they go back
+/// to the OS (`POOLMALLOC_PURGE_DELAY_MS` in the C library; default
+/// `poolmalloc_core::config::PURGE_DELAY_MS`). Zero gives memory back at once, and what waits
+/// goes back now. Whole milliseconds; longer than `config::MAX_PURGE_DELAY_MS` is that.
+pub fn set_purge_delay(delay: Duration) {
+    let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+    in_allocator(|| {
+        settings_once();
+        CORE.set_purge_delay(ms.min(poolmalloc_core::config::MAX_PURGE_DELAY_MS))
+    });
+    start_purger();
+}
+
+/// Who gives the global allocator's memory back once it has waited: a background thread
+/// (`Purger::Thread`, the default) or later allocator calls (`Purger::Calls`: no thread is
+/// ever started; `POOLMALLOC_PURGER=calls` in the C library).
+pub fn set_purger(purger: Purger) {
+    in_allocator(|| {
+        settings_once();
+        CORE.set_purger(purger)
+    });
+    start_purger();
 }
 
 /// A snapshot of the global allocator: the core's counts plus the blocks each live thread's cache

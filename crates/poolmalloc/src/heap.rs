@@ -13,10 +13,16 @@ use core::ptr::{self, NonNull};
 use std::sync::{Arc, Weak};
 
 use allocator_api2::alloc::{AllocError, Allocator};
-use poolmalloc_core::{Core, CoreStats, Fragmentation, LargeTally, OsPages, PageSource, Violation};
+use core::time::Duration;
+
+use poolmalloc_core::config::{MAX_PURGE_DELAY_MS, PURGE_DELAY_MS};
+use poolmalloc_core::{
+    Core, CoreStats, Fragmentation, LargeTally, OsPages, PageSource, Purger, Violation,
+};
 
 use crate::cache::{CacheState, ThreadCache};
 use crate::frontend::{self, Active, Home};
+use crate::purger;
 use crate::slots::{self, ExitHook, Slots};
 
 /// A heap's home (see `frontend::Home`).
@@ -28,6 +34,15 @@ struct Shared<S: PageSource> {
     idle: ThreadCache,
     /// This heap, for the exit hooks threads register.
     me: Weak<Shared<S>>,
+    /// The core's entry in the purger's list, from creation until the heap drops.
+    purge_node: purger::Node,
+}
+
+impl<S: PageSource> Drop for Shared<S> {
+    fn drop(&mut self) {
+        // Off the purger's list before the core goes.
+        purger::unregister(&self.purge_node);
+    }
 }
 
 impl<S: PageSource + 'static> Home for Shared<S> {
@@ -60,9 +75,12 @@ impl<S: PageSource + 'static> Home for Shared<S> {
         }
     }
 
+    /// Once the step is over, starts the purger if it asked for one.
     #[inline(always)]
     fn slow<R>(&self, f: impl FnOnce() -> R) -> R {
-        f()
+        let r = f();
+        purger::start_if_requested();
+        r
     }
 
     #[inline(always)]
@@ -119,14 +137,34 @@ impl Default for Heap<OsPages> {
 impl<S: PageSource + 'static> Heap<S> {
     /// A heap whose arenas come from `source`.
     pub fn with_source(source: S) -> Heap<S> {
-        Heap {
-            shared: Arc::new_cyclic(|me| Shared {
-                core: Core::new(source),
-                caches: Slots::new(),
-                idle: ThreadCache::new(),
-                me: me.clone(),
-            }),
-        }
+        let shared = Arc::new_cyclic(|me: &Weak<Shared<S>>| Shared {
+            core: Core::with_purge_delay(source, PURGE_DELAY_MS),
+            caches: Slots::new(),
+            idle: ThreadCache::new(),
+            me: me.clone(),
+            // SAFETY: the address of the core's field in the allocation being built (no read).
+            purge_node: purger::Node::new(unsafe { ptr::addr_of!((*me.as_ptr()).core) }),
+        });
+        // SAFETY: the node lives in the shared state with the core it names, and `Shared`'s
+        // drop takes it off the list before either goes.
+        unsafe { purger::register(&shared.purge_node) };
+        Heap { shared }
+    }
+
+    /// How long the heap's empty pools and arenas wait, committed, before they go back to the
+    /// OS (default `poolmalloc_core::config::PURGE_DELAY_MS`); zero gives memory back at once,
+    /// and what waits goes back now.
+    pub fn set_purge_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.core.set_purge_delay(ms.min(MAX_PURGE_DELAY_MS));
+        purger::start_if_requested();
+    }
+
+    /// Who gives the heap's memory back once it has waited: the purger thread (the default) or
+    /// the heap's later calls.
+    pub fn set_purger(&self, purger: Purger) {
+        self.shared.core.set_purger(purger);
+        purger::start_if_requested();
     }
 
     /// The heap's core (tests reach its page source and invariants through it).

@@ -30,6 +30,8 @@
 //! - `hooks`: what a build's checks add to a block's way out and back; the plain and secure
 //!   modes' hooks.
 //! - `debug`: debug mode's hooks.
+//! - `purger`: the background thread that gives memory back to the OS in time, and the purge
+//!   settings of the environment.
 //! - `frontend`: the cache protocol, once for every face, over a `Home` and a `Hooks`.
 //! - `slots`: per-thread caches of `Heap` instances, and their exit hooks.
 //! - `global`: the process-wide home — `PoolMalloc`, the C library's entry points.
@@ -68,17 +70,20 @@ mod heap;
 #[cfg(not(poolmalloc_loom))]
 mod hooks;
 #[cfg(not(poolmalloc_loom))]
+mod purger;
+#[cfg(not(poolmalloc_loom))]
 mod slots;
 
 #[cfg(not(poolmalloc_loom))]
 pub use global::{
-    check_invariants, collect, flush_thread_cache, fragmentation, owns, stats, PoolMalloc,
+    check_invariants, collect, flush_thread_cache, fragmentation, owns, set_purge_delay,
+    set_purger, stats, PoolMalloc,
 };
 #[cfg(not(poolmalloc_loom))]
 pub use heap::Heap;
 #[cfg(not(poolmalloc_loom))]
 pub use misuse::{set_misuse_hook, DebugBlock, Misuse, MisuseHook};
-pub use poolmalloc_core::{CoreStats, Fragmentation, Violation};
+pub use poolmalloc_core::{CoreStats, Fragmentation, PurgeStats, Purger, Violation};
 
 /// What exists only for the C library (`poolmalloc-capi`) and for the loom models: not part of
 /// the Rust API, and free to change.
