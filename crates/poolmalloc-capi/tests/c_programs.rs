@@ -57,6 +57,89 @@ fn thread_create_exit_loop_leaks_nothing() {
     run_preloaded("thread_churn");
 }
 
+/// Runs `tests/c/purge.c` in `mode` with `env` set, preloaded; its checks must all pass.
+fn run_purge(mode: &str, env: &[(&str, &str)]) {
+    let exe = compile("purge");
+    let out = Command::new(&exe)
+        .arg(mode)
+        .env("LD_PRELOAD", library())
+        .envs(env.iter().copied())
+        .output()
+        .expect("run purge");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "purge {mode} failed ({})", out.status);
+    assert!(
+        stdout.contains(" passed, 0 failed"),
+        "purge {mode}: no summary"
+    );
+}
+
+#[test]
+fn freed_memory_goes_back_with_no_call_by_the_purger_thread() {
+    run_purge("release", &[]);
+}
+
+#[test]
+fn a_forked_child_starts_its_own_purger() {
+    run_purge("fork", &[]);
+}
+
+#[test]
+fn purger_calls_starts_no_thread_and_purges_in_later_calls() {
+    run_purge("calls", &[("POOLMALLOC_PURGER", "calls")]);
+}
+
+/// `unshare(CLONE_NEWUSER)` needs a single-threaded process: the preloaded library must not
+/// have started a thread by then, whatever glibc's answer is.
+#[test]
+fn unshare_user_namespace_answers_as_under_glibc() {
+    let run = |preload: bool| {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--user", "--map-root-user", "true"]);
+        if preload {
+            cmd.env("LD_PRELOAD", library());
+        }
+        cmd.output().map(|o| o.status.code())
+    };
+    let Ok(glibc) = run(false) else {
+        eprintln!("unshare not found: skipped");
+        return;
+    };
+    assert_eq!(run(true).expect("run unshare"), glibc);
+}
+
+#[test]
+fn purge_settings_reject_bad_values_in_one_line() {
+    let out = Command::new("true")
+        .env("LD_PRELOAD", library())
+        .env("POOLMALLOC_PURGE_DELAY_MS", "soon")
+        .env("POOLMALLOC_PURGER", "daemon")
+        .output()
+        .expect("run true");
+    assert!(
+        out.status.success(),
+        "a bad value must not crash the program"
+    );
+    let warning = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = warning.lines().collect();
+    assert_eq!(lines.len(), 2, "{warning}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("POOLMALLOC_PURGE_DELAY_MS=soon")
+                && l.contains("0 (at once) to 3600000")),
+        "{warning}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("POOLMALLOC_PURGER=daemon") && l.contains("one of thread, calls")),
+        "{warning}"
+    );
+}
+
 #[test]
 fn stats_env_prints_report_and_rejects_bad_values() {
     let run = |value: &str| {

@@ -27,7 +27,9 @@
 
 use core::ptr::{self, NonNull};
 
-use crate::config::{Kind, ARENA_SIZE, KINDS, POOLS_PER_ARENA, PURGE_BATCH, RESERVE_ARENAS};
+use crate::config::{
+    Kind, ARENA_SIZE, KINDS, POOLS_PER_ARENA, PURGER_START_BYTES, PURGE_BATCH, RESERVE_ARENAS,
+};
 use crate::layout::{ArenaHeader, PoolHeader};
 use crate::os::PageSource;
 use crate::registry::REGISTRY;
@@ -106,6 +108,9 @@ pub(crate) struct Schedule {
     pub delay_ms: u64,
     /// When the next pass is due, on the page source's clock; 0 while nothing waits.
     pub next_at: u64,
+    /// Bytes of pools given back since the last pass began: the purger thread is asked for
+    /// only once they reach `PURGER_START_BYTES`.
+    pub given_since_pass: usize,
     /// Passes begun so far: an arena's `old` mask was set by the pass its `old_pass` names, so
     /// the batches of one pass each take the arenas the earlier ones left.
     pub pass: u64,
@@ -169,6 +174,15 @@ impl PurgeWork {
     }
 }
 
+/// What giving a pool back asks of the caller (`Arenas::give_pool`).
+pub(crate) struct Given {
+    /// The first pass is now due at this time (nothing waited before): publish it, wake the
+    /// purger.
+    pub scheduled: Option<u64>,
+    /// Enough has been given back since the last pass to ask for the purger thread.
+    pub start_purger: bool,
+}
+
 /// The bits of a run of `n` pools from `first`.
 fn run_bits(first: usize, n: usize) -> u64 {
     if n == 64 {
@@ -209,6 +223,7 @@ impl Arenas {
             schedule: Schedule {
                 delay_ms,
                 next_at: 0,
+                given_since_pass: 0,
                 pass: 0,
             },
         }
@@ -376,19 +391,20 @@ impl Arenas {
     }
 
     /// Gives an empty pool back to its arena and restores the ordering of `usable`. With a purge
-    /// delay the pool stays committed until a pass gives it back; returns the new deadline when
-    /// this schedules the first pass (nothing waited before), for the caller to publish. With no
-    /// delay, a wholly empty arena not needed as the reserve is unmapped at once, and a nearly
-    /// empty one gives its empty pools' pages back at once.
+    /// delay the pool stays committed until a pass gives it back; says whether this scheduled
+    /// the first pass (nothing waited before) and whether enough now waits for the purger
+    /// thread (`Given`), for the caller to act on. With no delay, a wholly empty arena not
+    /// needed as the reserve is unmapped at once, and a nearly empty one gives its empty pools'
+    /// pages back at once.
     ///
     /// # Safety
     /// `pool` is a carved pool of this core with no block out, on no list, already marked empty.
-    pub unsafe fn give_pool<S: PageSource>(
-        &mut self,
-        pool: *mut PoolHeader,
-        source: &S,
-    ) -> Option<u64> {
+    pub unsafe fn give_pool<S: PageSource>(&mut self, pool: *mut PoolHeader, source: &S) -> Given {
         let delay = self.schedule.delay_ms;
+        let mut given = Given {
+            scheduled: None,
+            start_purger: false,
+        };
         // SAFETY: the pool and its arena belong to this core (precondition) and we hold the arena
         // lock, which guards an empty pool and its arena's header (P1, A1).
         unsafe {
@@ -416,7 +432,7 @@ impl Arenas {
                 if delay == 0 && self.kinds[k].wholly_empty >= RESERVE_ARENAS {
                     self.unlink_usable(ao);
                     self.free_arena(ao, source);
-                    return None;
+                    return given;
                 }
                 self.counters.wholly_empty += 1;
                 self.kinds[k].wholly_empty += 1;
@@ -425,12 +441,19 @@ impl Arenas {
                 purge(a, source);
             }
             self.reorder_after_give(ao, nf, lastnf);
+            if delay == 0 {
+                return given;
+            }
+            let before = self.schedule.given_since_pass;
+            self.schedule.given_since_pass += kind.pool_size();
+            given.start_purger =
+                before < PURGER_START_BYTES && self.schedule.given_since_pass >= PURGER_START_BYTES;
         }
-        if delay == 0 || self.schedule.next_at != 0 {
-            return None;
+        if self.schedule.next_at == 0 {
+            self.schedule.next_at = source.now_ms() + delay;
+            given.scheduled = Some(self.schedule.next_at);
         }
-        self.schedule.next_at = source.now_ms() + delay;
-        Some(self.schedule.next_at)
+        given
     }
 
     /// `give_pool`'s re-sort of `usable` for an arena whose free-pool count rose to `nf`;
@@ -575,6 +598,7 @@ impl Arenas {
             }
             self.counters.purge_passes += 1;
             self.schedule.pass += 1;
+            self.schedule.given_since_pass = 0;
         }
         let mut excess = [0; KINDS];
         for kind in Kind::ALL {

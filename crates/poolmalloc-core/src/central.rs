@@ -206,16 +206,16 @@ impl<S: PageSource> Core<S> {
     unsafe fn give_to_arena(&self, pool: *mut PoolHeader) {
         let mut arenas = self.arenas.lock();
         // SAFETY: held by the caller and empty (precondition); we hold the arena lock.
-        let scheduled = unsafe {
+        let given = unsafe {
             pool::mark_empty(pool);
             arenas.give_pool(pool, &self.source)
         };
         drop(arenas);
-        if let Some(at) = scheduled {
+        if let Some(at) = given.scheduled {
             self.next_purge.store(at as usize, Ordering::Relaxed);
-            if self.purger() == Purger::Thread {
-                PURGE_EVENT.notify();
-            }
+        }
+        if (given.scheduled.is_some() || given.start_purger) && self.purger() == Purger::Thread {
+            PURGE_EVENT.notify(given.start_purger);
         }
     }
 
@@ -388,7 +388,7 @@ impl<S: PageSource> Core<S> {
     pub fn set_purger(&self, purger: Purger) {
         self.purger.store(purger as u8, Ordering::Relaxed);
         if purger == Purger::Thread && self.purge_waits() {
-            PURGE_EVENT.notify();
+            PURGE_EVENT.notify(true);
         }
     }
 

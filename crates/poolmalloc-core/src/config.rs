@@ -90,6 +90,11 @@ pub const PURGE_DELAY_MS: u64 = 20;
 /// The longest purge delay a setting may ask for (an hour).
 pub const MAX_PURGE_DELAY_MS: u64 = 3_600_000;
 
+/// Bytes of pools given back (since the last purge pass) before the purger thread is started:
+/// a short program that frees a few pools never gets a thread (a process with a second thread
+/// cannot `unshare(CLONE_NEWUSER)`), and keeps what it freed warm, at most this much.
+pub const PURGER_START_BYTES: usize = ARENA_SIZE;
+
 /// Stack of the purger thread (`poolmalloc`'s `purger`): it calls the core's purge and sleeps,
 /// nothing deeper; glibc adds the process's static TLS on top.
 pub const PURGER_STACK_BYTES: usize = 64 * 1024;

@@ -317,7 +317,8 @@ pub mod event {
         word: AtomicU32,
         /// A thread is (about to be) asleep in `wait`: `notify` must wake it.
         waiting: AtomicBool,
-        /// Set by `notify`, taken by whoever starts the thread that waits (`take_request`).
+        /// Set by `notify(true)`, taken by whoever starts the thread that waits
+        /// (`take_request`).
         requested: AtomicBool,
     }
 
@@ -336,10 +337,11 @@ pub mod event {
             self.word.load(Ordering::Acquire)
         }
 
-        /// Something waits: wakes the waiter, if any, and leaves a request for a waiter to be
-        /// started if none runs. A system call only while a thread sleeps in `wait`.
-        pub fn notify(&self) {
-            if !self.requested.load(Ordering::Relaxed) {
+        /// Something waits: wakes the waiter, if any, and (`start`) leaves a request for a
+        /// waiter to be started if none runs. A system call only while a thread sleeps in
+        /// `wait`.
+        pub fn notify(&self, start: bool) {
+            if start && !self.requested.load(Ordering::Relaxed) {
                 self.requested.store(true, Ordering::Relaxed);
             }
             self.word.fetch_add(1, Ordering::SeqCst);
@@ -353,7 +355,7 @@ pub mod event {
             }
         }
 
-        /// True when `notify` ran since the last `take_request`.
+        /// True when `notify(true)` ran since the last `take_request`.
         #[inline]
         pub fn requested(&self) -> bool {
             self.requested.load(Ordering::Relaxed)

@@ -3,8 +3,10 @@
 //! to the OS with no call from the program (jemalloc's `background_thread`, Bun's scavenger of
 //! mimalloc's purge; the core's `arena` module says what a pass gives back).
 //!
-//! - **Started lazily**: the first time a core in `Purger::Thread` mode has something waiting,
-//!   it notifies `PURGE_EVENT`, which leaves a request; the home that made the step takes it
+//! - **Started lazily**: once a core in `Purger::Thread` mode has had `PURGER_START_BYTES` of
+//!   pools given back since its last pass, it notifies `PURGE_EVENT` with a request (a short
+//!   program that frees a few pools never gets a thread: it stays single-threaded, as
+//!   `unshare(CLONE_NEWUSER)` needs); the home that made the step takes it
 //!   when the step is over (`start_if_requested`, from `Home::slow`), holding no allocator lock
 //!   and not inside the allocator — never at load, never in a fork window.
 //! - **The thread** is created with `pthread_create` (detached, signals blocked, a
@@ -277,7 +279,7 @@ extern "C" fn fork_child() {
     let mut waits = false;
     for_each(&mut |core| waits |= core.purger() == Purger::Thread && core.purge_waits());
     if waits {
-        PURGE_EVENT.notify();
+        PURGE_EVENT.notify(true);
     }
 }
 
