@@ -174,6 +174,15 @@ impl PurgeWork {
     }
 }
 
+/// The planted bug of a purge without its claim (`planted_fault`), off in every other build.
+#[cfg(feature = "planted-fault")]
+use crate::planted_fault::unclaimed_purge;
+#[cfg(not(feature = "planted-fault"))]
+#[inline(always)]
+fn unclaimed_purge() -> bool {
+    false
+}
+
 /// What giving a pool back asks of the caller (`Arenas::give_pool`).
 pub(crate) struct Given {
     /// The first pass is now due at this time (nothing waited before): publish it, wake the
@@ -698,7 +707,10 @@ impl Arenas {
             todo &= !run_bits(first, n);
             runs += 1;
         }
-        if claimed != 0 {
+        if claimed != 0 && unclaimed_purge() {
+            // The planted bug: the pools stay takeable while their pages go.
+            self.counters.purges += runs;
+        } else if claimed != 0 {
             // SAFETY: a mapped arena with `nf` free pools, on `usable` as it has some (A4).
             unsafe { self.recount(ao, nf, nf - claimed.count_ones() as usize) };
             // SAFETY: as above (`recount` borrowed the header afresh).
@@ -712,7 +724,7 @@ impl Arenas {
         let a = unsafe { &mut *ao };
         // What is still empty and committed has waited one pass: the next one gives it back.
         // (What this pass claimed, `end_purge` finishes.)
-        a.old = a.free_pools & !a.decommitted;
+        a.old = a.free_pools & !a.decommitted & !claimed;
         a.old_pass = self.schedule.pass;
         a.old == 0
     }
@@ -722,6 +734,12 @@ impl Arenas {
     pub fn end_purge(&mut self, work: &PurgeWork, now: u64) {
         for &(ao, first, n) in &work.runs[..work.nruns] {
             let bits = run_bits(first as usize, n as usize);
+            if unclaimed_purge() {
+                // SAFETY: as below (the planted bug's pools were never claimed: those still
+                // free are marked given back, one taken meanwhile is in use).
+                unsafe { (*ao).decommitted |= bits & (*ao).free_pools };
+                continue;
+            }
             // SAFETY: the run's arena is mapped while it has claimed pools (`PurgeWork::apply`),
             // and we hold the arena lock.
             unsafe {

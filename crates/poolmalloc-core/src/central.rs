@@ -338,7 +338,16 @@ impl<S: PageSource> Core<S> {
         let now = self.source.now_ms();
         let (mut unmapped, mut more) = (0, false);
         loop {
-            let work = self.arenas.lock().begin_purge(now, force, more);
+            let (work, next_at) = {
+                let mut arenas = self.arenas.lock();
+                (
+                    arenas.begin_purge(now, force, more),
+                    arenas.schedule.next_at,
+                )
+            };
+            // The next deadline is known once the pass has claimed its work (other threads'
+            // calls past it may run their pass meanwhile: what this one claimed is not theirs).
+            self.next_purge.store(next_at as usize, Ordering::Relaxed);
             // SAFETY: claimed by `begin_purge` of this core's arenas just above; put back below.
             unsafe { work.apply(&self.source) };
             unmapped += work.arenas_unmapped();

@@ -255,6 +255,10 @@ pub struct Fragmentation {
     pub arenas_could_go_back: usize,
     /// Empty pools in mapped arenas, carved or not.
     pub pools_empty: usize,
+    /// Bytes of empty pools kept committed (warm), until a purge pass gives them back.
+    pub bytes_warm: usize,
+    /// Milliseconds until the next purge pass is due; `None` while nothing waits.
+    pub purge_in_ms: Option<u64>,
     arenas: Top<ArenaFrag, FRAG_TOP_ARENAS>,
     pools: Top<PoolFrag, FRAG_TOP_POOLS>,
 }
@@ -276,6 +280,8 @@ impl Fragmentation {
             arenas_wholly_empty: 0,
             arenas_could_go_back: 0,
             pools_empty: 0,
+            bytes_warm: 0,
+            purge_in_ms: None,
             arenas: Top::new(),
             pools: Top::new(),
         }
@@ -436,6 +442,9 @@ impl<S: PageSource> Core<S> {
                 usize::from(arena.wholly_empty() || arena.could_go_back());
             f.arenas.offer(arena, nearer_release);
         }
+        f.bytes_warm = locks.arenas.warm_bytes();
+        let next_at = locks.arenas.schedule.next_at;
+        f.purge_in_ms = (next_at != 0).then(|| next_at.saturating_sub(self.source.now_ms()));
         drop(locks);
         f
     }

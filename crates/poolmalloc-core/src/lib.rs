@@ -218,6 +218,6 @@ pub mod __private {
     /// The loom models' switch for the planted race (feature `planted-fault`).
     #[cfg(feature = "planted-fault")]
     pub mod planted_fault {
-        pub use crate::planted_fault::ON;
+        pub use crate::planted_fault::{ON, UNCLAIMED_PURGE};
     }
 }

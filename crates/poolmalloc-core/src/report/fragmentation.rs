@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use super::{comma_separated, Thousands};
+use super::{comma_separated, OrNull, Thousands};
 use crate::config::{
     ARENA_SIZE, FRAG_HALF_PERCENT, FRAG_SPARSE_PERCENT, MEDIUM_POOL_SIZE, POOL_SIZE, RESERVE_ARENAS,
 };
@@ -45,7 +45,8 @@ impl Fragmentation {
             ",\"in_use\":{},\"full\":{},\"sparse\":{},\"empty\":{}}},\
              \"blocks\":{{\"out\":{},\"out_sparse\":{}}},\
              \"bytes\":{{\"mapped\":{},\"pinned\":{},\"out_sparse\":{},\"idle\":{},\
-             \"in_blocks_out\":{},\"back_if_sparse_emptied\":{},\"accounted\":{}}},\
+             \"in_blocks_out\":{},\"back_if_sparse_emptied\":{},\"accounted\":{},\"warm\":{}}},\
+             \"purge_in_ms\":{},\
              \"arenas\":{{\"mapped\":{},\"wholly_empty\":{},\"could_go_back\":{},\
              \"back_if_sparse_emptied\":{},\"listed\":[",
             self.pools_in_use(),
@@ -61,6 +62,8 @@ impl Fragmentation {
             self.bytes_in_blocks_out(),
             self.bytes_back_if_sparse_emptied(),
             self.accounted_bytes(),
+            self.bytes_warm,
+            OrNull(self.purge_in_ms),
             self.arenas_mapped,
             self.arenas_wholly_empty,
             self.arenas_could_go_back,
@@ -177,6 +180,19 @@ impl fmt::Display for Fragmentation {
             self.arenas_back_if_sparse_emptied(),
             Thousands(self.bytes_back_if_sparse_emptied())
         )?;
+        match self.purge_in_ms {
+            Some(ms) => writeln!(
+                f,
+                "warm: {} bytes of empty pools stay committed; the next purge pass, in {ms} ms, \
+                 gives back what was empty at the last one",
+                Thousands(self.bytes_warm)
+            )?,
+            None => writeln!(
+                f,
+                "warm: {} bytes of empty pools stay committed; no purge pass is due",
+                Thousands(self.bytes_warm)
+            )?,
+        }
         if !self.identity_holds() {
             writeln!(
                 f,

@@ -26,6 +26,18 @@ pub(crate) fn comma_separated<W: fmt::Write, T>(
 /// Groups digits in threes, as CPython's report does.
 pub(crate) struct Thousands(pub(crate) usize);
 
+/// A number, or JSON's `null` for `None` (written without allocating).
+pub(crate) struct OrNull(pub(crate) Option<u64>);
+
+impl fmt::Display for OrNull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("null"),
+        }
+    }
+}
+
 impl fmt::Display for Thousands {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut digits = [0u8; 32];

@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use super::{comma_separated, Thousands};
+use super::{comma_separated, OrNull, Thousands};
 use crate::config::{
     Kind, ARENA_SIZE, MEDIUM_REQUEST_THRESHOLD, NB_MEDIUM_SIZE_CLASSES, NB_SMALL_SIZE_CLASSES,
     SMALL_REQUEST_THRESHOLD,
@@ -55,19 +55,16 @@ impl CoreStats {
         let p = &self.purge;
         write!(
             f,
-            "\"purge\":{{\"delay_ms\":{},\"purger\":\"{}\",\"warm_bytes\":{},\"next_in_ms\":",
+            "\"purge\":{{\"delay_ms\":{},\"purger\":\"{}\",\"warm_bytes\":{},\"next_in_ms\":{},\
+             \"passes\":{},\"purges\":{},\"purged_bytes\":{},\"wakeups\":{}}},",
             p.delay_ms,
             if p.by_thread { "thread" } else { "calls" },
-            p.warm_bytes
-        )?;
-        match p.next_in_ms {
-            Some(ms) => write!(f, "{ms}")?,
-            None => f.write_str("null")?,
-        }
-        write!(
-            f,
-            ",\"passes\":{},\"purges\":{},\"purged_bytes\":{},\"wakeups\":{}}},",
-            a.purge_passes, a.purges, a.purged_bytes, p.wakeups
+            p.warm_bytes,
+            OrNull(p.next_in_ms),
+            a.purge_passes,
+            a.purges,
+            a.purged_bytes,
+            p.wakeups
         )?;
         write!(
             f,
