@@ -46,7 +46,7 @@
 //!                  taken by a thread (fullest arena first)
 //!   empty ──────────────────────────────────────────────────▶ owned by a thread
 //!     ▲  ◀──── its last block freed (the owner's last-emptied    │  │ ▲
-//!     │        pool is kept a while)                             │  │ │ a free lands in it:
+//!     │        pool is kept; warm in its arena for the delay)    │  │ │ a free lands in it:
 //!     │                                       used up (full), or │  │ │ the freeing thread
 //!     │                                       its thread exits   ▼  │ │ adopts it; or a thread
 //!     │                                             core-held: used │ │ needing a pool takes it
@@ -55,9 +55,10 @@
 //! - **owned**: a thread allocates from it and frees into it without a lock (its own free list
 //!   and counts); other threads push their frees onto the pool's *remote chain* with one
 //!   compare-and-swap, and the owner takes the whole chain with one swap when it needs blocks.
-//!   A pool empties the moment its last block comes back: to its arena at once, except the one
-//!   its owner emptied last, which the owner keeps for its next pool (no lock for a loop that
-//!   allocates and frees one block).
+//!   A pool empties the moment its last block comes back: to its arena (warm, for the purge
+//!   delay), except the one of each kind its owner emptied last, which the owner keeps for its
+//!   next pool (no lock, and no call out of the fast path, for a loop that allocates and frees
+//!   one block).
 //! - **core-held**: pymalloc's *used* (on `usedpools[class]`) and *full* (on no list) pools,
 //!   guarded by the class lock. An owner gives a pool to the core when it is used up (full) or
 //!   when its thread exits (abandoned, with blocks out). A free into a core-held pool adopts it
@@ -83,10 +84,18 @@
 //! pools of one kind from the front as needed (64 small or 4 medium). Each kind keeps its arenas
 //! with an empty pool on its own `usable_arenas`, sorted by their count of empty pools, fewest
 //! first, so new pools come from the fullest arena and nearly-empty arenas drain; `nfp2lasta[n]`
-//! (the rightmost arena with `n` empty pools) makes each re-sort O(1). An arena whose pools are
-//! all empty is unmapped, except that one of each kind is kept in reserve against map/unmap
-//! thrashing. A nearly empty arena gives its empty pools' pages back (small: 4 pools in use or
-//! fewer; medium: half its pools or fewer, since a medium pool is 256 KiB).
+//! (the rightmost arena with `n` empty pools) makes each re-sort O(1).
+//!
+//! Memory goes back to the OS in time, not at once: an empty pool stays committed (warm) and a
+//! wholly empty arena mapped for the purge delay (`config::PURGE_DELAY_MS`); then a purge pass
+//! (`Core::purge`) decommits the pools that were already empty at the pass before and unmaps
+//! the wholly empty arenas beyond one reserve arena of each kind. A pass claims what it gives
+//! back under the arena lock and makes its system calls without it, so an allocation never
+//! takes a pool being purged (`arena`, "Memory back to the OS, in time"). Who runs the passes
+//! is a `Purger`: the `poolmalloc` crate's background thread, woken through `PURGE_EVENT`, or
+//! later allocator calls. A delay of 0 keeps the old policy: an empty arena is unmapped at once
+//! (but the reserve), and a nearly empty one gives its empty pools' pages back at once (small: 4
+//! pools in use or fewer; medium: half its pools or fewer).
 //!
 //! Every arena is entered in the *registry*, a radix tree over arena-aligned addresses that holds
 //! its header and the id of the core that owns it: `free` of any pointer can ask "is this ours?"
@@ -125,9 +134,11 @@
 //!   that is out), so the pool's holder may give it to its arena.
 //! - **A1** An arena is `ARENA_SIZE`-aligned and registered to its core with its kind; its header
 //!   is guarded by the arena lock, and its pools are all of its kind.
-//! - **A2** An arena's free-pool list holds exactly its carved empty pools; `nfreepools` counts
-//!   them plus the pools never carved.
-//! - **A3** At most `RESERVE_ARENAS` wholly empty arenas of each kind stay mapped.
+//! - **A2** An arena's free-pool bitmap holds exactly its carved empty pools but those a purge
+//!   pass has claimed; `nfreepools` counts them plus the pools never carved; a pool waiting for
+//!   the next pass (`old`) is on the bitmap and committed.
+//! - **A3** Beyond `RESERVE_ARENAS` of each kind, wholly empty arenas stay mapped only while a
+//!   purge pass is due.
 //! - **A4** A kind's `usable_arenas` holds exactly its arenas with an empty pool, sorted by that
 //!   count, and its `nfp2lasta[n]` is the rightmost of them with `n` empty pools.
 //! - **R1** Registry leaves, once published, stay mapped for the life of the process.
@@ -137,25 +148,27 @@
 //!
 //! ## Modules, bottom-up
 //! Each module uses only modules above it in this list.
-//! - `sync`: the shared-state primitives (mutex, atomics), swapped for loom's under
-//!   `cfg(poolmalloc_loom)`, and what stays std's.
+//! - `sync`: the shared-state primitives (mutex, atomics, the purger's futex event), swapped for
+//!   loom's under `cfg(poolmalloc_loom)`, and what stays std's.
 //! - `config`: every tunable size and the values derived from them.
 //! - `size_class`: request size → class, and the class table.
 //! - `tools`: what valgrind and AddressSanitizer are told about our blocks.
 //! - `os`: the page sources (`PageSource`, `OsPages`, `MemPages`) and the C library's allocator
 //!   behind the large path.
 //! - `layout`: the data laid out in memory: `FreeBlock`, the pool header, the arena header.
-//! - `planted_fault` (feature `planted-fault`): the known race the loom models must catch (a
-//!   hand-back that stores over the remote chain instead of swapping it).
+//! - `planted_fault` (feature `planted-fault`): the known faults the loom models must catch (a
+//!   hand-back that stores over the remote chain instead of swapping it; a purge pass that does
+//!   not claim what it gives back).
 //! - `registry`: the radix tree from arena addresses to their owner and header.
 //! - `pool`: the steps of a pool's transitions: carve, take and put a block, push and swap the
 //!   remote chain, mark empty; `OwnedPool`, an owner's handle.
-//! - `arena`: the arena lock's state: mapping, `usable_arenas`, releasing arenas.
+//! - `arena`: the arena lock's state: mapping, `usable_arenas`, the purge schedule and passes.
 //! - `classes`: a class lock's state: `usedpools` and the class's counters.
 //! - `error`: `FreeError`, why a pointer could not be freed.
 //! - `large`: the large path (the C library's allocator), counted in per-owner tallies.
 //! - `central`: `Core`, its locks and the transitions: pools to and from owners, remote frees
-//!   into core-held pools, blocks for callers without a cache, the checked free.
+//!   into core-held pools, blocks for callers without a cache, the checked free, the purge
+//!   passes and their settings.
 //! - `fork` (not under loom): taking and resetting every lock around `fork`, and giving the
 //!   pools of the threads a child does not have to the core.
 //! - `stats`, `fragmentation`: the snapshots and how they are taken under every lock.
