@@ -5,7 +5,9 @@
 //! Memory figures (`memory`, `seed`) run each in a fresh child process (`poolmalloc __child ..`),
 //! so no allocator sees another's resident pages. The `global` workload runs in one child binary
 //! per allocator, which installs it as `#[global_allocator]` (built with fat LTO for a release
-//! `poolmalloc`, so the allocator can be inlined into the workload). Repetitions are interleaved: every
+//! `poolmalloc`, so the allocator can be inlined into the workload); the `service` workload drives
+//! one server binary per allocator (`crates/poolmalloc-service`, built the same way) from this
+//! process over loopback. Repetitions are interleaved: every
 //! repetition runs every job once, and the allocators' order rotates between repetitions, so a
 //! noisy moment of the machine is spread over all of them rather than landing on one.
 
@@ -14,7 +16,7 @@ use std::process::{Command as Process, Stdio};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use poolmalloc_workloads::{run, AllocatorId, Sample, Scale, Unit, Where, Workload};
+use poolmalloc_workloads::{run, run_service, AllocatorId, Sample, Scale, Unit, Where, Workload};
 use serde_json::json;
 
 use crate::args::CompareArgs;
@@ -29,13 +31,43 @@ pub struct Job {
 }
 
 /// The allocators that can be installed as `#[global_allocator]` (a `Heap` cannot be built in a
-/// `static`), each with its child binary.
+/// `static`), each with its child binaries.
 pub fn has_global_binary(a: AllocatorId) -> bool {
     a != AllocatorId::PoolMallocHeap
 }
 
-pub fn global_binary_name(a: AllocatorId) -> String {
-    format!("poolmalloc-global-{}", a.name())
+/// A set of child binaries, one per allocator that can be a `#[global_allocator]`: the package
+/// that builds them and their names' prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Children {
+    package: &'static str,
+    prefix: &'static str,
+}
+
+/// The `global` workload's children (`crates/poolmalloc-cli/src/bin`).
+const GLOBAL: Children = Children {
+    package: "poolmalloc-cli",
+    prefix: "poolmalloc-global-",
+};
+/// The `service` workload's servers (`crates/poolmalloc-service/src/bin`).
+const SERVICE: Children = Children {
+    package: "poolmalloc-service",
+    prefix: "poolmalloc-service-",
+};
+
+impl Children {
+    /// The children of the workloads that run in one.
+    fn of(w: Workload) -> Option<Children> {
+        match w.place() {
+            Where::GlobalAllocator => Some(GLOBAL),
+            Where::Server => Some(SERVICE),
+            Where::InProcess | Where::FreshProcess => None,
+        }
+    }
+
+    fn binary(self, a: AllocatorId) -> String {
+        format!("{}{}", self.prefix, a.name())
+    }
 }
 
 pub fn exe_dir() -> PathBuf {
@@ -45,7 +77,8 @@ pub fn exe_dir() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// Where the global-allocator child binaries are. A release `poolmalloc` uses children built
+/// Where the global-allocator child binaries (and the service's servers) are. A release
+/// `poolmalloc` uses children built
 /// with fat LTO and one codegen unit in their own target directory (`<target>/global-lto`), so the
 /// allocator can be inlined through Rust's `__rust_alloc` shim into the workload, as in a program
 /// built that way; the workspace's release profile is left alone. Any other build uses the
@@ -64,31 +97,32 @@ const LTO_ENV: [(&str, &str); 2] = [
     ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1"),
 ];
 
-/// Makes sure the global-allocator child binaries are built and current. When started by cargo
+/// Makes sure `children` are built and current. When started by cargo
 /// (`cargo run`, which builds only the binary it runs) this runs `cargo build` for them — a
 /// no-op when they are up to date, a few minutes the first time for the LTO build; otherwise
 /// they must exist already, and the error says how to build them.
-fn ensure_global_binaries(allocators: &[AllocatorId]) -> Result<PathBuf, String> {
+fn ensure_binaries(children: Children, allocators: &[AllocatorId]) -> Result<PathBuf, String> {
     let dir = global_binaries_dir();
     let lto = dir != exe_dir();
+    let package = children.package;
     let missing: Vec<String> = allocators
         .iter()
         .filter(|&&a| has_global_binary(a))
-        .map(|&a| global_binary_name(a))
+        .map(|&a| children.binary(a))
         .filter(|name| !dir.join(name).exists())
         .collect();
     let hint = if lto {
         let target = dir.parent().unwrap_or(&dir).display().to_string();
         format!(
             "missing {} in {}; build them with `CARGO_TARGET_DIR={target} {} cargo build \
-             --release -p poolmalloc-cli --bins`",
+             --release -p {package} --bins`",
             missing.join(", "),
             dir.display(),
             LTO_ENV.map(|(k, v)| format!("{k}={v}")).join(" ")
         )
     } else {
         format!(
-            "missing {} in {}; build them with `cargo build -p poolmalloc-cli --bins`",
+            "missing {} in {}; build them with `cargo build -p {package} --bins`",
             missing.join(", "),
             dir.display()
         )
@@ -109,7 +143,7 @@ fn ensure_global_binaries(allocators: &[AllocatorId]) -> Result<PathBuf, String>
     }
     if !missing.is_empty() {
         eprintln!(
-            "compare: building the #[global_allocator] child binaries{} (once)",
+            "compare: building {package}'s #[global_allocator] binaries{} (once)",
             if lto {
                 " with fat LTO in target/global-lto"
             } else {
@@ -117,13 +151,13 @@ fn ensure_global_binaries(allocators: &[AllocatorId]) -> Result<PathBuf, String>
             }
         );
     }
-    if !cargo_build_bins(&dir, lto) {
+    if !cargo_build_bins(package, &dir, lto) {
         return Err(format!("building the child binaries failed; {hint}"));
     }
     let still_missing = allocators
         .iter()
         .filter(|&&a| has_global_binary(a))
-        .any(|&a| !dir.join(global_binary_name(a)).exists());
+        .any(|&a| !dir.join(children.binary(a)).exists());
     if still_missing {
         Err(hint)
     } else {
@@ -131,17 +165,17 @@ fn ensure_global_binaries(allocators: &[AllocatorId]) -> Result<PathBuf, String>
     }
 }
 
-/// Builds this package's binaries into `dir` (a `<target>/<profile>` directory; `lto`: the
+/// Builds `package`'s binaries into `dir` (a `<target>/<profile>` directory; `lto`: the
 /// fat-LTO build of `global_binaries_dir`) with the cargo that started this program. False when
 /// no cargo started it, or the build failed.
-pub fn cargo_build_bins(dir: &Path, lto: bool) -> bool {
+pub fn cargo_build_bins(package: &str, dir: &Path, lto: bool) -> bool {
     let Ok(cargo) = std::env::var("CARGO") else {
         return false;
     };
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let mut cmd = Process::new(cargo);
     cmd.args(["build", "--quiet", "--manifest-path", manifest])
-        .args(["-p", "poolmalloc-cli", "--bins"]);
+        .args(["-p", package, "--bins"]);
     if lto {
         let target = dir.parent().unwrap_or(dir);
         cmd.arg("--release")
@@ -186,7 +220,7 @@ fn run_job(
     job: Job,
     scale: Scale,
     threads: &[usize],
-    global_dir: &Path,
+    children_dir: &Path,
 ) -> Result<Vec<Sample>, String> {
     let quick = if scale.quick { &["--quick"][..] } else { &[] };
     match job.workload.place() {
@@ -198,7 +232,11 @@ fn run_job(
             run_child(&exe, &args)
         }
         Where::GlobalAllocator => {
-            run_child(&global_dir.join(global_binary_name(job.allocator)), quick)
+            run_child(&children_dir.join(GLOBAL.binary(job.allocator)), quick)
+        }
+        Where::Server => {
+            let server = children_dir.join(SERVICE.binary(job.allocator));
+            run_service(&server, scale).map_err(|f| f.0)
         }
     }
 }
@@ -225,7 +263,7 @@ pub fn compare(args: &CompareArgs) -> Outcome<AllocatorId> {
     let reps = args.reps();
     let mut notes = Vec::new();
     let mut failures: Vec<Failure<AllocatorId>> = Vec::new();
-    let mut global_dir = exe_dir();
+    let mut children_dir = exe_dir();
 
     // The jobs of one repetition, grouped by workload.
     let mut groups: Vec<Vec<Job>> = Vec::new();
@@ -236,7 +274,7 @@ pub fn compare(args: &CompareArgs) -> Outcome<AllocatorId> {
                 workload,
                 allocator,
             };
-            if workload == Workload::Global && !has_global_binary(allocator) {
+            if Children::of(workload).is_some() && !has_global_binary(allocator) {
                 notes.push(format!(
                     "(not run: {workload} on {allocator}: a Heap cannot be a #[global_allocator] \
                      static)"
@@ -245,10 +283,10 @@ pub fn compare(args: &CompareArgs) -> Outcome<AllocatorId> {
                 group.push(job);
             }
         }
-        if workload == Workload::Global && !group.is_empty() {
+        if let Some(children) = Children::of(workload).filter(|_| !group.is_empty()) {
             let allocators: Vec<AllocatorId> = group.iter().map(|j| j.allocator).collect();
-            match ensure_global_binaries(&allocators) {
-                Ok(dir) => global_dir = dir,
+            match ensure_binaries(children, &allocators) {
+                Ok(dir) => children_dir = dir,
                 Err(e) => {
                     for job in group.drain(..) {
                         failures.push(Failure {
@@ -286,7 +324,7 @@ pub fn compare(args: &CompareArgs) -> Outcome<AllocatorId> {
                     job.allocator,
                     rep + 1
                 ));
-                match run_job(job, scale, &args.threads, &global_dir) {
+                match run_job(job, scale, &args.threads, &children_dir) {
                     Ok(samples) => match results.iter_mut().find(|(j, _)| *j == job) {
                         Some((_, all)) => all.extend(samples),
                         None => results.push((job, samples)),

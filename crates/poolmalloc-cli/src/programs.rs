@@ -220,7 +220,7 @@ fn launcher() -> Result<PathBuf, Fatal> {
     let dir = crate::compare::exe_dir();
     let path = dir.join(launch::LAUNCHER);
     if !path.is_file() {
-        crate::compare::cargo_build_bins(&dir, false);
+        crate::compare::cargo_build_bins("poolmalloc-cli", &dir, false);
     }
     if path.is_file() {
         Ok(path)

@@ -94,7 +94,7 @@ fn ratio_floor(unit: Unit) -> f64 {
     match unit {
         Unit::MiB => 0.5,
         Unit::Ms => poolmalloc_workloads::memory::POLL.as_secs_f64() * 1e3,
-        Unit::NsPerOp | Unit::Pools | Unit::Seconds => f64::MIN_POSITIVE,
+        Unit::NsPerOp | Unit::Pools | Unit::Seconds | Unit::Us => f64::MIN_POSITIVE,
     }
 }
 

@@ -25,6 +25,7 @@
 //! | `memory-2t/*`       | freed by a second thread, which exits: peak, after free, released-ms (≤ 2 %) | — |
 //! | `seed/*`            | 512·k one-byte objects, 511 of each 512 freed: RSS and pools held | — |
 //! | `global/*`          | pair and churn through `#[global_allocator]` (child binaries) | alloc+free |
+//! | `service/*`         | a tokio + hyper + serde_json server per allocator (its `#[global_allocator]`) under 32 keep-alive connections: µs per request, p99 latency, peak and idle RSS | request |
 //!
 //! `N` is the machine's core count, or each count of `compare --threads` (one row per count, the
 //! case named with its threads). Allocators come from [`AllocatorId::TABLE`]; sizes and counts
@@ -36,7 +37,7 @@
 //! - `blocks`: tagged blocks, allocated and checked when freed.
 //! - the workloads, each on `blocks` (and `rng`, `rss`): `pair`, `churn`, `larson`, `prodcons`,
 //!   `scratch`, `rptest`, `trees`, `memory`, `seed`; `global` runs pair and churn in child
-//!   binaries.
+//!   binaries; `service` drives a server binary (`crates/poolmalloc-service`) over loopback.
 //! - this file: the cases, `Timing`, `Scale`, and the runner the CLI and benches call.
 
 pub mod allocators;
@@ -52,10 +53,12 @@ pub mod rptest;
 pub mod rss;
 pub mod scratch;
 pub mod seed;
+pub mod service;
 pub mod trees;
 
 use std::alloc::GlobalAlloc;
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 pub use allocators::{AllocatorId, WithAllocator};
@@ -116,6 +119,7 @@ pub enum Workload {
     MemoryMedium,
     Seed,
     Global,
+    Service,
 }
 
 /// Where a workload must run for its figures to mean something.
@@ -127,6 +131,9 @@ pub enum Where {
     FreshProcess,
     /// In a child binary that installs the allocator as its `#[global_allocator]`.
     GlobalAllocator,
+    /// Against a server binary that installs the allocator as its `#[global_allocator]`, driven
+    /// from this process over loopback ([`run_service`]).
+    Server,
 }
 
 impl Workload {
@@ -147,6 +154,7 @@ impl Workload {
         Workload::MemoryMedium,
         Workload::Seed,
         Workload::Global,
+        Workload::Service,
     ];
 
     pub fn name(self) -> &'static str {
@@ -167,6 +175,7 @@ impl Workload {
             Workload::MemoryMedium => "memory-medium",
             Workload::Seed => "seed",
             Workload::Global => "global",
+            Workload::Service => "service",
         }
     }
 
@@ -185,6 +194,7 @@ impl Workload {
                 Where::FreshProcess
             }
             Workload::Global => Where::GlobalAllocator,
+            Workload::Service => Where::Server,
             _ => Where::InProcess,
         }
     }
@@ -200,7 +210,7 @@ impl fmt::Display for Workload {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Unit {
     NsPerOp,
-    /// Resident MiB above the run's baseline.
+    /// Resident MiB above the run's baseline (service: the server's whole resident set).
     MiB,
     /// Pools in use (poolmalloc only).
     Pools,
@@ -209,6 +219,8 @@ pub enum Unit {
     /// Milliseconds until something happened; infinite: it did not within the workload's limit
     /// (the table prints "never").
     Ms,
+    /// Microseconds (service: wall time per request, latency).
+    Us,
 }
 
 impl Unit {
@@ -219,15 +231,17 @@ impl Unit {
             Unit::Pools => "pools",
             Unit::Seconds => "s",
             Unit::Ms => "ms",
+            Unit::Us => "µs",
         }
     }
 
-    pub const ALL: [Unit; 5] = [
+    pub const ALL: [Unit; 6] = [
         Unit::NsPerOp,
         Unit::MiB,
         Unit::Pools,
         Unit::Seconds,
         Unit::Ms,
+        Unit::Us,
     ];
 
     pub fn parse(name: &str) -> Option<Unit> {
@@ -295,7 +309,7 @@ pub mod params {
     use std::time::Duration;
 
     use super::{cores, Scale};
-    use crate::{larson, prodcons, rptest, scratch};
+    use crate::{larson, prodcons, rptest, scratch, service};
 
     pub fn pair_iters(s: Scale) -> u64 {
         s.pick(300_000, 3_000_000)
@@ -354,6 +368,14 @@ pub mod params {
     }
     pub fn seed_k(s: Scale) -> usize {
         s.pick(200, 1000)
+    }
+    /// quick: about a second in all.
+    pub fn service(s: Scale) -> service::Params {
+        service::Params {
+            steady: s.pick(Duration::from_millis(500), Duration::from_secs(5)),
+            spike: s.pick(64, 320),
+            idle: s.pick(Duration::from_millis(250), Duration::from_secs(1)),
+        }
     }
     /// How long the memory workloads wait for their memory to be given back.
     pub fn release_limit(s: Scale) -> Duration {
@@ -534,6 +556,11 @@ impl WithAllocator for RunCase<'_> {
                     "the global workload runs only in a global-allocator child binary".into(),
                 ))
             }
+            Workload::Service => {
+                return Err(Fault(
+                    "the service workload runs only against a server binary (run_service)".into(),
+                ))
+            }
         })
     }
 }
@@ -552,6 +579,19 @@ pub fn run_global(scale: Scale) -> Result<Vec<Sample>> {
     Ok(vec![
         Sample::time("global/pair-64", t),
         Sample::time("global/churn-1t", c),
+    ])
+}
+
+/// The `service` cases against the server binary `program` (one of
+/// `crates/poolmalloc-service`'s, with the allocator as its `#[global_allocator]`).
+pub fn run_service(program: &Path, scale: Scale) -> Result<Vec<Sample>> {
+    let r = service::service(program, params::service(scale))?;
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    Ok(vec![
+        Sample::new("service/us-per-request", Unit::Us, us(r.per_request())),
+        Sample::new("service/p99", Unit::Us, us(r.p99)),
+        Sample::new("service/peak-rss", Unit::MiB, r.peak_rss as f64 / MIB),
+        Sample::new("service/idle-rss", Unit::MiB, r.idle_rss as f64 / MIB),
     ])
 }
 

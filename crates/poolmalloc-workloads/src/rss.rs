@@ -59,28 +59,35 @@ fn second_number(text: &[u8]) -> Option<usize> {
     })
 }
 
+/// A `kB` field of another process's `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in bytes; this
+/// one allocates.
+pub fn status_bytes(pid: u32, field: &str) -> Option<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 pub const MIB: f64 = 1024.0 * 1024.0;
 
 #[cfg(test)]
 mod tests {
-    use super::{rss_bytes, second_number};
-
-    /// VmRSS from `/proc/self/status`, read the ordinary (allocating) way.
-    fn status_vm_rss() -> usize {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let kib: usize = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .expect("VmRSS in /proc/self/status");
-        kib * 1024
-    }
+    use super::{rss_bytes, second_number, status_bytes};
 
     #[test]
     fn rss_agrees_with_the_status_file() {
-        let (a, b) = (rss_bytes(), status_vm_rss());
+        let me = std::process::id();
+        let (a, b) = (rss_bytes(), status_bytes(me, "VmRSS").unwrap());
         assert!(a > 0);
         assert!(a.abs_diff(b) <= 4 << 20, "statm {a}, status {b}");
+        assert!(status_bytes(me, "VmHWM").unwrap() >= b);
+        assert_eq!(status_bytes(me, "VmNothing"), None);
+        assert_eq!(status_bytes(u32::MAX, "VmRSS"), None);
     }
 
     #[test]

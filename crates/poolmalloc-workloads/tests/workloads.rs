@@ -308,3 +308,18 @@ fn null_returns_are_reported_not_dereferenced() {
     .unwrap_err();
     assert!(err.0.contains("null"), "{err}");
 }
+
+#[test]
+fn service_reports_a_server_that_cannot_serve() {
+    use poolmalloc_workloads::service::{service, Params};
+    let p = Params {
+        steady: std::time::Duration::from_millis(10),
+        spike: 1,
+        idle: std::time::Duration::ZERO,
+    };
+    let err = service(std::path::Path::new("/nonexistent/server"), p).unwrap_err();
+    assert!(err.0.contains("could not start"), "{err}");
+    // A program that prints no port and exits.
+    let err = service(std::path::Path::new("true"), p).unwrap_err();
+    assert!(err.0.contains("printed no port"), "{err}");
+}
