@@ -123,8 +123,8 @@ pub(crate) struct PurgeWork {
     /// Runs of neighbouring claimed pools: their arena, first pool and count.
     runs: [(*mut ArenaHeader, u32, u32); PURGE_BATCH],
     nruns: usize,
-    /// Pool size of each run's arena (read once, while the lock was held).
-    run_pool_size: [usize; PURGE_BATCH],
+    /// Each run's address range (start, bytes), read while the lock was held.
+    ranges: [(usize, usize); PURGE_BATCH],
     /// Wholly empty arenas taken off every list and out of the registry, to unmap.
     unmaps: [usize; PURGE_BATCH],
     nunmaps: usize,
@@ -137,7 +137,7 @@ impl PurgeWork {
         PurgeWork {
             runs: [(ptr::null_mut(), 0, 0); PURGE_BATCH],
             nruns: 0,
-            run_pool_size: [0; PURGE_BATCH],
+            ranges: [(0, 0); PURGE_BATCH],
             unmaps: [0; PURGE_BATCH],
             nunmaps: 0,
             more: false,
@@ -149,29 +149,53 @@ impl PurgeWork {
         self.nunmaps
     }
 
-    /// Gives the claimed memory back: one `decommit` per run, one `unmap_arena` per arena. Runs
-    /// without the arena lock.
+    /// Gives the claimed memory back without the arena lock: one `decommit` per range of
+    /// neighbouring claimed pools and one `unmap_arenas` per range of neighbouring arenas, so a
+    /// burst costs one TLB shootdown per range, not one per pool or arena.
     ///
     /// # Safety
     /// `self` came from `begin_purge` of the arenas of `source`, and `end_purge` has not run.
     pub unsafe fn apply<S: PageSource>(&self, source: &S) {
-        for (i, &(ao, first, n)) in self.runs[..self.nruns].iter().enumerate() {
-            let size = self.run_pool_size[i];
-            // SAFETY: the run's pools are claimed: empty, off the free bitmap, so no one takes
-            // them or reads their pages until `end_purge` (P4); the arena stays mapped while it
-            // has claimed pools (a pass never unmaps such an arena, nor counts it wholly empty).
-            unsafe {
-                let addr = (*ao).address + first as usize * size;
-                source.decommit(NonNull::new_unchecked(addr as *mut u8), n as usize * size);
-            }
+        let mut ranges = self.ranges;
+        for (start, len) in merged(&mut ranges[..self.nruns]) {
+            // SAFETY: each range is claimed pools, empty and off the free bitmap, so no one
+            // takes them or reads their pages until `end_purge` (P4); their arenas stay mapped
+            // while they have claimed pools (a pass never unmaps such an arena, nor counts it
+            // wholly empty). Neighbouring ranges of neighbouring arenas were merged.
+            unsafe { source.decommit(NonNull::new_unchecked(start as *mut u8), len) };
         }
-        for &base in &self.unmaps[..self.nunmaps] {
+        let mut arenas = [(0, 0); PURGE_BATCH];
+        for (slot, &base) in arenas.iter_mut().zip(&self.unmaps[..self.nunmaps]) {
             tools::unregister_root_region(base as *const u8, ARENA_SIZE);
-            // SAFETY: the arena is off every list and out of the registry (R2), and wholly
-            // empty: nothing refers to its memory.
-            unsafe { source.unmap_arena(NonNull::new_unchecked(base as *mut u8)) };
+            *slot = (base, ARENA_SIZE);
+        }
+        for (start, len) in merged(&mut arenas[..self.nunmaps]) {
+            // SAFETY: the arenas are off every list and out of the registry (R2), and wholly
+            // empty: nothing refers to their memory.
+            unsafe {
+                source.unmap_arenas(NonNull::new_unchecked(start as *mut u8), len / ARENA_SIZE)
+            };
         }
     }
+}
+
+/// `ranges` (start, length) sorted by start, neighbours merged: the ranges to give back, each
+/// once.
+fn merged(ranges: &mut [(usize, usize)]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    ranges.sort_unstable_by_key(|r| r.0);
+    let mut i = 0;
+    core::iter::from_fn(move || {
+        let &(start, mut len) = ranges.get(i)?;
+        i += 1;
+        while let Some(&(next, more)) = ranges.get(i) {
+            if next != start + len {
+                break;
+            }
+            len += more;
+            i += 1;
+        }
+        Some((start, len))
+    })
 }
 
 /// The planted bug of a purge without its claim (`planted_fault`), off in every other build.
@@ -701,7 +725,7 @@ impl Arenas {
             let first = todo.trailing_zeros() as usize;
             let n = (todo >> first).trailing_ones() as usize;
             work.runs[work.nruns] = (ao, first as u32, n as u32);
-            work.run_pool_size[work.nruns] = pool_size;
+            work.ranges[work.nruns] = (a.address + first * pool_size, n * pool_size);
             work.nruns += 1;
             claimed |= run_bits(first, n);
             todo &= !run_bits(first, n);
@@ -847,5 +871,18 @@ impl Arenas {
     /// Wholly empty arenas of `kind` (at most RESERVE_ARENAS).
     pub fn wholly_empty(&self, kind: Kind) -> usize {
         self.kinds[kind as usize].wholly_empty
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merged;
+
+    #[test]
+    fn neighbouring_ranges_merge_into_one_call() {
+        let mut r = [(300, 100), (0, 100), (100, 50), (150, 50), (500, 10)];
+        let out: Vec<_> = merged(&mut r).collect();
+        assert_eq!(out, [(0, 200), (300, 100), (500, 10)]);
+        assert_eq!(merged(&mut []).count(), 0);
     }
 }

@@ -32,9 +32,20 @@ pub unsafe trait PageSource: Send + Sync {
     /// read as zero when next touched.
     ///
     /// # Safety
-    /// The range lies in an arena of this source, is page-aligned, and nothing refers to its
-    /// memory any more.
+    /// The range lies in arenas of this source (one, or neighbouring ones), is page-aligned,
+    /// and nothing refers to its memory any more.
     unsafe fn decommit(&self, addr: NonNull<u8>, len: usize);
+
+    /// Gives back `count` neighbouring arenas from `first` on, as `unmap_arena` each.
+    ///
+    /// # Safety
+    /// As for `unmap_arena`, for each of the arenas.
+    unsafe fn unmap_arenas(&self, first: NonNull<u8>, count: usize) {
+        for i in 0..count {
+            // SAFETY: forwarded precondition, arena by arena.
+            unsafe { self.unmap_arena(first.add(i * ARENA_SIZE)) };
+        }
+    }
 
     /// Milliseconds on a clock that never goes back: what the purge delay is measured on
     /// (`Core::purge`). The OS's coarse monotonic clock (read through the vDSO, no system call).
@@ -70,6 +81,11 @@ unsafe impl<S: PageSource + ?Sized> PageSource for std::sync::Arc<S> {
     unsafe fn decommit(&self, addr: NonNull<u8>, len: usize) {
         // SAFETY: the caller keeps the contract for the shared source.
         unsafe { (**self).decommit(addr, len) }
+    }
+
+    unsafe fn unmap_arenas(&self, first: NonNull<u8>, count: usize) {
+        // SAFETY: the caller keeps the contract for the shared source.
+        unsafe { (**self).unmap_arenas(first, count) }
     }
 
     fn now_ms(&self) -> u64 {
@@ -237,6 +253,12 @@ unsafe impl PageSource for OsPages {
     unsafe fn unmap_arena(&self, arena: NonNull<u8>) {
         // SAFETY: the caller promises `arena` is one of ours and unused.
         unsafe { unmap(arena.as_ptr(), ARENA_SIZE) }
+    }
+
+    unsafe fn unmap_arenas(&self, first: NonNull<u8>, count: usize) {
+        // One call for the range: one TLB shootdown.
+        // SAFETY: the caller promises the arenas are ours, neighbours and unused.
+        unsafe { unmap(first.as_ptr(), count * ARENA_SIZE) }
     }
 
     unsafe fn decommit(&self, addr: NonNull<u8>, len: usize) {
