@@ -101,7 +101,7 @@ printf '%s\n' "instructions per op (alloc + free), valgrind $(valgrind --version
 printf '%-10s %8s' case bump
 for a in "${allocators[@]}"; do printf ' %22s' "$a (net)"; done
 printf '\n'
-for case in pair-16 pair-64 pair-256 churn; do
+for case in pair-16 pair-64 pair-256 pair-alone-16 pair-alone-64 pair-alone-256 churn; do
     if [ "$case" = churn ]; then n1=1; n2=3; else n1=100000; n2=300000; fi
     loop=$(per_op "$case" bump "$n1" "$n2")
     printf '%-10s %8s' "$case" "$loop"

@@ -596,8 +596,9 @@ pub fn run_service(program: &Path, scale: Scale) -> Result<Vec<Sample>> {
 }
 
 /// For the instruction counts (`benches/instructions.sh`): runs `case` (one of
-/// [`COUNTED_CASES`]: `pair-16/64/256`, `pair-alone-16/64/256` or `churn`) for `n` iterations
-/// (churn: `n` rounds of `churn::BLOCKS`) and returns the operations done.
+/// [`COUNTED_CASES`]: `pair-16/64/256`, `pair-alone-16/64/256`, `churn` or `medium`) for `n`
+/// iterations (churn, medium: `n` rounds of `churn::BLOCKS`, `churn::MEDIUM_BLOCKS` on one
+/// thread) and returns the operations done. Also what `perf stat -e page-faults` is run on.
 pub fn run_counted(case: &str, id: AllocatorId, n: u64) -> Result<u64> {
     struct Counted<'a> {
         case: &'a str,
@@ -619,6 +620,7 @@ pub fn run_counted(case: &str, id: AllocatorId, n: u64) -> Result<u64> {
                 "pair-alone-64" => run_pair(64, 0)?,
                 "pair-alone-256" => run_pair(256, 0)?,
                 "churn" => churn::churn(a, 1, churn::BLOCKS, Sizes::SMALL, self.n as u32)?,
+                "medium" => churn::churn(a, 1, churn::MEDIUM_BLOCKS, Sizes::MEDIUM, self.n as u32)?,
                 other => {
                     return Err(Fault(format!(
                         "unknown counted case '{other}' (allowed: {})",
@@ -640,6 +642,7 @@ pub const COUNTED_CASES: &[&str] = &[
     "pair-alone-64",
     "pair-alone-256",
     "churn",
+    "medium",
 ];
 
 #[cfg(test)]
