@@ -28,11 +28,13 @@
 use core::ptr::{self, NonNull};
 
 use crate::config::{
-    Kind, ARENA_SIZE, KINDS, POOLS_PER_ARENA, PURGER_START_BYTES, PURGE_BATCH, RESERVE_ARENAS,
+    Kind, ARENA_ADDR_MASK, ARENA_SIZE, KINDS, NB_SIZE_CLASSES, POOLS_PER_ARENA, PURGER_START_BYTES,
+    PURGE_BATCH, RECENT_POOLS, RESERVE_ARENAS,
 };
 use crate::layout::{ArenaHeader, PoolHeader};
 use crate::os::PageSource;
 use crate::registry::REGISTRY;
+use crate::size_class::Class;
 use crate::tools;
 
 /// Gives the pages of an arena's empty carved pools back to the system (those not already
@@ -54,6 +56,7 @@ unsafe fn purge<S: PageSource>(a: &mut ArenaHeader, source: &S) {
         let bits = run_bits(first, run);
         a.decommitted |= bits;
         a.old &= !bits;
+        forget_classes(a, bits);
         todo &= !bits;
     }
 }
@@ -216,6 +219,15 @@ pub(crate) struct Given {
     pub start_purger: bool,
 }
 
+/// The pools of `bits` went back to the system: none is as its class left it.
+fn forget_classes(a: &mut ArenaHeader, bits: u64) {
+    let mut b = bits;
+    while b != 0 {
+        a.last_class[b.trailing_zeros() as usize] = 0;
+        b &= b - 1;
+    }
+}
+
 /// The bits of a run of `n` pools from `first`.
 fn run_bits(first: usize, n: usize) -> u64 {
     if n == 64 {
@@ -231,6 +243,10 @@ pub(crate) struct Arenas {
     all: *mut ArenaHeader,
     pub counters: ArenaCounters,
     pub schedule: Schedule,
+    /// Per class, the pools it gave back last, newest last (`RECENT_POOLS`): hints, checked
+    /// against the registry and the arena's bitmaps before one is taken.
+    recent: [[*mut PoolHeader; RECENT_POOLS]; NB_SIZE_CLASSES],
+    recent_len: [u8; NB_SIZE_CLASSES],
 }
 
 // SAFETY: the raw pointers lead to registry slots and arena memory that this state owns (A1); the
@@ -259,6 +275,8 @@ impl Arenas {
                 given_since_pass: 0,
                 pass: 0,
             },
+            recent: [[ptr::null_mut(); RECENT_POOLS]; NB_SIZE_CLASSES],
+            recent_len: [0; NB_SIZE_CLASSES],
         }
     }
 
@@ -299,6 +317,7 @@ impl Arenas {
                 old: 0,
                 old_pass: 0,
                 claimed: 0,
+                last_class: [0; 64],
                 nextarena: ptr::null_mut(),
                 prevarena: ptr::null_mut(),
                 next_all: self.all,
@@ -361,15 +380,20 @@ impl Arenas {
         base
     }
 
-    /// Takes an empty pool of `kind`, from the arena of that kind with the fewest free pools,
-    /// mapping a new arena if none has one. Returns the pool (header not yet initialised) and
-    /// its arena.
+    /// Takes an empty pool for `class`: one the class gave back last if it is still warm and
+    /// as it was (`true`: its header is still formatted for the class), else one from the arena
+    /// of the class's kind with the fewest free pools, mapping a new arena if none has one
+    /// (`false`: its header is not initialised). `owner` is the core's registry id.
     pub fn take_pool<S: PageSource>(
         &mut self,
         source: &S,
         owner: usize,
-        kind: Kind,
-    ) -> Option<(*mut PoolHeader, *mut ArenaHeader)> {
+        class: Class,
+    ) -> Option<(*mut PoolHeader, *mut ArenaHeader, bool)> {
+        if let Some((pool, ao)) = self.take_recent(class, owner) {
+            return Some((pool, ao, true));
+        }
+        let kind = class.kind();
         let k = kind as usize;
         let pool_size = kind.pool_size();
         if self.kinds[k].usable.is_null() {
@@ -403,6 +427,7 @@ impl Arenas {
                 a.free_pools &= !(1 << i);
                 a.decommitted &= !(1 << i);
                 a.old &= !(1 << i);
+                a.last_class[i] = 0;
                 (a.address + i * pool_size) as *mut PoolHeader
             } else {
                 let pool = a.pool_address as *mut PoolHeader;
@@ -419,7 +444,68 @@ impl Arenas {
                 a.nextarena = ptr::null_mut();
                 a.prevarena = ptr::null_mut();
             }
-            Some((pool, ao))
+            Some((pool, ao, false))
+        }
+    }
+
+    /// The newest pool `class` gave back that is still empty, committed and as it was, taken
+    /// off its arena's books; stale hints are dropped on the way.
+    fn take_recent(
+        &mut self,
+        class: Class,
+        owner: usize,
+    ) -> Option<(*mut PoolHeader, *mut ArenaHeader)> {
+        if tools::ENABLED {
+            // The tools' marks of free blocks are renewed by a fresh `init` only.
+            return None;
+        }
+        let c = class.index();
+        let tag = c as u8 + 1;
+        while self.recent_len[c] > 0 {
+            self.recent_len[c] -= 1;
+            let pool = self.recent[c][self.recent_len[c] as usize];
+            let base = pool as usize & ARENA_ADDR_MASK;
+            // The arena may have gone since: only a slot this core owns now has our header.
+            if REGISTRY.kind_if_owned_by(base, owner) != Some(class.kind()) {
+                continue;
+            }
+            let Some(slot) = REGISTRY.lookup(base) else {
+                continue;
+            };
+            let ao = slot.header.get();
+            // SAFETY: the registry says the arena is this core's (R2), so its header is ours
+            // and we hold the arena lock (A1).
+            let a = unsafe { &mut *ao };
+            let i = (pool as usize - base) / class.kind().pool_size();
+            let bit = 1u64 << i;
+            if a.free_pools & !a.decommitted & bit == 0 || a.last_class[i] != tag {
+                continue;
+            }
+            let nf = a.nfreepools;
+            // SAFETY: a mapped arena of this core with `nf` free pools, on `usable` (A4).
+            unsafe { self.recount(ao, nf, nf - 1) };
+            // SAFETY: as above (`recount` borrowed the header afresh).
+            let a = unsafe { &mut *ao };
+            a.free_pools &= !bit;
+            a.old &= !bit;
+            a.last_class[i] = 0;
+            return Some((pool, ao));
+        }
+        None
+    }
+
+    /// Remembers that the class of `tag` gave `pool` back, as it was.
+    fn remember(&mut self, tag: u8, pool: *mut PoolHeader) {
+        let Some(c) = (tag as usize).checked_sub(1) else {
+            return;
+        };
+        let len = self.recent_len[c] as usize;
+        if len == RECENT_POOLS {
+            self.recent[c].copy_within(1.., 0);
+            self.recent[c][RECENT_POOLS - 1] = pool;
+        } else {
+            self.recent[c][len] = pool;
+            self.recent_len[c] += 1;
         }
     }
 
@@ -430,9 +516,17 @@ impl Arenas {
     /// needed as the reserve is unmapped at once, and a nearly empty one gives its empty pools'
     /// pages back at once.
     ///
+    /// `tag` is the class tag the pool served (its blocks all on its free list), for the
+    /// class's next pool.
+    ///
     /// # Safety
     /// `pool` is a carved pool of this core with no block out, on no list, already marked empty.
-    pub unsafe fn give_pool<S: PageSource>(&mut self, pool: *mut PoolHeader, source: &S) -> Given {
+    pub unsafe fn give_pool<S: PageSource>(
+        &mut self,
+        pool: *mut PoolHeader,
+        source: &S,
+        tag: u8,
+    ) -> Given {
         let delay = self.schedule.delay_ms;
         let mut given = Given {
             scheduled: None,
@@ -445,7 +539,9 @@ impl Arenas {
             let a = &mut *ao;
             let kind = a.kind;
             let k = kind as usize;
-            a.free_pools |= 1 << ((pool as usize - a.address) / kind.pool_size());
+            let i = (pool as usize - a.address) / kind.pool_size();
+            a.free_pools |= 1 << i;
+            a.last_class[i] = tag;
             let nf = a.nfreepools;
             // If `ao` was the rightmost arena with `nf`, the one before it may take that role.
             let lastnf = self.kinds[k].nfp2lasta[nf];
@@ -474,6 +570,7 @@ impl Arenas {
                 purge(a, source);
             }
             self.reorder_after_give(ao, nf, lastnf);
+            self.remember(tag, pool);
             if delay == 0 {
                 return given;
             }
@@ -770,6 +867,7 @@ impl Arenas {
                 let a = &mut *ao;
                 a.claimed &= !bits;
                 a.decommitted |= bits;
+                forget_classes(a, bits);
                 let nf = a.nfreepools;
                 self.recount(ao, nf, nf + n as usize);
                 (*ao).free_pools |= bits;

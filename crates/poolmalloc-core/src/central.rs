@@ -139,10 +139,16 @@ impl<S: PageSource> Core<S> {
     fn pool_from_arena(&self, class: Class, owner: usize) -> Option<*mut PoolHeader> {
         let mut arenas = self.arenas.lock();
         let id = self.id_for_mapping();
-        let (pool, ao) = arenas.take_pool(&self.source, id, class.kind())?;
+        let (pool, ao, formatted) = arenas.take_pool(&self.source, id, class)?;
         // SAFETY: the pool was just taken from its arena: empty, on no list, and we hold the
-        // arena lock.
-        unsafe { pool::init(pool, class, ao, owner) };
+        // arena lock; a formatted one is as `class` gave it back (`Arenas::take_pool`).
+        unsafe {
+            if formatted {
+                pool::resume(pool, class, owner);
+            } else {
+                pool::init(pool, class, ao, owner);
+            }
+        }
         Some(pool)
     }
 
@@ -207,8 +213,9 @@ impl<S: PageSource> Core<S> {
         let mut arenas = self.arenas.lock();
         // SAFETY: held by the caller and empty (precondition); we hold the arena lock.
         let given = unsafe {
+            let tag = (*pool).class_tag.load(Ordering::Relaxed);
             pool::mark_empty(pool);
-            arenas.give_pool(pool, &self.source)
+            arenas.give_pool(pool, &self.source, tag)
         };
         drop(arenas);
         if let Some(at) = given.scheduled {
@@ -1326,6 +1333,41 @@ mod tests {
             "{}",
             core.stats()
         );
+        core.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_class_takes_back_the_pool_it_gave_back_as_it_was() {
+        let core = Core::with_purge_delay(MemPages::new(4), 10);
+        let class = biggest();
+        let n = class.blocks_per_pool();
+        let (a, b) = (take(&core, class, n), take(&core, class, n));
+        let pool_a = pool_of(a[0], Kind::Small);
+        // SAFETY: a pool of this core's mapped arena; its header is written.
+        let carved = unsafe { (*pool_a).next_offset() };
+        free(&core, &a);
+        // The class's next pool is the one it gave back, its blocks carved as they were.
+        let again = take(&core, class, 1);
+        assert_eq!(pool_of(again[0], Kind::Small), pool_a);
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { (*pool_a).next_offset() },
+            carved,
+            "nothing re-carved"
+        );
+        core.check_invariants().unwrap();
+        free(&core, &again);
+        free(&core, &b);
+        // Given back to the OS since: the hint is stale, and the class gets a fresh pool.
+        core.collect();
+        let fresh = take(&core, class, 1);
+        let pool = pool_of(fresh[0], Kind::Small);
+        // SAFETY: as above.
+        assert!(
+            unsafe { (*pool).next_offset() } < carved,
+            "a decommitted pool is carved anew"
+        );
+        free(&core, &fresh);
         core.check_invariants().unwrap();
     }
 }

@@ -91,7 +91,9 @@ impl<S: PageSource> Core<S> {
                     match out {
                         0 => {
                             pool::mark_empty(pool);
-                            locks.arenas.give_pool(pool, &self.source);
+                            // Tag 0: the gone thread's allocation list held some of its free
+                            // blocks, so its free list is not whole: not to be reused as it is.
+                            locks.arenas.give_pool(pool, &self.source, 0);
                             // The arena went back to the OS (its header is zeroed): no pool
                             // of it is left to look at.
                             if (*arena).address == 0 {

@@ -417,6 +417,9 @@ pub(crate) struct ArenaHeader {
     /// Empty pools a purge has claimed: off `free_pools` (and out of `nfreepools`) while their
     /// pages go back without the arena lock, so no allocation can take them meanwhile.
     pub claimed: u64,
+    /// Of each pool on `free_pools`, the class tag it served when it was given back, its blocks
+    /// all on its free list (0: none, or its pages went back since).
+    pub last_class: [u8; 64],
     /// Links in `usable`.
     pub nextarena: *mut ArenaHeader,
     pub prevarena: *mut ArenaHeader,

@@ -67,6 +67,29 @@ pub(crate) unsafe fn init(
     }
 }
 
+/// Makes the empty `pool`, which served `class` when it was given back and is still as it was
+/// then (committed; every carved block on its free list), serve `class` again for `owner` (0:
+/// the core), keeping its free list and carving: nothing is re-carved, no new page touched.
+///
+/// # Safety
+/// As for `init`, and `pool` is as said: its header was written by `init` for `class`, and
+/// nothing changed it but the steps of P2 and `mark_empty`.
+pub(crate) unsafe fn resume(pool: *mut PoolHeader, class: Class, owner: usize) {
+    // SAFETY: the pool is ours and empty, and the arena lock keeps walks out (precondition);
+    // its atomics exist (written by `init`).
+    unsafe {
+        debug_assert_eq!((*pool).out(), 0);
+        (*pool).nextpool = ptr::null_mut();
+        (*pool).prevpool = ptr::null_mut();
+        (*pool).owner.store(owner, Ordering::Relaxed);
+        let remote = if owner == 0 { CORE_HELD } else { 0 };
+        (*pool).remote.store(remote, Ordering::Relaxed);
+        (*pool)
+            .class_tag
+            .store(class.index() as u8 + 1, Ordering::Relaxed);
+    }
+}
+
 /// The offset of the last block a pool of `class` can carve.
 fn max_next_offset(class: Class) -> u32 {
     (class.kind().pool_size() - class.block_size()) as u32
@@ -367,10 +390,12 @@ impl OwnedPool {
     }
 
     /// Free blocks of the pool, as a chain the owner allocates from (an end, `FreeBlock::is_end`,
-    /// when the pool is full): up to `carve` fresh blocks while the pool has room, in front of the blocks freed
-    /// locally; failing both, the remote chain (whose blocks stop counting as out). The chain's
-    /// blocks stay free blocks of the pool: the owner counts each out as it hands it out
-    /// (`note_alloc`).
+    /// when the pool is full): the blocks freed locally; failing those, up to `carve` fresh
+    /// blocks while the pool has room; failing both, the remote chain (whose blocks stop
+    /// counting as out). Freed blocks first, as mimalloc extends a page only when its free list
+    /// is used up: a pool's blocks are reused before new ones (and their pages) are touched.
+    /// The chain's blocks stay free blocks of the pool: the owner counts each out as it hands it
+    /// out (`note_alloc`).
     ///
     /// # Safety
     /// The calling thread owns the pool.
@@ -381,6 +406,9 @@ impl OwnedPool {
             let p = &mut *pool;
             let local = p.freeblock;
             p.freeblock = chain_end(pool);
+            if !FreeBlock::is_end(local) {
+                return local;
+            }
             let offset = p.next_offset();
             if offset <= p.maxnextoffset as usize {
                 let class = p.class().expect("an owned pool serves a class");
@@ -400,9 +428,6 @@ impl OwnedPool {
                 p.nextoffset
                     .store((offset + count * size) as u32, Ordering::Relaxed);
                 return first.cast();
-            }
-            if !FreeBlock::is_end(local) {
-                return local;
             }
             let remote = swap_remote(pool, 0);
             p.set_out(p.out() - remote.count);
@@ -463,12 +488,17 @@ impl OwnedPool {
         }
     }
 
-    /// Makes an empty pool the owner keeps serve `class`, fresh: nothing carved.
+    /// Makes an empty pool the owner keeps serve `class`: as it is if it served `class` (every
+    /// carved block on its free list), else fresh, nothing carved.
     ///
     /// # Safety
     /// The calling thread owns the pool, none of its blocks is out, and it is on no list.
     pub unsafe fn reuse(self, class: Class, owner: usize) {
         let p = self.0;
+        // SAFETY: owned by the caller (precondition).
+        if !crate::tools::ENABLED && unsafe { (*p).class() } == Some(class) {
+            return;
+        }
         #[cfg(any(feature = "valgrind", feature = "asan"))]
         // SAFETY: the pool's block area is ours and empty (precondition).
         unsafe {
