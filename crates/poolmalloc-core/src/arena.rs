@@ -28,8 +28,8 @@
 use core::ptr::{self, NonNull};
 
 use crate::config::{
-    Kind, ARENA_ADDR_MASK, ARENA_SIZE, KINDS, NB_SIZE_CLASSES, POOLS_PER_ARENA, PURGER_START_BYTES,
-    PURGE_BATCH, RECENT_POOLS, RESERVE_ARENAS,
+    Kind, ARENA_SIZE, KINDS, NB_SIZE_CLASSES, POOLS_PER_ARENA, PURGER_START_BYTES, PURGE_BATCH,
+    RESERVE_ARENAS,
 };
 use crate::layout::{ArenaHeader, PoolHeader};
 use crate::os::PageSource;
@@ -56,7 +56,6 @@ unsafe fn purge<S: PageSource>(a: &mut ArenaHeader, source: &S) {
         let bits = run_bits(first, run);
         a.decommitted |= bits;
         a.old &= !bits;
-        forget_classes(a, bits);
         todo &= !bits;
     }
 }
@@ -219,15 +218,6 @@ pub(crate) struct Given {
     pub start_purger: bool,
 }
 
-/// The pools of `bits` went back to the system: none is as its class left it.
-fn forget_classes(a: &mut ArenaHeader, bits: u64) {
-    let mut b = bits;
-    while b != 0 {
-        a.last_class[b.trailing_zeros() as usize] = 0;
-        b &= b - 1;
-    }
-}
-
 /// The bits of a run of `n` pools from `first`.
 fn run_bits(first: usize, n: usize) -> u64 {
     if n == 64 {
@@ -243,10 +233,11 @@ pub(crate) struct Arenas {
     all: *mut ArenaHeader,
     pub counters: ArenaCounters,
     pub schedule: Schedule,
-    /// Per class, the pools it gave back last, newest last (`RECENT_POOLS`): hints, checked
-    /// against the registry and the arena's bitmaps before one is taken.
-    recent: [[*mut PoolHeader; RECENT_POOLS]; NB_SIZE_CLASSES],
-    recent_len: [u8; NB_SIZE_CLASSES],
+    /// Per class, the empty pools it gave back as they were — committed, every carved block on
+    /// the free list — newest first, linked through their headers (`nextpool`, `prevpool`,
+    /// unused while a pool is empty); a pool is on its class's list exactly while its arena's
+    /// `last_class` names the class.
+    warm_of: [*mut PoolHeader; NB_SIZE_CLASSES],
 }
 
 // SAFETY: the raw pointers lead to registry slots and arena memory that this state owns (A1); the
@@ -275,8 +266,7 @@ impl Arenas {
                 given_since_pass: 0,
                 pass: 0,
             },
-            recent: [[ptr::null_mut(); RECENT_POOLS]; NB_SIZE_CLASSES],
-            recent_len: [0; NB_SIZE_CLASSES],
+            warm_of: [ptr::null_mut(); NB_SIZE_CLASSES],
         }
     }
 
@@ -390,7 +380,7 @@ impl Arenas {
         owner: usize,
         class: Class,
     ) -> Option<(*mut PoolHeader, *mut ArenaHeader, bool)> {
-        if let Some((pool, ao)) = self.take_recent(class, owner) {
+        if let Some((pool, ao)) = self.take_warm_of(class) {
             return Some((pool, ao, true));
         }
         let kind = class.kind();
@@ -420,14 +410,15 @@ impl Arenas {
             if nf > 1 {
                 list.nfp2lasta[nf - 1] = ao;
             }
+            let mut taken = 0;
             let pool = if a.free_pools != 0 {
                 // Warm (committed) pools first: no page fault, and the cold ones stay given back.
                 let warm = a.free_pools & !a.decommitted;
                 let i = if warm != 0 { warm } else { a.free_pools }.trailing_zeros() as usize;
-                a.free_pools &= !(1 << i);
-                a.decommitted &= !(1 << i);
-                a.old &= !(1 << i);
-                a.last_class[i] = 0;
+                taken = 1 << i;
+                a.free_pools &= !taken;
+                a.decommitted &= !taken;
+                a.old &= !taken;
                 (a.address + i * pool_size) as *mut PoolHeader
             } else {
                 let pool = a.pool_address as *mut PoolHeader;
@@ -444,68 +435,90 @@ impl Arenas {
                 a.nextarena = ptr::null_mut();
                 a.prevarena = ptr::null_mut();
             }
+            // The pool may be on another class's list: it is not any more.
+            self.unlist(ao, taken);
             Some((pool, ao, false))
         }
     }
 
-    /// The newest pool `class` gave back that is still empty, committed and as it was, taken
-    /// off its arena's books; stale hints are dropped on the way.
-    fn take_recent(
-        &mut self,
-        class: Class,
-        owner: usize,
-    ) -> Option<(*mut PoolHeader, *mut ArenaHeader)> {
+    /// The newest pool `class` gave back as it was (`warm_of`), taken off its arena's books.
+    fn take_warm_of(&mut self, class: Class) -> Option<(*mut PoolHeader, *mut ArenaHeader)> {
         if tools::ENABLED {
             // The tools' marks of free blocks are renewed by a fresh `init` only.
             return None;
         }
-        let c = class.index();
-        let tag = c as u8 + 1;
-        while self.recent_len[c] > 0 {
-            self.recent_len[c] -= 1;
-            let pool = self.recent[c][self.recent_len[c] as usize];
-            let base = pool as usize & ARENA_ADDR_MASK;
-            // The arena may have gone since: only a slot this core owns now has our header.
-            if REGISTRY.kind_if_owned_by(base, owner) != Some(class.kind()) {
-                continue;
-            }
-            let Some(slot) = REGISTRY.lookup(base) else {
-                continue;
-            };
-            let ao = slot.header.get();
-            // SAFETY: the registry says the arena is this core's (R2), so its header is ours
-            // and we hold the arena lock (A1).
-            let a = unsafe { &mut *ao };
-            let i = (pool as usize - base) / class.kind().pool_size();
-            let bit = 1u64 << i;
-            if a.free_pools & !a.decommitted & bit == 0 || a.last_class[i] != tag {
-                continue;
-            }
-            let nf = a.nfreepools;
-            // SAFETY: a mapped arena of this core with `nf` free pools, on `usable` (A4).
-            unsafe { self.recount(ao, nf, nf - 1) };
-            // SAFETY: as above (`recount` borrowed the header afresh).
-            let a = unsafe { &mut *ao };
-            a.free_pools &= !bit;
-            a.old &= !bit;
-            a.last_class[i] = 0;
-            return Some((pool, ao));
+        let pool = self.warm_of[class.index()];
+        if pool.is_null() {
+            return None;
         }
-        None
+        // SAFETY: pools on a class's list are empty, committed pools of this core's mapped
+        // arenas (`warm_of`), so their headers are readable; we hold the arena lock. The arena
+        // has `nf` free pools and is on `usable` (A4).
+        unsafe {
+            let ao = (*pool).arena;
+            let (address, size, nf) = ((*ao).address, (*ao).kind.pool_size(), (*ao).nfreepools);
+            let bit = 1u64 << ((pool as usize - address) / size);
+            debug_assert!((*ao).free_pools & !(*ao).decommitted & bit != 0);
+            self.unlist(ao, bit);
+            self.recount(ao, nf, nf - 1);
+            (*ao).free_pools &= !bit;
+            (*ao).old &= !bit;
+            Some((pool, ao))
+        }
     }
 
-    /// Remembers that the class of `tag` gave `pool` back, as it was.
-    fn remember(&mut self, tag: u8, pool: *mut PoolHeader) {
+    /// Puts `pool`, pool `i` of arena `ao` just given back by the class of `tag` as it was, at
+    /// the front of that class's list.
+    ///
+    /// # Safety
+    /// `pool` is the empty, committed pool `i` of the mapped arena `ao`, on no class's list.
+    unsafe fn list(&mut self, ao: *mut ArenaHeader, i: usize, pool: *mut PoolHeader, tag: u8) {
         let Some(c) = (tag as usize).checked_sub(1) else {
             return;
         };
-        let len = self.recent_len[c] as usize;
-        if len == RECENT_POOLS {
-            self.recent[c].copy_within(1.., 0);
-            self.recent[c][RECENT_POOLS - 1] = pool;
-        } else {
-            self.recent[c][len] = pool;
-            self.recent_len[c] += 1;
+        // SAFETY: `pool` and the list's head are empty committed pools of this core (`warm_of`);
+        // we hold the arena lock, which guards empty pools' headers (P1).
+        unsafe {
+            let head = self.warm_of[c];
+            (*pool).prevpool = ptr::null_mut();
+            (*pool).nextpool = head;
+            if !head.is_null() {
+                (*head).prevpool = pool;
+            }
+            self.warm_of[c] = pool;
+            (*ao).last_class[i] = tag;
+        }
+    }
+
+    /// Takes the pools of `bits` in arena `ao` off their classes' lists (they are taken, or
+    /// their pages go back): none is as its class left it any more.
+    ///
+    /// # Safety
+    /// `ao` is a mapped arena of this core; the pools of `bits` are carved.
+    unsafe fn unlist(&mut self, ao: *mut ArenaHeader, bits: u64) {
+        // SAFETY: a mapped arena of this core; a pool whose `last_class` is set is on that
+        // class's list, empty and committed (`warm_of`), and so are its neighbours.
+        unsafe {
+            let (address, size) = ((*ao).address, (*ao).kind.pool_size());
+            let mut b = bits;
+            while b != 0 {
+                let i = b.trailing_zeros() as usize;
+                b &= b - 1;
+                let Some(c) = ((*ao).last_class[i] as usize).checked_sub(1) else {
+                    continue;
+                };
+                (*ao).last_class[i] = 0;
+                let pool = (address + i * size) as *mut PoolHeader;
+                let (prev, next) = ((*pool).prevpool, (*pool).nextpool);
+                if prev.is_null() {
+                    self.warm_of[c] = next;
+                } else {
+                    (*prev).nextpool = next;
+                }
+                if !next.is_null() {
+                    (*next).prevpool = prev;
+                }
+            }
         }
     }
 
@@ -541,7 +554,6 @@ impl Arenas {
             let k = kind as usize;
             let i = (pool as usize - a.address) / kind.pool_size();
             a.free_pools |= 1 << i;
-            a.last_class[i] = tag;
             let nf = a.nfreepools;
             // If `ao` was the rightmost arena with `nf`, the one before it may take that role.
             let lastnf = self.kinds[k].nfp2lasta[nf];
@@ -560,6 +572,7 @@ impl Arenas {
             if nf == a.ntotalpools {
                 if delay == 0 && self.kinds[k].wholly_empty >= RESERVE_ARENAS {
                     self.unlink_usable(ao);
+                    self.unlist(ao, (*ao).free_pools);
                     self.free_arena(ao, source);
                     return given;
                 }
@@ -567,10 +580,13 @@ impl Arenas {
                 self.kinds[k].wholly_empty += 1;
             }
             if delay == 0 && a.ntotalpools - nf <= kind.purge_at_pools_in_use() {
-                purge(a, source);
+                self.unlist(ao, a.free_pools & !a.decommitted);
+                // `unlist` borrowed the header afresh.
+                purge(&mut *ao, source);
+            } else {
+                self.list(ao, i, pool, tag);
             }
             self.reorder_after_give(ao, nf, lastnf);
-            self.remember(tag, pool);
             if delay == 0 {
                 return given;
             }
@@ -801,6 +817,7 @@ impl Arenas {
             let bytes = (a.carved() - a.decommitted.count_ones() as usize) * a.kind.pool_size();
             // SAFETY: wholly empty, on its kind's `usable` (it has free pools: A4).
             unsafe {
+                self.unlist(ao, (*ao).free_pools);
                 self.recount(ao, nf, 0);
                 work.unmaps[work.nunmaps] = self.forget_arena(ao);
             }
@@ -833,7 +850,10 @@ impl Arenas {
             self.counters.purges += runs;
         } else if claimed != 0 {
             // SAFETY: a mapped arena with `nf` free pools, on `usable` as it has some (A4).
-            unsafe { self.recount(ao, nf, nf - claimed.count_ones() as usize) };
+            unsafe {
+                self.unlist(ao, claimed);
+                self.recount(ao, nf, nf - claimed.count_ones() as usize);
+            }
             // SAFETY: as above (`recount` borrowed the header afresh).
             let a = unsafe { &mut *ao };
             a.free_pools &= !claimed;
@@ -867,7 +887,6 @@ impl Arenas {
                 let a = &mut *ao;
                 a.claimed &= !bits;
                 a.decommitted |= bits;
-                forget_classes(a, bits);
                 let nf = a.nfreepools;
                 self.recount(ao, nf, nf + n as usize);
                 (*ao).free_pools |= bits;
@@ -879,6 +898,21 @@ impl Arenas {
         if waits && self.schedule.next_at == 0 && self.schedule.delay_ms > 0 {
             self.schedule.next_at = now + self.schedule.delay_ms;
         }
+    }
+
+    /// The pools on `class`'s list of pools given back as they were (`warm_of`), newest first.
+    pub fn warm_of(&self, class: Class) -> impl Iterator<Item = *mut PoolHeader> + '_ {
+        let mut next = self.warm_of[class.index()];
+        core::iter::from_fn(move || {
+            if next.is_null() {
+                return None;
+            }
+            let pool = next;
+            // SAFETY: pools on a class's list are empty committed pools of this core; the caller
+            // holds the arena lock (the iterator borrows the guarded state).
+            next = unsafe { (*pool).nextpool };
+            Some(pool)
+        })
     }
 
     /// Bytes of empty pools kept committed (warm), waiting for a purge pass or the next pool.
@@ -923,6 +957,7 @@ impl Arenas {
             unsafe { self.free_arena(ao, source) };
         }
         self.kinds = [Usable::new(), Usable::new()];
+        self.warm_of = [ptr::null_mut(); NB_SIZE_CLASSES];
         self.counters.wholly_empty = 0;
     }
 

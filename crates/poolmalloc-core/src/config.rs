@@ -95,12 +95,6 @@ pub const MAX_PURGE_DELAY_MS: u64 = 3_600_000;
 /// cannot `unshare(CLONE_NEWUSER)`), and keeps what it freed warm, at most this much.
 pub const PURGER_START_BYTES: usize = ARENA_SIZE;
 
-/// Pools each class remembers it gave back last (`arena::Arenas`): while such a pool is still
-/// warm and empty, the class's next pool is that one, as it was — its free list whole, its
-/// blocks carved, at the offsets whose pages the class touched — so a program that frees a
-/// class's pools and allocates them again re-carves nothing and touches no new page.
-pub const RECENT_POOLS: usize = 32;
-
 /// Stack of the purger thread (`poolmalloc`'s `purger`): it calls the core's purge and sleeps,
 /// nothing deeper; glibc adds the process's static TLS on top.
 pub const PURGER_STACK_BYTES: usize = 64 * 1024;

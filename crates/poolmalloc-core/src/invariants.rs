@@ -187,6 +187,45 @@ impl<S: PageSource> Core<S> {
             }
         }
 
+        // Each class's list of pools given back as they were: exactly the empty, committed
+        // pools whose arena names the class for them.
+        let tagged: usize = arenas
+            .iter_all()
+            // SAFETY: `all` links headers of this core's arenas (A1) and we hold every lock.
+            .map(|ao| unsafe { (*ao).last_class.iter().filter(|&&t| t != 0).count() })
+            .sum();
+        let mut listed = 0;
+        for class in Class::all() {
+            for pool in arenas.warm_of(class) {
+                check(
+                    listed < tagged,
+                    "A2: a class's warm list is longer than its pools",
+                    0,
+                )?;
+                listed += 1;
+                // SAFETY: a listed pool is an empty committed pool of this core (checked below
+                // against its arena's bitmaps); we hold every lock.
+                let (a, i) = unsafe {
+                    let ao = (*pool).arena;
+                    (
+                        &*ao,
+                        (pool as usize - (*ao).address) / (*ao).kind.pool_size(),
+                    )
+                };
+                check(
+                    a.free_pools & !a.decommitted & (1 << i) != 0
+                        && a.last_class[i] as usize == class.index() + 1,
+                    "A2: a pool on a class's warm list is not its empty committed pool",
+                    pool as usize,
+                )?;
+            }
+        }
+        check(
+            listed == tagged,
+            "A2: a pool named for its class is not on its warm list",
+            0,
+        )?;
+
         let counters = arenas.counters;
         check(
             counters.mapped == mapped,

@@ -13,7 +13,7 @@
 
 use core::ptr;
 
-use crate::config::{Kind, POOL_OVERHEAD};
+use crate::config::{Kind, CARVE_BYTES, POOL_OVERHEAD};
 use crate::layout::{chain_end, link_key, ArenaHeader, FreeBlock, PoolHeader, CORE_HELD};
 use crate::size_class::Class;
 use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
@@ -390,15 +390,16 @@ impl OwnedPool {
     }
 
     /// Free blocks of the pool, as a chain the owner allocates from (an end, `FreeBlock::is_end`,
-    /// when the pool is full): the blocks freed locally; failing those, up to `carve` fresh
-    /// blocks while the pool has room; failing both, the remote chain (whose blocks stop
-    /// counting as out). Freed blocks first, as mimalloc extends a page only when its free list
-    /// is used up: a pool's blocks are reused before new ones (and their pages) are touched.
-    /// The chain's blocks stay free blocks of the pool: the owner counts each out as it hands it
-    /// out (`note_alloc`).
+    /// when the pool is full): the blocks freed locally alone when they hold a carve's worth of
+    /// bytes (`CARVE_BYTES`: a pool taken back as it was reuses its blocks before it touches new
+    /// pages, as mimalloc extends a page only when its free list is used up); else up to
+    /// `carve` fresh blocks while the pool has room, in front of the blocks freed locally (a
+    /// loop that frees its one block gets a long list, not a refill per block); failing both,
+    /// the remote chain (whose blocks stop counting as out). The chain's blocks stay free blocks
+    /// of the pool: the owner counts each out as it hands it out (`note_alloc`).
     ///
     /// # Safety
-    /// The calling thread owns the pool.
+    /// The calling thread owns the pool, and its allocation list is empty.
     pub unsafe fn detach(self) -> *mut FreeBlock {
         let pool = self.0;
         // SAFETY: owned by the caller (O1, precondition).
@@ -406,13 +407,17 @@ impl OwnedPool {
             let p = &mut *pool;
             let local = p.freeblock;
             p.freeblock = chain_end(pool);
-            if !FreeBlock::is_end(local) {
-                return local;
-            }
             let offset = p.next_offset();
             if offset <= p.maxnextoffset as usize {
                 let class = p.class().expect("an owned pool serves a class");
                 let size = class.block_size();
+                // Carved blocks not out are on the free list (the allocation list is empty) —
+                // but for those a forked child's gone threads held, still counted free: the
+                // list itself must hold some.
+                let freed_bytes = offset - POOL_OVERHEAD - p.out() * size;
+                if freed_bytes >= CARVE_BYTES && !FreeBlock::is_end(local) {
+                    return local;
+                }
                 let room = (p.maxnextoffset as usize + size - offset) / size;
                 let count = room.min(class.carve());
                 let first = (pool as *mut u8).add(offset);
@@ -428,6 +433,9 @@ impl OwnedPool {
                 p.nextoffset
                     .store((offset + count * size) as u32, Ordering::Relaxed);
                 return first.cast();
+            }
+            if !FreeBlock::is_end(local) {
+                return local;
             }
             let remote = swap_remote(pool, 0);
             p.set_out(p.out() - remote.count);
