@@ -1350,23 +1350,18 @@ mod tests {
         let again = take(&core, class, 1);
         assert_eq!(pool_of(again[0], Kind::Small), pool_a);
         // SAFETY: as above.
-        assert_eq!(
-            unsafe { (*pool_a).next_offset() },
-            carved,
-            "nothing re-carved"
-        );
+        let now = unsafe { (*pool_a).next_offset() };
+        assert_eq!(now, carved, "nothing re-carved");
         core.check_invariants().unwrap();
         free(&core, &again);
         free(&core, &b);
-        // Given back to the OS since: the hint is stale, and the class gets a fresh pool.
+        // Given back to the OS since: off the class's list, and the class gets a fresh pool.
         core.collect();
         let fresh = take(&core, class, 1);
         let pool = pool_of(fresh[0], Kind::Small);
         // SAFETY: as above.
-        assert!(
-            unsafe { (*pool).next_offset() } < carved,
-            "a decommitted pool is carved anew"
-        );
+        let fresh_offset = unsafe { (*pool).next_offset() };
+        assert!(fresh_offset < carved, "a decommitted pool is carved anew");
         free(&core, &fresh);
         core.check_invariants().unwrap();
     }
