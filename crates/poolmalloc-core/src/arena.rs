@@ -21,6 +21,11 @@
 //! without it (`PurgeWork::apply`), so an allocation never waits for a TLB shootdown and never
 //! takes a pool being purged; `end_purge` puts the claimed pools back, decommitted.
 //!
+//! A pool given back with every carved block on its free list also goes on its class's warm
+//! list (`warm_of`), and the class's next pool is the newest of those, resumed as it was
+//! (`pool::resume`): its blocks already carved at the offsets the class touched. A pool leaves
+//! the list when it is taken (by any class), claimed, or its arena goes.
+//!
 //! With a delay of 0 the old policy holds: a wholly empty arena is unmapped at once unless it
 //! is its kind's reserve, and one with `Kind::purge_at_pools_in_use` pools in use or fewer gives
 //! its empty pools' pages back at once.

@@ -86,6 +86,9 @@
 //! first, so new pools come from the fullest arena and nearly-empty arenas drain; `nfp2lasta[n]`
 //! (the rightmost arena with `n` empty pools) makes each re-sort O(1).
 //!
+//! A class takes back the pools it gave back, as they were (their free lists whole, nothing
+//! re-carved, no new page touched) before any other: `arena`'s per-class warm lists.
+//!
 //! Memory goes back to the OS in time, not at once: an empty pool stays committed (warm) and a
 //! wholly empty arena mapped for the purge delay (`config::PURGE_DELAY_MS`); then a purge pass
 //! (`Core::purge`) decommits the pools that were already empty at the pass before and unmaps
@@ -136,7 +139,8 @@
 //!   is guarded by the arena lock, and its pools are all of its kind.
 //! - **A2** An arena's free-pool bitmap holds exactly its carved empty pools but those a purge
 //!   pass has claimed; `nfreepools` counts them plus the pools never carved; a pool waiting for
-//!   the next pass (`old`) is on the bitmap and committed.
+//!   the next pass (`old`) is on the bitmap and committed; a class's warm list holds exactly
+//!   the empty committed pools whose arena's `last_class` names that class.
 //! - **A3** Beyond `RESERVE_ARENAS` of each kind, wholly empty arenas stay mapped only while a
 //!   purge pass is due.
 //! - **A4** A kind's `usable_arenas` holds exactly its arenas with an empty pool, sorted by that
