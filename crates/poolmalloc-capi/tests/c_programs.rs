@@ -59,8 +59,11 @@ fn thread_create_exit_loop_leaks_nothing() {
 
 /// Runs `tests/c/purge.c` in `mode` with `env` set, preloaded; its checks must all pass.
 fn run_purge(mode: &str, env: &[(&str, &str)]) {
-    let exe = compile("purge");
-    let out = Command::new(&exe)
+    // Compiled once: the tests run in parallel, and one must not rewrite the program while
+    // another starts it.
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let exe = EXE.get_or_init(|| compile("purge"));
+    let out = Command::new(exe)
         .arg(mode)
         .env("LD_PRELOAD", library())
         .envs(env.iter().copied())
@@ -88,7 +91,13 @@ fn a_forked_child_starts_its_own_purger() {
 
 #[test]
 fn purger_calls_starts_no_thread_and_purges_in_later_calls() {
-    run_purge("calls", &[("POOLMALLOC_PURGER", "calls")]);
+    run_purge(
+        "calls",
+        &[
+            ("POOLMALLOC_PURGER", "calls"),
+            ("POOLMALLOC_PURGE_DELAY_MS", "300"),
+        ],
+    );
 }
 
 /// `unshare(CLONE_NEWUSER)` needs a single-threaded process: the preloaded library must not

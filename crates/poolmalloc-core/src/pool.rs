@@ -13,7 +13,7 @@
 
 use core::ptr;
 
-use crate::config::{Kind, CARVE_BYTES, POOL_OVERHEAD};
+use crate::config::{Kind, POOL_OVERHEAD, REUSE_FREED_BYTES};
 use crate::layout::{chain_end, link_key, ArenaHeader, FreeBlock, PoolHeader, CORE_HELD};
 use crate::size_class::Class;
 use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
@@ -390,9 +390,9 @@ impl OwnedPool {
     }
 
     /// Free blocks of the pool, as a chain the owner allocates from (an end, `FreeBlock::is_end`,
-    /// when the pool is full): the blocks freed locally alone when they hold a carve's worth of
-    /// bytes (`CARVE_BYTES`: a pool taken back as it was reuses its blocks before it touches new
-    /// pages, as mimalloc extends a page only when its free list is used up); else up to
+    /// when the pool is full): the blocks freed locally alone when they hold `REUSE_FREED_BYTES`
+    /// (a medium pool taken back as it was reuses its blocks before it touches new pages, as
+    /// mimalloc extends a page only when its free list is used up); else up to
     /// `carve` fresh blocks while the pool has room, in front of the blocks freed locally (a
     /// loop that frees its one block gets a long list, not a refill per block); failing both,
     /// the remote chain (whose blocks stop counting as out). The chain's blocks stay free blocks
@@ -415,7 +415,7 @@ impl OwnedPool {
                 // but for those a forked child's gone threads held, still counted free: the
                 // list itself must hold some.
                 let freed_bytes = offset - POOL_OVERHEAD - p.out() * size;
-                if freed_bytes >= CARVE_BYTES && !FreeBlock::is_end(local) {
+                if freed_bytes >= REUSE_FREED_BYTES && !FreeBlock::is_end(local) {
                     return local;
                 }
                 let room = (p.maxnextoffset as usize + size - offset) / size;

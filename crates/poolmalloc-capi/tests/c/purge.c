@@ -3,7 +3,8 @@
  * the pages back. Modes (argv[1]):
  *   release  free everything, then wait: RSS back, by a thread named "poolmalloc bg";
  *   fork     the same in a child forked after the parent's purger started: the child's own;
- *   calls    (POOLMALLOC_PURGER=calls) no second thread ever; later calls give memory back. */
+ *   calls    (POOLMALLOC_PURGER=calls, POOLMALLOC_PURGE_DELAY_MS=300) no second thread ever;
+ *            later calls give memory back. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -117,13 +118,15 @@ int main(int argc, char **argv) {
         long base = rss();
         long peak = churn_once(base);
         CHECK(peak > 16L << 20);
-        sleep_ms(200);
+        /* Run with a 300 ms delay (c_programs.rs): the frees end before a pass is due, and the
+         * sleep outlasts two delays, which a purger thread would have used. */
+        sleep_ms(700);
         int named, n = threads("poolmalloc bg", &named);
         CHECK(n == 1 && named == 0);
         CHECK(rss() - base > peak / 2); /* nothing gave it back while the program slept */
         /* Later calls that take and give back pools (a few: their own memory is warm too) run
-         * the passes that are due. */
-        for (int round = 0; round < 40 && rss() - base > peak / 50; round++) {
+         * the passes that are due: the first marks what waits, one a delay later gives it back. */
+        for (int round = 0; round < 100 && rss() - base > peak / 50; round++) {
             for (int i = 0; i < 256; i++) blocks[i] = malloc(512);
             for (int i = 0; i < 256; i++) free(blocks[i]);
             sleep_ms(10);
