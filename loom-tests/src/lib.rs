@@ -275,3 +275,39 @@ impl Seen {
         println!("loom model {model}: reached {names:?}");
     }
 }
+
+/// The whole `main` of a planted-fault test (run without the test harness): runs `model` with
+/// its bug planted, under `catch_unwind`, and exits 0 when it failed with one of `reports` (the
+/// ways the bug shows), 1 when every interleaving passed or it failed some other way. Its last
+/// line is the "N passed, N failed" summary.
+pub fn expect_planted_fault(
+    name: &str,
+    reports: &[&str],
+    model: impl FnOnce() + std::panic::UnwindSafe,
+) -> ! {
+    // The report without a backtrace: with `RUST_BACKTRACE` set, the default hook captures one on
+    // the model thread's small coroutine stack, which overflows it.
+    let hook_name = name.to_string();
+    std::panic::set_hook(Box::new(move |info| {
+        eprintln!("{hook_name}: the model panicked: {info}")
+    }));
+    let Err(panic) = std::panic::catch_unwind(model) else {
+        println!("{name}: every interleaving passed with the bug planted: 0 passed, 1 failed");
+        std::process::exit(1);
+    };
+    // Only the model's own report of the bug counts: not a coroutine's stack overflow, nor any
+    // other panic.
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    if reports.iter().any(|r| message.contains(r)) {
+        println!("{name}: the planted bug was reported: 1 passed, 0 failed");
+        std::process::exit(0);
+    }
+    println!(
+        "{name}: the model failed, but not with the bug's report ({message}): 0 passed, 1 failed"
+    );
+    std::process::exit(1);
+}

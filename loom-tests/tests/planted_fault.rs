@@ -18,30 +18,11 @@ fn main() {}
 
 #[cfg(poolmalloc_loom)]
 fn main() {
-    // The report without a backtrace: with `RUST_BACKTRACE` set, the default hook captures one on
-    // the model thread's small coroutine stack, which overflows it.
-    std::panic::set_hook(Box::new(|info| {
-        eprintln!("planted_fault: the model panicked: {info}")
-    }));
-    let Err(panic) = std::panic::catch_unwind(model::planted_fault_is_caught) else {
-        println!(
-            "planted_fault: every interleaving passed with the bug planted: 0 passed, 1 failed"
-        );
-        std::process::exit(1);
-    };
-    // Only the model's own report of the bug counts: not a coroutine's stack overflow, nor any
-    // other panic.
-    let message = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("");
-    if model::REPORTS.iter().any(|r| message.contains(r)) {
-        println!("planted_fault: the planted bug was reported: 1 passed, 0 failed");
-        std::process::exit(0);
-    }
-    println!("planted_fault: the model failed, but not with the bug's report: 0 passed, 1 failed");
-    std::process::exit(1);
+    loom_tests::expect_planted_fault(
+        "planted_fault",
+        &model::REPORTS,
+        model::planted_fault_is_caught,
+    )
 }
 
 #[cfg(poolmalloc_loom)]

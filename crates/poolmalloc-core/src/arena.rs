@@ -851,7 +851,10 @@ impl Arenas {
             runs += 1;
         }
         if claimed != 0 && unclaimed_purge() {
-            // The planted bug: the pools stay takeable while their pages go.
+            // The planted bug: the pools stay takeable (on the free bitmap) while their pages
+            // go; only their classes' lists let them go.
+            // SAFETY: a mapped arena of this core; the pools of `claimed` are carved.
+            unsafe { self.unlist(ao, claimed) };
             self.counters.purges += runs;
         } else if claimed != 0 {
             // SAFETY: a mapped arena with `nf` free pools, on `usable` as it has some (A4).
