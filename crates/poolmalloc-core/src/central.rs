@@ -85,6 +85,10 @@ pub struct Core<S: PageSource = OsPages> {
     next_purge: AtomicUsize,
     /// A `Purger`.
     purger: AtomicU8,
+    /// Held for a whole purge pass, claim to end: passes run one at a time, so a forced one
+    /// (`collect`) gives back everything rather than skip what another pass holds claimed.
+    /// Lock order: passes → class → arena; nothing holding a class or the arena lock takes it.
+    pub(crate) passes: Mutex<()>,
 }
 
 impl<S: PageSource + Default> Default for Core<S> {
@@ -114,6 +118,7 @@ impl<S: PageSource> Core<S> {
                 large: LargeTally::new(),
                 next_purge: AtomicUsize::new(0),
                 purger: AtomicU8::new(Purger::Thread as u8),
+                passes: Mutex::new(()),
             }
         }
     }
@@ -342,6 +347,7 @@ impl<S: PageSource> Core<S> {
     /// A pass now (`force`: everything empty, whatever its wait) or when due; returns the
     /// arenas it unmapped.
     fn purge_pass(&self, force: bool) -> usize {
+        let _pass = self.passes.lock();
         let now = self.source.now_ms();
         let (mut unmapped, mut more) = (0, false);
         loop {

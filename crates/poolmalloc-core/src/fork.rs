@@ -14,6 +14,8 @@ impl<S: PageSource> Core<S> {
     /// Takes every lock in the documented order and keeps them: `pthread_atfork`'s prepare
     /// handler, so that no lock is held by a thread that will not exist in the child.
     pub fn lock_for_fork(&self) {
+        // No purge pass is half done (claims out, system calls running) at the fork.
+        self.passes.lock_for_fork();
         for lock in self.classes.iter() {
             lock.lock_for_fork();
         }
@@ -33,6 +35,7 @@ impl<S: PageSource> Core<S> {
             for lock in self.classes.iter().rev() {
                 lock.unlock_after_fork();
             }
+            self.passes.unlock_after_fork();
         }
     }
 
@@ -52,6 +55,7 @@ impl<S: PageSource> Core<S> {
             for lock in self.classes.iter() {
                 lock.reset_in_child();
             }
+            self.passes.reset_in_child();
         }
     }
 }
