@@ -10,6 +10,7 @@ use core::ffi::CStr;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use poolmalloc::internal::capi::Mode;
+use poolmalloc::internal::{env_setting, warn_setting};
 
 /// The mode's `u8`; 0 until decided.
 static MODE: AtomicU8 = AtomicU8::new(0);
@@ -52,7 +53,7 @@ fn decide() -> Mode {
         Ok(_) => {
             for (name, value) in [("POOLMALLOC_DEBUG", debug), ("POOLMALLOC_SECURE", secure)] {
                 if let Err(value) = value {
-                    warn(name, value);
+                    warn_setting(name, value, "one of 1, 0");
                 }
             }
             mode
@@ -63,33 +64,9 @@ fn decide() -> Mode {
 
 /// A switch's value: unset, empty or `0` is off, `1` on, anything else the bad value.
 fn setting(name: &CStr) -> Result<bool, &'static [u8]> {
-    // SAFETY: getenv returns null or a NUL-terminated string that lives as long as the
-    // environment is not changed, which nothing does while the library starts.
-    let value = unsafe {
-        let v = libc::getenv(name.as_ptr());
-        if v.is_null() {
-            return Ok(false);
-        }
-        CStr::from_ptr(v).to_bytes()
-    };
-    match value {
-        b"" | b"0" => Ok(false),
-        b"1" => Ok(true),
-        other => Err(other),
-    }
-}
-
-/// One line naming the bad value and the allowed ones, written without allocating.
-fn warn(name: &str, value: &[u8]) {
-    let parts: [&[u8]; 5] = [
-        b"poolmalloc: ",
-        name.as_bytes(),
-        b"=",
-        value,
-        b" is not one of 1, 0; ignored\n",
-    ];
-    for part in parts {
-        // SAFETY: writes initialised bytes of `part` to stderr.
-        unsafe { libc::write(2, part.as_ptr().cast(), part.len()) };
+    match env_setting(name) {
+        None | Some(b"0") => Ok(false),
+        Some(b"1") => Ok(true),
+        Some(other) => Err(other),
     }
 }

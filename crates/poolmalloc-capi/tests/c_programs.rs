@@ -16,19 +16,30 @@ fn compile(name: &str) -> PathBuf {
 }
 
 fn run_preloaded(name: &str) {
-    let exe = compile(name);
-    let out = Command::new(&exe)
+    run_compiled(name, &compile(name), &[], &[]);
+}
+
+/// Runs the compiled `exe` (of `tests/c/<name>.c`) with `args` and `env`, preloaded; it must
+/// exit 0 and print a summary with no failure.
+fn run_compiled(name: &str, exe: &std::path::Path, args: &[&str], env: &[(&str, &str)]) {
+    let out = Command::new(exe)
+        .args(args)
         .env("LD_PRELOAD", library())
+        .envs(env.iter().copied())
         .output()
         .expect("run the test program");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     print!("{stdout}");
     eprint!("{stderr}");
-    assert!(out.status.success(), "{name} failed ({})", out.status);
+    assert!(
+        out.status.success(),
+        "{name} {args:?} failed ({})",
+        out.status
+    );
     assert!(
         stdout.contains(" passed, 0 failed"),
-        "{name} printed no summary"
+        "{name} {args:?} printed no summary"
     );
 }
 
@@ -62,21 +73,7 @@ fn run_purge(mode: &str, env: &[(&str, &str)]) {
     // Compiled once: the tests run in parallel, and one must not rewrite the program while
     // another starts it.
     static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let exe = EXE.get_or_init(|| compile("purge"));
-    let out = Command::new(exe)
-        .arg(mode)
-        .env("LD_PRELOAD", library())
-        .envs(env.iter().copied())
-        .output()
-        .expect("run purge");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    print!("{stdout}");
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "purge {mode} failed ({})", out.status);
-    assert!(
-        stdout.contains(" passed, 0 failed"),
-        "purge {mode}: no summary"
-    );
+    run_compiled("purge", EXE.get_or_init(|| compile("purge")), &[mode], env);
 }
 
 #[test]

@@ -92,4 +92,6 @@ pub mod internal {
     pub use crate::cache::{CacheState, LocalFree, ThreadCache};
     #[cfg(not(poolmalloc_loom))]
     pub use crate::global::capi;
+    #[cfg(not(poolmalloc_loom))]
+    pub use crate::purger::{env_setting, warn_setting};
 }

@@ -286,10 +286,10 @@ extern "C" fn fork_child() {
 /// `POOLMALLOC_PURGE_DELAY_MS` and `POOLMALLOC_PURGER`, read without allocating; a bad value
 /// is named in one warning line, with the allowed values, and ignored.
 pub(crate) fn settings_from_env() -> (Option<u64>, Option<Purger>) {
-    let delay = env(c"POOLMALLOC_PURGE_DELAY_MS").and_then(|v| {
+    let delay = env_setting(c"POOLMALLOC_PURGE_DELAY_MS").and_then(|v| {
         let ms = parse_ms(v);
         if ms.is_none() {
-            warn(
+            warn_setting(
                 "POOLMALLOC_PURGE_DELAY_MS",
                 v,
                 "a whole number of milliseconds from 0 (at once) to 3600000",
@@ -297,11 +297,11 @@ pub(crate) fn settings_from_env() -> (Option<u64>, Option<Purger>) {
         }
         ms
     });
-    let purger = env(c"POOLMALLOC_PURGER").and_then(|v| match v {
+    let purger = env_setting(c"POOLMALLOC_PURGER").and_then(|v| match v {
         b"thread" => Some(Purger::Thread),
         b"calls" => Some(Purger::Calls),
         other => {
-            warn("POOLMALLOC_PURGER", other, "one of thread, calls");
+            warn_setting("POOLMALLOC_PURGER", other, "one of thread, calls");
             None
         }
     });
@@ -317,8 +317,9 @@ pub(crate) fn parse_ms(v: &[u8]) -> Option<u64> {
     (ms <= MAX_PURGE_DELAY_MS).then_some(ms)
 }
 
-/// The variable's value, if set and not empty.
-fn env(name: &CStr) -> Option<&'static [u8]> {
+/// The variable's value, if set and not empty, read without allocating (every setting of the
+/// allocator's, the C library's mode switches too).
+pub fn env_setting(name: &CStr) -> Option<&'static [u8]> {
     // SAFETY: getenv returns null or a NUL-terminated string that lives as long as the
     // environment is not changed, which nothing does while the allocator starts.
     unsafe {
@@ -331,8 +332,9 @@ fn env(name: &CStr) -> Option<&'static [u8]> {
     }
 }
 
-/// One line naming the bad value and the allowed ones, written without allocating.
-fn warn(name: &str, value: &[u8], allowed: &str) {
+/// The one warning of a bad setting: one line naming the setting, its value and the allowed
+/// values (`allowed` follows "is not"), written to stderr without allocating.
+pub fn warn_setting(name: &str, value: &[u8], allowed: &str) {
     let parts: [&[u8]; 7] = [
         b"poolmalloc: ",
         name.as_bytes(),
