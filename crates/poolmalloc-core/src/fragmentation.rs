@@ -408,7 +408,8 @@ impl<S: PageSource> Core<S> {
             let mut arena = ArenaFrag {
                 address: a.address,
                 kind: a.kind,
-                pools_empty: a.nfreepools,
+                // A pool a purge pass has claimed is empty too, off the count while it goes.
+                pools_empty: a.nfreepools + a.claimed.count_ones() as usize,
                 ..ArenaFrag::default()
             };
             for pool in a.committed_pools() {
