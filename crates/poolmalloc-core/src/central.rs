@@ -141,10 +141,14 @@ impl<S: PageSource> Core<S> {
 
     /// An empty pool from the fullest arena, made to serve `class` for `owner` (0: the core),
     /// under the arena lock (the header's atomics are written afresh, and walks hold that lock).
-    fn pool_from_arena(&self, class: Class, owner: usize) -> Option<*mut PoolHeader> {
+    fn pool_from_arena(&self, class: Class, owner: usize, any: bool) -> Option<*mut PoolHeader> {
         let mut arenas = self.arenas.lock();
-        let id = self.id_for_mapping();
-        let (pool, ao, formatted) = arenas.take_pool(&self.source, id, class)?;
+        let (pool, ao, formatted) = if any {
+            let id = self.id_for_mapping();
+            arenas.take_pool(&self.source, id, class)?
+        } else {
+            arenas.take_pool_of_class(class)?
+        };
         // SAFETY: the pool was just taken from its arena: empty, on no list, and we hold the
         // arena lock; a formatted one is as `class` gave it back (`Arenas::take_pool`).
         unsafe {
@@ -162,7 +166,7 @@ impl<S: PageSource> Core<S> {
     fn take_locked(&self, cls: &mut ClassPools, class: Class) -> Option<*mut FreeBlock> {
         let mut pool = cls.usedpools;
         if pool.is_null() {
-            let fresh = self.pool_from_arena(class, 0)?;
+            let fresh = self.pool_from_arena(class, 0, true)?;
             // SAFETY: the pool is core-held, on no list, and we hold its class lock (P1).
             unsafe { cls.push_front(fresh) };
             cls.pools += 1;
@@ -282,6 +286,39 @@ impl<S: PageSource> Core<S> {
         owner: usize,
         used_up: OwnedPool,
     ) -> Option<OwnedPool> {
+        // SAFETY: forwarded precondition.
+        unsafe { self.take_pool_for(class, owner, used_up, true) }
+    }
+
+    /// As `take_pool`, for a cache that keeps an empty pool of another class it could reformat:
+    /// only a pool that already serves `class` — a core-held one with free blocks, or one the
+    /// class gave back as it was — else `None` (`used_up` goes to the core either way). Taking
+    /// another class's warm pool, or a fresh one, would write pages its layout never touched;
+    /// the cache reformats its own instead, and the pools each class gave back stay its own.
+    ///
+    /// # Safety
+    /// As `take_pool`.
+    pub unsafe fn take_pool_of_class(
+        &self,
+        class: Class,
+        owner: usize,
+        used_up: OwnedPool,
+    ) -> Option<OwnedPool> {
+        // SAFETY: forwarded precondition.
+        unsafe { self.take_pool_for(class, owner, used_up, false) }
+    }
+
+    /// `take_pool` (`any`) and `take_pool_of_class` (not `any`).
+    ///
+    /// # Safety
+    /// As `take_pool`.
+    unsafe fn take_pool_for(
+        &self,
+        class: Class,
+        owner: usize,
+        used_up: OwnedPool,
+        any: bool,
+    ) -> Option<OwnedPool> {
         let mut cls = self.classes[class.index()].lock();
         if !used_up.is_none() {
             // SAFETY: owned by the caller and off its lists (precondition).
@@ -294,7 +331,7 @@ impl<S: PageSource> Core<S> {
             return Some(OwnedPool(pool));
         }
         drop(cls);
-        let pool = self.pool_from_arena(class, owner).map(OwnedPool);
+        let pool = self.pool_from_arena(class, owner, any).map(OwnedPool);
         self.purge_if_due();
         pool
     }

@@ -18,7 +18,7 @@
 //! and whoever frees into one adopts it). A pool that empties goes back to its arena, where it
 //! stays warm for the purge delay — except that a thread keeps one empty pool of each kind
 //! (`kept`: the last to empty, as it was, current or not), for its class or the next class of
-//! that kind that needs a pool. A free that empties the kept pool again is an ordinary local
+//! that kind that needs a pool and has none of its own to take back from the core. A free that empties the kept pool again is an ordinary local
 //! free (`free_local`), so a loop that allocates and frees one block never leaves the fast
 //! path.
 //!
@@ -391,12 +391,21 @@ impl ThreadCache {
                     .take_pool(class, self.id(), used_up)
                     .unwrap_or(OwnedPool::NONE);
             }
-            if !used_up.is_none() {
-                core.release_pool(used_up);
-            }
             if !used.is_none() {
+                if !used_up.is_none() {
+                    core.release_pool(used_up);
+                }
                 cc.used.set(used.unlink(used));
                 return used;
+            }
+            if kept.class() != class {
+                // The kept pool serves another class, which may come back for it: a pool that
+                // serves this class already comes first (it hands `used_up` to the core).
+                if let Some(pool) = core.take_pool_of_class(class, self.id(), used_up) {
+                    return pool;
+                }
+            } else if !used_up.is_none() {
+                core.release_pool(used_up);
             }
             self.unhook(kept);
             kept_cell.set(OwnedPool::NONE);
@@ -574,6 +583,48 @@ mod tests {
         let s = core.stats();
         assert_eq!(s.pools_in_use(), 0);
         assert!(s.arenas_of_kind.iter().all(|&n| n <= 1));
+        core.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_class_takes_back_its_own_pool_before_the_kept_pool_of_another() {
+        // With a delay, a pool given to its arena stays warm, as its class left it.
+        let core = Core::with_purge_delay(MemPages::new(4), 1_000);
+        let cache = ThreadCache::new();
+        cache.activate();
+        let (a, b, c) = (class(10), class(63), class(20));
+        let bs: Vec<_> = (0..b.blocks_per_pool())
+            .map(|_| alloc(&core, &cache, b))
+            .collect();
+        let pb = OwnedPool::of(bs[0], Kind::Small);
+        let ba = alloc(&core, &cache, a);
+        let pa = OwnedPool::of(ba, Kind::Small);
+        // b's pool empties, then a's: a's is kept, b's goes to its arena, warm.
+        for &x in &bs {
+            free(&core, &cache, x);
+        }
+        free(&core, &cache, ba);
+        assert_eq!(core.stats().classes[b.index()].pools(), 0);
+        assert_eq!(core.stats().classes[a.index()].pools(), 1);
+        // b needs a pool again: its own, as it was, not a's kept pool reformatted.
+        let again = alloc(&core, &cache, b);
+        if !poolmalloc_core::tools::ENABLED {
+            // (Under valgrind or ASan a warm pool is always formatted afresh.)
+            assert_eq!(OwnedPool::of(again, Kind::Small), pb);
+        }
+        assert_eq!(
+            core.stats().classes[a.index()].pools(),
+            1,
+            "a's pool still kept"
+        );
+        // A class that gave nothing back reformats the kept pool rather than take a new one.
+        let fresh = alloc(&core, &cache, c);
+        assert_eq!(OwnedPool::of(fresh, Kind::Small), pa);
+        assert_eq!(core.stats().classes[a.index()].pools(), 0);
+        free(&core, &cache, again);
+        free(&core, &cache, fresh);
+        cache.retire(&core);
+        assert_eq!(core.stats().pools_in_use(), 0);
         core.check_invariants().unwrap();
     }
 
