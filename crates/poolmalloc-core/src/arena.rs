@@ -446,17 +446,8 @@ impl Arenas {
         }
     }
 
-    /// Only a pool `class` gave back as it was (`warm_of`), as `take_pool` gives one (`true`:
-    /// formatted), or `None`.
-    pub fn take_pool_of_class(
-        &mut self,
-        class: Class,
-    ) -> Option<(*mut PoolHeader, *mut ArenaHeader, bool)> {
-        self.take_warm_of(class).map(|(pool, ao)| (pool, ao, true))
-    }
-
     /// The newest pool `class` gave back as it was (`warm_of`), taken off its arena's books.
-    fn take_warm_of(&mut self, class: Class) -> Option<(*mut PoolHeader, *mut ArenaHeader)> {
+    pub fn take_warm_of(&mut self, class: Class) -> Option<(*mut PoolHeader, *mut ArenaHeader)> {
         if tools::ENABLED {
             // The tools' marks of free blocks are renewed by a fresh `init` only.
             return None;

@@ -147,7 +147,8 @@ impl<S: PageSource> Core<S> {
             let id = self.id_for_mapping();
             arenas.take_pool(&self.source, id, class)?
         } else {
-            arenas.take_pool_of_class(class)?
+            let (pool, ao) = arenas.take_warm_of(class)?;
+            (pool, ao, true)
         };
         // SAFETY: the pool was just taken from its arena: empty, on no list, and we hold the
         // arena lock; a formatted one is as `class` gave it back (`Arenas::take_pool`).

@@ -18,9 +18,9 @@
 //! and whoever frees into one adopts it). A pool that empties goes back to its arena, where it
 //! stays warm for the purge delay — except that a thread keeps one empty pool of each kind
 //! (`kept`: the last to empty, as it was, current or not), for its class or the next class of
-//! that kind that needs a pool and has none of its own to take back from the core. A free that empties the kept pool again is an ordinary local
-//! free (`free_local`), so a loop that allocates and frees one block never leaves the fast
-//! path.
+//! that kind that needs a pool and has none of its own to take back from the core. A free that
+//! empties the kept pool again is an ordinary local free (`free_local`), so a loop that
+//! allocates and frees one block never leaves the fast path.
 //!
 //! `pop` and `free_local` are the fast path: a few loads and stores, no lock, no atomic
 //! read-modify-write, no allocation. Everything that reaches the core is `#[cold]` and is given
