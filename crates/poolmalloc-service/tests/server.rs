@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use poolmalloc_workloads::service::{service, Params};
 
-const SERVERS: [&str; 6] = [
+/// The servers `compare` runs: not rpmalloc's, which dies of SIGSEGV under tokio's load in
+/// some runs (compare's note; it failed this test in CI once too).
+const SERVERS: [&str; 5] = [
     env!("CARGO_BIN_EXE_poolmalloc-service-poolmalloc"),
     env!("CARGO_BIN_EXE_poolmalloc-service-system"),
     env!("CARGO_BIN_EXE_poolmalloc-service-jemalloc"),
     env!("CARGO_BIN_EXE_poolmalloc-service-mimalloc"),
     env!("CARGO_BIN_EXE_poolmalloc-service-snmalloc"),
-    env!("CARGO_BIN_EXE_poolmalloc-service-rpmalloc"),
 ];
 
 #[test]
