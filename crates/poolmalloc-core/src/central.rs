@@ -89,7 +89,17 @@ pub struct Core<S: PageSource = OsPages> {
     /// (`collect`) gives back everything rather than skip what another pass holds claimed.
     /// Lock order: passes → class → arena; nothing holding a class or the arena lock takes it.
     pub(crate) passes: Mutex<()>,
+    /// Per class, whether the core may hold a pool `take_pool_of_class` would take (`USED`: on
+    /// `usedpools`, set and cleared under the class lock; `WARM`: on the class's warm list, under
+    /// the arena lock), read with no lock so that a cache with a spare pool of its own asks
+    /// only then. A hint: a bit may stay set after its pool is gone (the next ask clears it),
+    /// and a pool it misses is still taken by `take_pool` or purged in time.
+    offers: [AtomicU8; NB_SIZE_CLASSES],
 }
+
+/// `Core::offers` bits.
+const USED: u8 = 1;
+const WARM: u8 = 2;
 
 impl<S: PageSource + Default> Default for Core<S> {
     fn default() -> Self {
@@ -119,6 +129,7 @@ impl<S: PageSource> Core<S> {
                 next_purge: AtomicUsize::new(0),
                 purger: AtomicU8::new(Purger::Thread as u8),
                 passes: Mutex::new(()),
+                offers: array_of!(AtomicU8::new(0); NB_SIZE_CLASSES),
             }
         }
     }
@@ -139,6 +150,16 @@ impl<S: PageSource> Core<S> {
         fresh
     }
 
+    /// Sets `bit` of the class's `offers` (under the lock that bit follows).
+    fn offer(&self, class: usize, bit: u8) {
+        self.offers[class].fetch_or(bit, Ordering::Relaxed);
+    }
+
+    /// Clears `bit` of the class's `offers` (under the lock that bit follows).
+    fn withdraw(&self, class: usize, bit: u8) {
+        self.offers[class].fetch_and(!bit, Ordering::Relaxed);
+    }
+
     /// An empty pool from the fullest arena, made to serve `class` for `owner` (0: the core),
     /// under the arena lock (the header's atomics are written afresh, and walks hold that lock).
     fn pool_from_arena(&self, class: Class, owner: usize, any: bool) -> Option<*mut PoolHeader> {
@@ -147,7 +168,11 @@ impl<S: PageSource> Core<S> {
             let id = self.id_for_mapping();
             arenas.take_pool(&self.source, id, class)?
         } else {
-            let (pool, ao) = arenas.take_warm_of(class)?;
+            let taken = arenas.take_warm_of(class);
+            if arenas.warm_of(class).next().is_none() {
+                self.withdraw(class.index(), WARM);
+            }
+            let (pool, ao) = taken?;
             (pool, ao, true)
         };
         // SAFETY: the pool was just taken from its arena: empty, on no list, and we hold the
@@ -170,6 +195,7 @@ impl<S: PageSource> Core<S> {
             let fresh = self.pool_from_arena(class, 0, true)?;
             // SAFETY: the pool is core-held, on no list, and we hold its class lock (P1).
             unsafe { cls.push_front(fresh) };
+            self.offer(class.index(), USED);
             cls.pools += 1;
             pool = fresh;
         }
@@ -210,6 +236,7 @@ impl<S: PageSource> Core<S> {
             } else if was_full {
                 cls.full -= 1;
                 cls.push_front(pool);
+                self.offer((*pool).class_tag.load(Ordering::Relaxed) as usize - 1, USED);
             }
         }
     }
@@ -224,6 +251,9 @@ impl<S: PageSource> Core<S> {
         // SAFETY: held by the caller and empty (precondition); we hold the arena lock.
         let given = unsafe {
             let tag = (*pool).class_tag.load(Ordering::Relaxed);
+            if tag != 0 {
+                self.offer(tag as usize - 1, WARM);
+            }
             pool::mark_empty(pool);
             arenas.give_pool(pool, &self.source, tag)
         };
@@ -249,6 +279,9 @@ impl<S: PageSource> Core<S> {
             if out == 0 {
                 self.give_to_arena(pool);
                 return;
+            }
+            if (*pool).has_free() {
+                self.offer((*pool).class_tag.load(Ordering::Relaxed) as usize - 1, USED);
             }
             cls.take_in(pool, out);
         }
@@ -320,6 +353,13 @@ impl<S: PageSource> Core<S> {
         used_up: OwnedPool,
         any: bool,
     ) -> Option<OwnedPool> {
+        if !any && self.offers[class.index()].load(Ordering::Relaxed) == 0 {
+            if !used_up.is_none() {
+                // SAFETY: forwarded precondition.
+                unsafe { self.release_pool(used_up) };
+            }
+            return None;
+        }
         let mut cls = self.classes[class.index()].lock();
         if !used_up.is_none() {
             // SAFETY: owned by the caller and off its lists (precondition).
@@ -331,6 +371,7 @@ impl<S: PageSource> Core<S> {
             unsafe { self.adopt_locked(&mut cls, pool, owner) };
             return Some(OwnedPool(pool));
         }
+        self.withdraw(class.index(), USED);
         drop(cls);
         let pool = self.pool_from_arena(class, owner, any).map(OwnedPool);
         self.purge_if_due();

@@ -45,8 +45,8 @@
 //! ```text
 //!                  taken by a thread (fullest arena first)
 //!   empty ──────────────────────────────────────────────────▶ owned by a thread
-//!     ▲  ◀──── its last block freed (the owner's last-emptied    │  │ ▲
-//!     │        pool is kept; warm in its arena for the delay)    │  │ │ a free lands in it:
+//!     ▲  ◀──── its last block freed, beyond the pools its owner  │  │ ▲
+//!     │        keeps (warm in its arena for the delay)           │  │ │ a free lands in it:
 //!     │                                       used up (full), or │  │ │ the freeing thread
 //!     │                                       its thread exits   ▼  │ │ adopts it; or a thread
 //!     │                                             core-held: used │ │ needing a pool takes it
@@ -55,10 +55,11 @@
 //! - **owned**: a thread allocates from it and frees into it without a lock (its own free list
 //!   and counts); other threads push their frees onto the pool's *remote chain* with one
 //!   compare-and-swap, and the owner takes the whole chain with one swap when it needs blocks.
-//!   A pool empties the moment its last block comes back: to its arena (warm, for the purge
-//!   delay), except the one of each kind its owner emptied last, which the owner keeps for its
-//!   next pool (no lock, and no call out of the fast path, for a loop that allocates and frees
-//!   one block).
+//!   A pool empties the moment its last block comes back. Its owner keeps it for its next
+//!   pools, up to `config::KEPT_SMALL_BYTES` of small pools and one medium pool (no lock for a
+//!   service whose requests empty and refill the same classes' pools; no call out of the fast
+//!   path for a loop that allocates and frees one block); beyond that, the oldest goes to its
+//!   arena (warm, for the purge delay).
 //! - **core-held**: pymalloc's *used* (on `usedpools[class]`) and *full* (on no list) pools,
 //!   guarded by the class lock. An owner gives a pool to the core when it is used up (full) or
 //!   when its thread exits (abandoned, with blocks out). A free into a core-held pool adopts it

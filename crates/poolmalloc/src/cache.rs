@@ -15,12 +15,15 @@
 //! the program's last block of it comes back, whatever the list holds.
 //!
 //! A current pool that is used up goes back to the core (it is full: the core holds full pools,
-//! and whoever frees into one adopts it). A pool that empties goes back to its arena, where it
-//! stays warm for the purge delay — except that a thread keeps one empty pool of each kind
-//! (`kept`: the last to empty, as it was, current or not), for its class or the next class of
-//! that kind that needs a pool and has none of its own to take back from the core. A free that
-//! empties the kept pool again is an ordinary local free (`free_local`), so a loop that
-//! allocates and frees one block never leaves the fast path.
+//! and whoever frees into one adopts it). A pool that empties stays with its thread, within
+//! `KEPT_BYTES` of each kind: the last to empty is `kept`, as it was, current or not; the ones
+//! it displaced while still empty are *spares*, off every list, oldest first. The oldest spare
+//! beyond the budget goes to its arena, where it stays warm for the purge delay. A class that
+//! needs a pool takes back one of its own first (a kept or spare pool that served it, as it
+//! was), then one the core holds for it, then reformats the oldest spare of another class,
+//! and only then takes a new pool. A free that empties the kept pool again is an ordinary
+//! local free (`free_local`), so a loop that allocates and frees one block never leaves the
+//! fast path.
 //!
 //! `pop` and `free_local` are the fast path: a few loads and stores, no lock, no atomic
 //! read-modify-write, no allocation. Everything that reaches the core is `#[cold]` and is given
@@ -34,7 +37,7 @@
 use core::cell::Cell;
 use core::ptr;
 
-use poolmalloc_core::config::{KINDS, NB_SIZE_CLASSES};
+use poolmalloc_core::config::{KEPT_POOLS, KINDS, MAX_SPARE_POOLS, NB_SIZE_CLASSES};
 use poolmalloc_core::{
     free_to_own_pool, link_key_for_cache, note_alloc, pool_owner, push_to_own_pool, Class, Core,
     FreeBlock, Kind, LargeTally, OwnedPool, PageSource,
@@ -136,6 +139,10 @@ pub struct ThreadCache {
     /// again since, which `pool_emptied` and `next_pool` check before they give it up or reuse
     /// it.
     kept: [Cell<OwnedPool>; KINDS],
+    /// Of each kind, the empty pools `kept` displaced (`KEPT_POOLS - 1` at most), on no list
+    /// and not current, oldest first; `spare_len` counts them.
+    spares: [[Cell<OwnedPool>; MAX_SPARE_POOLS]; KINDS],
+    spare_len: [Cell<usize>; KINDS],
     /// The free-list link key (`poolmalloc_core::link_key_for_cache`), copied when the cache
     /// is put in service, before it owns a pool.
     key: Cell<usize>,
@@ -166,6 +173,11 @@ impl ThreadCache {
                 heads: array_of!(Cell::new(ptr::null_mut()); NB_SIZE_CLASSES),
                 classes: array_of!(ClassCache::new(); NB_SIZE_CLASSES),
                 kept: [Cell::new(OwnedPool::NONE), Cell::new(OwnedPool::NONE)],
+                spares: [
+                    array_of!(Cell::new(OwnedPool::NONE); MAX_SPARE_POOLS),
+                    array_of!(Cell::new(OwnedPool::NONE); MAX_SPARE_POOLS),
+                ],
+                spare_len: [Cell::new(0), Cell::new(0)],
                 key: Cell::new(0),
                 state: AtomicU8::new(CacheState::Unused as u8),
                 large: LargeTally::new(),
@@ -267,8 +279,8 @@ impl ThreadCache {
         }
     }
 
-    /// A free emptied `pool`: it is kept, and the pool of its kind kept before goes to its
-    /// arena if it is still empty.
+    /// A free emptied `pool`: it is kept, and the pool of its kind kept before becomes a spare
+    /// if it is still empty.
     ///
     /// # Safety
     /// This cache owns `pool`, and none of its blocks is out.
@@ -285,7 +297,7 @@ impl ThreadCache {
         unsafe {
             if old.out() == 0 {
                 self.unhook(old);
-                core.give_empty(old);
+                self.keep_spare(core, old, kind);
             }
         }
     }
@@ -295,7 +307,7 @@ impl ThreadCache {
     /// back would walk it: the service spent 6 % of its time there), or off the used list.
     ///
     /// # Safety
-    /// This cache owns `pool`, none of its blocks is out, and it is not the spare of `refill`.
+    /// This cache owns `pool`, none of its blocks is out, and it is current or on the used list.
     unsafe fn unhook(&self, pool: OwnedPool) {
         // SAFETY: owned by this cache (precondition); as the current pool with none of its
         // blocks out, every block of it is free, so dropping its lists loses nothing.
@@ -310,6 +322,55 @@ impl ThreadCache {
                 cc.used.set(pool.unlink(cc.used.get()));
             }
         }
+    }
+
+    /// Keeps `pool`, empty and on no list, as the newest spare of `kind`; when the kind keeps
+    /// as many as `KEPT_POOLS` allows, the oldest goes to its arena.
+    ///
+    /// # Safety
+    /// This cache owns `pool`, of `kind`, none of its blocks is out, and it is on no list.
+    unsafe fn keep_spare<S: PageSource>(&self, core: &Core<S>, pool: OwnedPool, kind: Kind) {
+        let (spares, len) = (&self.spares[kind as usize], &self.spare_len[kind as usize]);
+        let limit = KEPT_POOLS[kind as usize] - 1;
+        let given = match len.get() {
+            n if n < limit => OwnedPool::NONE,
+            0 => pool,
+            _ => self.remove_spare(kind, 0),
+        };
+        if given != pool {
+            spares[len.get()].set(pool);
+            len.set(len.get() + 1);
+        }
+        if !given.is_none() {
+            // SAFETY: a pool of this cache's, empty and on no list (precondition; spares are).
+            unsafe { core.give_empty(given) };
+        }
+    }
+
+    /// Takes a spare of `class`'s kind: the newest that served `class`, else, if `any`, the
+    /// oldest; `NONE` if there is none.
+    fn take_spare(&self, class: Class, any: bool) -> OwnedPool {
+        let kind = class.kind();
+        let spares = &self.spares[kind as usize][..self.spare_len[kind as usize].get()];
+        // SAFETY: spares are this cache's pools; each serves the class it last served.
+        let own = spares
+            .iter()
+            .rposition(|p| unsafe { p.get().class() } == class);
+        match own.or((any && !spares.is_empty()).then_some(0)) {
+            Some(i) => self.remove_spare(kind, i),
+            None => OwnedPool::NONE,
+        }
+    }
+
+    /// Takes the `i`th spare of `kind` (oldest first) off the spares.
+    fn remove_spare(&self, kind: Kind, i: usize) -> OwnedPool {
+        let (spares, len) = (&self.spares[kind as usize], &self.spare_len[kind as usize]);
+        let pool = spares[i].get();
+        for j in i + 1..len.get() {
+            spares[j - 1].set(spares[j].get());
+        }
+        len.set(len.get() - 1);
+        pool
     }
 
     /// A pool the core just made this cache's (a free landed in it while the core held it):
@@ -390,14 +451,9 @@ impl ThreadCache {
         let used = cc.used.get();
         let kept_cell = &self.kept[class.kind() as usize];
         let kept = kept_cell.get();
-        // SAFETY: every pool named here is this cache's, off its lists once unlinked.
+        // SAFETY: every pool named here is this cache's, off its lists once unlinked or taken
+        // from the spares; `kept` is empty (hence current or on the used list) when reused.
         unsafe {
-            let spare = !kept.is_none() && kept.out() == 0;
-            if used.is_none() && !spare {
-                return core
-                    .take_pool(class, self.id(), used_up)
-                    .unwrap_or(OwnedPool::NONE);
-            }
             if !used.is_none() {
                 if !used_up.is_none() {
                     core.release_pool(used_up);
@@ -405,8 +461,23 @@ impl ThreadCache {
                 cc.used.set(used.unlink(used));
                 return used;
             }
-            if kept.class() != class {
-                // The kept pool serves another class, which may come back for it: a pool that
+            let kept_empty = !kept.is_none() && kept.out() == 0;
+            // One of the class's own pools first, as it was: kept, or a spare.
+            let own = if kept_empty && kept.class() == class {
+                self.unhook(kept);
+                kept_cell.set(OwnedPool::NONE);
+                kept
+            } else {
+                self.take_spare(class, false)
+            };
+            if own.is_none() {
+                let any_spare = kept_empty || self.spare_len[class.kind() as usize].get() > 0;
+                if !any_spare {
+                    return core
+                        .take_pool(class, self.id(), used_up)
+                        .unwrap_or(OwnedPool::NONE);
+                }
+                // The spares serve other classes, which may come back for them: a pool that
                 // serves this class already comes first (it hands `used_up` to the core).
                 if let Some(pool) = core.take_pool_of_class(class, self.id(), used_up) {
                     return pool;
@@ -414,10 +485,18 @@ impl ThreadCache {
             } else if !used_up.is_none() {
                 core.release_pool(used_up);
             }
-            self.unhook(kept);
-            kept_cell.set(OwnedPool::NONE);
-            kept.reuse(class, self.id());
-            kept
+            // Else another class's: the oldest spare, then the kept pool.
+            let mut pool = own;
+            if pool.is_none() {
+                pool = self.take_spare(class, true);
+            }
+            if pool.is_none() {
+                self.unhook(kept);
+                kept_cell.set(OwnedPool::NONE);
+                pool = kept;
+            }
+            pool.reuse(class, self.id());
+            pool
         }
     }
 
@@ -426,6 +505,13 @@ impl ThreadCache {
     pub fn drain<S: PageSource>(&self, core: &Core<S>) {
         for kept in &self.kept {
             kept.set(OwnedPool::NONE);
+        }
+        for kind in Kind::ALL {
+            while self.spare_len[kind as usize].get() > 0 {
+                let spare = self.remove_spare(kind, 0);
+                // SAFETY: spares are this cache's, empty and on no list.
+                unsafe { core.give_empty(spare) };
+            }
         }
         for (cc, list) in self.classes.iter().zip(&self.heads) {
             let current = cc.current.replace(OwnedPool::NONE);
@@ -530,17 +616,17 @@ mod tests {
         }
         assert_eq!(core.stats().classes[63].pools(), 2);
         core.check_invariants().unwrap();
-        // The current pool empties too: it is kept instead, the other goes to its arena.
+        // The current pool empties too: it is kept instead, the other stays as a spare.
         free(&core, &cache, extra);
-        assert_eq!(core.stats().classes[63].pools(), 1);
-        // The kept pool serves the next class that needs a pool.
+        assert_eq!(core.stats().classes[63].pools(), 2);
+        // The next class that needs a pool reformats the spare; the kept pool stays.
         let other = alloc(&core, &cache, class(0));
         assert_eq!(
             OwnedPool::of(other, Kind::Small),
-            OwnedPool::of(extra, Kind::Small),
-            "the kept pool serves class 0"
+            pool,
+            "the spare serves class 0"
         );
-        assert_eq!(core.stats().classes[63].pools(), 0);
+        assert_eq!(core.stats().classes[63].pools(), 1);
         free(&core, &cache, other);
         cache.retire(&core);
         assert_eq!(cache.state(), CacheState::Retired);
@@ -594,48 +680,49 @@ mod tests {
     }
 
     #[test]
-    fn a_class_takes_back_its_own_pool_before_the_kept_pool_of_another() {
+    fn a_class_takes_back_its_own_pool_before_the_spare_of_another() {
         // With a delay, a pool given to its arena stays warm, as its class left it.
         let core = Core::with_purge_delay(MemPages::new(4), 1_000);
         let cache = ThreadCache::new();
         cache.activate();
+        // A pool of class a, then as many pools of b as the cache keeps, each full; a's block
+        // is freed first, then b's: b's last pool is kept, the others spares, and a's pool,
+        // the oldest, goes to its arena.
         let (a, b, c) = (class(10), class(63), class(20));
-        let bs: Vec<_> = (0..b.blocks_per_pool())
-            .map(|_| alloc(&core, &cache, b))
-            .collect();
-        let pb = OwnedPool::of(bs[0], Kind::Small);
+        let kept = KEPT_POOLS[Kind::Small as usize];
         let ba = alloc(&core, &cache, a);
         let pa = OwnedPool::of(ba, Kind::Small);
-        // b's pool empties, then a's: a's is kept, b's goes to its arena, warm.
+        let bs: Vec<_> = (0..kept * b.blocks_per_pool())
+            .map(|_| alloc(&core, &cache, b))
+            .collect();
+        let mut pbs: Vec<_> = bs.iter().map(|&x| OwnedPool::of(x, Kind::Small)).collect();
+        pbs.dedup();
+        assert_eq!(pbs.len(), kept);
+        free(&core, &cache, ba);
         for &x in &bs {
             free(&core, &cache, x);
         }
-        free(&core, &cache, ba);
-        assert_eq!(core.stats().classes[b.index()].pools(), 0);
-        assert_eq!(core.stats().classes[a.index()].pools(), 1);
-        // b needs a pool again: its own, as it was, not a's kept pool reformatted.
-        let again = alloc(&core, &cache, b);
-        if poolmalloc_core::tools::ENABLED {
-            // Under valgrind or ASan no pool is taken back as it was (the tools' marks are
-            // renewed by a fresh format only): the kept pool is the one at hand.
-            assert_eq!(OwnedPool::of(again, Kind::Small), pa);
-            free(&core, &cache, again);
-            cache.retire(&core);
-            assert_eq!(core.stats().pools_in_use(), 0);
-            return core.check_invariants().unwrap();
-        }
-        assert_eq!(OwnedPool::of(again, Kind::Small), pb);
-        assert_eq!(
-            core.stats().classes[a.index()].pools(),
-            1,
-            "a's pool still kept"
-        );
-        // A class that gave nothing back reformats the kept pool rather than take a new one.
+        let pools_of = |c: Class| core.stats().classes[c.index()].pools();
+        assert_eq!(pools_of(a), 0, "the oldest went to its arena");
+        assert_eq!(pools_of(b), kept, "b's pools stay with the cache");
+        // a needs a pool again: its own, as it was, from its arena — not a spare reformatted.
+        // (Under valgrind or ASan no pool is taken back from an arena as it was: the tools'
+        // marks are renewed by a fresh format only; the oldest spare serves.)
+        let again = alloc(&core, &cache, a);
+        let tools = poolmalloc_core::tools::ENABLED;
+        let expect = if tools { pbs[0] } else { pa };
+        assert_eq!(OwnedPool::of(again, Kind::Small), expect);
+        assert_eq!(pools_of(b), kept - usize::from(tools));
+        // A class that had no pool reformats the oldest spare rather than take a new pool.
         let fresh = alloc(&core, &cache, c);
-        assert_eq!(OwnedPool::of(fresh, Kind::Small), pa);
-        assert_eq!(core.stats().classes[a.index()].pools(), 0);
-        free(&core, &cache, again);
-        free(&core, &cache, fresh);
+        assert_eq!(OwnedPool::of(fresh, Kind::Small), pbs[usize::from(tools)]);
+        // b takes one of its own back.
+        let back = alloc(&core, &cache, b);
+        assert!(pbs.contains(&OwnedPool::of(back, Kind::Small)));
+        assert_eq!(pools_of(b), kept - 1 - usize::from(tools));
+        for x in [again, fresh, back] {
+            free(&core, &cache, x);
+        }
         cache.retire(&core);
         assert_eq!(core.stats().pools_in_use(), 0);
         core.check_invariants().unwrap();
