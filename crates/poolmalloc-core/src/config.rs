@@ -91,10 +91,11 @@ pub const PURGE_DELAY_MS: u64 = 20;
 /// allocates from (of medium pools it keeps one): a service's request empties the pools of a
 /// score of classes and takes them again on the next one. With one kept small pool, 33 pools a
 /// request went through the class and arena locks (uprobes on the `service` workload's
-/// server); with 16 (256 KiB), 3.5 still went to their arenas and back; with an arena's worth
-/// (64), none, and the service ran 1.15x -> 1.02x jemalloc (`compare --workloads service
-/// --allocators poolmalloc,mimalloc,jemalloc --reps 5`). Spare medium pools bought nothing
-/// there, at 256 KiB each. What an idle thread keeps no purge pass reaches: this, and one
+/// server); with 16 (256 KiB), small pools still went to their arenas and back; with an
+/// arena's worth (64), none, and the service ran 1.15x -> 1.02x jemalloc (`compare --workloads
+/// service --allocators poolmalloc,mimalloc,jemalloc --reps 5`). Spare medium pools (3.5 a
+/// request still go to their arenas and back) bought nothing measurable there, at 256 KiB
+/// each. What an idle thread keeps no purge pass reaches: this, and one
 /// medium pool.
 pub const KEPT_SMALL_BYTES: usize = ARENA_SIZE;
 

@@ -58,8 +58,8 @@
 //!   A pool empties the moment its last block comes back. Its owner keeps it for its next
 //!   pools, up to `config::KEPT_SMALL_BYTES` of small pools and one medium pool (no lock for a
 //!   service whose requests empty and refill the same classes' pools; no call out of the fast
-//!   path for a loop that allocates and frees one block); beyond that, the oldest goes to its
-//!   arena (warm, for the purge delay).
+//!   path for a loop that allocates and frees one block); beyond that, it goes to its arena
+//!   (warm, for the purge delay).
 //! - **core-held**: pymalloc's *used* (on `usedpools[class]`) and *full* (on no list) pools,
 //!   guarded by the class lock. An owner gives a pool to the core when it is used up (full) or
 //!   when its thread exits (abandoned, with blocks out). A free into a core-held pool adopts it

@@ -16,12 +16,12 @@
 //!
 //! A current pool that is used up goes back to the core (it is full: the core holds full pools,
 //! and whoever frees into one adopts it). A pool that empties stays with its thread, within
-//! `KEPT_BYTES` of each kind: the last to empty is `kept`, as it was, current or not; the ones
-//! it displaced while still empty are *spares*, off every list, oldest first. The oldest spare
-//! beyond the budget goes to its arena, where it stays warm for the purge delay. A class that
-//! needs a pool takes back one of its own first (a kept or spare pool that served it, as it
-//! was), then one the core holds for it, then reformats the oldest spare of another class,
-//! and only then takes a new pool. A free that empties the kept pool again is an ordinary
+//! `KEPT_POOLS` of each kind: the last to empty is `kept`, as it was, current or not; the ones
+//! it displaced while still empty are *spares*, off every list, in a stack per class. A pool
+//! displaced when the spares are full goes to its arena, where it stays warm for the purge
+//! delay. A class that needs a pool takes back one of its own first (a kept or spare pool that
+//! served it, as it was), then one the core holds for it, then reformats a spare of another
+//! class, and only then takes a new pool. A free that empties the kept pool again is an ordinary
 //! local free (`free_local`), so a loop that allocates and frees one block never leaves the
 //! fast path.
 //!
@@ -37,7 +37,7 @@
 use core::cell::Cell;
 use core::ptr;
 
-use poolmalloc_core::config::{KEPT_POOLS, KINDS, MAX_SPARE_POOLS, NB_SIZE_CLASSES};
+use poolmalloc_core::config::{KEPT_POOLS, KINDS, NB_SIZE_CLASSES, NB_SMALL_SIZE_CLASSES};
 use poolmalloc_core::{
     free_to_own_pool, link_key_for_cache, note_alloc, pool_owner, push_to_own_pool, Class, Core,
     FreeBlock, Kind, LargeTally, OwnedPool, PageSource,
@@ -64,6 +64,17 @@ impl ClassCache {
         }
     }
 }
+
+/// The index of the first class of `kind` (the spares' bit of a class is its index less this).
+fn first_class(kind: Kind) -> usize {
+    match kind {
+        Kind::Small => 0,
+        Kind::Medium => NB_SMALL_SIZE_CLASSES,
+    }
+}
+
+// Each kind's classes fit the bits of `ThreadCache::spare_classes`.
+const _: () = assert!(NB_SMALL_SIZE_CLASSES <= 64 && NB_SIZE_CLASSES - NB_SMALL_SIZE_CLASSES <= 64);
 
 /// Hands out `head`, the first block of a chain of free blocks of the current pool (null:
 /// none), and makes the rest the allocation list `list`. `checked`: a link that leaves the
@@ -139,9 +150,12 @@ pub struct ThreadCache {
     /// again since, which `pool_emptied` and `next_pool` check before they give it up or reuse
     /// it.
     kept: [Cell<OwnedPool>; KINDS],
-    /// Of each kind, the empty pools `kept` displaced (`KEPT_POOLS - 1` at most), on no list
-    /// and not current, oldest first; `spare_len` counts them.
-    spares: [[Cell<OwnedPool>; MAX_SPARE_POOLS]; KINDS],
+    /// Per class, the empty pools `kept` displaced that served it (*spares*: not current, on
+    /// no other list), newest first, linked through their headers as the used lists are.
+    spares: [Cell<OwnedPool>; NB_SIZE_CLASSES],
+    /// Of each kind, the classes with a spare (bit: the class's index within its kind), and
+    /// how many spares it has (`KEPT_POOLS - 1` at most).
+    spare_classes: [Cell<u64>; KINDS],
     spare_len: [Cell<usize>; KINDS],
     /// The free-list link key (`poolmalloc_core::link_key_for_cache`), copied when the cache
     /// is put in service, before it owns a pool.
@@ -173,10 +187,8 @@ impl ThreadCache {
                 heads: array_of!(Cell::new(ptr::null_mut()); NB_SIZE_CLASSES),
                 classes: array_of!(ClassCache::new(); NB_SIZE_CLASSES),
                 kept: [Cell::new(OwnedPool::NONE), Cell::new(OwnedPool::NONE)],
-                spares: [
-                    array_of!(Cell::new(OwnedPool::NONE); MAX_SPARE_POOLS),
-                    array_of!(Cell::new(OwnedPool::NONE); MAX_SPARE_POOLS),
-                ],
+                spares: array_of!(Cell::new(OwnedPool::NONE); NB_SIZE_CLASSES),
+                spare_classes: [Cell::new(0), Cell::new(0)],
                 spare_len: [Cell::new(0), Cell::new(0)],
                 key: Cell::new(0),
                 state: AtomicU8::new(CacheState::Unused as u8),
@@ -324,51 +336,50 @@ impl ThreadCache {
         }
     }
 
-    /// Keeps `pool`, empty and on no list, as the newest spare of `kind`; when the kind keeps
-    /// as many as `KEPT_POOLS` allows, the oldest goes to its arena.
+    /// Keeps `pool`, empty and on no list, as a spare of its class — unless its kind keeps as
+    /// many as `KEPT_POOLS` allows: then it goes to its arena (the spares kept are taken by
+    /// their classes, or reformatted for others, in their turn).
     ///
     /// # Safety
     /// This cache owns `pool`, of `kind`, none of its blocks is out, and it is on no list.
     unsafe fn keep_spare<S: PageSource>(&self, core: &Core<S>, pool: OwnedPool, kind: Kind) {
-        let (spares, len) = (&self.spares[kind as usize], &self.spare_len[kind as usize]);
-        let limit = KEPT_POOLS[kind as usize] - 1;
-        let given = match len.get() {
-            n if n < limit => OwnedPool::NONE,
-            0 => pool,
-            _ => self.remove_spare(kind, 0),
+        let len = &self.spare_len[kind as usize];
+        // SAFETY: forwarded precondition; the spares are this cache's, on no other list.
+        let index = unsafe {
+            if len.get() == KEPT_POOLS[kind as usize] - 1 {
+                return core.give_empty(pool);
+            }
+            let index = pool.class().index();
+            let spares = &self.spares[index];
+            spares.set(pool.push_front(spares.get()));
+            index
         };
-        if given != pool {
-            spares[len.get()].set(pool);
-            len.set(len.get() + 1);
-        }
-        if !given.is_none() {
-            // SAFETY: a pool of this cache's, empty and on no list (precondition; spares are).
-            unsafe { core.give_empty(given) };
-        }
+        let classes = &self.spare_classes[kind as usize];
+        classes.set(classes.get() | 1 << (index - first_class(kind)));
+        len.set(len.get() + 1);
     }
 
-    /// Takes a spare of `class`'s kind: the newest that served `class`, else, if `any`, the
-    /// oldest; `NONE` if there is none.
+    /// Takes a spare of `class`'s kind: the newest that served `class`, else, if `any`, one of
+    /// another class; `NONE` if there is none.
     fn take_spare(&self, class: Class, any: bool) -> OwnedPool {
         let kind = class.kind();
-        let spares = &self.spares[kind as usize][..self.spare_len[kind as usize].get()];
-        // SAFETY: spares are this cache's pools; each serves the class it last served.
-        let own = spares
-            .iter()
-            .rposition(|p| unsafe { p.get().class() } == class);
-        match own.or((any && !spares.is_empty()).then_some(0)) {
-            Some(i) => self.remove_spare(kind, i),
-            None => OwnedPool::NONE,
+        let classes = &self.spare_classes[kind as usize];
+        let index = if !self.spares[class.index()].get().is_none() {
+            class.index()
+        } else if any && classes.get() != 0 {
+            first_class(kind) + classes.get().trailing_zeros() as usize
+        } else {
+            return OwnedPool::NONE;
+        };
+        let spares = &self.spares[index];
+        let pool = spares.get();
+        // SAFETY: the spares are this cache's; `pool` heads its class's.
+        let rest = unsafe { pool.unlink(pool) };
+        spares.set(rest);
+        if rest.is_none() {
+            classes.set(classes.get() & !(1 << (index - first_class(kind))));
         }
-    }
-
-    /// Takes the `i`th spare of `kind` (oldest first) off the spares.
-    fn remove_spare(&self, kind: Kind, i: usize) -> OwnedPool {
-        let (spares, len) = (&self.spares[kind as usize], &self.spare_len[kind as usize]);
-        let pool = spares[i].get();
-        for j in i + 1..len.get() {
-            spares[j - 1].set(spares[j].get());
-        }
+        let len = &self.spare_len[kind as usize];
         len.set(len.get() - 1);
         pool
     }
@@ -485,7 +496,7 @@ impl ThreadCache {
             } else if !used_up.is_none() {
                 core.release_pool(used_up);
             }
-            // Else another class's: the oldest spare, then the kept pool.
+            // Else another class's: a spare, else the kept pool.
             let mut pool = own;
             if pool.is_none() {
                 pool = self.take_spare(class, true);
@@ -506,9 +517,12 @@ impl ThreadCache {
         for kept in &self.kept {
             kept.set(OwnedPool::NONE);
         }
-        for kind in Kind::ALL {
-            while self.spare_len[kind as usize].get() > 0 {
-                let spare = self.remove_spare(kind, 0);
+        for class in (0..NB_SIZE_CLASSES).filter_map(Class::new) {
+            loop {
+                let spare = self.take_spare(class, false);
+                if spare.is_none() {
+                    break;
+                }
                 // SAFETY: spares are this cache's, empty and on no list.
                 unsafe { core.give_empty(spare) };
             }
@@ -680,19 +694,20 @@ mod tests {
     }
 
     #[test]
-    fn a_class_takes_back_its_own_pool_before_the_spare_of_another() {
+    fn a_class_takes_back_its_own_pools_before_the_spare_of_another() {
         // With a delay, a pool given to its arena stays warm, as its class left it.
         let core = Core::with_purge_delay(MemPages::new(4), 1_000);
         let cache = ThreadCache::new();
         cache.activate();
-        // A pool of class a, then as many pools of b as the cache keeps, each full; a's block
-        // is freed first, then b's: b's last pool is kept, the others spares, and a's pool,
-        // the oldest, goes to its arena.
-        let (a, b, c) = (class(10), class(63), class(20));
-        let kept = KEPT_POOLS[Kind::Small as usize];
+        // A pool of class a, then as many full pools of b as the cache keeps. a's block is
+        // freed first, then b's: each pool that empties is kept and the one it displaces
+        // becomes a spare, until the spares are full: the last b pool displaced goes to its
+        // arena.
+        let (a, b) = (class(10), class(63));
+        let (kept, per_pool) = (KEPT_POOLS[Kind::Small as usize], b.blocks_per_pool());
         let ba = alloc(&core, &cache, a);
         let pa = OwnedPool::of(ba, Kind::Small);
-        let bs: Vec<_> = (0..kept * b.blocks_per_pool())
+        let bs: Vec<_> = (0..kept * per_pool)
             .map(|_| alloc(&core, &cache, b))
             .collect();
         let mut pbs: Vec<_> = bs.iter().map(|&x| OwnedPool::of(x, Kind::Small)).collect();
@@ -703,24 +718,34 @@ mod tests {
             free(&core, &cache, x);
         }
         let pools_of = |c: Class| core.stats().classes[c.index()].pools();
-        assert_eq!(pools_of(a), 0, "the oldest went to its arena");
-        assert_eq!(pools_of(b), kept, "b's pools stay with the cache");
-        // a needs a pool again: its own, as it was, from its arena — not a spare reformatted.
-        // (Under valgrind or ASan no pool is taken back from an arena as it was: the tools'
-        // marks are renewed by a fresh format only; the oldest spare serves.)
-        let again = alloc(&core, &cache, a);
+        assert_eq!(pools_of(a), 1, "a's pool is a spare");
+        assert_eq!(pools_of(b), kept - 1, "one of b's went to its arena");
+        // b fills as many pools again: its kept pool and spares, then its pool from the arena,
+        // as it was — before a's spare is reformatted. (Under valgrind or ASan no pool is
+        // taken back from an arena as it was: the tools' marks are renewed by a fresh format
+        // only, and a's spare serves first.)
         let tools = poolmalloc_core::tools::ENABLED;
-        let expect = if tools { pbs[0] } else { pa };
-        assert_eq!(OwnedPool::of(again, Kind::Small), expect);
-        assert_eq!(pools_of(b), kept - usize::from(tools));
-        // A class that had no pool reformats the oldest spare rather than take a new pool.
-        let fresh = alloc(&core, &cache, c);
-        assert_eq!(OwnedPool::of(fresh, Kind::Small), pbs[usize::from(tools)]);
-        // b takes one of its own back.
-        let back = alloc(&core, &cache, b);
-        assert!(pbs.contains(&OwnedPool::of(back, Kind::Small)));
-        assert_eq!(pools_of(b), kept - 1 - usize::from(tools));
-        for x in [again, fresh, back] {
+        let again: Vec<_> = (0..kept * per_pool)
+            .map(|_| alloc(&core, &cache, b))
+            .collect();
+        let mut pools: Vec<_> = again
+            .iter()
+            .map(|&x| OwnedPool::of(x, Kind::Small))
+            .collect();
+        pools.dedup();
+        assert_eq!(pools.len(), kept, "each pool filled before the next");
+        assert_eq!(
+            pools.contains(&pa),
+            tools,
+            "a's spare serves b only under the tools"
+        );
+        // One more pool for b: a's spare, reformatted, rather than a new pool.
+        let more = alloc(&core, &cache, b);
+        if !tools {
+            assert_eq!(OwnedPool::of(more, Kind::Small), pa);
+        }
+        assert_eq!(pools_of(a), 0);
+        for &x in again.iter().chain([&more]) {
             free(&core, &cache, x);
         }
         cache.retire(&core);
