@@ -88,6 +88,7 @@ pub enum Command {
         workload: Workload,
         allocator: AllocatorId,
         quick: bool,
+        threads: Vec<usize>,
     },
     /// Internal: a run for the instruction counts (`__count <case> <allocator|bump> <n>`).
     Count {
@@ -407,18 +408,34 @@ fn parse_run<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, Usage
     Ok(Command::Run { report, command })
 }
 
-fn parse_child<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, UsageError> {
+fn parse_child<'a>(it: impl Iterator<Item = &'a str>) -> Result<Command, UsageError> {
+    let mut it = it.peekable();
     let workload = parse_workload(it.next().unwrap_or(""))?;
     let allocator = parse_allocator(it.next().unwrap_or(""))?;
-    let quick = match it.next() {
-        None => false,
-        Some("--quick") => true,
-        Some(other) => return err(format!("__child: unexpected '{other}' (allowed: --quick)")),
-    };
+    let (mut quick, mut threads) = (false, Vec::new());
+    while let Some(arg) = it.next() {
+        match arg {
+            "--quick" => quick = true,
+            "--threads" => add_list_values(
+                "--threads",
+                None,
+                &mut it,
+                "whole numbers of at least 1",
+                parse_threads,
+                &mut threads,
+            )?,
+            other => {
+                return err(format!(
+                    "__child: unexpected '{other}' (allowed: --quick, --threads T,..)"
+                ))
+            }
+        }
+    }
     Ok(Command::Child {
         workload,
         allocator,
         quick,
+        threads,
     })
 }
 
@@ -600,9 +617,21 @@ mod tests {
             Command::Child {
                 workload: Workload::Memory,
                 allocator: AllocatorId::Jemalloc,
-                quick: true
+                quick: true,
+                threads: vec![],
             }
         );
+        assert_eq!(
+            p("__child rptest mimalloc --threads 2,8").unwrap(),
+            Command::Child {
+                workload: Workload::Rptest,
+                allocator: AllocatorId::Mimalloc,
+                quick: false,
+                threads: vec![2, 8],
+            }
+        );
+        assert!(p("__child rptest mimalloc --threads 0").is_err());
+        assert!(p("__child rptest mimalloc --reps 2").is_err());
         assert_eq!(
             p("__count pair-64 bump 1000").unwrap(),
             Command::Count {

@@ -1,9 +1,10 @@
 //! `poolmalloc compare`: every workload × allocator, several interleaved repetitions.
 //!
-//! Throughput workloads run in this process with the allocator passed as a value (this
-//! process's own `#[global_allocator]` is System, so bookkeeping is the same for everyone).
-//! Memory figures (`memory`, `seed`) run each in a fresh child process (`poolmalloc __child ..`),
-//! so no allocator sees another's resident pages. The `global` workload runs in one child binary
+//! Workloads take the allocator as a value (this process's own `#[global_allocator]` is System,
+//! so bookkeeping is the same for everyone). `pair` and `pair-alone` run in this process; the
+//! multi-threaded workloads and the memory figures (`memory`, `seed`) run each in a fresh child
+//! process per repetition (`poolmalloc __child ..`), so no allocator sees another's resident
+//! pages or starts warm from its own last repetition, and a peak RSS read there is its own. The `global` workload runs in one child binary
 //! per allocator, which installs it as `#[global_allocator]` (built with fat LTO for a release
 //! `poolmalloc`, so the allocator can be inlined into the workload); the `service` workload drives
 //! one server binary per allocator (`crates/poolmalloc-service`, built the same way) from this
@@ -227,8 +228,13 @@ fn run_job(
         Where::InProcess => run(job.workload, job.allocator, scale, threads).map_err(|f| f.0),
         Where::FreshProcess => {
             let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let counts: Vec<String> = threads.iter().map(usize::to_string).collect();
+            let counts = counts.join(",");
             let mut args = vec!["__child", job.workload.name(), job.allocator.name()];
             args.extend_from_slice(quick);
+            if !threads.is_empty() {
+                args.extend_from_slice(&["--threads", &counts]);
+            }
             run_child(&exe, &args)
         }
         Where::GlobalAllocator => {

@@ -132,9 +132,10 @@ fn main() {
             workload,
             allocator,
             quick,
+            threads,
         } => {
             let mut out = std::io::stdout().lock();
-            match run(workload, allocator, Scale { quick }, &[]) {
+            match run(workload, allocator, Scale { quick }, &threads) {
                 Ok(samples) => {
                     for s in samples {
                         let _ = writeln!(out, "{}", s.to_line());

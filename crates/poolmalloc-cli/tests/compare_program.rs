@@ -299,15 +299,31 @@ fn threads_give_one_row_per_count() {
         .iter()
         .map(|r| r["case"].as_str().unwrap())
         .collect();
-    // xmalloc needs a producer and a consumer: 1 thread runs as 2.
+    // xmalloc needs a producer and a consumer: 1 thread runs as 2. The counts reach the fresh
+    // process each repetition runs in, and each row has its peak RSS beside it.
     assert_eq!(
         cases,
         [
             "cache-thrash/1t",
+            "cache-thrash/1t/peak-rss",
             "cache-thrash/3t",
+            "cache-thrash/3t/peak-rss",
             "xmalloc/2t",
-            "xmalloc/3t"
+            "xmalloc/2t/peak-rss",
+            "xmalloc/3t",
+            "xmalloc/3t/peak-rss",
         ]
     );
+    let rows = doc["rows"].as_array().unwrap();
+    let peak = rows
+        .iter()
+        .find(|r| r["case"] == "xmalloc/3t/peak-rss")
+        .unwrap();
+    assert_eq!(peak["unit"], "MiB");
+    for a in ["system", "poolmalloc"] {
+        let mib = peak["results"][a]["median"].as_f64().unwrap();
+        // The blocks in flight and the threads' stacks: more than nothing, far less than this.
+        assert!(mib > 0.0 && mib < 256.0, "{a}: {mib} MiB");
+    }
     assert!(doc["cores"].as_u64().unwrap() >= 1);
 }

@@ -28,7 +28,9 @@
 //! | `service/*`         | a tokio + hyper + serde_json server per allocator (its `#[global_allocator]`) under 32 keep-alive connections: µs per request, p99 latency, peak and idle RSS | request |
 //!
 //! `N` is the machine's core count, or each count of `compare --threads` (one row per count, the
-//! case named with its threads). Allocators come from [`AllocatorId::TABLE`]; sizes and counts
+//! case named with its threads). Each multi-threaded row (`churn` to `binary-trees`) has a
+//! `…/peak-rss` row beside it: the process's peak resident MiB while the row ran, above its
+//! resident set when the run started (`compare` runs these workloads in a fresh process each). Allocators come from [`AllocatorId::TABLE`]; sizes and counts
 //! from [`Scale`] (`quick` is the smoke-test size).
 //!
 //! ## Modules, bottom-up
@@ -127,7 +129,8 @@ pub enum Workload {
 pub enum Where {
     /// In the measuring process, with the allocator passed as a value.
     InProcess,
-    /// In a fresh child process per run (RSS figures must not see other allocators' memory).
+    /// In a fresh child process per run (RSS figures must not see other allocators' memory, nor
+    /// an allocator its own of the run before).
     FreshProcess,
     /// In a child binary that installs the allocator as its `#[global_allocator]`.
     GlobalAllocator,
@@ -195,7 +198,11 @@ impl Workload {
             }
             Workload::Global => Where::GlobalAllocator,
             Workload::Service => Where::Server,
-            _ => Where::InProcess,
+            Workload::Pair | Workload::PairAlone => Where::InProcess,
+            // Their peak RSS is measured beside their time, and every allocator starts them
+            // with nothing of its own resident — none warm from its last repetition while
+            // another, which gave its memory back between them, starts cold.
+            _ => Where::FreshProcess,
         }
     }
 }
@@ -388,19 +395,28 @@ pub mod params {
 /// each workload's own (see the table above).
 /// (`compare` runs `Memory` and `Seed` through here too, but in a fresh child process.)
 pub fn run(w: Workload, id: AllocatorId, scale: Scale, threads: &[usize]) -> Result<Vec<Sample>> {
-    id.with(RunCase { w, scale, threads })
+    let baseline = rss::rss_bytes();
+    id.with(RunCase {
+        w,
+        scale,
+        threads,
+        baseline,
+    })
 }
 
 struct RunCase<'t> {
     w: Workload,
     scale: Scale,
     threads: &'t [usize],
+    /// Resident bytes when the run started (the peak-RSS rows' baseline).
+    baseline: usize,
 }
 
 impl RunCase<'_> {
     /// Runs `one` for each thread count (`--threads`, or `default`), each row named
     /// `<case>/<threads>t` — or `default_name` alone when no counts were asked for and the
-    /// workload's own count needs no name. Thread counts that come to the same row run once.
+    /// workload's own count needs no name — with its `<row>/peak-rss` (where `/proc` tells).
+    /// Thread counts that come to the same row run once.
     fn scaled(
         &self,
         case: &str,
@@ -415,13 +431,18 @@ impl RunCase<'_> {
         };
         let mut out: Vec<Sample> = Vec::new();
         for &t in counts {
+            let peak_known = rss::reset_peak();
             let (real, timing) = one(t)?;
+            let peak = rss::peak_bytes().filter(|_| peak_known);
             let name = match default_name {
                 Some(n) if self.threads.is_empty() => n.to_string(),
                 _ => format!("{case}/{real}t"),
             };
             if !out.iter().any(|s| s.case == name) {
-                out.push(Sample::time(name, timing));
+                out.push(Sample::time(name.clone(), timing));
+                if let Some(peak) = peak {
+                    out.push(Sample::mib(format!("{name}/peak-rss"), peak, self.baseline));
+                }
             }
         }
         Ok(out)

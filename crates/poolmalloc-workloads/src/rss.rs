@@ -73,11 +73,22 @@ pub fn status_bytes(pid: u32, field: &str) -> Option<usize> {
     Some(kib * 1024)
 }
 
+/// Sets the process's peak resident set (`VmHWM`) to its resident set now (Linux 4.0 on:
+/// `/proc/self/clear_refs`, `5`); false where that cannot be done.
+pub fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The process's peak resident set, in bytes: since it started or the last `reset_peak`.
+pub fn peak_bytes() -> Option<usize> {
+    status_bytes(std::process::id(), "VmHWM")
+}
+
 pub const MIB: f64 = 1024.0 * 1024.0;
 
 #[cfg(test)]
 mod tests {
-    use super::{rss_bytes, second_number, status_bytes};
+    use super::{peak_bytes, reset_peak, rss_bytes, second_number, status_bytes};
 
     #[test]
     fn rss_agrees_with_the_status_file() {
@@ -107,5 +118,36 @@ mod tests {
         assert_eq!(second_number(b"5123"), None);
         assert_eq!(second_number(b"1 2x 3"), None);
         assert_eq!(second_number(b"1 99999999999999999999999 3"), None);
+    }
+
+    #[test]
+    fn the_peak_follows_a_touched_mapping_and_resets() {
+        const BYTES: usize = 64 << 20;
+        if !reset_peak() {
+            return; // no clear_refs (not Linux 4.0+): nothing to check
+        }
+        let before = peak_bytes().unwrap();
+        // SAFETY: a private anonymous mapping of BYTES, written within its bounds, then unmapped.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                BYTES,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            std::ptr::write_bytes(p.cast::<u8>(), 1, BYTES);
+            let peak = peak_bytes().unwrap();
+            assert!(peak >= before + BYTES - (4 << 20), "{peak} after {before}");
+            libc::munmap(p, BYTES);
+        }
+        assert!(reset_peak());
+        let after = peak_bytes().unwrap();
+        assert!(
+            after + BYTES / 2 < before + BYTES,
+            "{after}: the peak was not reset"
+        );
     }
 }
