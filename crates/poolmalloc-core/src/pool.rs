@@ -392,11 +392,15 @@ impl OwnedPool {
     /// Free blocks of the pool, as a chain the owner allocates from (an end, `FreeBlock::is_end`,
     /// when the pool is full): the blocks freed locally alone when they hold `REUSE_FREED_BYTES`
     /// (a medium pool taken back as it was reuses its blocks before it touches new pages, as
-    /// mimalloc extends a page only when its free list is used up); else up to
-    /// `carve` fresh blocks while the pool has room, in front of the blocks freed locally (a
-    /// loop that frees its one block gets a long list, not a refill per block); failing both,
-    /// the remote chain (whose blocks stop counting as out). The chain's blocks stay free blocks
-    /// of the pool: the owner counts each out as it hands it out (`note_alloc`).
+    /// mimalloc extends a page only when its free list is used up); else the remote chain, if
+    /// other threads freed any (its blocks stop counting as out; the local ones wait on the
+    /// free list); else up to `carve` fresh blocks while the pool has room, in front of the
+    /// blocks freed locally (a loop that frees its one block gets a long list, not a refill per
+    /// block); once it has none, the blocks freed locally, then the remote chain. Remote frees
+    /// come before fresh blocks: a pool that carved while its chain waited touched pages the
+    /// program had no need of (at rptest's peak its 16 KiB classes had 2.3 times their live
+    /// blocks out: on remote chains, or in flight between the threads). The chain's blocks stay
+    /// free blocks of the pool: the owner counts each out as it hands it out (`note_alloc`).
     ///
     /// # Safety
     /// The calling thread owns the pool, and its allocation list is empty.
@@ -417,6 +421,16 @@ impl OwnedPool {
                 let freed_bytes = offset - POOL_OVERHEAD - p.out() * size;
                 if freed_bytes >= REUSE_FREED_BYTES && !FreeBlock::is_end(local) {
                     return local;
+                }
+                // A load first: the swap only when there is a chain to take (a thread that
+                // borrowed it to confirm a double free may have it: then carve).
+                if p.remote.load(Ordering::Relaxed) != 0 {
+                    let remote = swap_remote(pool, 0);
+                    if remote.count > 0 {
+                        p.set_out(p.out() - remote.count);
+                        p.freeblock = local;
+                        return remote.head;
+                    }
                 }
                 let room = (p.maxnextoffset as usize + size - offset) / size;
                 let count = room.min(class.carve());

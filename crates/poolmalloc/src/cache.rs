@@ -789,6 +789,42 @@ mod tests {
     }
 
     #[test]
+    fn remote_frees_come_back_before_fresh_blocks_are_carved() {
+        let core = Core::new(MemPages::new(2));
+        let owner = ThreadCache::new();
+        let other = ThreadCache::new();
+        owner.activate();
+        other.activate();
+        // One carve's worth of blocks, so the owner's allocation list is empty after it, and
+        // the pool has room to carve more.
+        let c = class(0);
+        assert!(c.carve() < c.blocks_per_pool());
+        let blocks: Vec<_> = (0..c.carve()).map(|_| alloc(&core, &owner, c)).collect();
+        let pool = OwnedPool::of(blocks[0], Kind::Small);
+        assert!(blocks
+            .iter()
+            .all(|&b| OwnedPool::of(b, Kind::Small) == pool));
+        // Half of them freed by the other cache, onto the pool's remote chain.
+        let (remote, kept) = blocks.split_at(blocks.len() / 2);
+        for &b in remote {
+            free(&core, &other, b);
+        }
+        // The owner's next blocks are those, not fresh ones.
+        let again: Vec<_> = (0..remote.len()).map(|_| alloc(&core, &owner, c)).collect();
+        let (mut got, mut want) = (again.clone(), remote.to_vec());
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "the remote chain before a fresh carve");
+        for &b in kept.iter().chain(&again) {
+            free(&core, &owner, b);
+        }
+        owner.retire(&core);
+        other.retire(&core);
+        assert_eq!(core.stats().pools_in_use(), 0);
+        core.check_invariants().unwrap();
+    }
+
+    #[test]
     fn refill_reports_out_of_memory_as_null() {
         let core = Core::new(MemPages::new(1));
         core.source().set_failing(true);
