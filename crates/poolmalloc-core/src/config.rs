@@ -88,16 +88,20 @@ pub const RESERVE_ARENAS: usize = 1;
 pub const PURGE_DELAY_MS: u64 = 20;
 
 /// Bytes of empty small pools a thread keeps for its classes' next pools, beside the pools it
-/// allocates from (of medium pools it keeps one): a service's request empties the pools of a
-/// score of classes and takes them again on the next one. With one kept small pool, 33 pools a
-/// request went through the class and arena locks (uprobes on the `service` workload's
-/// server); with 16 (256 KiB), small pools still went to their arenas and back; with an
-/// arena's worth (64), none, and the service ran 1.15x -> 1.02x jemalloc (`compare --workloads
-/// service --allocators poolmalloc,mimalloc,jemalloc --reps 5`). Spare medium pools (3.5 a
-/// request still go to their arenas and back) bought nothing measurable there, at 256 KiB
-/// each. What an idle thread keeps no purge pass reaches: this, and one
-/// medium pool.
+/// allocates from: a service's request empties the pools of a score of classes and takes them
+/// again on the next one. With one kept small pool, 33 pools a request went through the class
+/// and arena locks (uprobes on the `service` workload's server); with 16 (256 KiB), small pools
+/// still went to their arenas and back; with an arena's worth (64), none, and the service ran
+/// 1.15x -> 1.02x jemalloc (`compare --workloads service --allocators
+/// poolmalloc,mimalloc,jemalloc --reps 5`). What an idle thread keeps no purge pass reaches:
+/// this, and `KEPT_MEDIUM_POOLS`.
 pub const KEPT_SMALL_BYTES: usize = ARENA_SIZE;
+
+/// Empty medium pools a thread keeps (256 KiB each, of which the pages its blocks touched are
+/// resident): with one, 3.5 medium pools a service request still went to their arena and back;
+/// with two, 0.13, and the service ran 1.05x -> 1.00x jemalloc, its idle RSS 0.80x -> 0.78x
+/// the best peer's (the same commands).
+pub const KEPT_MEDIUM_POOLS: usize = 2;
 
 /// The longest purge delay a setting may ask for (an hour).
 pub const MAX_PURGE_DELAY_MS: u64 = 3_600_000;
@@ -232,9 +236,7 @@ pub const MAX_MEDIUM_ALIGN: usize = {
     }
 };
 /// Of each kind (`Kind::ALL` order), the empty pools a thread keeps (`KEPT_SMALL_BYTES`).
-pub const KEPT_POOLS: [usize; KINDS] = [KEPT_SMALL_BYTES / POOL_SIZE, 1];
-/// The most empty pools of one kind a thread keeps beside the last to empty.
-pub const MAX_SPARE_POOLS: usize = KEPT_POOLS[0] - 1;
+pub const KEPT_POOLS: [usize; KINDS] = [KEPT_SMALL_BYTES / POOL_SIZE, KEPT_MEDIUM_POOLS];
 /// Number of size classes, small and medium.
 pub const NB_SIZE_CLASSES: usize = NB_SMALL_SIZE_CLASSES + NB_MEDIUM_SIZE_CLASSES;
 /// Arena slots in one registry leaf.
@@ -367,7 +369,7 @@ const _: () = assert!(ARENA_BITS > POOL_BITS && POOLS_PER_ARENA >= 2);
 const _: () = assert!(POOLS_PER_ARENA <= 64);
 const _: () = assert!(MEDIUM_POOL_BITS > POOL_BITS && ARENA_BITS > MEDIUM_POOL_BITS);
 const _: () = assert!(MEDIUM_REQUEST_THRESHOLD.is_power_of_two());
-const _: () = assert!(KEPT_SMALL_BYTES >= POOL_SIZE);
+const _: () = assert!(KEPT_SMALL_BYTES >= POOL_SIZE && KEPT_MEDIUM_POOLS >= 1);
 const _: () = assert!(MEDIUM_REQUEST_THRESHOLD > SMALL_REQUEST_THRESHOLD);
 const _: () = assert!(MAX_MEDIUM_ALIGN.is_power_of_two() && MAX_MEDIUM_ALIGN >= MAX_SMALL_ALIGN);
 // Pool block offsets and counts are stored as u32 in the pool header.

@@ -56,7 +56,7 @@
 //!   and counts); other threads push their frees onto the pool's *remote chain* with one
 //!   compare-and-swap, and the owner takes the whole chain with one swap when it needs blocks.
 //!   A pool empties the moment its last block comes back. Its owner keeps it for its next
-//!   pools, up to `config::KEPT_SMALL_BYTES` of small pools and one medium pool (no lock for a
+//!   pools, up to `config::KEPT_SMALL_BYTES` of small pools and two medium pools (no lock for a
 //!   service whose requests empty and refill the same classes' pools; no call out of the fast
 //!   path for a loop that allocates and frees one block); beyond that, it goes to its arena
 //!   (warm, for the purge delay).

@@ -694,6 +694,31 @@ mod tests {
     }
 
     #[test]
+    fn a_thread_keeps_as_many_medium_pools_as_kept_pools_says() {
+        let core = Core::new(MemPages::new(8));
+        let cache = ThreadCache::new();
+        cache.activate();
+        let m = class(NB_SIZE_CLASSES - 1);
+        let kept = KEPT_POOLS[Kind::Medium as usize];
+        // One pool more than the cache keeps, each full.
+        let blocks: Vec<_> = (0..(kept + 1) * m.blocks_per_pool())
+            .map(|_| alloc(&core, &cache, m))
+            .collect();
+        assert_eq!(core.stats().classes[m.index()].pools(), kept + 1);
+        for &b in &blocks {
+            free(&core, &cache, b);
+        }
+        assert_eq!(
+            core.stats().classes[m.index()].pools(),
+            kept,
+            "the cache keeps KEPT_POOLS medium pools; the one more goes to its arena"
+        );
+        cache.retire(&core);
+        assert_eq!(core.stats().pools_in_use(), 0);
+        core.check_invariants().unwrap();
+    }
+
+    #[test]
     fn a_class_takes_back_its_own_pools_before_the_spare_of_another() {
         // With a delay, a pool given to its arena stays warm, as its class left it.
         let core = Core::with_purge_delay(MemPages::new(4), 1_000);
