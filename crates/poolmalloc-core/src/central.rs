@@ -332,12 +332,21 @@ impl<S: PageSource> Core<S> {
     ///
     /// # Safety
     /// As `take_pool`.
+    #[inline]
     pub unsafe fn take_pool_of_class(
         &self,
         class: Class,
         owner: usize,
         used_up: OwnedPool,
     ) -> Option<OwnedPool> {
+        // Nothing offered: no lock taken but the one `used_up` goes back under.
+        if self.offers[class.index()].load(Ordering::Relaxed) == 0 {
+            if !used_up.is_none() {
+                // SAFETY: forwarded precondition.
+                unsafe { self.release_pool(used_up) };
+            }
+            return None;
+        }
         // SAFETY: forwarded precondition.
         unsafe { self.take_pool_for(class, owner, used_up, false) }
     }
@@ -353,13 +362,6 @@ impl<S: PageSource> Core<S> {
         used_up: OwnedPool,
         any: bool,
     ) -> Option<OwnedPool> {
-        if !any && self.offers[class.index()].load(Ordering::Relaxed) == 0 {
-            if !used_up.is_none() {
-                // SAFETY: forwarded precondition.
-                unsafe { self.release_pool(used_up) };
-            }
-            return None;
-        }
         let mut cls = self.classes[class.index()].lock();
         if !used_up.is_none() {
             // SAFETY: owned by the caller and off its lists (precondition).
