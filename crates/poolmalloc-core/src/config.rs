@@ -90,12 +90,12 @@ pub const PURGE_DELAY_MS: u64 = 20;
 /// Bytes of empty small pools a thread keeps for its classes' next pools, beside the pools it
 /// allocates from: a service's request empties the pools of a score of classes and takes them
 /// again on the next one. With one kept small pool, 33 pools a request went through the class
-/// and arena locks (uprobes on the `service` workload's server); with 16 (256 KiB), small pools
-/// still went to their arenas and back; with an arena's worth (64), none, and the service ran
-/// 1.15x -> 1.02x jemalloc (`compare --workloads service --allocators
-/// poolmalloc,mimalloc,jemalloc --reps 5`). What an idle thread keeps no purge pass reaches:
-/// this, and `KEPT_MEDIUM_POOLS`.
-pub const KEPT_SMALL_BYTES: usize = ARENA_SIZE;
+/// and arena locks (uprobes on the `service` workload's server); with 16 (256 KiB) and two
+/// medium ones, 0.26 (0.11 with 64 small pools), and the service ran 1.01x jemalloc, 0.86x
+/// mimalloc (`compare --workloads service --allocators poolmalloc,mimalloc,jemalloc --reps 5`).
+/// What an idle thread keeps no purge pass reaches: this, and `KEPT_MEDIUM_POOLS`; so no more
+/// than that (the `--quick` memory row, a 51 MiB peak, waits for 1 % of it).
+pub const KEPT_SMALL_BYTES: usize = 16 * POOL_SIZE;
 
 /// Empty medium pools a thread keeps (256 KiB each, of which the pages its blocks touched are
 /// resident): with one, 3.5 medium pools a service request still went to their arena and back;
