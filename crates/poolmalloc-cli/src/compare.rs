@@ -4,13 +4,14 @@
 //! so bookkeeping is the same for everyone). `pair` and `pair-alone` run in this process; the
 //! multi-threaded workloads and the memory figures (`memory`, `seed`) run each in a fresh child
 //! process per repetition (`poolmalloc __child ..`), so no allocator sees another's resident
-//! pages or starts warm from its own last repetition, and a peak RSS read there is its own. The `global` workload runs in one child binary
-//! per allocator, which installs it as `#[global_allocator]` (built with fat LTO for a release
-//! `poolmalloc`, so the allocator can be inlined into the workload); the `service` workload drives
-//! one server binary per allocator (`crates/poolmalloc-service`, built the same way) from this
-//! process over loopback. Repetitions are interleaved: every
-//! repetition runs every job once, and the allocators' order rotates between repetitions, so a
-//! noisy moment of the machine is spread over all of them rather than landing on one.
+//! pages or starts warm from its own last repetition, and a peak RSS read there is its own.
+//! The `global` workload runs in one child binary per allocator, which installs it as
+//! `#[global_allocator]` (built with fat LTO for a release `poolmalloc`, so the allocator can
+//! be inlined into the workload); the `service` workload drives one server binary per
+//! allocator (`crates/poolmalloc-service`, built the same way) from this process over
+//! loopback. Repetitions are interleaved: every repetition runs every job once, and the
+//! allocators' order rotates between repetitions, so a noisy moment of the machine is spread
+//! over all of them rather than landing on one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};

@@ -30,8 +30,9 @@
 //! `N` is the machine's core count, or each count of `compare --threads` (one row per count, the
 //! case named with its threads). Each multi-threaded row (`churn` to `binary-trees`) has a
 //! `…/peak-rss` row beside it: the process's peak resident MiB while the row ran, above its
-//! resident set when the run started (`compare` runs these workloads in a fresh process each). Allocators come from [`AllocatorId::TABLE`]; sizes and counts
-//! from [`Scale`] (`quick` is the smoke-test size).
+//! resident set when the run started (`compare` runs these workloads in a fresh process each).
+//! Allocators come from [`AllocatorId::TABLE`]; sizes and counts from [`Scale`] (`quick` is the
+//! smoke-test size).
 //!
 //! ## Modules, bottom-up
 //! - `rng`, `rss`: a deterministic generator; the process's resident memory.

@@ -336,6 +336,17 @@ impl ThreadCache {
         }
     }
 
+    /// Takes the kept pool off this cache's lists and out of `kept`.
+    ///
+    /// # Safety
+    /// The kept pool is empty (so current or on the used list).
+    unsafe fn take_kept(&self, kept: &Cell<OwnedPool>) -> OwnedPool {
+        let pool = kept.replace(OwnedPool::NONE);
+        // SAFETY: this cache's, empty, current or on the used list (precondition).
+        unsafe { self.unhook(pool) };
+        pool
+    }
+
     /// Keeps `pool`, empty and on no list, as a spare of its class — unless its kind keeps as
     /// many as `KEPT_POOLS` allows: then it goes to its arena (the spares kept are taken by
     /// their classes, or reformatted for others, in their turn).
@@ -475,9 +486,7 @@ impl ThreadCache {
             let kept_empty = !kept.is_none() && kept.out() == 0;
             // One of the class's own pools first, as it was: kept, or a spare.
             let own = if kept_empty && kept.class() == class {
-                self.unhook(kept);
-                kept_cell.set(OwnedPool::NONE);
-                kept
+                self.take_kept(kept_cell)
             } else {
                 self.take_spare(class, false)
             };
@@ -502,9 +511,7 @@ impl ThreadCache {
                 pool = self.take_spare(class, true);
             }
             if pool.is_none() {
-                self.unhook(kept);
-                kept_cell.set(OwnedPool::NONE);
-                pool = kept;
+                pool = self.take_kept(kept_cell);
             }
             pool.reuse(class, self.id());
             pool
