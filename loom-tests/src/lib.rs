@@ -128,6 +128,8 @@ pub enum Freed {
     Local,
     /// As `Local`, and that emptied the pool.
     Emptied,
+    /// As `Local`, into a pool the cache had filed full: it is on the used list again.
+    Unfiled,
     /// Pushed onto the remote chain of a pool another cache owns.
     Pushed,
     /// Under the class lock into a core-held pool (a thread without a cache).
@@ -148,9 +150,16 @@ pub unsafe fn free(core: &TestCore, cache: &ThreadCache, block: *mut u8) -> Free
     match unsafe { cache.free_local(block, kind) } {
         LocalFree::Freed => Freed::Local,
         LocalFree::DoubleFree => panic!("a block freed once was found free already"),
-        LocalFree::Emptied => {
-            // SAFETY: the free emptied a pool this cache owns: none of its blocks is out.
-            unsafe { cache.pool_emptied(core, OwnedPool::of(block, kind)) };
+        LocalFree::Turned => {
+            let pool = OwnedPool::of(block, kind);
+            // SAFETY: the free turned a pool this cache owns; if it is empty, none of its
+            // blocks is out.
+            unsafe {
+                if !cache.pool_turned(pool) {
+                    return Freed::Unfiled;
+                }
+                cache.pool_emptied(core, pool);
+            }
             Freed::Emptied
         }
         // SAFETY: the pool is not this cache's; the block is out and given up (precondition).
@@ -165,7 +174,7 @@ pub unsafe fn free(core: &TestCore, cache: &ThreadCache, block: *mut u8) -> Free
                     free(core, cache, block)
                 };
                 assert!(
-                    matches!(local, Freed::Local | Freed::Emptied),
+                    matches!(local, Freed::Local | Freed::Emptied | Freed::Unfiled),
                     "an adopted pool's block was not freed locally: {local:?}"
                 );
                 Freed::Adopted

@@ -1,8 +1,8 @@
 //! Model 1: remote frees racing the owner's refills. The owner fills a pool; another thread frees
-//! both blocks (pushes onto the pool's remote chain while the owner owns it) while the owner
-//! allocates two more: each refill swaps the remote chain out (O2), or finds the pool used up and
-//! hands it to the core (O3), where the freer, finding it core-held, adopts it. No block is lost
-//! (everything freed and retired: quiescent) and none is handed out twice (stamps).
+//! both blocks (pushes onto the pool's remote chain: the owner owns it, filed full or not) while
+//! the owner allocates two more: each refill swaps the remote chain out (O2), or finds the pool
+//! used up and files it, and a free into the filed pool sends the owner a notice (O5). No block
+//! is lost (everything freed and retired: quiescent) and none is handed out twice (stamps).
 #![cfg(poolmalloc_loom)]
 
 use loom::sync::Arc;
@@ -20,9 +20,8 @@ const MEDIUM_CLASS: usize = NB_SMALL_SIZE_CLASSES + 1;
 static SEEN: Seen = Seen::new();
 static MEDIUM_SEEN: Seen = Seen::new();
 const PUSHED: usize = 0;
-const ADOPTED: usize = 1;
-const REUSED: usize = 2;
-const FRESH_POOL: usize = 3;
+const REUSED: usize = 1;
+const FRESH_POOL: usize = 2;
 
 #[test]
 fn remote_push_races_the_owners_swap() {
@@ -67,10 +66,7 @@ fn remote_push_race(name: &'static str, seen: &'static Seen, index: usize) {
                 // SAFETY: a block of this core, out, handed to this thread and freed once.
                 match unsafe { free(&freer_core, &cache, p) } {
                     Freed::Pushed => seen.mark(PUSHED),
-                    Freed::Adopted => seen.mark(ADOPTED),
-                    // The second block, after this thread adopted the pool with the first.
-                    Freed::Local | Freed::Emptied => {}
-                    Freed::Core => panic!("a thread with a cache freed under the class lock"),
+                    other => panic!("a block of a pool its owner keeps freed as {other:?}"),
                 }
             }
             cache.retire(&freer_core);
@@ -102,7 +98,6 @@ fn remote_push_race(name: &'static str, seen: &'static Seen, index: usize) {
         name,
         &[
             "remote push",
-            "adoption of the handed-back pool",
             "a remote-freed block handed out again",
             "a fresh pool",
         ],
@@ -111,15 +106,13 @@ fn remote_push_race(name: &'static str, seen: &'static Seen, index: usize) {
 
 static TWO_SEEN: Seen = Seen::new();
 const BOTH_PUSHED: usize = 0;
-const BOTH_THROUGH_CORE: usize = 1;
-const BOTH_TAKEN_BACK: usize = 2;
+const BOTH_TAKEN_BACK: usize = 1;
 
 /// Two threads without a cache free one block each into the owner's full pool at once (two
-/// pushes onto one chain, each compare-and-swap retried past the other) while the owner refills:
-/// its swap takes the chain with none, one or both blocks on it, or finds the pool used up and
-/// hands it to the core, after which a free goes through the class lock. Never just one of
-/// them: a free that lands before the hand-back gives the pool a free block, and the owner's
-/// `take_pool` adopts it back in the same class-lock section, so the other free is pushed too.
+/// pushes onto one chain, each compare-and-swap retried past the other, the first into a filed
+/// pool sending the notice while the other waits) while the owner refills: its swap takes the
+/// chain with none, one or both blocks on it, or finds the pool used up and files it. The pool
+/// stays the owner's throughout: both frees are pushes.
 #[test]
 fn two_remote_pushes_race_the_owners_swap() {
     model("cross_thread/two_freers", || {
@@ -147,8 +140,7 @@ fn two_remote_pushes_race_the_owners_swap() {
         let hows: Vec<Freed> = freers.into_iter().map(|t| t.join().unwrap()).collect();
         TWO_SEEN.mark(match hows[..] {
             [Freed::Pushed, Freed::Pushed] => BOTH_PUSHED,
-            [Freed::Core, Freed::Core] => BOTH_THROUGH_CORE,
-            _ => panic!("one free pushed, one through the class lock: {hows:?}"),
+            _ => panic!("a free into a pool its owner keeps not pushed: {hows:?}"),
         });
         // The refill took the chain with both blocks: one handed out, the other on the owner's
         // allocation list, handed out next.
@@ -170,7 +162,6 @@ fn two_remote_pushes_race_the_owners_swap() {
         "cross_thread/two_freers",
         &[
             "both frees pushed",
-            "both through the class lock",
             "both pushed blocks taken back by one swap",
         ],
     );

@@ -107,6 +107,9 @@ fn second_free_races_the_owner_taking_its_chain() {
         let (kept, freer) = fill_and_free_twice(&core, &cache);
         let c = class(CLASS);
         let pool = OwnedPool::of(kept, Kind::Small);
+        // The freer may go first: loom explores from there (the owner's take is a load while
+        // the chain is empty, which loom does not go back to once the freer's pushes follow).
+        thread::yield_now();
         // SAFETY: this thread owns the pool.
         unsafe { pool.take_remote() };
         let (_, second) = freer.join().unwrap();

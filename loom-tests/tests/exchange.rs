@@ -52,7 +52,9 @@ fn side(core: &TestCore, id: u64, mine: &AtomicUsize, theirs: &AtomicUsize) {
                 Freed::Adopted => SEEN.mark(ADOPTED),
                 // The other side exited first, and this side's allocation adopted its pool.
                 Freed::Local | Freed::Emptied => SEEN.mark(ADOPTED_BY_ALLOCATION),
-                Freed::Core => panic!("a thread with a cache freed under the class lock"),
+                how @ (Freed::Core | Freed::Unfiled) => {
+                    panic!("a thread with a cache freed the other side's block as {how:?}")
+                }
             }
         }
     }

@@ -1,5 +1,6 @@
-//! Model 3: a full pool is found again. The owner fills a pool and allocates one more block, so
-//! the full pool goes to the core, which keeps full pools on no list: only a free can find it.
+//! Model 3: a full pool is found again. The owner fills a pool and allocates one more block (the
+//! full pool is filed, still its own), then flushes its cache: the full pool goes to the core,
+//! which keeps full pools on no list, so only a free can find it.
 //! Two threads then free its two blocks at once: the first to take the class lock adopts it
 //! (`RemoteFree::Adopted`) and frees its block locally; the other pushes onto the adopter's
 //! remote chain, or, if the adopter already gave the pool back, adopts it in turn. The pool is
@@ -32,9 +33,11 @@ fn a_full_pool_is_found_again_by_a_free() {
         let full = [take(&cache, &core, c), take(&cache, &core, c)];
         let pool = OwnedPool::of(full[0], Kind::Small);
         assert_eq!(OwnedPool::of(full[1], Kind::Small), pool);
-        // One more block: the full pool goes to the core, the block comes from a fresh pool.
+        // One more block: the full pool is filed, the block comes from a fresh pool.
         let extra = take(&cache, &core, c);
         assert_ne!(OwnedPool::of(extra, Kind::Small), pool);
+        // The flush gives both to the core: the full one to no list.
+        cache.drain(&core);
         assert_eq!(
             arena_of(extra),
             arena_of(full[0]),
@@ -43,7 +46,7 @@ fn a_full_pool_is_found_again_by_a_free() {
         let s = class_snapshot(&core, c);
         assert_eq!(
             (s.pools_full, s.pools_owned, s.blocks_out),
-            (1, 1, 3),
+            (1, 0, 3),
             "the used-up pool is full in the core"
         );
         stamp(full[0], 1);

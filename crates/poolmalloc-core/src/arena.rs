@@ -42,6 +42,19 @@ use crate::registry::REGISTRY;
 use crate::size_class::Class;
 use crate::tools;
 
+/// The header of the arena holding `pool`, from its registry slot (A1: a mapped arena of ours
+/// has one).
+///
+/// # Safety
+/// `pool` lies in an arena this core has mapped.
+pub(crate) unsafe fn arena_of(pool: *mut PoolHeader) -> *mut ArenaHeader {
+    REGISTRY
+        .lookup(pool as usize)
+        .expect("A1: a mapped arena is registered")
+        .header
+        .get()
+}
+
 /// Gives the pages of an arena's empty carved pools back to the system (those not already
 /// given), one call per run of neighbouring pools.
 ///
@@ -384,9 +397,9 @@ impl Arenas {
         source: &S,
         owner: usize,
         class: Class,
-    ) -> Option<(*mut PoolHeader, *mut ArenaHeader, bool)> {
-        if let Some((pool, ao)) = self.take_warm_of(class) {
-            return Some((pool, ao, true));
+    ) -> Option<(*mut PoolHeader, bool)> {
+        if let Some(pool) = self.take_warm_of(class) {
+            return Some((pool, true));
         }
         let kind = class.kind();
         let k = kind as usize;
@@ -442,12 +455,12 @@ impl Arenas {
             }
             // The pool may be on another class's list: it is not any more.
             self.unlist(ao, taken);
-            Some((pool, ao, false))
+            Some((pool, false))
         }
     }
 
     /// The newest pool `class` gave back as it was (`warm_of`), taken off its arena's books.
-    pub fn take_warm_of(&mut self, class: Class) -> Option<(*mut PoolHeader, *mut ArenaHeader)> {
+    pub fn take_warm_of(&mut self, class: Class) -> Option<*mut PoolHeader> {
         if tools::ENABLED {
             // The tools' marks of free blocks are renewed by a fresh `init` only.
             return None;
@@ -460,7 +473,7 @@ impl Arenas {
         // arenas (`warm_of`), so their headers are readable; we hold the arena lock. The arena
         // has `nf` free pools and is on `usable` (A4).
         unsafe {
-            let ao = (*pool).arena;
+            let ao = arena_of(pool);
             let (address, size, nf) = ((*ao).address, (*ao).kind.pool_size(), (*ao).nfreepools);
             let bit = 1u64 << ((pool as usize - address) / size);
             debug_assert!((*ao).free_pools & !(*ao).decommitted & bit != 0);
@@ -468,7 +481,7 @@ impl Arenas {
             self.recount(ao, nf, nf - 1);
             (*ao).free_pools &= !bit;
             (*ao).old &= !bit;
-            Some((pool, ao))
+            Some(pool)
         }
     }
 
@@ -553,7 +566,7 @@ impl Arenas {
         // SAFETY: the pool and its arena belong to this core (precondition) and we hold the arena
         // lock, which guards an empty pool and its arena's header (P1, A1).
         unsafe {
-            let ao = (*pool).arena;
+            let ao = arena_of(pool);
             let a = &mut *ao;
             let kind = a.kind;
             let k = kind as usize;

@@ -164,7 +164,7 @@ impl<S: PageSource> Core<S> {
     /// under the arena lock (the header's atomics are written afresh, and walks hold that lock).
     fn pool_from_arena(&self, class: Class, owner: usize, any: bool) -> Option<*mut PoolHeader> {
         let mut arenas = self.arenas.lock();
-        let (pool, ao, formatted) = if any {
+        let (pool, formatted) = if any {
             let id = self.id_for_mapping();
             arenas.take_pool(&self.source, id, class)?
         } else {
@@ -172,8 +172,7 @@ impl<S: PageSource> Core<S> {
             if arenas.warm_of(class).next().is_none() {
                 self.withdraw(class.index(), WARM);
             }
-            let (pool, ao) = taken?;
-            (pool, ao, true)
+            (taken?, true)
         };
         // SAFETY: the pool was just taken from its arena: empty, on no list, and we hold the
         // arena lock; a formatted one is as `class` gave it back (`Arenas::take_pool`).
@@ -181,7 +180,7 @@ impl<S: PageSource> Core<S> {
             if formatted {
                 pool::resume(pool, class, owner);
             } else {
-                pool::init(pool, class, ao, owner);
+                pool::init(pool, class, owner);
             }
         }
         Some(pool)
@@ -305,68 +304,41 @@ impl<S: PageSource> Core<S> {
         }
     }
 
-    /// A pool for the cache `owner` to allocate `class` from, in one class-lock acquisition:
-    /// `used_up` (the pool the cache has no block left in, or `NONE`) goes to the core first;
-    /// then a core-held pool with free blocks is adopted (an exited thread's, or one handed
-    /// back), else an empty pool is taken from the fullest arena. `None` when the OS refuses
-    /// memory.
+    /// A pool for the cache `owner` to allocate `class` from: a core-held pool with free blocks
+    /// is adopted (an exited thread's, or one a flushed cache gave back), else an empty pool is
+    /// taken from the fullest arena. `None` when the OS refuses memory.
     ///
     /// # Safety
-    /// `owner` is the calling thread's cache id; `used_up` is `NONE` or a pool of `class` it
-    /// owns and has taken off its lists.
-    pub unsafe fn take_pool(
-        &self,
-        class: Class,
-        owner: usize,
-        used_up: OwnedPool,
-    ) -> Option<OwnedPool> {
+    /// `owner` is the calling thread's cache id.
+    pub unsafe fn take_pool(&self, class: Class, owner: usize) -> Option<OwnedPool> {
         // SAFETY: forwarded precondition.
-        unsafe { self.take_pool_for(class, owner, used_up, true) }
+        unsafe { self.take_pool_for(class, owner, true) }
     }
 
     /// As `take_pool`, for a cache that keeps an empty pool of another class it could reformat:
     /// only a pool that already serves `class` — a core-held one with free blocks, or one the
-    /// class gave back as it was — else `None` (`used_up` goes to the core either way). Taking
-    /// another class's warm pool, or a fresh one, would write pages its layout never touched;
-    /// the cache reformats its own instead, and the pools each class gave back stay its own.
+    /// class gave back as it was — else `None`. Taking another class's warm pool, or a fresh
+    /// one, would write pages its layout never touched; the cache reformats its own instead,
+    /// and the pools each class gave back stay its own.
     ///
     /// # Safety
     /// As `take_pool`.
     #[inline]
-    pub unsafe fn take_pool_of_class(
-        &self,
-        class: Class,
-        owner: usize,
-        used_up: OwnedPool,
-    ) -> Option<OwnedPool> {
-        // Nothing offered: no lock taken but the one `used_up` goes back under.
+    pub unsafe fn take_pool_of_class(&self, class: Class, owner: usize) -> Option<OwnedPool> {
+        // Nothing offered: no lock taken.
         if self.offers[class.index()].load(Ordering::Relaxed) == 0 {
-            if !used_up.is_none() {
-                // SAFETY: forwarded precondition.
-                unsafe { self.release_pool(used_up) };
-            }
             return None;
         }
         // SAFETY: forwarded precondition.
-        unsafe { self.take_pool_for(class, owner, used_up, false) }
+        unsafe { self.take_pool_for(class, owner, false) }
     }
 
     /// `take_pool` (`any`) and `take_pool_of_class` (not `any`).
     ///
     /// # Safety
     /// As `take_pool`.
-    unsafe fn take_pool_for(
-        &self,
-        class: Class,
-        owner: usize,
-        used_up: OwnedPool,
-        any: bool,
-    ) -> Option<OwnedPool> {
+    unsafe fn take_pool_for(&self, class: Class, owner: usize, any: bool) -> Option<OwnedPool> {
         let mut cls = self.classes[class.index()].lock();
-        if !used_up.is_none() {
-            // SAFETY: owned by the caller and off its lists (precondition).
-            unsafe { self.hand_back_locked(&mut cls, used_up.0) };
-        }
         let pool = cls.usedpools;
         if !pool.is_null() {
             // SAFETY: pools on `usedpools` are core-held and serve this class (P3).
@@ -1067,7 +1039,7 @@ mod tests {
         let owner = 0x1000;
         // SAFETY: `owner` stands for a cache that owns the pools it is given.
         unsafe {
-            let pool = core.take_pool(class, owner, OwnedPool::NONE).unwrap();
+            let pool = core.take_pool(class, owner).unwrap();
             let mut blocks = vec![];
             let mut b = pool.detach();
             while !FreeBlock::is_end(b) {
@@ -1157,7 +1129,7 @@ mod tests {
         core.source().set_failing(true);
         assert!(core.alloc(Layout::from_size_align(8, 8).unwrap()).is_null());
         // SAFETY: `1 << 12` stands for a cache, which gives no pool back.
-        let none = unsafe { core.take_pool(Class::new(0).unwrap(), 1 << 12, OwnedPool::NONE) };
+        let none = unsafe { core.take_pool(Class::new(0).unwrap(), 1 << 12) };
         assert!(none.is_none());
         assert_eq!(core.stats().arenas.map_failures, 2);
         core.check_invariants().unwrap();
@@ -1399,7 +1371,7 @@ mod tests {
         let owner = 0x1000;
         // SAFETY: `owner` stands for a cache of this test's; it takes and gives back its pools.
         let pools: Vec<OwnedPool> = (0..POOLS_PER_ARENA + 1)
-            .map(|_| unsafe { core.take_pool(class, owner, OwnedPool::NONE) }.unwrap())
+            .map(|_| unsafe { core.take_pool(class, owner) }.unwrap())
             .collect();
         for &p in &pools {
             // SAFETY: owned by `owner`, none of its blocks out, on no list.
@@ -1410,7 +1382,7 @@ mod tests {
         for _ in 0..2 {
             src.advance_ms(10);
             // SAFETY: as above.
-            let p = unsafe { core.take_pool(class, owner, OwnedPool::NONE) }.unwrap();
+            let p = unsafe { core.take_pool(class, owner) }.unwrap();
             // SAFETY: as above.
             unsafe { core.give_empty(p) };
         }

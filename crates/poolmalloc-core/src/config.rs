@@ -289,9 +289,9 @@ pub const POOL_OVERHEAD: usize = round_up(
         let owner = after::<AtomicUsize>(0);
         let tag = after::<AtomicU8>(owner);
         let ptrs =
-            round_up(tag, core::mem::align_of::<usize>()) + 4 * core::mem::size_of::<usize>();
+            round_up(tag, core::mem::align_of::<usize>()) + 3 * core::mem::size_of::<usize>();
         let counts = after::<AtomicU32>(after::<AtomicU32>(ptrs)) + 4;
-        after::<AtomicUsize>(counts)
+        after::<AtomicUsize>(after::<AtomicUsize>(counts))
     },
     MAX_SMALL_ALIGN,
 );

@@ -5,7 +5,7 @@
 //! forks.
 
 use crate::central::Core;
-use crate::layout::PoolHeader;
+use crate::layout::{owner_notices, Notices, PoolHeader, FILED, NOTIFYING};
 use crate::os::PageSource;
 use crate::pool;
 use crate::sync::atomic::Ordering;
@@ -85,6 +85,9 @@ impl<S: PageSource> Core<S> {
                 // other thread, every pool is ours to move (P1, O1).
                 unsafe {
                     let owner = (*pool).owner.load(Ordering::Relaxed);
+                    if owner != 0 {
+                        settle_notice_in_child(pool, owner == keep);
+                    }
                     if owner == 0 || owner == keep {
                         continue;
                     }
@@ -116,4 +119,42 @@ impl<S: PageSource> Core<S> {
             arena = next;
         }
     }
+}
+
+/// In a forked child: a notice the parent's gone thread was sending into `pool` (`NOTIFYING`)
+/// is settled, so that nobody waits for it (its block stays out). If the pool is `kept` by the
+/// forking thread's cache and its notice did not reach that cache's notices, it is `FILED`
+/// again, so the next remote free sends one; else its chain is empty.
+///
+/// # Safety
+/// Runs in the child, where the calling thread is the only one; `pool` is owned, and `kept`
+/// says whether by the calling thread's cache.
+unsafe fn settle_notice_in_child(pool: *mut PoolHeader, kept: bool) {
+    // SAFETY: owned, and no other thread exists (precondition); the owner's id is its notices'.
+    unsafe {
+        let remote = &(*pool).remote;
+        if remote.load(Ordering::Relaxed) != NOTIFYING {
+            return;
+        }
+        let owner = (*pool).owner.load(Ordering::Relaxed);
+        let refile = kept && (*pool).is_filed() && !notices_hold(owner_notices(owner), pool);
+        remote.store(if refile { FILED } else { 0 }, Ordering::Relaxed);
+    }
+}
+
+/// True when `pool` is among `notices` waiting (a forked child's check, with no other thread).
+///
+/// # Safety
+/// `notices` are the calling thread's cache's, and it gave up none of their pools since it
+/// last took them (`Notices::take`).
+unsafe fn notices_hold(notices: &Notices, pool: *mut PoolHeader) -> bool {
+    let mut p = notices.head.load(Ordering::Acquire) as *mut PoolHeader;
+    while !p.is_null() {
+        if p == pool {
+            return true;
+        }
+        // SAFETY: a pool on our notices is ours (precondition), its header mapped.
+        p = unsafe { (*p).next_notice.load(Ordering::Relaxed) } as *mut PoolHeader;
+    }
+    false
 }

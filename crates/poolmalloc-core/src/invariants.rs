@@ -110,7 +110,7 @@ impl<S: PageSource> Core<S> {
                             "O3: core-held pool with an owner",
                             pool as usize,
                         )?;
-                        self.check_pool(pool, class, ao)?;
+                        self.check_pool(pool, class)?;
                         let t = &mut tally[class.index()];
                         t.refs += p.out();
                         if p.has_free() {
@@ -206,7 +206,7 @@ impl<S: PageSource> Core<S> {
                 // SAFETY: a listed pool is an empty committed pool of this core (checked below
                 // against its arena's bitmaps); we hold every lock.
                 let (a, i) = unsafe {
-                    let ao = (*pool).arena;
+                    let ao = crate::arena::arena_of(pool);
                     (
                         &*ao,
                         (pool as usize - (*ao).address) / (*ao).kind.pool_size(),
@@ -310,17 +310,11 @@ impl<S: PageSource> Core<S> {
     }
 
     /// One pool serving `class`: counts, free list and carving agree.
-    fn check_pool(
-        &self,
-        pool: *mut PoolHeader,
-        class: Class,
-        ao: *mut ArenaHeader,
-    ) -> Result<(), Violation> {
+    fn check_pool(&self, pool: *mut PoolHeader, class: Class) -> Result<(), Violation> {
         // SAFETY: the caller walks carved pools of a mapped arena under every lock (P1), and a
         // carved pool's header is initialised.
         let p = unsafe { &*pool };
         let at = pool as usize;
-        check(p.arena == ao, "P1: pool points at another arena", at)?;
         check(
             p.out() > 0,
             "P4: pool serving a class with no block out",

@@ -5,6 +5,7 @@
 use crate::config::{Kind, GRAIN, POOL_OVERHEAD, POOL_SIZE};
 use crate::size_class::Class;
 use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::const_fn_unless_loom;
 use crate::sync::unmodelled;
 
 /// The first word of a free block: the link to the next free block of its chain (the pool's
@@ -182,7 +183,7 @@ impl FreeBlock {
 /// Who may touch what depends on who holds the pool (the essay's "Pools" and "Threads own
 /// their pools"): the owning thread alone, without a lock, while `owner` names its cache; the
 /// class lock's holder while the core holds it; the arena lock's holder while it is empty.
-/// Other threads only read `owner` and the class tag, and push onto `remote` (O1–O4).
+/// Other threads only read `owner` and the class tag, and push onto `remote`, and a notice's sender writes `next_notice` (O1–O5).
 #[repr(C)]
 pub(crate) struct PoolHeader {
     /// The owning thread cache's id (its address) while a thread owns the pool; 0 while the
@@ -198,7 +199,9 @@ pub(crate) struct PoolHeader {
     /// Links in `usedpools[class]` (core-held pools) or the owner's used list (owned pools).
     pub nextpool: *mut PoolHeader,
     pub prevpool: *mut PoolHeader,
-    pub arena: *mut ArenaHeader,
+    /// The next pool on the owner's notices (`Notices`), written by the remote free that
+    /// pushed this one there. (Its arena's header is found through the registry.)
+    pub next_notice: AtomicUsize,
     /// Blocks out of the pool: held by the program, or freed onto `remote` and not yet taken
     /// back. (Blocks on the owner's allocation list are free blocks of the pool.) Atomic, as
     /// stats read it while the owner writes it (plain loads and stores).
@@ -215,9 +218,118 @@ pub(crate) struct PoolHeader {
 
 const _: () = assert!(core::mem::size_of::<PoolHeader>() <= POOL_OVERHEAD);
 
-/// `PoolHeader::remote` while the core holds the pool. Blocks are GRAIN-aligned, so a chain
-/// head never has this bit.
+/// `PoolHeader::remote` while the core holds the pool. Blocks are GRAIN-aligned, so no chain
+/// head is this or the two values below.
 pub(crate) const CORE_HELD: usize = 1;
+
+/// `PoolHeader::remote` of an owned pool its owner filed full, with no remote free since: the
+/// next remote free sends the owner a notice (`pool::push_remote`). The owner may leave it set
+/// after the pool has free blocks again (it then reads as an empty chain).
+pub(crate) const FILED: usize = 2;
+
+/// `PoolHeader::remote` while a remote free into a `FILED` pool sends its notice: the owner does
+/// not hand the pool over, nor another free push, until it is done (O5).
+pub(crate) const NOTIFYING: usize = 3;
+
+/// True when a `remote` word heads a chain of blocks (rather than being empty or a sentinel).
+#[inline(always)]
+pub(crate) fn is_chain(remote: usize) -> bool {
+    remote >= GRAIN
+}
+
+/// The bit of `PoolHeader::ref_count` set while the pool is on its owner's filed list (full):
+/// a local free that leaves the count at or below zero as an `i32` — emptied, or filed — takes
+/// the owner's slow step, with no test of its own on the fast path.
+pub(crate) const FILED_OUT: u32 = 1 << 31;
+
+/// A thread cache's notices: the pools it filed full that a remote free reached since, each
+/// pushed once by that free (`pool::push_remote`) and linked through `next_notice`; the owner
+/// takes them whole (`take`). A cache's id is the address of its notices (`owner_notices`).
+pub struct Notices {
+    pub(crate) head: AtomicUsize,
+}
+
+impl Default for Notices {
+    fn default() -> Self {
+        Notices::new()
+    }
+}
+
+impl Notices {
+    const_fn_unless_loom! {
+        /// No notices.
+        pub fn new() -> Notices {
+            Notices { head: AtomicUsize::new(0) }
+        }
+    }
+
+    /// True when no notice waits (a Relaxed load: `take` says which).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.head.load(Ordering::Relaxed) == 0
+    }
+
+    /// Takes the notices waiting and hands each pool still filed to `each`, newest first, its
+    /// link read before (a notice for a pool unfiled since is passed over). Acquire: each
+    /// sender wrote its pool's link first.
+    ///
+    /// # Safety
+    /// These are the calling thread's cache's notices, and it has given up none of its pools
+    /// since it last took them (a given-up pool's link may be another owner's now).
+    pub unsafe fn take(&self, mut each: impl FnMut(crate::pool::OwnedPool)) {
+        let mut pool = self.head.swap(0, Ordering::Acquire) as *mut PoolHeader;
+        while !pool.is_null() {
+            // SAFETY: a pool on our notices is ours (precondition), its header mapped.
+            let next = unsafe { (*pool).next_notice.load(Ordering::Relaxed) } as *mut PoolHeader;
+            #[cfg(feature = "planted-fault")]
+            let every = crate::planted_fault::on(&crate::planted_fault::EVERY_NOTICE);
+            #[cfg(not(feature = "planted-fault"))]
+            let every = false;
+            // SAFETY: as above.
+            if every || unsafe { (*pool).is_filed() } {
+                each(crate::pool::OwnedPool(pool));
+            }
+            pool = next;
+        }
+    }
+
+    /// Forgets the notices without reading them (a drained cache, whose pools are all given up:
+    /// the links of those it would read may be another owner's now).
+    pub fn forget(&self) {
+        self.head.store(0, Ordering::Relaxed);
+    }
+
+    /// Pushes `pool` (Release: its link is written first).
+    ///
+    /// # Safety
+    /// The caller is sending `pool`'s notice: it set the pool's `remote` to `NOTIFYING` (O5).
+    pub(crate) unsafe fn push(&self, pool: *mut PoolHeader) {
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the pool's header is mapped while a block of it is out (the sender's).
+            unsafe { (*pool).next_notice.store(head, Ordering::Relaxed) };
+            match self.head.compare_exchange_weak(
+                head,
+                pool as usize,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
+        }
+    }
+}
+
+/// The notices of the cache whose id is `owner`.
+///
+/// # Safety
+/// `owner` is the id of a live cache (its `Notices`' address), which O5 keeps alive while the
+/// caller sends a notice.
+pub(crate) unsafe fn owner_notices<'a>(owner: usize) -> &'a Notices {
+    // SAFETY: forwarded precondition.
+    unsafe { &*(owner as *const Notices) }
+}
 
 /// The pool of `kind` holding `addr` (the essay's "Pools": `addr & !(pool size - 1)`).
 #[inline(always)]
@@ -271,8 +383,8 @@ pub unsafe fn note_alloc(block: *mut u8, kind: Kind) {
 /// A local free (the owner's fast path): pushes `block` onto its pool's free list, unless its
 /// first word says it may be free already (`FreeBlock::looks_free`: `None`, nothing done; the
 /// caller confirms, then frees with `push_to_own_pool` if it was not). `Some(true)` when the
-/// free emptied the pool, which the owner must then take off its lists (`OwnedPool`'s slow
-/// steps).
+/// free emptied the pool or freed a block of a filed (full) one: the owner then moves it on its
+/// lists (`OwnedPool`'s slow steps).
 ///
 /// # Safety
 /// `pool_owner(block, kind)` is the calling thread's cache id (O1: the pool's free list and
@@ -314,7 +426,8 @@ unsafe fn push(block: *mut u8, key: usize, kind: Kind) -> bool {
         (*pool).freeblock = block.cast();
         let out = (*pool).ref_count.load(Ordering::Relaxed) - 1;
         (*pool).ref_count.store(out, Ordering::Relaxed);
-        out == 0
+        // Emptied (0), or filed (`FILED_OUT` set): one test for both.
+        out as i32 <= 0
     }
 }
 
@@ -337,7 +450,13 @@ impl PoolHeader {
     /// Blocks out of the pool.
     #[inline]
     pub fn out(&self) -> usize {
-        self.ref_count.load(Ordering::Relaxed) as usize
+        (self.ref_count.load(Ordering::Relaxed) & !FILED_OUT) as usize
+    }
+
+    /// True while the pool is on its owner's filed list.
+    #[inline]
+    pub fn is_filed(&self) -> bool {
+        self.ref_count.load(Ordering::Relaxed) & FILED_OUT != 0
     }
 
     #[inline]

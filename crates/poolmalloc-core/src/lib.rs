@@ -44,13 +44,14 @@
 //!
 //! ```text
 //!                  taken by a thread (fullest arena first)
-//!   empty ──────────────────────────────────────────────────▶ owned by a thread
-//!     ▲  ◀──── its last block freed, beyond the pools its owner  │  │ ▲
-//!     │        keeps (warm in its arena for the delay)           │  │ │ a free lands in it:
-//!     │                                       used up (full), or │  │ │ the freeing thread
-//!     │                                       its thread exits   ▼  │ │ adopts it; or a thread
-//!     │                                             core-held: used │ │ needing a pool takes it
-//!     └──── last block given back (class lock) ──── or full ────────┘ ┘
+//!   empty ──────────────────────────────────────────────────▶ owned by a thread ◀─┐ a block
+//!     ▲  ◀──── its last block freed, beyond the pools its owner  │  │ ▲    │ used │ comes back
+//!     │        keeps (warm in its arena for the delay)           │  │ │    ▼ up   │ (a notice)
+//!     │                                    its thread exits, or  │  │ │  owned, filed full
+//!     │                                    its cache is flushed  ▼  │ │ a free lands in it:
+//!     │                                             core-held: used │ │ the freeing thread
+//!     │                                                     or full │ │ adopts it; or a thread
+//!     └──── last block given back (class lock) ─────────────────────┘ ┘ needing a pool takes it
 //! ```
 //! - **owned**: a thread allocates from it and frees into it without a lock (its own free list
 //!   and counts); other threads push their frees onto the pool's *remote chain* with one
@@ -59,26 +60,30 @@
 //!   pools, up to `config::KEPT_SMALL_BYTES` of small pools and two medium pools (no lock for a
 //!   service whose requests empty and refill the same classes' pools; no call out of the fast
 //!   path for a loop that allocates and frees one block); beyond that, it goes to its arena
-//!   (warm, for the purge delay).
+//!   (warm, for the purge delay). A pool used up stays its owner's too, *filed* full
+//!   (mimalloc's full queue): the owner's next free into it is a local free that unfiles it, and
+//!   the first remote free into it sends the owner a *notice* — the pool, pushed onto the
+//!   cache's `Notices` — which the owner takes before it looks for its next pool (O5).
 //! - **core-held**: pymalloc's *used* (on `usedpools[class]`) and *full* (on no list) pools,
-//!   guarded by the class lock. An owner gives a pool to the core when it is used up (full) or
-//!   when its thread exits (abandoned, with blocks out). A free into a core-held pool adopts it
+//!   guarded by the class lock. An owner gives its pools to the core when its thread exits
+//!   (abandoned, with blocks out) or its cache is flushed. A free into a core-held pool adopts it
 //!   into the freeing thread's cache (so its other blocks come back as local frees); a thread
 //!   that needs a pool of the class adopts a core-held pool with free blocks before it takes an
 //!   empty one.
 //! - **empty**: on its arena's free-pool list; may serve any class of its kind next.
 //!
-//! Both kinds share all of this: the states, the ownership protocol (O1–O4) and the encoded
+//! Both kinds share all of this: the states, the ownership protocol (O1–O5) and the encoded
 //! free-list links are per pool. A chain ends at its pool's header for both kinds, the one
 //! address of the pool at a multiple of `POOL_SIZE` (no medium block starts at one:
 //! `size_class` checks it), so `FreeBlock::is_end` needs no kind; what does need it —
 //! `pool_of`, and `same_pool`, the double-free and secure-mode checks — takes it as a
 //! parameter, a constant on the small fast path.
 //!
-//! The remote chain word also says who holds the pool: `CORE_HELD` while the core does. A pool
-//! changes between owned and core-held only under its class lock, by a swap of that word, so a
-//! remote free either lands in the chain before the swap (and comes back with the pool) or sees
-//! `CORE_HELD` and frees under the class lock (O3).
+//! The remote chain word also says who holds the pool: `CORE_HELD` while the core does; `FILED`
+//! while its owner has it filed and no remote free came since, `NOTIFYING` while one sends the
+//! notice. A pool changes between owned and core-held only under its class lock, by a swap of
+//! that word, so a remote free either lands in the chain before the swap (and comes back with
+//! the pool) or sees `CORE_HELD` and frees under the class lock (O3).
 
 //! ## Arenas
 //! An arena is `ARENA_SIZE` bytes, `ARENA_SIZE`-aligned, mapped from a `PageSource`, carved into
@@ -136,6 +141,12 @@
 //!   `CORE_HELD` gives way to an empty chain).
 //! - **O4** No thread pushes onto a pool none of whose blocks is out (every push frees a block
 //!   that is out), so the pool's holder may give it to its arena.
+//! - **O5** A remote free into a `FILED` pool turns the word to `NOTIFYING`, pushes the pool onto
+//!   its owner's notices (the owner's id is their address) and only then stores its block as the
+//!   chain; the owner waits out `NOTIFYING` before it hands the pool over, so its cache — and
+//!   the notices the sender writes — outlives every notice in flight. A pool is on its owner's
+//!   notices at most once: the owner takes its notices before it files a pool and before it
+//!   gives one up, and forgets them (unread) only once it has given up every pool.
 //! - **A1** An arena is `ARENA_SIZE`-aligned and registered to its core with its kind; its header
 //!   is guarded by the arena lock, and its pools are all of its kind.
 //! - **A2** An arena's free-pool bitmap holds exactly its carved empty pools but those a purge
@@ -220,7 +231,7 @@ pub use invariants::Violation;
 pub use large::{LargeStats, LargeTally, LargeTotals};
 pub use layout::{
     class_tag, free_to_own_pool, link_key_for_cache, note_alloc, pool_owner, push_to_own_pool,
-    FreeBlock,
+    FreeBlock, Notices,
 };
 pub use os::{MemPages, OsPages, PageSource};
 pub use pool::{Batch, OwnedPool};
@@ -236,6 +247,8 @@ pub mod __private {
     /// The loom models' switch for the planted race (feature `planted-fault`).
     #[cfg(feature = "planted-fault")]
     pub mod planted_fault {
-        pub use crate::planted_fault::{ON, UNCLAIMED_PURGE};
+        pub use crate::planted_fault::{
+            EVERY_NOTICE, NO_NOTICE, ON, UNCLAIMED_PURGE, UNWAITED_HANDOVER,
+        };
     }
 }

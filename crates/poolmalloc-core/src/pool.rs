@@ -14,7 +14,10 @@
 use core::ptr;
 
 use crate::config::{Kind, POOL_OVERHEAD, REUSE_FREED_BYTES};
-use crate::layout::{chain_end, link_key, ArenaHeader, FreeBlock, PoolHeader, CORE_HELD};
+use crate::layout::{
+    chain_end, is_chain, link_key, owner_notices, FreeBlock, PoolHeader, CORE_HELD, FILED,
+    FILED_OUT, NOTIFYING,
+};
 use crate::size_class::Class;
 use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
@@ -34,12 +37,7 @@ pub struct Batch {
 /// # Safety
 /// `pool` is a pool of `class`'s kind, aligned to its size, inside a mapped arena, empty (no block out, so nobody
 /// reads or pushes to it but walks under the arena lock), and the caller holds the arena lock.
-pub(crate) unsafe fn init(
-    pool: *mut PoolHeader,
-    class: Class,
-    arena: *mut ArenaHeader,
-    owner: usize,
-) {
+pub(crate) unsafe fn init(pool: *mut PoolHeader, class: Class, owner: usize) {
     // A pool that served another class may hold freed blocks the tools see as no-access; the
     // new class's links fall anywhere in it.
     #[cfg(any(feature = "valgrind", feature = "asan"))]
@@ -56,7 +54,7 @@ pub(crate) unsafe fn init(
         ptr::addr_of_mut!((*pool).freeblock).write(chain_end(pool));
         ptr::addr_of_mut!((*pool).nextpool).write(ptr::null_mut());
         ptr::addr_of_mut!((*pool).prevpool).write(ptr::null_mut());
-        ptr::addr_of_mut!((*pool).arena).write(arena);
+        ptr::addr_of_mut!((*pool).next_notice).write(AtomicUsize::new(0));
         ptr::addr_of_mut!((*pool).owner).write(AtomicUsize::new(owner));
         let remote = if owner == 0 { CORE_HELD } else { 0 };
         ptr::addr_of_mut!((*pool).remote).write(AtomicUsize::new(remote));
@@ -193,62 +191,129 @@ unsafe fn walk(head: *mut FreeBlock) -> (usize, *mut FreeBlock) {
     (count, last)
 }
 
-/// Swaps out a pool's remote chain, leaving `with` in its place (0: still owned; `CORE_HELD`:
-/// handed to the core). Acquire: the blocks' links were written before their pushes (Release).
+/// The owner takes its pool's remote chain, if it has one: a load first, and the swap only when
+/// there is a chain to take (an empty chain, `FILED`, or `NOTIFYING` stays as it is: a filed
+/// pool still asks for its notice). Acquire: the blocks' links were written before their pushes
+/// (Release).
 ///
 /// # Safety
-/// The caller holds the pool: it owns it, or holds its class lock (O2, O3).
-unsafe fn swap_remote(pool: *mut PoolHeader, with: usize) -> Batch {
-    #[cfg(feature = "planted-fault")]
-    let head = if with == CORE_HELD && crate::planted_fault::ON.load(Ordering::Relaxed) {
-        // SAFETY: forwarded precondition.
-        unsafe { crate::planted_fault::swap_racily(pool) }
-    } else {
-        // SAFETY: the header is mapped while the pool is held (precondition).
-        unsafe { (*pool).remote.swap(with, Ordering::Acquire) }
-    };
-    #[cfg(not(feature = "planted-fault"))]
+/// The caller owns the pool (O1, O2).
+unsafe fn take_chain(pool: *mut PoolHeader) -> Batch {
     // SAFETY: the header is mapped while the pool is held (precondition).
-    let head = unsafe { (*pool).remote.swap(with, Ordering::Acquire) };
-    debug_assert_eq!(
-        head & CORE_HELD,
-        0,
-        "O1: an owned pool's chain is never CORE_HELD"
-    );
-    let head = head as *mut FreeBlock;
+    let remote = unsafe { &(*pool).remote };
+    if !is_chain(remote.load(Ordering::Relaxed)) {
+        return Batch {
+            head: ptr::null_mut(),
+            count: 0,
+        };
+    }
+    // From a chain, only pushes (a chain) and a borrower (0) move the word: never a sentinel.
+    let head = remote.swap(0, Ordering::Acquire) as *mut FreeBlock;
     // SAFETY: the chain was swapped out, so it is ours alone (O2).
     let (count, _) = unsafe { walk(head) };
     Batch { head, count }
 }
 
-/// A remote free: pushes `block` onto its pool's remote chain, unless the core holds the pool
-/// (then the caller frees it under the class lock). One compare-and-swap, retried while other
-/// threads push; Release, so the owner that swaps the chain out sees each block's link.
+/// Seizes an owned pool's remote chain for the core (O3): the word becomes `CORE_HELD`, once no
+/// notice is being sent (O5), and the chain it held (if any) is returned. Acquire, as
+/// `take_chain`.
 ///
 /// # Safety
-/// `block` lies in a pool serving a class, is out, and is given up.
-pub(crate) unsafe fn push_remote(pool: *mut PoolHeader, block: *mut FreeBlock) -> bool {
+/// The caller owns the pool and holds its class lock.
+unsafe fn seize(pool: *mut PoolHeader) -> Batch {
+    #[cfg(feature = "planted-fault")]
+    if crate::planted_fault::ON.load(Ordering::Relaxed) {
+        // SAFETY: forwarded precondition.
+        let head = unsafe { crate::planted_fault::swap_racily(pool) };
+        let head = if is_chain(head) { head } else { 0 } as *mut FreeBlock;
+        // SAFETY: the chain was taken, so it is ours alone (O2).
+        let (count, _) = unsafe { walk(head) };
+        return Batch { head, count };
+    }
+    // SAFETY: the header is mapped while the pool is held (precondition).
+    let remote = unsafe { &(*pool).remote };
+    let mut word = remote.load(Ordering::Relaxed);
+    loop {
+        debug_assert_ne!(word, CORE_HELD, "O1: an owned pool is never CORE_HELD");
+        #[cfg(feature = "planted-fault")]
+        let wait = !crate::planted_fault::on(&crate::planted_fault::UNWAITED_HANDOVER);
+        #[cfg(not(feature = "planted-fault"))]
+        let wait = true;
+        if word == NOTIFYING && wait {
+            crate::sync::wait_a_moment();
+            word = remote.load(Ordering::Relaxed);
+            continue;
+        }
+        match remote.compare_exchange_weak(word, CORE_HELD, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(now) => word = now,
+        }
+    }
+    let head = if is_chain(word) { word } else { 0 } as *mut FreeBlock;
+    // SAFETY: the chain was swapped out, so it is ours alone (O2).
+    let (count, _) = unsafe { walk(head) };
+    Batch { head, count }
+}
+
+/// Pushes the chain `first ..= last` of given-up blocks of `pool` onto its remote chain, unless
+/// the core holds the pool (false: nothing pushed, and `last` ends the chain again, for the
+/// caller to free it under the class lock). One compare-and-swap, retried while other threads
+/// push; Release, so the owner that swaps the chain out sees each block's link. Into a `FILED`
+/// pool, the push first sends the owner its notice (O5): `NOTIFYING` while the pool goes onto
+/// the owner's notices, and the chain is stored after.
+///
+/// # Safety
+/// The blocks lie in `pool`, which serves a class, are out, and are given up (or borrowed).
+unsafe fn push_chain(pool: *mut PoolHeader, first: *mut FreeBlock, last: *mut FreeBlock) -> bool {
     // SAFETY: the pool serves a class (precondition), so its header is initialised.
     let remote = unsafe { &(*pool).remote };
     let mut head = remote.load(Ordering::Relaxed);
     loop {
-        if head == CORE_HELD {
-            // A failed attempt may have linked the block: cleared, it looks given up, not free,
-            // to the free under the class lock that follows (`FreeBlock::looks_free`).
-            // SAFETY: the block is given up (precondition): its first word is ours.
-            unsafe { block.cast::<usize>().write(0) };
-            return false;
+        match head {
+            CORE_HELD => {
+                // SAFETY: the blocks are the caller's (precondition).
+                unsafe { FreeBlock::set_next(last, chain_end(pool)) };
+                return false;
+            }
+            NOTIFYING => {
+                crate::sync::wait_a_moment();
+                head = remote.load(Ordering::Relaxed);
+                continue;
+            }
+            #[cfg(feature = "planted-fault")]
+            FILED if crate::planted_fault::on(&crate::planted_fault::NO_NOTICE) => {}
+            FILED => {
+                // Acquire: the owner's filing published its id (Release).
+                if let Err(now) = remote.compare_exchange_weak(
+                    FILED,
+                    NOTIFYING,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    head = now;
+                    continue;
+                }
+                // SAFETY: while the word is NOTIFYING the owner keeps the pool, and so its
+                // cache lives (O5); the blocks are the caller's.
+                unsafe {
+                    owner_notices((*pool).owner.load(Ordering::Relaxed)).push(pool);
+                    FreeBlock::set_next(last, chain_end(pool));
+                }
+                remote.store(first as usize, Ordering::Release);
+                return true;
+            }
+            _ => {}
         }
-        let next = if head == 0 {
-            chain_end(pool)
-        } else {
+        let next = if is_chain(head) {
             head as *mut FreeBlock
+        } else {
+            chain_end(pool)
         };
-        // SAFETY: the block is given up (precondition): its first word is ours for the link.
-        unsafe { FreeBlock::set_next(block, next) };
+        // SAFETY: the blocks are the caller's (precondition): `last`'s first word is its link.
+        unsafe { FreeBlock::set_next(last, next) };
         match remote.compare_exchange_weak(
             head,
-            block as usize,
+            first as usize,
             Ordering::Release,
             Ordering::Relaxed,
         ) {
@@ -256,6 +321,24 @@ pub(crate) unsafe fn push_remote(pool: *mut PoolHeader, block: *mut FreeBlock) -
             Err(now) => head = now,
         }
     }
+}
+
+/// A remote free: pushes `block` onto its pool's remote chain (`push_chain`: a notice to the
+/// owner first if it filed the pool full), unless the core holds the pool (then the caller
+/// frees it under the class lock).
+///
+/// # Safety
+/// `block` lies in a pool serving a class, is out, and is given up.
+pub(crate) unsafe fn push_remote(pool: *mut PoolHeader, block: *mut FreeBlock) -> bool {
+    // SAFETY: forwarded precondition.
+    if unsafe { push_chain(pool, block, block) } {
+        return true;
+    }
+    // The block was linked: cleared, it looks given up, not free, to the free under the class
+    // lock that follows (`FreeBlock::looks_free`).
+    // SAFETY: the block is given up (precondition): its first word is ours.
+    unsafe { block.cast::<usize>().write(0) };
+    false
 }
 
 /// Borrows an owned pool's remote chain whole, for the double-free check of a thread that does
@@ -270,7 +353,7 @@ pub(crate) unsafe fn borrow_remote(pool: *mut PoolHeader) -> Option<*mut FreeBlo
     let remote = unsafe { &(*pool).remote };
     let mut head = remote.load(Ordering::Relaxed);
     loop {
-        if head == 0 || head == CORE_HELD {
+        if !is_chain(head) {
             return None;
         }
         // Acquire: the blocks' links were written before their pushes (Release).
@@ -281,9 +364,9 @@ pub(crate) unsafe fn borrow_remote(pool: *mut PoolHeader) -> Option<*mut FreeBlo
     }
 }
 
-/// Gives a borrowed chain back whole: pushed in front of whatever was freed meanwhile. False,
-/// with nothing done, when the core took the pool meanwhile (the caller then frees the chain's
-/// blocks under the class lock).
+/// Gives a borrowed chain back whole: pushed in front of whatever was freed meanwhile, as a
+/// remote free would be (`push_chain`). False, with nothing done, when the core took the pool
+/// meanwhile (the caller then frees the chain's blocks under the class lock).
 ///
 /// # Safety
 /// `chain` was borrowed from `pool` (`borrow_remote`) and is the caller's until given back.
@@ -292,42 +375,22 @@ pub(crate) unsafe fn return_remote(pool: *mut PoolHeader, chain: *mut FreeBlock)
     // serves its class and its header is initialised (O4).
     unsafe {
         let (_, last) = walk(chain);
-        let remote = &(*pool).remote;
-        let mut head = remote.load(Ordering::Relaxed);
-        loop {
-            if head == CORE_HELD {
-                return false;
-            }
-            let next = if head == 0 {
-                chain_end(pool)
-            } else {
-                head as *mut FreeBlock
-            };
-            FreeBlock::set_next(last, next);
-            match remote.compare_exchange_weak(
-                head,
-                chain as usize,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(now) => head = now,
-            }
-        }
+        push_chain(pool, chain, last)
     }
 }
 
-/// Hands an owned pool to the core (O3): the remote chain is swapped for `CORE_HELD`, so later
-/// remote frees take the class lock, and its blocks go on the free list. Returns the pool's
-/// blocks out afterwards.
+/// Hands an owned pool to the core (O3): the remote chain is swapped for `CORE_HELD` (once no
+/// notice is being sent, O5), so later remote frees take the class lock, and its blocks go on
+/// the free list; filed or not, it is the core's now. Returns the pool's blocks out afterwards.
 ///
 /// # Safety
 /// The caller owns the pool and holds its class lock; the pool is on none of the owner's lists.
 pub(crate) unsafe fn hand_to_core(pool: *mut PoolHeader) -> usize {
     // SAFETY: owned by the caller, under the class lock (precondition).
     unsafe {
-        let chain = swap_remote(pool, CORE_HELD);
+        let chain = seize(pool);
         (*pool).owner.store(0, Ordering::Relaxed);
+        (*pool).set_out((*pool).out());
         let mut b = chain.head;
         while !FreeBlock::is_end(b) {
             let next = FreeBlock::next(b);
@@ -389,6 +452,63 @@ impl OwnedPool {
         unsafe { (*self.0).out() }
     }
 
+    /// True while the pool is on the owner's filed list (`file`).
+    ///
+    /// # Safety
+    /// The calling thread owns the pool.
+    pub unsafe fn is_filed(self) -> bool {
+        // SAFETY: owned by the caller (precondition).
+        unsafe { (*self.0).is_filed() }
+    }
+
+    /// Files the pool full, when it is used up (its allocation list empty and `detach` gave
+    /// nothing): its remote word becomes `FILED`, so the next remote free sends the owner a
+    /// notice, and its count carries `FILED_OUT`, so the owner's next free into it takes the slow
+    /// step. False, with nothing done, when a remote free came meanwhile (`detach` takes it).
+    /// `take_notices` runs between reading the word and filing: a pool is never filed while it
+    /// is on the owner's notices (it would go there twice), and the Acquire read makes every
+    /// notice that reached the word before visible to it.
+    ///
+    /// # Safety
+    /// The calling thread owns the pool, which is used up and on no list; `take_notices` takes
+    /// the owner's notices.
+    pub unsafe fn file(self, take_notices: impl FnOnce()) -> bool {
+        // SAFETY: owned by the caller (precondition).
+        let p = unsafe { &*self.0 };
+        let mut word = p.remote.load(Ordering::Acquire);
+        // A notice being sent into a pool unfiled since (its word left `FILED`): a chain comes.
+        while word == NOTIFYING {
+            crate::sync::wait_a_moment();
+            word = p.remote.load(Ordering::Acquire);
+        }
+        if is_chain(word) {
+            return false;
+        }
+        take_notices();
+        // Release: a notice's sender reads the owner's id after it sees `FILED`.
+        if word != FILED
+            && p.remote
+                .compare_exchange(0, FILED, Ordering::Release, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        let count = p.ref_count.load(Ordering::Relaxed);
+        p.ref_count.store(count | FILED_OUT, Ordering::Relaxed);
+        true
+    }
+
+    /// Takes the pool off the filed list's books (a free block came back to it): its count
+    /// loses `FILED_OUT`. Its remote word may stay `FILED`: a notice then comes to a pool that
+    /// is not filed, and the owner passes over it.
+    ///
+    /// # Safety
+    /// The calling thread owns the pool, which is filed.
+    pub unsafe fn unfile(self) {
+        // SAFETY: owned by the caller (precondition).
+        unsafe { (*self.0).set_out((*self.0).out()) };
+    }
+
     /// Free blocks of the pool, as a chain the owner allocates from (an end, `FreeBlock::is_end`,
     /// when the pool is full): the blocks freed locally alone when they hold `REUSE_FREED_BYTES`
     /// (a medium pool taken back as it was reuses its blocks before it touches new pages, as
@@ -422,15 +542,13 @@ impl OwnedPool {
                 if freed_bytes >= REUSE_FREED_BYTES && !FreeBlock::is_end(local) {
                     return local;
                 }
-                // A load first: the swap only when there is a chain to take (a thread that
-                // borrowed it to confirm a double free may have it: then carve).
-                if p.remote.load(Ordering::Relaxed) != 0 {
-                    let remote = swap_remote(pool, 0);
-                    if remote.count > 0 {
-                        p.set_out(p.out() - remote.count);
-                        p.freeblock = local;
-                        return remote.head;
-                    }
+                // (A thread that borrowed the chain to confirm a double free may have it: then
+                // carve.)
+                let remote = take_chain(pool);
+                if remote.count > 0 {
+                    p.set_out(p.out() - remote.count);
+                    p.freeblock = local;
+                    return remote.head;
                 }
                 let room = (p.maxnextoffset as usize + size - offset) / size;
                 let count = room.min(class.carve());
@@ -451,7 +569,7 @@ impl OwnedPool {
             if !FreeBlock::is_end(local) {
                 return local;
             }
-            let remote = swap_remote(pool, 0);
+            let remote = take_chain(pool);
             p.set_out(p.out() - remote.count);
             remote.head
         }
@@ -484,7 +602,7 @@ impl OwnedPool {
     pub unsafe fn take_remote(self) -> usize {
         // SAFETY: owned by the caller (precondition).
         unsafe {
-            let chain = swap_remote(self.0, 0);
+            let chain = take_chain(self.0);
             if chain.count > 0 {
                 let (_, last) = walk(chain.head);
                 let p = &mut *self.0;

@@ -165,7 +165,12 @@ impl<S: PageSource> Core<S> {
                     // Its owner stores the class and the count without our locks: an instant's
                     // view may pair a count with the class before, so it is kept in range.
                     let out = p.out().min(class.blocks_per_pool());
-                    c.pools_used += 1;
+                    // A filed pool is full, and its owner's.
+                    if p.is_filed() {
+                        c.pools_full += 1;
+                    } else {
+                        c.pools_used += 1;
+                    }
                     c.pools_owned += 1;
                     c.blocks_out += out;
                     c.free_in_pools += class.blocks_per_pool() - out;

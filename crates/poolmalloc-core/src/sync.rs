@@ -258,6 +258,20 @@ mod forkable {
 #[cfg(poolmalloc_loom)]
 pub(crate) use loom_mutex::{Mutex, MutexGuard};
 
+/// Waits a moment for another thread to finish a step of a few instructions that it began (a
+/// remote free sending its notice, `pool::push_remote`): gives up the CPU, since on a machine
+/// with more threads than cores that thread may be the one preempted.
+#[inline]
+pub(crate) fn wait_a_moment() {
+    #[cfg(poolmalloc_loom)]
+    loom::thread::yield_now();
+    #[cfg(not(poolmalloc_loom))]
+    // SAFETY: sched_yield has no preconditions.
+    unsafe {
+        libc::sched_yield();
+    }
+}
+
 /// The atomics the models see: the pool header's owner, remote-free word, counts and class tag,
 /// the core id and its counter, the large-path counters.
 pub(crate) mod atomic {

@@ -7,19 +7,22 @@
 //! - the **current** pool, whose blocks the list holds; local frees go back onto the pool's own
 //!   free list, not onto the allocation list, so a pool empties as soon as its last block is
 //!   freed;
-//! - the **used** list: other pools the thread owns with free blocks (adopted when a free landed
-//!   in a core-held pool), allocated from when the current pool is used up.
+//! - the **used** list: other pools the thread owns with free blocks (filed pools a block came
+//!   back to, and pools adopted when a free landed in a core-held one), allocated from when the
+//!   current pool is used up;
+//! - the **filed** list: its pools used up, *filed* full (`OwnedPool::file`). They stay the
+//!   thread's: a local free into one is a local free that moves it to the used list
+//!   (`pool_turned`), and the first remote free into one sends the cache a notice (O5), which
+//!   moves it there before the class looks for its next pool (`take_notices`).
 //!
 //! Blocks on an allocation list are free blocks of their pool: a pool counts a block out when
 //! the owner hands it out (`note_alloc`) and back when it is freed, so a pool empties the moment
 //! the program's last block of it comes back, whatever the list holds.
 //!
-//! A current pool that is used up goes back to the core (it is full: the core holds full pools,
-//! and whoever frees into one adopts it). A pool that empties stays with its thread, within
-//! `KEPT_POOLS` of each kind: the last to empty is `kept`, as it was, current or not; the ones
-//! it displaced while still empty are *spares*, off every list, in a stack per class. A pool
-//! displaced when the spares are full goes to its arena, where it stays warm for the purge
-//! delay. A class that needs a pool takes back one of its own first (a kept or spare pool that
+//! A pool that empties stays with its thread, within `KEPT_POOLS` of each kind: the last to
+//! empty is `kept`, as it was, current or not; the ones it displaced while still empty are
+//! *spares*, off every list, in a stack per class. A pool displaced when the spares are full
+//! goes to its arena, where it stays warm for the purge delay. A class that needs a pool takes back one of its own first (a kept or spare pool that
 //! served it, as it was), then one the core holds for it, then reformats a spare of another
 //! class, and only then takes a new pool. A free that empties the kept pool again is an ordinary
 //! local free (`free_local`), so a loop that allocates and frees one block never leaves the
@@ -31,8 +34,9 @@
 //! `const`-initialised thread-local, `Heap` one per thread per instance, and loom models drive a
 //! cache against a core of their own.
 //!
-//! A cache's id, which the pools it owns carry (`pool_owner`), is its address: no two live
-//! caches share one, and a cache gives up every pool before its memory is reused.
+//! A cache's id, which the pools it owns carry (`pool_owner`), is the address of its notices:
+//! no two live caches share one, and a cache gives up every pool — each once no notice is being
+//! sent into it (O5) — before its memory is reused.
 
 use core::cell::Cell;
 use core::ptr;
@@ -40,7 +44,7 @@ use core::ptr;
 use poolmalloc_core::config::{KEPT_POOLS, KINDS, NB_SIZE_CLASSES, NB_SMALL_SIZE_CLASSES};
 use poolmalloc_core::{
     free_to_own_pool, link_key_for_cache, note_alloc, pool_owner, push_to_own_pool, Class, Core,
-    FreeBlock, Kind, LargeTally, OwnedPool, PageSource,
+    FreeBlock, Kind, LargeTally, Notices, OwnedPool, PageSource,
 };
 
 use crate::sync::atomic::{AtomicU8, Ordering};
@@ -50,8 +54,12 @@ use crate::sync::{array_of, const_fn_unless_loom};
 struct ClassCache {
     /// The pool the allocation list came from, or `NONE`.
     current: Cell<OwnedPool>,
-    /// Other pools of the class this thread owns (linked through their headers).
+    /// Other pools of the class this thread owns with free blocks (linked through their
+    /// headers).
     used: Cell<OwnedPool>,
+    /// Its used-up pools, *filed* full (`OwnedPool::file`), linked as `used` is: they stay this
+    /// thread's, and leave for `used` when a block comes back to them.
+    filed: Cell<OwnedPool>,
 }
 
 impl ClassCache {
@@ -60,6 +68,7 @@ impl ClassCache {
             ClassCache {
                 current: Cell::new(OwnedPool::NONE),
                 used: Cell::new(OwnedPool::NONE),
+                filed: Cell::new(OwnedPool::NONE),
             }
         }
     }
@@ -120,8 +129,9 @@ pub enum LocalFree {
     NotOwned,
     /// Freed onto its pool's free list.
     Freed,
-    /// Freed, and that emptied the pool: the caller hands it to `pool_emptied`.
-    Emptied,
+    /// Freed, and the pool emptied or had been filed full: the caller hands it to
+    /// `pool_turned`.
+    Turned,
     /// Not freed: the block is free already, on one of this cache's lists (a double free).
     DoubleFree,
 }
@@ -139,8 +149,12 @@ pub enum CacheState {
 }
 
 /// A thread's cache. Owned by one thread at a time (C1); other threads only read its atomics
-/// (`state`, `large`), which the owner writes with plain stores.
+/// (`state`, `large`), which the owner writes with plain stores, and push onto its notices.
+#[repr(C)]
 pub struct ThreadCache {
+    /// The filed pools that remote frees reached since (`Notices`), pushed by those frees. Its
+    /// address is the cache's id.
+    notices: Notices,
     /// Per class, the allocation list: free blocks of the class's current pool, linked through
     /// their first word. An array of its own, so that `pop` finds a class's list at
     /// `heads + 8 * class` (one addressing mode, no multiply) and the lists share few lines.
@@ -184,6 +198,7 @@ impl ThreadCache {
         /// An unused cache. `const` so the global allocator's thread-local needs no lazy init.
         pub fn new() -> ThreadCache {
             ThreadCache {
+                notices: Notices::new(),
                 heads: array_of!(Cell::new(ptr::null_mut()); NB_SIZE_CLASSES),
                 classes: array_of!(ClassCache::new(); NB_SIZE_CLASSES),
                 kept: [Cell::new(OwnedPool::NONE), Cell::new(OwnedPool::NONE)],
@@ -197,10 +212,11 @@ impl ThreadCache {
         }
     }
 
-    /// The id the pools this cache owns carry.
+    /// The id the pools this cache owns carry: the address of its notices, where remote frees
+    /// find them.
     #[inline(always)]
     pub fn id(&self) -> usize {
-        self as *const ThreadCache as usize
+        &self.notices as *const Notices as usize
     }
 
     /// Where the cache is in its life.
@@ -257,7 +273,7 @@ impl ThreadCache {
             Some(true) if self.kept[kind as usize].get() == OwnedPool::of(block, kind) => {
                 LocalFree::Freed
             }
-            Some(true) => LocalFree::Emptied,
+            Some(true) => LocalFree::Turned,
             // SAFETY: as above.
             None => unsafe { self.confirm_free(block, kind) },
         }
@@ -284,11 +300,54 @@ impl ThreadCache {
                 return LocalFree::DoubleFree;
             }
             if push_to_own_pool(block, kind) {
-                LocalFree::Emptied
+                LocalFree::Turned
             } else {
                 LocalFree::Freed
             }
         }
+    }
+
+    /// A local free turned `pool` (`LocalFree::Turned`): a filed pool leaves the filed list
+    /// for the used list (a local free, no lock, no atomic read-modify-write). True when the
+    /// pool is empty now: the caller then hands it to `pool_emptied`.
+    ///
+    /// # Safety
+    /// This cache owns `pool`.
+    pub unsafe fn pool_turned(&self, pool: OwnedPool) -> bool {
+        // SAFETY: owned by this cache (precondition).
+        unsafe {
+            if pool.is_filed() {
+                self.unfile(pool);
+            }
+            pool.out() == 0
+        }
+    }
+
+    /// Moves a filed pool to the used list of its class.
+    ///
+    /// # Safety
+    /// This cache owns `pool`, which is filed.
+    unsafe fn unfile(&self, pool: OwnedPool) {
+        // SAFETY: owned by this cache and on its filed list (precondition).
+        unsafe {
+            let cc = &self.classes[pool.class().index()];
+            cc.filed.set(pool.unlink(cc.filed.get()));
+            pool.unfile();
+            cc.used.set(pool.push_front(cc.used.get()));
+        }
+    }
+
+    /// Takes the notices remote frees sent: each pool among them still filed goes to its used
+    /// list. Run before a pool is filed or given
+    /// up (`Notices::take`'s precondition). One load while none waits.
+    fn take_notices(&self) {
+        if self.notices.is_empty() {
+            return;
+        }
+        // SAFETY: our notices; every pool given up since they were last taken was given up
+        // after a `take_notices` that found it off them, and a pool this cache no longer owns
+        // is sent no notice here (O5).
+        unsafe { self.notices.take(|pool| self.unfile(pool)) };
     }
 
     /// A free emptied `pool`: it is kept, and the pool of its kind kept before becomes a spare
@@ -358,6 +417,7 @@ impl ThreadCache {
         // SAFETY: forwarded precondition; the spares are this cache's, on no other list.
         let index = unsafe {
             if len.get() == KEPT_POOLS[kind as usize] - 1 {
+                self.take_notices();
                 return core.give_empty(pool);
             }
             let index = pool.class().index();
@@ -448,12 +508,21 @@ impl ThreadCache {
                 return Ok(block);
             }
             let current = cc.current.get();
-            // The current pool (if any) is used up: it goes to the core, which holds full pools.
-            cc.current.set(OwnedPool::NONE);
-            if kept.get() == current {
-                kept.set(OwnedPool::NONE);
+            if !current.is_none() {
+                // Used up: filed full, the thread's still — unless a remote free came
+                // meanwhile, which the next detach takes.
+                // SAFETY: the current pool is this cache's and on no other list.
+                if !unsafe { current.file(|| self.take_notices()) } {
+                    continue;
+                }
+                cc.current.set(OwnedPool::NONE);
+                if kept.get() == current {
+                    kept.set(OwnedPool::NONE);
+                }
+                // SAFETY: this cache's pools, `current` on no list.
+                cc.filed.set(unsafe { current.push_front(cc.filed.get()) });
             }
-            let next = self.next_pool(core, class, current);
+            let next = self.next_pool(core, class);
             if next.is_none() {
                 return Ok(ptr::null_mut());
             }
@@ -461,14 +530,11 @@ impl ThreadCache {
         }
     }
 
-    /// The pool `class` allocates from next, after `used_up` (or `NONE`), which goes to the core;
-    /// `NONE` when the core is out of memory.
-    fn next_pool<S: PageSource>(
-        &self,
-        core: &Core<S>,
-        class: Class,
-        used_up: OwnedPool,
-    ) -> OwnedPool {
+    /// The pool `class` allocates from next (its current pool is used up and filed); `NONE`
+    /// when the core is out of memory.
+    fn next_pool<S: PageSource>(&self, core: &Core<S>, class: Class) -> OwnedPool {
+        // Filed pools that remote frees reached come first, with the other used ones.
+        self.take_notices();
         let cc = &self.classes[class.index()];
         let used = cc.used.get();
         let kept_cell = &self.kept[class.kind() as usize];
@@ -477,41 +543,31 @@ impl ThreadCache {
         // from the spares; `kept` is empty (hence current or on the used list) when reused.
         unsafe {
             if !used.is_none() {
-                if !used_up.is_none() {
-                    core.release_pool(used_up);
-                }
                 cc.used.set(used.unlink(used));
                 return used;
             }
             let kept_empty = !kept.is_none() && kept.out() == 0;
             // One of the class's own pools first, as it was: kept, or a spare.
-            let own = if kept_empty && kept.class() == class {
+            let mut pool = if kept_empty && kept.class() == class {
                 self.take_kept(kept_cell)
             } else {
                 self.take_spare(class, false)
             };
-            if own.is_none() {
+            if pool.is_none() {
                 let any_spare = kept_empty || self.spare_len[class.kind() as usize].get() > 0;
                 if !any_spare {
-                    return core
-                        .take_pool(class, self.id(), used_up)
-                        .unwrap_or(OwnedPool::NONE);
+                    return core.take_pool(class, self.id()).unwrap_or(OwnedPool::NONE);
                 }
                 // The spares serve other classes, which may come back for them: a pool that
-                // serves this class already comes first (it hands `used_up` to the core).
-                if let Some(pool) = core.take_pool_of_class(class, self.id(), used_up) {
+                // serves this class already comes first.
+                if let Some(pool) = core.take_pool_of_class(class, self.id()) {
                     return pool;
                 }
-            } else if !used_up.is_none() {
-                core.release_pool(used_up);
-            }
-            // Else another class's: a spare, else the kept pool.
-            let mut pool = own;
-            if pool.is_none() {
+                // Else another class's: a spare, else the kept pool.
                 pool = self.take_spare(class, true);
-            }
-            if pool.is_none() {
-                pool = self.take_kept(kept_cell);
+                if pool.is_none() {
+                    pool = self.take_kept(kept_cell);
+                }
             }
             pool.reuse(class, self.id());
             pool
@@ -544,16 +600,22 @@ impl ThreadCache {
                     core.release_pool(current);
                 }
             }
-            let mut pool = cc.used.replace(OwnedPool::NONE);
-            while !pool.is_none() {
-                // SAFETY: pools on the used list are this cache's; read the link first.
-                unsafe {
-                    let next = pool.next();
-                    core.release_pool(pool);
-                    pool = next;
+            for list in [&cc.used, &cc.filed] {
+                let mut pool = list.replace(OwnedPool::NONE);
+                while !pool.is_none() {
+                    // SAFETY: pools on the used and filed lists are this cache's; read the link
+                    // first.
+                    unsafe {
+                        let next = pool.next();
+                        core.release_pool(pool);
+                        pool = next;
+                    }
                 }
             }
         }
+        // Each pool was given up once no notice was being sent into it (O5): none comes now,
+        // and those that came are for pools given up.
+        self.notices.forget();
     }
 
     /// Drains the cache into `core` and takes it out of service (thread exit).
@@ -584,7 +646,12 @@ mod tests {
         unsafe {
             match cache.free_local(block, kind) {
                 LocalFree::Freed => {}
-                LocalFree::Emptied => cache.pool_emptied(core, OwnedPool::of(block, kind)),
+                LocalFree::Turned => {
+                    let pool = OwnedPool::of(block, kind);
+                    if cache.pool_turned(pool) {
+                        cache.pool_emptied(core, pool);
+                    }
+                }
                 LocalFree::DoubleFree => panic!("double free of {block:p}"),
                 LocalFree::NotOwned => match core.free_remote(block, kind, cache.id()).unwrap() {
                     RemoteFree::Adopted(pool) => {
@@ -625,13 +692,17 @@ mod tests {
         }
         let s = core.stats().classes[63];
         assert_eq!((s.pools_used, s.blocks_out), (1, per_pool));
-        // The next block needs a new pool: the used-up one goes to the core, full.
+        // The next block needs a new pool: the used-up one is filed full, still the cache's.
         let extra = alloc(&core, &cache, c);
         assert_ne!(OwnedPool::of(extra, Kind::Small), pool);
         let s = core.stats().classes[63];
         assert_eq!((s.pools_used, s.pools_full), (1, 1));
         core.check_invariants().unwrap();
-        // A free into the full pool adopts it; freeing all of it empties it: it is kept.
+        // SAFETY: the cache owns the pool; its header is mapped.
+        let (filed, owner) = unsafe { (pool.is_filed(), pool_owner(blocks[0], Kind::Small)) };
+        assert!(filed && owner == cache.id());
+        // A free into the filed pool is a local free that unfiles it; freeing all of it
+        // empties it: it is kept.
         for &b in &blocks {
             free(&core, &cache, b);
         }

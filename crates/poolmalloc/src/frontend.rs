@@ -371,8 +371,8 @@ unsafe fn give<H: Home>(home: &H, block: *mut u8, kind: Kind) {
     // SAFETY: forwarded precondition.
     match home.with_cache(|cache| unsafe { cache.free_local(block, kind) }) {
         LocalFree::Freed => {}
-        // SAFETY: the free emptied the block's pool, which this thread owns.
-        LocalFree::Emptied => unsafe { emptied(home, block, kind) },
+        // SAFETY: the free turned the block's pool, which this thread owns.
+        LocalFree::Turned => unsafe { turned(home, block, kind) },
         // SAFETY: forwarded precondition; `free_local` declined and changed nothing.
         LocalFree::NotOwned => unsafe { free_slow(home, block, kind) },
         LocalFree::DoubleFree => double_free(block, kind),
@@ -389,21 +389,23 @@ fn double_free(block: *mut u8, kind: Kind) {
     }));
 }
 
-/// A local free emptied the block's pool: it becomes the thread's spare or goes to its arena.
-/// A thread already inside the allocator leaves it where it is (no core lock may be taken); the
-/// pool's next refill or the cache's drain finds it empty.
+/// A local free turned the block's pool (`LocalFree::Turned`): a filed pool goes back to the
+/// used list; an emptied one becomes the thread's spare or goes to its arena — unless the
+/// thread is already inside the allocator (no core lock may be taken): then it stays where it
+/// is, and the pool's next refill or the cache's drain finds it empty.
 ///
 /// # Safety
-/// This thread's cache owns the block's pool, of `kind`, and none of its blocks is out.
+/// This thread's cache owns the block's pool, of `kind`.
 #[cold]
 #[inline(never)]
-unsafe fn emptied<H: Home>(home: &H, block: *mut u8, kind: Kind) {
-    if home.busy() {
-        return;
-    }
+unsafe fn turned<H: Home>(home: &H, block: *mut u8, kind: Kind) {
+    let pool = OwnedPool::of(block, kind);
     home.with_cache(|cache| {
         // SAFETY: forwarded precondition.
-        home.slow(|| unsafe { cache.pool_emptied(home.core(), OwnedPool::of(block, kind)) })
+        if unsafe { cache.pool_turned(pool) } && !home.busy() {
+            // SAFETY: as above, and none of its blocks is out.
+            home.slow(|| unsafe { cache.pool_emptied(home.core(), pool) })
+        }
     })
 }
 
@@ -450,7 +452,8 @@ unsafe fn free_slow<H: Home>(home: &H, block: *mut u8, kind: Kind) {
                 // (it was not on the pool's free list).
                 unsafe {
                     cache.adopted(pool);
-                    if cache.free_local(block, kind) == LocalFree::Emptied {
+                    if cache.free_local(block, kind) == LocalFree::Turned && cache.pool_turned(pool)
+                    {
                         home.slow(|| cache.pool_emptied(home.core(), pool));
                     }
                 }
