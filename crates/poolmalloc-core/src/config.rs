@@ -103,6 +103,14 @@ pub const KEPT_SMALL_BYTES: usize = 16 * POOL_SIZE;
 /// the best peer's (the same commands).
 pub const KEPT_MEDIUM_POOLS: usize = 2;
 
+/// Bytes of used-up pools a thread keeps filed full (its own, so that its frees into them are
+/// local and remote frees reach it by a notice); a pool used up beyond them goes to the core,
+/// where the first free into it adopts it. A thread that stops calling the allocator never
+/// takes its notices: the filed pools other threads empty stay its own, out of the purger's
+/// reach — so no more than this, beside the pools it keeps empty (`memory-2t`'s allocating
+/// thread stays idle while another frees everything).
+pub const FILED_BYTES: usize = 2 << 20;
+
 /// The longest purge delay a setting may ask for (an hour).
 pub const MAX_PURGE_DELAY_MS: u64 = 3_600_000;
 

@@ -498,6 +498,32 @@ impl OwnedPool {
         true
     }
 
+    /// Makes sure no notice is sent into the pool from now on, nor is being sent: a `FILED`
+    /// word (a stale one: the pool is not filed) becomes an empty chain, and a notice being
+    /// sent is waited out. Before the owner gives up a pool with blocks out, with its notices
+    /// taken after (O5).
+    ///
+    /// # Safety
+    /// The calling thread owns the pool, which is not filed.
+    pub unsafe fn quiesce(self) {
+        // SAFETY: owned by the caller (precondition).
+        let remote = unsafe { &(*self.0).remote };
+        loop {
+            match remote.load(Ordering::Acquire) {
+                NOTIFYING => crate::sync::wait_a_moment(),
+                FILED => {
+                    if remote
+                        .compare_exchange(FILED, 0, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
     /// Takes the pool off the filed list's books (a free block came back to it): its count
     /// loses `FILED_OUT`. Its remote word may stay `FILED`: a notice then comes to a pool that
     /// is not filed, and the owner passes over it.

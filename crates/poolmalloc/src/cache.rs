@@ -41,7 +41,9 @@
 use core::cell::Cell;
 use core::ptr;
 
-use poolmalloc_core::config::{KEPT_POOLS, KINDS, NB_SIZE_CLASSES, NB_SMALL_SIZE_CLASSES};
+use poolmalloc_core::config::{
+    FILED_BYTES, KEPT_POOLS, KINDS, NB_SIZE_CLASSES, NB_SMALL_SIZE_CLASSES,
+};
 use poolmalloc_core::{
     free_to_own_pool, link_key_for_cache, note_alloc, pool_owner, push_to_own_pool, Class, Core,
     FreeBlock, Kind, LargeTally, Notices, OwnedPool, PageSource,
@@ -171,6 +173,8 @@ pub struct ThreadCache {
     /// how many spares it has (`KEPT_POOLS - 1` at most).
     spare_classes: [Cell<u64>; KINDS],
     spare_len: [Cell<usize>; KINDS],
+    /// Bytes of the pools on the filed lists (`FILED_BYTES` at most).
+    filed_bytes: Cell<usize>,
     /// The free-list link key (`poolmalloc_core::link_key_for_cache`), copied when the cache
     /// is put in service, before it owns a pool.
     key: Cell<usize>,
@@ -205,6 +209,7 @@ impl ThreadCache {
                 spares: array_of!(Cell::new(OwnedPool::NONE); NB_SIZE_CLASSES),
                 spare_classes: [Cell::new(0), Cell::new(0)],
                 spare_len: [Cell::new(0), Cell::new(0)],
+                filed_bytes: Cell::new(0),
                 key: Cell::new(0),
                 state: AtomicU8::new(CacheState::Unused as u8),
                 large: LargeTally::new(),
@@ -333,6 +338,8 @@ impl ThreadCache {
             let cc = &self.classes[pool.class().index()];
             cc.filed.set(pool.unlink(cc.filed.get()));
             pool.unfile();
+            let size = pool.class().kind().pool_size();
+            self.filed_bytes.set(self.filed_bytes.get() - size);
             cc.used.set(pool.push_front(cc.used.get()));
         }
     }
@@ -509,18 +516,29 @@ impl ThreadCache {
             }
             let current = cc.current.get();
             if !current.is_none() {
+                let size = class.kind().pool_size();
+                let filing = self.filed_bytes.get() + size <= FILED_BYTES;
                 // Used up: filed full, the thread's still — unless a remote free came
-                // meanwhile, which the next detach takes.
-                // SAFETY: the current pool is this cache's and on no other list.
-                if !unsafe { current.file(|| self.take_notices()) } {
-                    continue;
+                // meanwhile, which the next detach takes. Beyond `FILED_BYTES`, to the core.
+                // SAFETY: the current pool is this cache's and on no other list; given up, no
+                // notice is sent into it or waits for it (O5).
+                unsafe {
+                    if filing && !current.file(|| self.take_notices()) {
+                        continue;
+                    }
+                    cc.current.set(OwnedPool::NONE);
+                    if kept.get() == current {
+                        kept.set(OwnedPool::NONE);
+                    }
+                    if filing {
+                        cc.filed.set(current.push_front(cc.filed.get()));
+                        self.filed_bytes.set(self.filed_bytes.get() + size);
+                    } else {
+                        current.quiesce();
+                        self.take_notices();
+                        core.release_pool(current);
+                    }
                 }
-                cc.current.set(OwnedPool::NONE);
-                if kept.get() == current {
-                    kept.set(OwnedPool::NONE);
-                }
-                // SAFETY: this cache's pools, `current` on no list.
-                cc.filed.set(unsafe { current.push_front(cc.filed.get()) });
             }
             let next = self.next_pool(core, class);
             if next.is_none() {
@@ -616,6 +634,7 @@ impl ThreadCache {
         // Each pool was given up once no notice was being sent into it (O5): none comes now,
         // and those that came are for pools given up.
         self.notices.forget();
+        self.filed_bytes.set(0);
     }
 
     /// Drains the cache into `core` and takes it out of service (thread exit).
