@@ -63,10 +63,12 @@
 //!   (warm, for the purge delay). A pool used up stays its owner's too, *filed* full
 //!   (mimalloc's full queue): the owner's next free into it is a local free that unfiles it, and
 //!   the first remote free into it sends the owner a *notice* — the pool, pushed onto the
-//!   cache's `Notices` — which the owner takes before it looks for its next pool (O5).
+//!   cache's `Notices` — which the owner takes before it looks for its next pool (O5); up to
+//!   `config::FILED_BYTES` a thread, since an idle thread takes no notices.
 //! - **core-held**: pymalloc's *used* (on `usedpools[class]`) and *full* (on no list) pools,
 //!   guarded by the class lock. An owner gives its pools to the core when its thread exits
-//!   (abandoned, with blocks out) or its cache is flushed. A free into a core-held pool adopts it
+//!   (abandoned, with blocks out) or its cache is flushed, and a pool it uses up beyond its
+//!   `FILED_BYTES`. A free into a core-held pool adopts it
 //!   into the freeing thread's cache (so its other blocks come back as local frees); a thread
 //!   that needs a pool of the class adopts a core-held pool with free blocks before it takes an
 //!   empty one.
