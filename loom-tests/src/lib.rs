@@ -150,16 +150,10 @@ pub unsafe fn free(core: &TestCore, cache: &ThreadCache, block: *mut u8) -> Free
     match unsafe { cache.free_local(block, kind) } {
         LocalFree::Freed => Freed::Local,
         LocalFree::DoubleFree => panic!("a block freed once was found free already"),
-        LocalFree::Turned => {
-            let pool = OwnedPool::of(block, kind);
-            // SAFETY: the free turned a pool this cache owns; if it is empty, none of its
-            // blocks is out.
-            unsafe {
-                if !cache.pool_turned(pool) {
-                    return Freed::Unfiled;
-                }
-                cache.pool_emptied(core, pool);
-            }
+        LocalFree::Unfiled => Freed::Unfiled,
+        LocalFree::Emptied => {
+            // SAFETY: the free emptied a pool this cache owns: none of its blocks is out.
+            unsafe { cache.pool_emptied(core, OwnedPool::of(block, kind)) };
             Freed::Emptied
         }
         // SAFETY: the pool is not this cache's; the block is out and given up (precondition).

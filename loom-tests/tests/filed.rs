@@ -8,7 +8,8 @@
 //!   once each, and the notice for the pool unfiled meanwhile is passed over (planted:
 //!   `EVERY_NOTICE`).
 //! - `exit_races_notice`: the owner exits while a free sends the notice; the hand-over waits
-//!   for it, so the block is taken in and nothing is lost (planted: `UNWAITED_HANDOVER`).
+//!   for it, so the block is taken in, nothing is lost, and no notice reaches the cache once it
+//!   has given its pools up (planted: `UNWAITED_HANDOVER`).
 #![cfg(poolmalloc_loom)]
 
 use loom::sync::Arc;
@@ -159,6 +160,10 @@ pub fn exit_races_notice(seen: &'static Seen) {
         // The owner exits: its filed pool goes to the core, with whatever was freed into it.
         cache.retire(&core);
         freer.join().unwrap();
+        assert!(
+            !cache.notices_waiting(),
+            "a notice reached a cache that had given up the pool"
+        );
         for (i, &b) in p.iter().enumerate().skip(1) {
             check_held(&core, b, i as u64 + 1);
             // SAFETY: a block of this core, out, freed once.

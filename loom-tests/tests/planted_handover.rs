@@ -1,4 +1,5 @@
-//! The filed-pool models can fail: with the `UNWAITED_HANDOVER` bug switched on, handing a pool to the core does not wait for a notice being sent (O5), so the sender stores its chain over CORE_HELD; the block is lost to the core-held pool, which never takes a chain. loom finds the
+//! The filed-pool models can fail: with the `UNWAITED_HANDOVER` bug switched on, handing a pool to the core does not wait for a notice being sent (O5), so the sender writes the notices of a cache that has given the pool up (after its thread
+//! exited, memory that may be gone). loom finds the
 //! interleaving.
 //!
 //! Without the test harness, as `planted_fault`: `main` runs the model under `catch_unwind`,
@@ -24,13 +25,14 @@ fn main() {
 
 /// How the bug shows.
 #[cfg(poolmalloc_loom)]
-const REPORTS: [&str; 7] = [
+const REPORTS: [&str; 8] = [
     "never reached the owner",
     "blocks still out",
     "a remote free was lost",
     "handed out twice",
     "come back",
     "invariant broken",
+    "reached a cache that had given up",
     // loom's own report of an atomic reached through a list the bug broke.
     "failed to get object for ref",
 ];

@@ -5,7 +5,7 @@
 //! forks.
 
 use crate::central::Core;
-use crate::layout::{owner_notices, Notices, PoolHeader, FILED, NOTIFYING};
+use crate::layout::{owner_notices, Notices, PoolHeader, FILED_ID, NOTIFYING};
 use crate::os::PageSource;
 use crate::pool;
 use crate::sync::atomic::Ordering;
@@ -84,7 +84,7 @@ impl<S: PageSource> Core<S> {
                 // SAFETY: a carved pool's header is initialised; with every lock held and no
                 // other thread, every pool is ours to move (P1, O1).
                 unsafe {
-                    let owner = (*pool).owner.load(Ordering::Relaxed);
+                    let owner = (*pool).owner.load(Ordering::Relaxed) & !FILED_ID;
                     if owner != 0 {
                         settle_notice_in_child(pool, owner == keep);
                     }
@@ -122,9 +122,9 @@ impl<S: PageSource> Core<S> {
 }
 
 /// In a forked child: a notice the parent's gone thread was sending into `pool` (`NOTIFYING`)
-/// is settled, so that nobody waits for it (its block stays out). If the pool is `kept` by the
-/// forking thread's cache and its notice did not reach that cache's notices, it is `FILED`
-/// again, so the next remote free sends one; else its chain is empty.
+/// is settled, so that nobody waits for it: the bit is cleared, and if the pool is `kept` by
+/// the forking thread's cache, filed, and not on that cache's notices, it is put there (its
+/// chain holds the sender's block).
 ///
 /// # Safety
 /// Runs in the child, where the calling thread is the only one; `pool` is owned, and `kept`
@@ -133,12 +133,15 @@ unsafe fn settle_notice_in_child(pool: *mut PoolHeader, kept: bool) {
     // SAFETY: owned, and no other thread exists (precondition); the owner's id is its notices'.
     unsafe {
         let remote = &(*pool).remote;
-        if remote.load(Ordering::Relaxed) != NOTIFYING {
+        let word = remote.load(Ordering::Relaxed);
+        if word & NOTIFYING == 0 {
             return;
         }
-        let owner = (*pool).owner.load(Ordering::Relaxed);
-        let refile = kept && (*pool).is_filed() && !notices_hold(owner_notices(owner), pool);
-        remote.store(if refile { FILED } else { 0 }, Ordering::Relaxed);
+        remote.store(word & !NOTIFYING, Ordering::Relaxed);
+        let notices = owner_notices((*pool).owner.load(Ordering::Relaxed));
+        if kept && (*pool).is_filed() && !notices_hold(notices, pool) {
+            notices.push(pool);
+        }
     }
 }
 

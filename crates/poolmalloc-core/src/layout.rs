@@ -219,7 +219,7 @@ pub(crate) struct PoolHeader {
 const _: () = assert!(core::mem::size_of::<PoolHeader>() <= POOL_OVERHEAD);
 
 /// `PoolHeader::remote` while the core holds the pool. Blocks are GRAIN-aligned, so no chain
-/// head is this or the two values below.
+/// head has this bit, `FILED`'s or `NOTIFYING`'s.
 pub(crate) const CORE_HELD: usize = 1;
 
 /// `PoolHeader::remote` of an owned pool its owner filed full, with no remote free since: the
@@ -227,20 +227,28 @@ pub(crate) const CORE_HELD: usize = 1;
 /// after the pool has free blocks again (it then reads as an empty chain).
 pub(crate) const FILED: usize = 2;
 
-/// `PoolHeader::remote` while a remote free into a `FILED` pool sends its notice: the owner does
-/// not hand the pool over, nor another free push, until it is done (O5).
-pub(crate) const NOTIFYING: usize = 3;
+/// The bit of `PoolHeader::remote` set beside the chain while the remote free that found the
+/// pool `FILED` sends its notice (its block already heads the chain): the owner does not hand
+/// the pool over until it is clear (O5). Other frees push past it, keeping it.
+pub(crate) const NOTIFYING: usize = 4;
 
-/// True when a `remote` word heads a chain of blocks (rather than being empty or a sentinel).
+/// True when a `remote` word holds a chain of blocks (rather than being empty or a sentinel).
 #[inline(always)]
 pub(crate) fn is_chain(remote: usize) -> bool {
-    remote >= GRAIN
+    remote & !(GRAIN - 1) != 0
 }
 
-/// The bit of `PoolHeader::ref_count` set while the pool is on its owner's filed list (full):
-/// a local free that leaves the count at or below zero as an `i32` — emptied, or filed — takes
-/// the owner's slow step, with no test of its own on the fast path.
-pub(crate) const FILED_OUT: u32 = 1 << 31;
+/// The first block of the chain a `remote` word holds (null if none).
+#[inline(always)]
+pub(crate) fn chain_of(remote: usize) -> *mut FreeBlock {
+    (remote & !(GRAIN - 1)) as *mut FreeBlock
+}
+
+/// The bit of `PoolHeader::owner` set while the pool is on its owner's filed list (full): the
+/// owner's fast path, which compares the word with its id, sends its free into the pool to the
+/// slow step (`ThreadCache::free_local`), with no test of its own. Cache ids are addresses of
+/// `Notices`, so this bit of an id is clear.
+pub const FILED_ID: usize = 1;
 
 /// A thread cache's notices: the pools it filed full that a remote free reached since, each
 /// pushed once by that free (`pool::push_remote`) and linked through `next_notice`; the owner
@@ -324,11 +332,11 @@ impl Notices {
 /// The notices of the cache whose id is `owner`.
 ///
 /// # Safety
-/// `owner` is the id of a live cache (its `Notices`' address), which O5 keeps alive while the
-/// caller sends a notice.
+/// `owner` is a pool's owner word naming a live cache (its `Notices`' address, `FILED_ID` aside),
+/// which O5 keeps alive while the caller sends a notice.
 pub(crate) unsafe fn owner_notices<'a>(owner: usize) -> &'a Notices {
     // SAFETY: forwarded precondition.
-    unsafe { &*(owner as *const Notices) }
+    unsafe { &*((owner & !FILED_ID) as *const Notices) }
 }
 
 /// The pool of `kind` holding `addr` (the essay's "Pools": `addr & !(pool size - 1)`).
@@ -383,8 +391,8 @@ pub unsafe fn note_alloc(block: *mut u8, kind: Kind) {
 /// A local free (the owner's fast path): pushes `block` onto its pool's free list, unless its
 /// first word says it may be free already (`FreeBlock::looks_free`: `None`, nothing done; the
 /// caller confirms, then frees with `push_to_own_pool` if it was not). `Some(true)` when the
-/// free emptied the pool or freed a block of a filed (full) one: the owner then moves it on its
-/// lists (`OwnedPool`'s slow steps).
+/// free emptied the pool, which the owner must then take off its lists (`OwnedPool`'s slow
+/// steps).
 ///
 /// # Safety
 /// `pool_owner(block, kind)` is the calling thread's cache id (O1: the pool's free list and
@@ -426,8 +434,7 @@ unsafe fn push(block: *mut u8, key: usize, kind: Kind) -> bool {
         (*pool).freeblock = block.cast();
         let out = (*pool).ref_count.load(Ordering::Relaxed) - 1;
         (*pool).ref_count.store(out, Ordering::Relaxed);
-        // Emptied (0), or filed (`FILED_OUT` set): one test for both.
-        out as i32 <= 0
+        out == 0
     }
 }
 
@@ -450,13 +457,13 @@ impl PoolHeader {
     /// Blocks out of the pool.
     #[inline]
     pub fn out(&self) -> usize {
-        (self.ref_count.load(Ordering::Relaxed) & !FILED_OUT) as usize
+        self.ref_count.load(Ordering::Relaxed) as usize
     }
 
     /// True while the pool is on its owner's filed list.
     #[inline]
     pub fn is_filed(&self) -> bool {
-        self.ref_count.load(Ordering::Relaxed) & FILED_OUT != 0
+        self.owner.load(Ordering::Relaxed) & FILED_ID != 0
     }
 
     #[inline]

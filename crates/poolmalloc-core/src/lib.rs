@@ -82,8 +82,8 @@
 //! parameter, a constant on the small fast path.
 //!
 //! The remote chain word also says who holds the pool: `CORE_HELD` while the core does; `FILED`
-//! while its owner has it filed and no remote free came since, `NOTIFYING` while one sends the
-//! notice. A pool changes between owned and core-held only under its class lock, by a swap of
+//! while its owner has it filed and no remote free came since; the `NOTIFYING` bit beside the
+//! chain while the first such free sends the notice. A pool changes between owned and core-held only under its class lock, by a swap of
 //! that word, so a remote free either lands in the chain before the swap (and comes back with
 //! the pool) or sees `CORE_HELD` and frees under the class lock (O3).
 
@@ -143,9 +143,10 @@
 //!   `CORE_HELD` gives way to an empty chain).
 //! - **O4** No thread pushes onto a pool none of whose blocks is out (every push frees a block
 //!   that is out), so the pool's holder may give it to its arena.
-//! - **O5** A remote free into a `FILED` pool turns the word to `NOTIFYING`, pushes the pool onto
-//!   its owner's notices (the owner's id is their address) and only then stores its block as the
-//!   chain; the owner waits out `NOTIFYING` before it hands the pool over, so its cache — and
+//! - **O5** A remote free into a `FILED` pool stores its block as the chain with the `NOTIFYING`
+//!   bit, pushes the pool onto its owner's notices (the owner's id is their address) and only
+//!   then clears the bit (other frees push past it); the owner waits for the bit to clear before
+//!   it hands the pool over, so its cache — and
 //!   the notices the sender writes — outlives every notice in flight. A pool is on its owner's
 //!   notices at most once: the owner takes its notices before it files a pool and before it
 //!   gives one up, and forgets them (unread) only once it has given up every pool.
@@ -233,7 +234,7 @@ pub use invariants::Violation;
 pub use large::{LargeStats, LargeTally, LargeTotals};
 pub use layout::{
     class_tag, free_to_own_pool, link_key_for_cache, note_alloc, pool_owner, push_to_own_pool,
-    FreeBlock, Notices,
+    FreeBlock, Notices, FILED_ID,
 };
 pub use os::{MemPages, OsPages, PageSource};
 pub use pool::{Batch, OwnedPool};

@@ -11,7 +11,8 @@
 //!   sends the owner no notice: the owner never learns that the pool has a free block
 //!   (`pool::push_chain`).
 //! - `UNWAITED_HANDOVER`: handing an owned pool to the core does not wait for a notice being
-//!   sent (O5): the sender then stores its chain over `CORE_HELD` (`pool::seize`).
+//!   sent (O5): the sender then pushes onto the notices of a cache that gave the pool up
+//!   (`pool::seize`).
 //! - `EVERY_NOTICE`: the owner takes a notice for a pool it has unfiled since as if it were
 //!   still filed (`Notices::take`), and moves it off a list it is not on.
 

@@ -15,8 +15,8 @@ use core::ptr;
 
 use crate::config::{Kind, POOL_OVERHEAD, REUSE_FREED_BYTES};
 use crate::layout::{
-    chain_end, is_chain, link_key, owner_notices, FreeBlock, PoolHeader, CORE_HELD, FILED,
-    FILED_OUT, NOTIFYING,
+    chain_end, chain_of, is_chain, link_key, owner_notices, FreeBlock, PoolHeader, CORE_HELD,
+    FILED, FILED_ID, NOTIFYING,
 };
 use crate::size_class::Class;
 use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
@@ -191,24 +191,35 @@ unsafe fn walk(head: *mut FreeBlock) -> (usize, *mut FreeBlock) {
     (count, last)
 }
 
-/// The owner takes its pool's remote chain, if it has one: a load first, and the swap only when
-/// there is a chain to take (an empty chain, `FILED`, or `NOTIFYING` stays as it is: a filed
-/// pool still asks for its notice). Acquire: the blocks' links were written before their pushes
-/// (Release).
+/// The owner takes its pool's remote chain, if it has one: a load first, and a
+/// compare-and-swap only when there is a chain to take, leaving `NOTIFYING` if it is set (an
+/// empty chain or `FILED` stays as it is: a filed pool still asks for its notice). Acquire: the
+/// blocks' links were written before their pushes (Release).
 ///
 /// # Safety
 /// The caller owns the pool (O1, O2).
 unsafe fn take_chain(pool: *mut PoolHeader) -> Batch {
     // SAFETY: the header is mapped while the pool is held (precondition).
     let remote = unsafe { &(*pool).remote };
-    if !is_chain(remote.load(Ordering::Relaxed)) {
-        return Batch {
-            head: ptr::null_mut(),
-            count: 0,
-        };
+    let mut word = remote.load(Ordering::Relaxed);
+    loop {
+        if !is_chain(word) {
+            return Batch {
+                head: ptr::null_mut(),
+                count: 0,
+            };
+        }
+        match remote.compare_exchange_weak(
+            word,
+            word & NOTIFYING,
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => break,
+            Err(now) => word = now,
+        }
     }
-    // From a chain, only pushes (a chain) and a borrower (0) move the word: never a sentinel.
-    let head = remote.swap(0, Ordering::Acquire) as *mut FreeBlock;
+    let head = chain_of(word);
     // SAFETY: the chain was swapped out, so it is ours alone (O2).
     let (count, _) = unsafe { walk(head) };
     Batch { head, count }
@@ -224,8 +235,7 @@ unsafe fn seize(pool: *mut PoolHeader) -> Batch {
     #[cfg(feature = "planted-fault")]
     if crate::planted_fault::ON.load(Ordering::Relaxed) {
         // SAFETY: forwarded precondition.
-        let head = unsafe { crate::planted_fault::swap_racily(pool) };
-        let head = if is_chain(head) { head } else { 0 } as *mut FreeBlock;
+        let head = chain_of(unsafe { crate::planted_fault::swap_racily(pool) });
         // SAFETY: the chain was taken, so it is ours alone (O2).
         let (count, _) = unsafe { walk(head) };
         return Batch { head, count };
@@ -239,7 +249,7 @@ unsafe fn seize(pool: *mut PoolHeader) -> Batch {
         let wait = !crate::planted_fault::on(&crate::planted_fault::UNWAITED_HANDOVER);
         #[cfg(not(feature = "planted-fault"))]
         let wait = true;
-        if word == NOTIFYING && wait {
+        if word & NOTIFYING != 0 && wait {
             crate::sync::wait_a_moment();
             word = remote.load(Ordering::Relaxed);
             continue;
@@ -249,7 +259,11 @@ unsafe fn seize(pool: *mut PoolHeader) -> Batch {
             Err(now) => word = now,
         }
     }
-    let head = if is_chain(word) { word } else { 0 } as *mut FreeBlock;
+    let head = if word == FILED {
+        ptr::null_mut()
+    } else {
+        chain_of(word)
+    };
     // SAFETY: the chain was swapped out, so it is ours alone (O2).
     let (count, _) = unsafe { walk(head) };
     Batch { head, count }
@@ -259,68 +273,60 @@ unsafe fn seize(pool: *mut PoolHeader) -> Batch {
 /// the core holds the pool (false: nothing pushed, and `last` ends the chain again, for the
 /// caller to free it under the class lock). One compare-and-swap, retried while other threads
 /// push; Release, so the owner that swaps the chain out sees each block's link. Into a `FILED`
-/// pool, the push first sends the owner its notice (O5): `NOTIFYING` while the pool goes onto
-/// the owner's notices, and the chain is stored after.
+/// pool, the push sends the owner its notice (O5): the chain goes in with `NOTIFYING` beside
+/// it, the pool onto the owner's notices, and then the bit is cleared. No free waits for
+/// another.
 ///
 /// # Safety
 /// The blocks lie in `pool`, which serves a class, are out, and are given up (or borrowed).
 unsafe fn push_chain(pool: *mut PoolHeader, first: *mut FreeBlock, last: *mut FreeBlock) -> bool {
     // SAFETY: the pool serves a class (precondition), so its header is initialised.
     let remote = unsafe { &(*pool).remote };
+    #[cfg(feature = "planted-fault")]
+    let notice = !crate::planted_fault::on(&crate::planted_fault::NO_NOTICE);
+    #[cfg(not(feature = "planted-fault"))]
+    let notice = true;
     let mut head = remote.load(Ordering::Relaxed);
     loop {
-        match head {
-            CORE_HELD => {
-                // SAFETY: the blocks are the caller's (precondition).
-                unsafe { FreeBlock::set_next(last, chain_end(pool)) };
-                return false;
-            }
-            NOTIFYING => {
-                crate::sync::wait_a_moment();
-                head = remote.load(Ordering::Relaxed);
-                continue;
-            }
-            #[cfg(feature = "planted-fault")]
-            FILED if crate::planted_fault::on(&crate::planted_fault::NO_NOTICE) => {}
-            FILED => {
-                // Acquire: the owner's filing published its id (Release).
-                if let Err(now) = remote.compare_exchange_weak(
-                    FILED,
-                    NOTIFYING,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
-                    head = now;
-                    continue;
-                }
-                // SAFETY: while the word is NOTIFYING the owner keeps the pool, and so its
-                // cache lives (O5); the blocks are the caller's.
-                unsafe {
-                    owner_notices((*pool).owner.load(Ordering::Relaxed)).push(pool);
-                    FreeBlock::set_next(last, chain_end(pool));
-                }
-                remote.store(first as usize, Ordering::Release);
-                return true;
-            }
-            _ => {}
+        if head == CORE_HELD {
+            // SAFETY: the blocks are the caller's (precondition).
+            unsafe { FreeBlock::set_next(last, chain_end(pool)) };
+            return false;
         }
         let next = if is_chain(head) {
-            head as *mut FreeBlock
+            chain_of(head)
         } else {
             chain_end(pool)
         };
         // SAFETY: the blocks are the caller's (precondition): `last`'s first word is its link.
         unsafe { FreeBlock::set_next(last, next) };
-        match remote.compare_exchange_weak(
-            head,
-            first as usize,
-            Ordering::Release,
-            Ordering::Relaxed,
-        ) {
+        let sends = head == FILED && notice;
+        let word = first as usize | if sends { NOTIFYING } else { head & NOTIFYING };
+        // Acquire too when sending: the owner's filing published its id (Release).
+        let order = if sends {
+            Ordering::AcqRel
+        } else {
+            Ordering::Release
+        };
+        match remote.compare_exchange_weak(head, word, order, Ordering::Relaxed) {
+            Ok(_) if sends => break,
             Ok(_) => return true,
             Err(now) => head = now,
         }
     }
+    // SAFETY: until `NOTIFYING` is cleared the owner keeps the pool, and so its cache lives (O5).
+    unsafe { owner_notices((*pool).owner.load(Ordering::Relaxed)).push(pool) };
+    // Sent: the bit goes, whatever pushes and the owner's takes did to the chain meanwhile.
+    let mut word = remote.load(Ordering::Relaxed);
+    while let Err(now) = remote.compare_exchange_weak(
+        word,
+        word & !NOTIFYING,
+        Ordering::Release,
+        Ordering::Relaxed,
+    ) {
+        word = now;
+    }
+    true
 }
 
 /// A remote free: pushes `block` onto its pool's remote chain (`push_chain`: a notice to the
@@ -356,9 +362,15 @@ pub(crate) unsafe fn borrow_remote(pool: *mut PoolHeader) -> Option<*mut FreeBlo
         if !is_chain(head) {
             return None;
         }
-        // Acquire: the blocks' links were written before their pushes (Release).
-        match remote.compare_exchange_weak(head, 0, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => return Some(head as *mut FreeBlock),
+        // Acquire: the blocks' links were written before their pushes (Release). A notice
+        // being sent keeps its bit.
+        match remote.compare_exchange_weak(
+            head,
+            head & NOTIFYING,
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return Some(chain_of(head)),
             Err(now) => head = now,
         }
     }
@@ -390,7 +402,6 @@ pub(crate) unsafe fn hand_to_core(pool: *mut PoolHeader) -> usize {
     unsafe {
         let chain = seize(pool);
         (*pool).owner.store(0, Ordering::Relaxed);
-        (*pool).set_out((*pool).out());
         let mut b = chain.head;
         while !FreeBlock::is_end(b) {
             let next = FreeBlock::next(b);
@@ -463,8 +474,8 @@ impl OwnedPool {
 
     /// Files the pool full, when it is used up (its allocation list empty and `detach` gave
     /// nothing): its remote word becomes `FILED`, so the next remote free sends the owner a
-    /// notice, and its count carries `FILED_OUT`, so the owner's next free into it takes the slow
-    /// step. False, with nothing done, when a remote free came meanwhile (`detach` takes it).
+    /// notice, and its owner word carries `FILED_ID`, so the owner's next free into it takes the
+    /// slow step. False, with nothing done, when a remote free came meanwhile (`detach` takes it).
     /// `take_notices` runs between reading the word and filing: a pool is never filed while it
     /// is on the owner's notices (it would go there twice), and the Acquire read makes every
     /// notice that reached the word before visible to it.
@@ -476,8 +487,8 @@ impl OwnedPool {
         // SAFETY: owned by the caller (precondition).
         let p = unsafe { &*self.0 };
         let mut word = p.remote.load(Ordering::Acquire);
-        // A notice being sent into a pool unfiled since (its word left `FILED`): a chain comes.
-        while word == NOTIFYING {
+        // A notice being sent (the pool was `FILED`, and unfiled since): wait it out.
+        while word & NOTIFYING != 0 {
             crate::sync::wait_a_moment();
             word = p.remote.load(Ordering::Acquire);
         }
@@ -493,8 +504,8 @@ impl OwnedPool {
         {
             return false;
         }
-        let count = p.ref_count.load(Ordering::Relaxed);
-        p.ref_count.store(count | FILED_OUT, Ordering::Relaxed);
+        let owner = p.owner.load(Ordering::Relaxed);
+        p.owner.store(owner | FILED_ID, Ordering::Relaxed);
         true
     }
 
@@ -510,7 +521,7 @@ impl OwnedPool {
         let remote = unsafe { &(*self.0).remote };
         loop {
             match remote.load(Ordering::Acquire) {
-                NOTIFYING => crate::sync::wait_a_moment(),
+                word if word & NOTIFYING != 0 => crate::sync::wait_a_moment(),
                 FILED => {
                     if remote
                         .compare_exchange(FILED, 0, Ordering::Acquire, Ordering::Relaxed)
@@ -524,15 +535,16 @@ impl OwnedPool {
         }
     }
 
-    /// Takes the pool off the filed list's books (a free block came back to it): its count
-    /// loses `FILED_OUT`. Its remote word may stay `FILED`: a notice then comes to a pool that
+    /// Takes the pool off the filed list's books (a free block came back to it): its owner word
+    /// loses `FILED_ID`. Its remote word may stay `FILED`: a notice then comes to a pool that
     /// is not filed, and the owner passes over it.
     ///
     /// # Safety
     /// The calling thread owns the pool, which is filed.
     pub unsafe fn unfile(self) {
         // SAFETY: owned by the caller (precondition).
-        unsafe { (*self.0).set_out((*self.0).out()) };
+        let owner = unsafe { &(*self.0).owner };
+        owner.store(owner.load(Ordering::Relaxed) & !FILED_ID, Ordering::Relaxed);
     }
 
     /// Free blocks of the pool, as a chain the owner allocates from (an end, `FreeBlock::is_end`,

@@ -88,7 +88,7 @@ pub const MIB: f64 = 1024.0 * 1024.0;
 
 #[cfg(test)]
 mod tests {
-    use super::{peak_bytes, reset_peak, rss_bytes, second_number, status_bytes};
+    use super::{rss_bytes, second_number, status_bytes};
 
     #[test]
     fn rss_agrees_with_the_status_file() {
@@ -118,36 +118,5 @@ mod tests {
         assert_eq!(second_number(b"5123"), None);
         assert_eq!(second_number(b"1 2x 3"), None);
         assert_eq!(second_number(b"1 99999999999999999999999 3"), None);
-    }
-
-    #[test]
-    fn the_peak_follows_a_touched_mapping_and_resets() {
-        const BYTES: usize = 64 << 20;
-        if !reset_peak() {
-            return; // no clear_refs (not Linux 4.0+): nothing to check
-        }
-        let before = peak_bytes().unwrap();
-        // SAFETY: a private anonymous mapping of BYTES, written within its bounds, then unmapped.
-        unsafe {
-            let p = libc::mmap(
-                std::ptr::null_mut(),
-                BYTES,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            assert_ne!(p, libc::MAP_FAILED);
-            std::ptr::write_bytes(p.cast::<u8>(), 1, BYTES);
-            let peak = peak_bytes().unwrap();
-            assert!(peak >= before + BYTES - (4 << 20), "{peak} after {before}");
-            libc::munmap(p, BYTES);
-        }
-        assert!(reset_peak());
-        let after = peak_bytes().unwrap();
-        assert!(
-            after + BYTES / 2 < before + BYTES,
-            "{after}: the peak was not reset"
-        );
     }
 }

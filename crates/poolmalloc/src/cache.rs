@@ -12,7 +12,7 @@
 //!   current pool is used up;
 //! - the **filed** list: its pools used up, *filed* full (`OwnedPool::file`). They stay the
 //!   thread's: a local free into one is a local free that moves it to the used list
-//!   (`pool_turned`), and the first remote free into one sends the cache a notice (O5), which
+//!   (`free_filed`), and the first remote free into one sends the cache a notice (O5), which
 //!   moves it there before the class looks for its next pool (`take_notices`).
 //!
 //! Blocks on an allocation list are free blocks of their pool: a pool counts a block out when
@@ -46,7 +46,7 @@ use poolmalloc_core::config::{
 };
 use poolmalloc_core::{
     free_to_own_pool, link_key_for_cache, note_alloc, pool_owner, push_to_own_pool, Class, Core,
-    FreeBlock, Kind, LargeTally, Notices, OwnedPool, PageSource,
+    FreeBlock, Kind, LargeTally, Notices, OwnedPool, PageSource, FILED_ID,
 };
 
 use crate::sync::atomic::{AtomicU8, Ordering};
@@ -131,9 +131,10 @@ pub enum LocalFree {
     NotOwned,
     /// Freed onto its pool's free list.
     Freed,
-    /// Freed, and the pool emptied or had been filed full: the caller hands it to
-    /// `pool_turned`.
-    Turned,
+    /// Freed into a pool this cache had filed full, which is on its used list again.
+    Unfiled,
+    /// Freed, and that emptied the pool: the caller hands it to `pool_emptied`.
+    Emptied,
     /// Not freed: the block is free already, on one of this cache's lists (a double free).
     DoubleFree,
 }
@@ -238,6 +239,11 @@ impl ThreadCache {
         self.state.store(state as u8, Ordering::Relaxed);
     }
 
+    /// True when a notice waits (the loom models check that none reaches a drained cache).
+    pub fn notices_waiting(&self) -> bool {
+        !self.notices.is_empty()
+    }
+
     /// Puts the cache in service.
     pub fn activate(&self) {
         self.key.set(link_key_for_cache());
@@ -266,8 +272,10 @@ impl ThreadCache {
     #[inline(always)]
     pub unsafe fn free_local(&self, block: *mut u8, kind: Kind) -> LocalFree {
         // SAFETY: the pool header is mapped (precondition).
-        if unsafe { pool_owner(block, kind) } != self.id() {
-            return LocalFree::NotOwned;
+        let owner = unsafe { pool_owner(block, kind) };
+        if owner != self.id() {
+            // SAFETY: forwarded precondition.
+            return unsafe { self.free_filed(block, kind, owner) };
         }
         // SAFETY: the pool is this cache's, so the block lies in a carved pool; the program
         // gives it up (precondition).
@@ -278,9 +286,34 @@ impl ThreadCache {
             Some(true) if self.kept[kind as usize].get() == OwnedPool::of(block, kind) => {
                 LocalFree::Freed
             }
-            Some(true) => LocalFree::Turned,
+            Some(true) => LocalFree::Emptied,
             // SAFETY: as above.
             None => unsafe { self.confirm_free(block, kind) },
+        }
+    }
+
+    /// `free_local` of a block whose pool's owner word, `owner`, is not this cache's id: if it
+    /// is this cache's filed pool (`FILED_ID`), the pool goes back to the used list and the
+    /// block is freed into it, a local free (no lock, no atomic read-modify-write); else
+    /// `NotOwned`, nothing done.
+    ///
+    /// # Safety
+    /// As for `free_local`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_filed(&self, block: *mut u8, kind: Kind, owner: usize) -> LocalFree {
+        if owner != self.id() | FILED_ID {
+            return LocalFree::NotOwned;
+        }
+        let pool = OwnedPool::of(block, kind);
+        // SAFETY: this cache's filed pool; the block lies in it and is given up (precondition).
+        unsafe {
+            self.unfile(pool);
+            match free_to_own_pool(block, self.key.get(), kind) {
+                Some(false) => LocalFree::Unfiled,
+                Some(true) => LocalFree::Emptied,
+                None => self.confirm_free(block, kind),
+            }
         }
     }
 
@@ -305,26 +338,10 @@ impl ThreadCache {
                 return LocalFree::DoubleFree;
             }
             if push_to_own_pool(block, kind) {
-                LocalFree::Turned
+                LocalFree::Emptied
             } else {
                 LocalFree::Freed
             }
-        }
-    }
-
-    /// A local free turned `pool` (`LocalFree::Turned`): a filed pool leaves the filed list
-    /// for the used list (a local free, no lock, no atomic read-modify-write). True when the
-    /// pool is empty now: the caller then hands it to `pool_emptied`.
-    ///
-    /// # Safety
-    /// This cache owns `pool`.
-    pub unsafe fn pool_turned(&self, pool: OwnedPool) -> bool {
-        // SAFETY: owned by this cache (precondition).
-        unsafe {
-            if pool.is_filed() {
-                self.unfile(pool);
-            }
-            pool.out() == 0
         }
     }
 
@@ -664,13 +681,8 @@ mod tests {
         // SAFETY: test blocks are out, of `core`'s pools, and given up.
         unsafe {
             match cache.free_local(block, kind) {
-                LocalFree::Freed => {}
-                LocalFree::Turned => {
-                    let pool = OwnedPool::of(block, kind);
-                    if cache.pool_turned(pool) {
-                        cache.pool_emptied(core, pool);
-                    }
-                }
+                LocalFree::Freed | LocalFree::Unfiled => {}
+                LocalFree::Emptied => cache.pool_emptied(core, OwnedPool::of(block, kind)),
                 LocalFree::DoubleFree => panic!("double free of {block:p}"),
                 LocalFree::NotOwned => match core.free_remote(block, kind, cache.id()).unwrap() {
                     RemoteFree::Adopted(pool) => {
@@ -719,7 +731,7 @@ mod tests {
         core.check_invariants().unwrap();
         // SAFETY: the cache owns the pool; its header is mapped.
         let (filed, owner) = unsafe { (pool.is_filed(), pool_owner(blocks[0], Kind::Small)) };
-        assert!(filed && owner == cache.id());
+        assert!(filed && owner == cache.id() | FILED_ID);
         // A free into the filed pool is a local free that unfiles it; freeing all of it
         // empties it: it is kept.
         for &b in &blocks {

@@ -370,9 +370,9 @@ fn check_layout<K: Hooks>(user: *mut u8, layout: Layout, tag: u8) {
 unsafe fn give<H: Home>(home: &H, block: *mut u8, kind: Kind) {
     // SAFETY: forwarded precondition.
     match home.with_cache(|cache| unsafe { cache.free_local(block, kind) }) {
-        LocalFree::Freed => {}
-        // SAFETY: the free turned the block's pool, which this thread owns.
-        LocalFree::Turned => unsafe { turned(home, block, kind) },
+        LocalFree::Freed | LocalFree::Unfiled => {}
+        // SAFETY: the free emptied the block's pool, which this thread owns.
+        LocalFree::Emptied => unsafe { emptied(home, block, kind) },
         // SAFETY: forwarded precondition; `free_local` declined and changed nothing.
         LocalFree::NotOwned => unsafe { free_slow(home, block, kind) },
         LocalFree::DoubleFree => double_free(block, kind),
@@ -389,23 +389,21 @@ fn double_free(block: *mut u8, kind: Kind) {
     }));
 }
 
-/// A local free turned the block's pool (`LocalFree::Turned`): a filed pool goes back to the
-/// used list; an emptied one becomes the thread's spare or goes to its arena — unless the
-/// thread is already inside the allocator (no core lock may be taken): then it stays where it
-/// is, and the pool's next refill or the cache's drain finds it empty.
+/// A local free emptied the block's pool: it becomes the thread's spare or goes to its arena.
+/// A thread already inside the allocator leaves it where it is (no core lock may be taken); the
+/// pool's next refill or the cache's drain finds it empty.
 ///
 /// # Safety
-/// This thread's cache owns the block's pool, of `kind`.
+/// This thread's cache owns the block's pool, of `kind`, and none of its blocks is out.
 #[cold]
 #[inline(never)]
-unsafe fn turned<H: Home>(home: &H, block: *mut u8, kind: Kind) {
-    let pool = OwnedPool::of(block, kind);
+unsafe fn emptied<H: Home>(home: &H, block: *mut u8, kind: Kind) {
+    if home.busy() {
+        return;
+    }
     home.with_cache(|cache| {
         // SAFETY: forwarded precondition.
-        if unsafe { cache.pool_turned(pool) } && !home.busy() {
-            // SAFETY: as above, and none of its blocks is out.
-            home.slow(|| unsafe { cache.pool_emptied(home.core(), pool) })
-        }
+        home.slow(|| unsafe { cache.pool_emptied(home.core(), OwnedPool::of(block, kind)) })
     })
 }
 
@@ -452,8 +450,7 @@ unsafe fn free_slow<H: Home>(home: &H, block: *mut u8, kind: Kind) {
                 // (it was not on the pool's free list).
                 unsafe {
                     cache.adopted(pool);
-                    if cache.free_local(block, kind) == LocalFree::Turned && cache.pool_turned(pool)
-                    {
+                    if cache.free_local(block, kind) == LocalFree::Emptied {
                         home.slow(|| cache.pool_emptied(home.core(), pool));
                     }
                 }
