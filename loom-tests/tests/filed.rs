@@ -177,6 +177,27 @@ pub fn exit_races_notice(seen: &'static Seen) {
     });
 }
 
+/// How a bug planted in these models shows (the `planted_*` tests').
+const PLANTED_REPORTS: [&str; 8] = [
+    "never reached the owner",
+    "blocks still out",
+    "a remote free was lost",
+    "handed out twice",
+    "come back",
+    "invariant broken",
+    "reached a cache that had given up",
+    // loom's own report of an atomic reached through a list the bug broke.
+    "failed to get object for ref",
+];
+
+/// The whole `main` of a planted test: switches `bug` on and runs `model`, which must fail with
+/// one of `PLANTED_REPORTS` (`expect_planted_fault`).
+pub fn planted(name: &str, bug: &std::sync::atomic::AtomicBool, model: fn(&'static Seen)) -> ! {
+    static SEEN: Seen = Seen::new();
+    bug.store(true, std::sync::atomic::Ordering::Relaxed);
+    expect_planted_fault(name, &PLANTED_REPORTS, || model(&SEEN))
+}
+
 #[test]
 fn a_notice_reaches_the_owner() {
     static SEEN: Seen = Seen::new();

@@ -1,5 +1,7 @@
-//! The filed-pool models can fail: with the `NO_NOTICE` bug switched on, a remote free into a filed pool sends the owner no notice, so the owner never learns that the pool has a free block; it takes a new pool instead, and the model's check that the filed pool comes back fails. loom finds the
-//! interleaving.
+//! The filed-pool models can fail: with the `NO_NOTICE` bug switched on, a remote free into a filed
+//! pool sends the owner no notice, so the owner never learns that the pool has a free block; it
+//! takes a new pool instead, and the model's check that the filed pool comes back fails. loom finds
+//! the interleaving.
 //!
 //! Without the test harness, as `planted_fault`: `main` runs the model under `catch_unwind`,
 //! passes when the model reports the bug, fails when every interleaving passes.
@@ -14,24 +16,6 @@ mod filed;
 
 #[cfg(poolmalloc_loom)]
 fn main() {
-    use std::sync::atomic::Ordering;
-    static SEEN: loom_tests::Seen = loom_tests::Seen::new();
-    poolmalloc_core::__private::planted_fault::NO_NOTICE.store(true, Ordering::Relaxed);
-    loom_tests::expect_planted_fault("planted_notice", &REPORTS, || {
-        filed::notice_reaches_owner(&SEEN)
-    })
+    use poolmalloc_core::__private::planted_fault::NO_NOTICE;
+    filed::planted("planted_notice", &NO_NOTICE, filed::notice_reaches_owner)
 }
-
-/// How the bug shows.
-#[cfg(poolmalloc_loom)]
-const REPORTS: [&str; 8] = [
-    "never reached the owner",
-    "blocks still out",
-    "a remote free was lost",
-    "handed out twice",
-    "come back",
-    "invariant broken",
-    "reached a cache that had given up",
-    // loom's own report of an atomic reached through a list the bug broke.
-    "failed to get object for ref",
-];

@@ -5,9 +5,9 @@
 //! forks.
 
 use crate::central::Core;
-use crate::layout::{owner_notices, Notices, PoolHeader, FILED_ID, NOTIFYING};
+use crate::layout::{PoolHeader, FILED_ID, NOTIFYING};
 use crate::os::PageSource;
-use crate::pool;
+use crate::pool::{self, owner_notices, Notices};
 use crate::sync::atomic::Ordering;
 
 impl<S: PageSource> Core<S> {

@@ -234,10 +234,10 @@ pub use invariants::Violation;
 pub use large::{LargeStats, LargeTally, LargeTotals};
 pub use layout::{
     class_tag, free_to_own_pool, link_key_for_cache, note_alloc, pool_owner, push_to_own_pool,
-    FreeBlock, Notices, FILED_ID,
+    FreeBlock, FILED_ID,
 };
 pub use os::{MemPages, OsPages, PageSource};
-pub use pool::{Batch, OwnedPool};
+pub use pool::{Batch, Notices, OwnedPool};
 pub use size_class::{
     class_of, is_small, medium_class_of, pool_class_of, Class, ClassInfo, CLASS_TABLE,
 };

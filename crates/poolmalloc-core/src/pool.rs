@@ -1,5 +1,5 @@
-//! Pools: lazy carving, the free-block list and the remote-free chain, the steps of a pool's
-//! state transitions.
+//! Pools: lazy carving, the free-block list and the remote-free chain, the owner's notices, the
+//! steps of a pool's state transitions.
 //!
 //! A pool serves one size class at a time. Its header (`layout::PoolHeader`) holds the count of
 //! blocks out, the head of the free-block list, the chain of blocks other threads freed, the
@@ -15,11 +15,12 @@ use core::ptr;
 
 use crate::config::{Kind, POOL_OVERHEAD, REUSE_FREED_BYTES};
 use crate::layout::{
-    chain_end, chain_of, is_chain, link_key, owner_notices, FreeBlock, PoolHeader, CORE_HELD,
-    FILED, FILED_ID, NOTIFYING,
+    chain_end, chain_of, is_chain, link_key, FreeBlock, PoolHeader, CORE_HELD, FILED, FILED_ID,
+    NOTIFYING,
 };
 use crate::size_class::Class;
 use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::const_fn_unless_loom;
 
 /// A chain of free blocks linked through their first word.
 #[derive(Debug)]
@@ -28,6 +29,95 @@ pub struct Batch {
     pub head: *mut FreeBlock,
     /// Blocks in the chain.
     pub count: usize,
+}
+
+/// A thread cache's notices: the pools it filed full that a remote free reached since, each
+/// pushed once by that free (`pool::push_remote`) and linked through `next_notice`; the owner
+/// takes them whole (`take`). A cache's id is the address of its notices (`owner_notices`).
+pub struct Notices {
+    pub(crate) head: AtomicUsize,
+}
+
+impl Default for Notices {
+    fn default() -> Self {
+        Notices::new()
+    }
+}
+
+impl Notices {
+    const_fn_unless_loom! {
+        /// No notices.
+        pub fn new() -> Notices {
+            Notices { head: AtomicUsize::new(0) }
+        }
+    }
+
+    /// True when no notice waits (a Relaxed load: `take` says which).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.head.load(Ordering::Relaxed) == 0
+    }
+
+    /// Takes the notices waiting and hands each pool still filed to `each`, newest first, its
+    /// link read before (a notice for a pool unfiled since is passed over). Acquire: each
+    /// sender wrote its pool's link first.
+    ///
+    /// # Safety
+    /// These are the calling thread's cache's notices, and it has given up none of its pools
+    /// since it last took them (a given-up pool's link may be another owner's now).
+    pub unsafe fn take(&self, mut each: impl FnMut(OwnedPool)) {
+        let mut pool = self.head.swap(0, Ordering::Acquire) as *mut PoolHeader;
+        while !pool.is_null() {
+            // SAFETY: a pool on our notices is ours (precondition), its header mapped.
+            let next = unsafe { (*pool).next_notice.load(Ordering::Relaxed) } as *mut PoolHeader;
+            #[cfg(feature = "planted-fault")]
+            let every = crate::planted_fault::on(&crate::planted_fault::EVERY_NOTICE);
+            #[cfg(not(feature = "planted-fault"))]
+            let every = false;
+            // SAFETY: as above.
+            if every || unsafe { (*pool).is_filed() } {
+                each(OwnedPool(pool));
+            }
+            pool = next;
+        }
+    }
+
+    /// Forgets the notices without reading them (a drained cache, whose pools are all given up:
+    /// the links of those it would read may be another owner's now).
+    pub fn forget(&self) {
+        self.head.store(0, Ordering::Relaxed);
+    }
+
+    /// Pushes `pool` (Release: its link is written first).
+    ///
+    /// # Safety
+    /// The caller is sending `pool`'s notice: it set the pool's `remote` to `NOTIFYING` (O5).
+    pub(crate) unsafe fn push(&self, pool: *mut PoolHeader) {
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the pool's header is mapped while a block of it is out (the sender's).
+            unsafe { (*pool).next_notice.store(head, Ordering::Relaxed) };
+            match self.head.compare_exchange_weak(
+                head,
+                pool as usize,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
+        }
+    }
+}
+
+/// The notices of the cache whose id is `owner`.
+///
+/// # Safety
+/// `owner` is a pool's owner word naming a live cache (its `Notices`' address, `FILED_ID` aside),
+/// which O5 keeps alive while the caller sends a notice.
+pub(crate) unsafe fn owner_notices<'a>(owner: usize) -> &'a Notices {
+    // SAFETY: forwarded precondition.
+    unsafe { &*((owner & !FILED_ID) as *const Notices) }
 }
 
 /// Makes the empty `pool` serve `class`, held by `owner` (a cache id) or, when `owner` is 0, by
