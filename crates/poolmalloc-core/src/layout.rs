@@ -2,7 +2,7 @@
 //! every pool, and the arena header in every registry slot. `pool`, `arena` and `registry` each
 //! work on these; none of them needs another to name them.
 
-use crate::config::{Kind, GRAIN, POOL_OVERHEAD, POOL_SIZE};
+use crate::config::{Kind, ADDRESS_BITS, GRAIN, MEDIUM_POOL_SIZE, POOL_OVERHEAD, POOL_SIZE};
 use crate::size_class::Class;
 use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use crate::sync::unmodelled;
@@ -188,9 +188,9 @@ pub(crate) struct PoolHeader {
     /// The owning thread cache's id (its address) while a thread owns the pool; 0 while the
     /// core holds it or it is empty in its arena.
     pub owner: AtomicUsize,
-    /// Blocks freed by threads other than the owner, as a chain (`FreeBlock` links) the owner
-    /// takes whole with one swap; or `CORE_HELD` while the core holds the pool, when frees go
-    /// through the class lock instead.
+    /// Blocks freed by threads other than the owner, as a chain (`FreeBlock` links) and its
+    /// length (`chain_len`) the owner takes whole with one swap; or `CORE_HELD` while the core
+    /// holds the pool, when frees go through the class lock instead.
     pub remote: AtomicUsize,
     /// Head of the free-block list (blocks given back by the holder), ending at `chain_end`;
     /// carving comes after it.
@@ -231,16 +231,44 @@ pub(crate) const FILED: usize = 2;
 /// the pool over until it is clear (O5). Other frees push past it, keeping it.
 pub(crate) const NOTIFYING: usize = 4;
 
+/// A `remote` word counts the blocks of its chain in the bits above the address (blocks lie
+/// below `1 << ADDRESS_BITS`), so the owner that takes the chain knows how many came back
+/// without walking blocks another thread wrote last: in a producer's pool, that walk was a
+/// cache miss per block, one after the other.
+const CHAIN_LEN_SHIFT: u32 = ADDRESS_BITS;
+
+/// The address bits of a `remote` word's chain head.
+const CHAIN_HEAD_MASK: usize = ((1 << ADDRESS_BITS) - 1) & !(GRAIN - 1);
+
+// Every block of a pool fits the count.
+const _: () = assert!(
+    POOL_SIZE / GRAIN < 1 << (usize::BITS - ADDRESS_BITS)
+        && MEDIUM_POOL_SIZE / GRAIN < 1 << (usize::BITS - ADDRESS_BITS)
+);
+
 /// True when a `remote` word holds a chain of blocks (rather than being empty or a sentinel).
 #[inline(always)]
 pub(crate) fn is_chain(remote: usize) -> bool {
-    remote & !(GRAIN - 1) != 0
+    remote & CHAIN_HEAD_MASK != 0
 }
 
 /// The first block of the chain a `remote` word holds (null if none).
 #[inline(always)]
 pub(crate) fn chain_of(remote: usize) -> *mut FreeBlock {
-    (remote & !(GRAIN - 1)) as *mut FreeBlock
+    (remote & CHAIN_HEAD_MASK) as *mut FreeBlock
+}
+
+/// The number of blocks on the chain a `remote` word holds.
+#[inline(always)]
+pub(crate) fn chain_len(remote: usize) -> usize {
+    remote >> CHAIN_LEN_SHIFT
+}
+
+/// The `remote` word of a chain of `len` blocks headed by `head`, with `flags` (`NOTIFYING`).
+#[inline(always)]
+pub(crate) fn chain_word(head: *mut FreeBlock, len: usize, flags: usize) -> usize {
+    debug_assert_eq!(head as usize & !CHAIN_HEAD_MASK, 0);
+    head as usize | len << CHAIN_LEN_SHIFT | flags
 }
 
 /// The bit of `PoolHeader::owner` set while the pool is on its owner's filed list (full): the

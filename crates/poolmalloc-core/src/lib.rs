@@ -56,6 +56,8 @@
 //! - **owned**: a thread allocates from it and frees into it without a lock (its own free list
 //!   and counts); other threads push their frees onto the pool's *remote chain* with one
 //!   compare-and-swap, and the owner takes the whole chain with one swap when it needs blocks.
+//!   The remote word counts its chain above the address bits, so the owner learns how many
+//!   blocks came back without walking blocks another core wrote last.
 //!   A pool empties the moment its last block comes back. Its owner keeps it for its next
 //!   pools, up to `config::KEPT_SMALL_BYTES` of small pools and two medium pools (no lock for a
 //!   service whose requests empty and refill the same classes' pools; no call out of the fast

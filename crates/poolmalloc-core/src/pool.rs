@@ -15,8 +15,8 @@ use core::ptr;
 
 use crate::config::{Kind, POOL_OVERHEAD, REUSE_FREED_BYTES};
 use crate::layout::{
-    chain_end, chain_of, is_chain, link_key, FreeBlock, PoolHeader, CORE_HELD, FILED, FILED_ID,
-    NOTIFYING,
+    chain_end, chain_len, chain_of, chain_word, is_chain, link_key, FreeBlock, PoolHeader,
+    CORE_HELD, FILED, FILED_ID, NOTIFYING,
 };
 use crate::size_class::Class;
 use crate::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
@@ -309,10 +309,10 @@ unsafe fn take_chain(pool: *mut PoolHeader) -> Batch {
             Err(now) => word = now,
         }
     }
-    let head = chain_of(word);
-    // SAFETY: the chain was swapped out, so it is ours alone (O2).
-    let (count, _) = unsafe { walk(head) };
-    Batch { head, count }
+    Batch {
+        head: chain_of(word),
+        count: chain_len(word),
+    }
 }
 
 /// Seizes an owned pool's remote chain for the core (O3): the word becomes `CORE_HELD`, once no
@@ -325,10 +325,11 @@ unsafe fn seize(pool: *mut PoolHeader) -> Batch {
     #[cfg(feature = "planted-fault")]
     if crate::planted_fault::ON.load(Ordering::Relaxed) {
         // SAFETY: forwarded precondition.
-        let head = chain_of(unsafe { crate::planted_fault::swap_racily(pool) });
-        // SAFETY: the chain was taken, so it is ours alone (O2).
-        let (count, _) = unsafe { walk(head) };
-        return Batch { head, count };
+        let word = unsafe { crate::planted_fault::swap_racily(pool) };
+        return Batch {
+            head: chain_of(word),
+            count: chain_len(word),
+        };
     }
     // SAFETY: the header is mapped while the pool is held (precondition).
     let remote = unsafe { &(*pool).remote };
@@ -349,17 +350,15 @@ unsafe fn seize(pool: *mut PoolHeader) -> Batch {
             Err(now) => word = now,
         }
     }
-    let head = if word == FILED {
-        ptr::null_mut()
-    } else {
-        chain_of(word)
-    };
-    // SAFETY: the chain was swapped out, so it is ours alone (O2).
-    let (count, _) = unsafe { walk(head) };
-    Batch { head, count }
+    // (`FILED`, like `NOTIFYING` alone, reads as no chain.)
+    Batch {
+        head: chain_of(word),
+        count: chain_len(word),
+    }
 }
 
-/// Pushes the chain `first ..= last` of given-up blocks of `pool` onto its remote chain, unless
+/// Pushes the chain `first ..= last` of `count` given-up blocks of `pool` onto its remote chain
+/// (the word's length grows by `count`), unless
 /// the core holds the pool (false: nothing pushed, and `last` ends the chain again, for the
 /// caller to free it under the class lock). One compare-and-swap, retried while other threads
 /// push; Release, so the owner that swaps the chain out sees each block's link. Into a `FILED`
@@ -369,7 +368,12 @@ unsafe fn seize(pool: *mut PoolHeader) -> Batch {
 ///
 /// # Safety
 /// The blocks lie in `pool`, which serves a class, are out, and are given up (or borrowed).
-unsafe fn push_chain(pool: *mut PoolHeader, first: *mut FreeBlock, last: *mut FreeBlock) -> bool {
+unsafe fn push_chain(
+    pool: *mut PoolHeader,
+    first: *mut FreeBlock,
+    last: *mut FreeBlock,
+    count: usize,
+) -> bool {
     // SAFETY: the pool serves a class (precondition), so its header is initialised.
     let remote = unsafe { &(*pool).remote };
     #[cfg(feature = "planted-fault")]
@@ -391,7 +395,8 @@ unsafe fn push_chain(pool: *mut PoolHeader, first: *mut FreeBlock, last: *mut Fr
         // SAFETY: the blocks are the caller's (precondition): `last`'s first word is its link.
         unsafe { FreeBlock::set_next(last, next) };
         let sends = head == FILED && notice;
-        let word = first as usize | if sends { NOTIFYING } else { head & NOTIFYING };
+        let flags = if sends { NOTIFYING } else { head & NOTIFYING };
+        let word = chain_word(first, chain_len(head) + count, flags);
         // Acquire too when sending: the owner's filing published its id (Release).
         let order = if sends {
             Ordering::AcqRel
@@ -427,7 +432,7 @@ unsafe fn push_chain(pool: *mut PoolHeader, first: *mut FreeBlock, last: *mut Fr
 /// `block` lies in a pool serving a class, is out, and is given up.
 pub(crate) unsafe fn push_remote(pool: *mut PoolHeader, block: *mut FreeBlock) -> bool {
     // SAFETY: forwarded precondition.
-    if unsafe { push_chain(pool, block, block) } {
+    if unsafe { push_chain(pool, block, block, 1) } {
         return true;
     }
     // The block was linked: cleared, it looks given up, not free, to the free under the class
@@ -476,8 +481,8 @@ pub(crate) unsafe fn return_remote(pool: *mut PoolHeader, chain: *mut FreeBlock)
     // SAFETY: the chain is the caller's (precondition); its blocks are out, so the pool still
     // serves its class and its header is initialised (O4).
     unsafe {
-        let (_, last) = walk(chain);
-        push_chain(pool, chain, last)
+        let (count, last) = walk(chain);
+        push_chain(pool, chain, last, count)
     }
 }
 
