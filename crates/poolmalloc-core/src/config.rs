@@ -143,8 +143,11 @@ pub const REGISTRY_LEAF_BITS: u32 = 14;
 pub const REGISTRY_LEAF_BITS: u32 = 20;
 
 /// Bytes of fresh blocks a thread carves from its pool at a time, when the pool has no freed
-/// block to hand out (mimalloc extends a page's free list by up to 4 KiB at a time). Carving
-/// lazily, a page's worth at a time, touches only the pages that blocks reach.
+/// block to hand out (mimalloc extends a page's free list by up to 4 KiB at a time), and at
+/// least one. Carving lazily, a page's worth at a time, touches only the pages that blocks
+/// reach: a medium block of a page or more is carved alone (carving four of them, as before,
+/// wrote a link into three more pages per pool that a thread which used one never needed —
+/// fresh blocks of that size cost a page fault each, beside which the slow path is cheap).
 #[cfg(not(poolmalloc_loom))]
 pub const CARVE_BYTES: usize = 4096;
 /// Loom models carve one or two blocks at a time, so a few operations cross every pool state.
@@ -157,15 +160,6 @@ pub const CARVE_BYTES: usize = 128;
 /// of the freed ones, so a loop that frees its one block refills once per pool's worth
 /// (`benches/instructions.sh`: pair-256 22.0 net instructions, 26.6 with a carve's worth).
 pub const REUSE_FREED_BYTES: usize = POOL_SIZE;
-
-/// The fewest fresh blocks a carve hands out (mimalloc extends a page by at least four): a
-/// medium block is larger than `CARVE_BYTES`, and carving one at a time sent every fresh
-/// medium allocation down the slow path.
-#[cfg(not(poolmalloc_loom))]
-pub const MIN_CARVE_BLOCKS: usize = 4;
-/// Loom models carve one block at a time (see `CARVE_BYTES`).
-#[cfg(poolmalloc_loom)]
-pub const MIN_CARVE_BLOCKS: usize = 1;
 
 /// Bytes of the static region that serves requests made while a thread is already inside the
 /// allocator's slow path (the lock library setting up its per-thread data, the TLS destructor

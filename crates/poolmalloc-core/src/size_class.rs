@@ -7,8 +7,8 @@
 
 use crate::config::{
     Kind, CARVE_BYTES, GRAIN, GRAIN_SHIFT, MAX_MEDIUM_ALIGN, MAX_SMALL_ALIGN,
-    MEDIUM_CLASSES_PER_DOUBLING, MEDIUM_REQUEST_THRESHOLD, MIN_CARVE_BLOCKS, NB_SIZE_CLASSES,
-    NB_SMALL_SIZE_CLASSES, POOL_OVERHEAD, POOL_SIZE, SMALL_REQUEST_THRESHOLD,
+    MEDIUM_CLASSES_PER_DOUBLING, MEDIUM_REQUEST_THRESHOLD, NB_SIZE_CLASSES, NB_SMALL_SIZE_CLASSES,
+    POOL_OVERHEAD, POOL_SIZE, SMALL_REQUEST_THRESHOLD,
 };
 
 /// A size class: index `i` below `NB_SMALL_SIZE_CLASSES` serves blocks of `(i + 1) * GRAIN`
@@ -77,7 +77,7 @@ pub struct ClassInfo {
     /// Bytes of a pool that no block can use: `(pool_size - POOL_OVERHEAD) % block_size`.
     pub pool_tail_waste: usize,
     /// Fresh blocks a thread carves from its pool at a time (`CARVE_BYTES` worth, at least
-    /// `MIN_CARVE_BLOCKS`).
+    /// one).
     pub carve: usize,
 }
 
@@ -101,8 +101,8 @@ const fn class_info(index: usize) -> ClassInfo {
     let usable = pool_size - POOL_OVERHEAD;
     let blocks_per_pool = usable / block_size;
     let mut carve = CARVE_BYTES / block_size;
-    if carve < MIN_CARVE_BLOCKS {
-        carve = MIN_CARVE_BLOCKS;
+    if carve == 0 {
+        carve = 1;
     }
     if carve > blocks_per_pool {
         carve = blocks_per_pool;
@@ -345,7 +345,7 @@ mod tests {
                 info.pool_size
             );
             assert!(info.carve >= 1 && info.carve <= info.blocks_per_pool);
-            let most = CARVE_BYTES.max(MIN_CARVE_BLOCKS * info.block_size);
+            let most = CARVE_BYTES.max(info.block_size);
             assert!(info.carve * info.block_size <= most);
         }
         assert_eq!(Class::new(NB_SIZE_CLASSES), None);
