@@ -780,7 +780,7 @@ impl<S: PageSource> Drop for Core<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{MEDIUM_REQUEST_THRESHOLD, POOLS_PER_ARENA, RESERVE_ARENAS};
+    use crate::config::{MEDIUM_REQUEST_THRESHOLD, POOLS_PER_ARENA, POOL_OVERHEAD, RESERVE_ARENAS};
     use crate::layout::PoolHeader;
     use crate::os::MemPages;
 
@@ -1049,20 +1049,23 @@ mod tests {
             }
             let distinct: std::collections::HashSet<_> = blocks.iter().collect();
             assert_eq!(distinct.len(), blocks.len(), "block handed out twice");
-            assert_eq!(blocks.len(), class.carve());
+            assert_eq!(blocks.len(), class.carve_at(POOL_OVERHEAD));
             for &b in &blocks {
                 crate::layout::note_alloc(b.cast(), Kind::Small);
             }
-            assert_eq!(pool.out(), class.carve());
+            assert_eq!(pool.out(), class.carve_at(POOL_OVERHEAD));
             let s = core.stats().classes[3];
-            assert_eq!((s.pools_used, s.blocks_out), (1, class.carve()));
+            assert_eq!(
+                (s.pools_used, s.blocks_out),
+                (1, class.carve_at(POOL_OVERHEAD))
+            );
             core.check_invariants().unwrap();
             // A remote free while owned: pushed, still out.
             assert_eq!(
                 core.free_remote(blocks[0].cast(), Kind::Small, 0),
                 Ok(RemoteFree::Pushed)
             );
-            assert_eq!(pool.out(), class.carve());
+            assert_eq!(pool.out(), class.carve_at(POOL_OVERHEAD));
             // Freed again while on the chain: the borrowed chain confirms it.
             let kind = FreeErrorKind::DoubleFree { class };
             let addr = blocks[0] as usize;
@@ -1072,7 +1075,7 @@ mod tests {
             );
             // Once the owner took it back it is on the owner's lists, which only the owner may
             // walk: a second free from elsewhere is left alone.
-            assert_eq!(pool.take_remote(), class.carve() - 1);
+            assert_eq!(pool.take_remote(), class.carve_at(POOL_OVERHEAD) - 1);
             assert_eq!(
                 core.free_remote(blocks[0].cast(), Kind::Small, 0),
                 Ok(RemoteFree::LeftAlone)
@@ -1080,7 +1083,10 @@ mod tests {
             // Handed to the core: the remote block comes home with it, the rest stay out.
             core.release_pool(pool);
             let s = core.stats().classes[3];
-            assert_eq!((s.pools_used, s.blocks_out), (1, class.carve() - 1));
+            assert_eq!(
+                (s.pools_used, s.blocks_out),
+                (1, class.carve_at(POOL_OVERHEAD) - 1)
+            );
             core.check_invariants().unwrap();
             // Freed again into the core-held pool: confirmed on its free list, refused.
             assert_eq!(
@@ -1111,7 +1117,7 @@ mod tests {
             // The owner's confirming walk finds a block freed twice, and not a live one.
             assert!(pool.holds_free(blocks[2].cast()));
             assert!(!pool.holds_free(blocks[3].cast()));
-            let mut left = class.carve() - 3;
+            let mut left = class.carve_at(POOL_OVERHEAD) - 3;
             for &b in &blocks[3..] {
                 left -= 1;
                 let emptied = crate::layout::free_to_own_pool(b.cast(), key, Kind::Small);

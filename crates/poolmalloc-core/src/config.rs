@@ -154,12 +154,14 @@ pub const CARVE_BYTES: usize = 4096;
 #[cfg(poolmalloc_loom)]
 pub const CARVE_BYTES: usize = 128;
 
-/// Bytes of freed blocks from which a pool's owner reuses them before it carves fresh ones
-/// (`OwnedPool::detach`): a medium pool taken back as it was then touches no new page for its
-/// blocks. A small pool never holds this much: it carves to its end first, fresh blocks in front
-/// of the freed ones, so a loop that frees its one block refills once per pool's worth
-/// (`benches/instructions.sh`: pair-256 22.0 net instructions, 26.6 with a carve's worth).
-pub const REUSE_FREED_BYTES: usize = POOL_SIZE;
+/// Of each kind (`Kind::ALL` order), the bytes of freed blocks from which a pool's owner reuses
+/// them before it carves fresh ones (`OwnedPool::detach`). A small pool never holds a pool's
+/// size: it carves to its end first, fresh blocks in front of the freed ones, so a loop that
+/// frees its one block refills once per pool's worth (`benches/instructions.sh`: pair-256 22.0
+/// net instructions, 26.6 with a carve's worth). A medium pool reuses a page's worth: a fresh
+/// medium block is a page touched (a page fault) where a freed one is warm, and a thread that
+/// frees and allocates one large medium block at a time (a growing buffer) touched four.
+pub const REUSE_FREED_BYTES: [usize; KINDS] = [POOL_SIZE, CARVE_BYTES];
 
 /// Bytes of the static region that serves requests made while a thread is already inside the
 /// allocator's slow path (the lock library setting up its per-thread data, the TLS destructor

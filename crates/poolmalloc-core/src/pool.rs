@@ -644,8 +644,8 @@ impl OwnedPool {
 
     /// Free blocks of the pool, as a chain the owner allocates from (an end, `FreeBlock::is_end`,
     /// when the pool is full): the blocks freed locally alone when they hold `REUSE_FREED_BYTES`
-    /// (a medium pool taken back as it was reuses its blocks before it touches new pages, as
-    /// mimalloc extends a page only when its free list is used up); else the remote chain, if
+    /// of its kind (a medium pool reuses its blocks before it touches new pages, as mimalloc
+    /// extends a page only when its free list is used up); else the remote chain, if
     /// other threads freed any (its blocks stop counting as out; the local ones wait on the
     /// free list); else up to `carve` fresh blocks while the pool has room, in front of the
     /// blocks freed locally (a loop that frees its one block gets a long list, not a refill per
@@ -672,7 +672,9 @@ impl OwnedPool {
                 // but for those a forked child's gone threads held, still counted free: the
                 // list itself must hold some.
                 let freed_bytes = offset - POOL_OVERHEAD - p.out() * size;
-                if freed_bytes >= REUSE_FREED_BYTES && !FreeBlock::is_end(local) {
+                if freed_bytes >= REUSE_FREED_BYTES[class.kind() as usize]
+                    && !FreeBlock::is_end(local)
+                {
                     return local;
                 }
                 // (A thread that borrowed the chain to confirm a double free may have it: then
@@ -684,7 +686,7 @@ impl OwnedPool {
                     return remote.head;
                 }
                 let room = (p.maxnextoffset as usize + size - offset) / size;
-                let count = room.min(class.carve());
+                let count = room.min(class.carve_at(offset));
                 let first = (pool as *mut u8).add(offset);
                 let last = first.add((count - 1) * size);
                 let key = link_key();

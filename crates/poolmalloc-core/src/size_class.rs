@@ -58,10 +58,26 @@ impl Class {
         CLASS_TABLE[self.index()].blocks_per_pool
     }
 
-    /// Fresh blocks a thread carves from its pool at a time.
+    /// Fresh blocks a thread carves from its pool at a time, at most.
     #[inline]
     pub const fn carve(self) -> usize {
         CLASS_TABLE[self.index()].carve
+    }
+
+    /// Fresh blocks a carve at byte `offset` of a pool hands out (the pool's room aside): at
+    /// most `carve()`, and no block past the `CARVE_BYTES` boundary that follows the first one
+    /// — a carve that ran past it by a block would touch a page for that block alone (the first
+    /// carve of every small pool did, by the header's 64 bytes).
+    #[inline]
+    pub const fn carve_at(self, offset: usize) -> usize {
+        let size = self.block_size();
+        let end = (offset + size).next_multiple_of(CARVE_BYTES);
+        let fit = (end - offset) / size;
+        if fit < self.carve() {
+            fit
+        } else {
+            self.carve()
+        }
     }
 }
 
@@ -349,6 +365,32 @@ mod tests {
             assert!(info.carve * info.block_size <= most);
         }
         assert_eq!(Class::new(NB_SIZE_CLASSES), None);
+    }
+
+    #[test]
+    fn a_carve_ends_at_the_page_after_its_first_block() {
+        let c256 = Class::new(31).unwrap();
+        assert_eq!(c256.block_size(), 256);
+        // The first carve, after the header: the page's rest, not a block into the next.
+        assert_eq!(
+            c256.carve_at(POOL_OVERHEAD),
+            (CARVE_BYTES - POOL_OVERHEAD) / 256
+        );
+        // A carve that starts a block short of the boundary runs to the next one.
+        let off = CARVE_BYTES - 192;
+        assert_eq!(c256.carve_at(off), c256.carve());
+        assert!(off + c256.carve() * 256 <= 2 * CARVE_BYTES);
+        for class in Class::all() {
+            for offset in [POOL_OVERHEAD, CARVE_BYTES + 8, 3 * CARVE_BYTES - 8] {
+                let n = class.carve_at(offset);
+                assert!(n >= 1 && n <= class.carve(), "{class:?} at {offset}");
+                let size = class.block_size();
+                let end = offset + n * size;
+                // The last block ends in the page (CARVE_BYTES) where the first block ends,
+                // or the first block is the whole carve.
+                assert!(n == 1 || end <= (offset + size).next_multiple_of(CARVE_BYTES));
+            }
+        }
     }
 
     /// Prints the table (`cargo test -p poolmalloc-core print_size_class_table -- --nocapture`):

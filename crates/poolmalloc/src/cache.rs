@@ -669,6 +669,7 @@ impl ThreadCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use poolmalloc_core::config::POOL_OVERHEAD;
     use poolmalloc_core::{MemPages, RemoteFree};
 
     fn class(i: usize) -> Class {
@@ -929,11 +930,12 @@ mod tests {
         let other = ThreadCache::new();
         owner.activate();
         other.activate();
-        // One carve's worth of blocks, so the owner's allocation list is empty after it, and
-        // the pool has room to carve more.
+        // The first carve's blocks, so the owner's allocation list is empty after it, and the
+        // pool has room to carve more.
         let c = class(0);
-        assert!(c.carve() < c.blocks_per_pool());
-        let blocks: Vec<_> = (0..c.carve()).map(|_| alloc(&core, &owner, c)).collect();
+        let first = c.carve_at(POOL_OVERHEAD);
+        assert!(first < c.blocks_per_pool());
+        let blocks: Vec<_> = (0..first).map(|_| alloc(&core, &owner, c)).collect();
         let pool = OwnedPool::of(blocks[0], Kind::Small);
         assert!(blocks
             .iter()
