@@ -274,8 +274,13 @@ impl ThreadCache {
         // SAFETY: the pool header is mapped (precondition).
         let owner = unsafe { pool_owner(block, kind) };
         if owner != self.id() {
-            // SAFETY: forwarded precondition.
-            return unsafe { self.free_filed(block, kind, owner) };
+            // Tested here, not in `free_filed`: a remote free (every free of a consumer
+            // thread) paid that call's prologue to learn it.
+            if owner != self.id() | FILED_ID {
+                return LocalFree::NotOwned;
+            }
+            // SAFETY: forwarded precondition; the pool is this cache's, filed.
+            return unsafe { self.free_filed(block, kind) };
         }
         // SAFETY: the pool is this cache's, so the block lies in a carved pool; the program
         // gives it up (precondition).
@@ -292,19 +297,15 @@ impl ThreadCache {
         }
     }
 
-    /// `free_local` of a block whose pool's owner word, `owner`, is not this cache's id: if it
-    /// is this cache's filed pool (`FILED_ID`), the pool goes back to the used list and the
-    /// block is freed into it, a local free (no lock, no atomic read-modify-write); else
-    /// `NotOwned`, nothing done.
+    /// `free_local` of a block of this cache's filed pool (its owner word is this cache's id
+    /// with `FILED_ID`): the pool goes back to the used list and the block is freed into it, a
+    /// local free (no lock, no atomic read-modify-write).
     ///
     /// # Safety
-    /// As for `free_local`.
+    /// As for `free_local`, and the block's pool is this cache's, filed.
     #[cold]
     #[inline(never)]
-    unsafe fn free_filed(&self, block: *mut u8, kind: Kind, owner: usize) -> LocalFree {
-        if owner != self.id() | FILED_ID {
-            return LocalFree::NotOwned;
-        }
+    unsafe fn free_filed(&self, block: *mut u8, kind: Kind) -> LocalFree {
         let pool = OwnedPool::of(block, kind);
         // SAFETY: this cache's filed pool; the block lies in it and is given up (precondition).
         unsafe {
