@@ -15,8 +15,9 @@
 //! - Thread-local state is `const`-initialised; requests made while a thread is inside the
 //!   allocator (its first-use setup registering the thread-exit flush, which glibc does with
 //!   `calloc`) are served from the bootstrap region (see `poolmalloc`'s `global` module).
-//!   The library must be preloaded or linked, not `dlopen`ed: a dlopened library's TLS is set up
-//!   lazily with `malloc`.
+//!   Each entry point finds the thread's state through an initial-exec word (`poolmalloc`'s
+//!   `thread_slot`): the library must be preloaded or linked, and `dlopen` refuses it (no
+//!   static TLS is left for it after start-up), which `tests/lifecycle.rs` checks.
 //! - `fork` takes every allocator lock first (`pthread_atfork`), so a child of a multi-threaded
 //!   parent can allocate.
 //!

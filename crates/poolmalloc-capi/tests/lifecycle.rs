@@ -129,6 +129,33 @@ fn dlopen_and_dlclose_of_a_library_that_allocates() {
     same_as_glibc("dlopen", &[]);
 }
 
+/// A program that `dlopen`s the library itself, not preloaded, gets glibc's clear refusal: the
+/// library's thread-local word is initial-exec (`thread_slot`), and a library loaded after
+/// start-up has no static TLS for it. Elsewhere it may be served instead; never a crash.
+#[test]
+fn dlopen_of_the_library_itself_is_refused_clearly() {
+    let (exe, _) = program();
+    let out = Command::new(exe)
+        .arg("dlopen-self")
+        .arg(library())
+        .output()
+        .expect("run lifecycle dlopen-self");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "dlopen-self: {text}");
+    if cfg!(all(target_arch = "x86_64", target_os = "linux")) {
+        assert!(
+            text.starts_with("dlopen-self: refused: ") && text.contains("static TLS"),
+            "dlopen-self: {text}"
+        );
+    } else {
+        assert!(
+            text.starts_with("dlopen-self: served 1000")
+                || text.starts_with("dlopen-self: refused: "),
+            "dlopen-self: {text}"
+        );
+    }
+}
+
 /// Every order again in debug mode (`POOLMALLOC_DEBUG=1`): blocks laid out and checked, large
 /// blocks in its table, whose lock the fork window passes through too.
 #[test]

@@ -10,7 +10,12 @@
 //! and after retirement the cache owns no pool and its lists have no blocks, so every request
 //! falls to the slow path, which serves it from the core directly.
 //!
-//! `BUSY` marks a thread that is inside the slow path (holding or about to take a core lock, or
+//! The C library reaches the state through an initial-exec word (`thread_slot`) that the
+//! thread's first call points at it: the thread-local's own access is a call to
+//! `__tls_get_addr` in a shared library. The Rust faces, linked into the program, reach it
+//! directly (one `fs`-relative address).
+//!
+//! `busy` marks a thread that is inside the slow path (holding or about to take a core lock, or
 //! arming its teardown). A request that arrives on such a thread can only come from code the
 //! allocator itself called — glibc setting a pthread key past its first 32 — and must not take a
 //! core lock this very thread may hold: it is served from the bootstrap region. (The core's locks
@@ -47,15 +52,16 @@ static PURGE_NODE: purger::Node = purger::Node::new(&CORE);
 
 thread_local! {
     static THREAD: ThreadState = const { ThreadState::new() };
-    static BUSY: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Runs `thread_exit` when a thread whose cache is in service ends.
 static EXIT: ExitKey = ExitKey::new(thread_exit);
 
-/// A thread's cache, and its links in `LIVE` so stats can count the blocks it holds.
+/// A thread's cache, its busy mark, and its links in `LIVE` so stats can count the blocks it
+/// holds.
 struct ThreadState {
     cache: ThreadCache,
+    busy: Cell<bool>,
     next: Cell<*const ThreadState>,
     prev: Cell<*const ThreadState>,
 }
@@ -64,21 +70,50 @@ impl ThreadState {
     const fn new() -> ThreadState {
         ThreadState {
             cache: ThreadCache::new(),
+            busy: Cell::new(false),
             next: Cell::new(ptr::null()),
             prev: Cell::new(ptr::null()),
         }
     }
 }
 
-/// The global allocator's home (see `frontend::Home`). `KEEP_ERRNO`: its slow steps keep the
-/// thread's `errno`, as the C library needs (C's `free` must not change it, and the slow steps
-/// make system calls that may); the Rust faces do not pay for it.
-pub(crate) struct Global<const KEEP_ERRNO: bool = false>;
+/// Runs `f` with this thread's state: for the C library (`C_LIBRARY`) through the initial-exec
+/// slot, set on the thread's first call; else through the thread-local.
+#[inline(always)]
+fn with_state<const C_LIBRARY: bool, R>(f: impl FnOnce(&ThreadState) -> R) -> R {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if C_LIBRARY {
+        let mut state = crate::thread_slot::get().cast::<ThreadState>();
+        if state.is_null() {
+            state = find_state();
+        }
+        // SAFETY: the slot holds this thread's own `THREAD` (`find_state`, on this thread),
+        // which lives as long as the thread.
+        return f(unsafe { &*state });
+    }
+    THREAD.with(f)
+}
+
+/// The C library's first call on this thread: points the slot at the thread's state.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cold]
+#[inline(never)]
+fn find_state() -> *const ThreadState {
+    let state = THREAD.with(|me| me as *const ThreadState);
+    crate::thread_slot::set(state.cast());
+    state
+}
+
+/// The global allocator's home (see `frontend::Home`). `C_LIBRARY`: the C library's, whose slow
+/// steps keep the thread's `errno` (C's `free` must not change it, and the slow steps make
+/// system calls that may) and which finds the thread's state through `thread_slot`; the Rust
+/// faces pay for neither.
+pub(crate) struct Global<const C_LIBRARY: bool = false>;
 
 /// The global home as the C library uses it.
 pub(crate) type GlobalC = Global<true>;
 
-impl<const KEEP_ERRNO: bool> Home for Global<KEEP_ERRNO> {
+impl<const C_LIBRARY: bool> Home for Global<C_LIBRARY> {
     type Source = OsPages;
     // Every small layout the program frees came from our pools or the bootstrap region.
     const TRUSTS_SMALL_LAYOUT: bool = true;
@@ -91,7 +126,7 @@ impl<const KEEP_ERRNO: bool> Home for Global<KEEP_ERRNO> {
 
     #[inline(always)]
     fn with_cache<R>(&self, f: impl FnOnce(&ThreadCache) -> R) -> R {
-        THREAD.with(|t| f(&t.cache))
+        with_state::<C_LIBRARY, R>(|t| f(&t.cache))
     }
 
     fn activate(&self, cache: &ThreadCache) {
@@ -103,7 +138,7 @@ impl<const KEEP_ERRNO: bool> Home for Global<KEEP_ERRNO> {
     /// Once the step is over (not inside another), starts the purger if the step asked for one.
     #[inline]
     fn slow<R>(&self, f: impl FnOnce() -> R) -> R {
-        if !KEEP_ERRNO {
+        if !C_LIBRARY {
             let r = in_allocator(f);
             start_purger();
             return r;
@@ -119,7 +154,7 @@ impl<const KEEP_ERRNO: bool> Home for Global<KEEP_ERRNO> {
 
     #[inline]
     fn busy(&self) -> bool {
-        BUSY.get()
+        with_state::<C_LIBRARY, bool>(|t| t.busy.get())
     }
 
     fn census(
@@ -146,7 +181,7 @@ impl<const KEEP_ERRNO: bool> Home for Global<KEEP_ERRNO> {
 /// any request).
 #[inline]
 fn start_purger() {
-    if poolmalloc_core::PURGE_EVENT.requested() && !BUSY.get() {
+    if poolmalloc_core::PURGE_EVENT.requested() && !THREAD.with(|t| t.busy.get()) {
         // SAFETY: the node and the core are statics.
         unsafe { purger::register(&PURGE_NODE) };
         purger::start_if_requested();
@@ -171,10 +206,12 @@ fn settings_once() {
 /// Runs `f` with this thread marked as inside the allocator.
 #[inline]
 fn in_allocator<R>(f: impl FnOnce() -> R) -> R {
-    let was = BUSY.replace(true);
-    let r = f();
-    BUSY.set(was);
-    r
+    THREAD.with(|me| {
+        let was = me.busy.replace(true);
+        let r = f();
+        me.busy.set(was);
+        r
+    })
 }
 
 struct LiveList {

@@ -30,6 +30,8 @@
 //! - `hooks`: what a build's checks add to a block's way out and back; the plain and secure
 //!   modes' hooks.
 //! - `debug`: debug mode's hooks.
+//! - `thread_slot`: an initial-exec thread-local word, through which the C library finds its
+//!   thread's state (x86-64 Linux).
 //! - `purger`: the background thread that gives memory back to the OS in time, and the purge
 //!   settings of the environment.
 //! - `frontend`: the cache protocol, once for every face, over a `Home` and a `Hooks`.
@@ -73,6 +75,8 @@ mod hooks;
 mod purger;
 #[cfg(not(poolmalloc_loom))]
 mod slots;
+#[cfg(all(not(poolmalloc_loom), target_arch = "x86_64", target_os = "linux"))]
+mod thread_slot;
 
 #[cfg(not(poolmalloc_loom))]
 pub use global::{

@@ -271,6 +271,27 @@ static void dlopen_close(const char *dir) {
     printf("dlopen: %d rounds\n", rounds);
 }
 
+/* dlopen of the library itself, not preloaded: glibc refuses it (its thread-local word is
+   initial-exec, and a library loaded after start-up has no static TLS for it) or it serves the
+   calls made through the handle; never a crash. */
+static void dlopen_self(const char *path) {
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        printf("dlopen-self: refused: %s\n", dlerror());
+        return;
+    }
+    void *(*lib_malloc)(size_t) = (void *(*)(size_t))dlsym(lib, "malloc");
+    void (*lib_free)(void *) = (void (*)(void *))dlsym(lib, "free");
+    CHECK(lib_malloc && lib_free);
+    int served = 0;
+    for (int i = 0; i < 1000; i++) {
+        void *p = lib_malloc(48);
+        served += p != NULL;
+        lib_free(p);
+    }
+    printf("dlopen-self: served %d\n", served);
+}
+
 int main(int argc, char **argv) {
     const char *what = argc > 1 ? argv[1] : "";
     if (!strcmp(what, "fork-handlers")) fork_handlers();
@@ -281,6 +302,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(what, "fork-from-thread")) fork_from_thread();
     else if (!strcmp(what, "pthread-exit-in-destructor")) pthread_exit_in_destructor();
     else if (!strcmp(what, "dlopen") && argc > 2) dlopen_close(argv[2]);
+    else if (!strcmp(what, "dlopen-self") && argc > 2) dlopen_self(argv[2]);
     else {
         fprintf(stderr, "usage: lifecycle ORDER [DIR]\n");
         return 2;
