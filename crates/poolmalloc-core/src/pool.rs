@@ -366,8 +366,11 @@ unsafe fn seize(pool: *mut PoolHeader) -> Batch {
 /// it, the pool onto the owner's notices, and then the bit is cleared. No free waits for
 /// another.
 ///
+/// Inlined into every remote free (a consumer thread's every free); the notice is out of line.
+///
 /// # Safety
 /// The blocks lie in `pool`, which serves a class, are out, and are given up (or borrowed).
+#[inline]
 unsafe fn push_chain(
     pool: *mut PoolHeader,
     first: *mut FreeBlock,
@@ -409,6 +412,21 @@ unsafe fn push_chain(
             Err(now) => head = now,
         }
     }
+    // SAFETY: our push set `NOTIFYING` into the filed pool (forwarded precondition).
+    unsafe { send_notice(pool) };
+    true
+}
+
+/// The push that found `pool` `FILED` and set `NOTIFYING`: the pool goes onto its owner's
+/// notices, and then the bit is cleared.
+///
+/// # Safety
+/// This thread's push set `NOTIFYING` into `pool`'s remote word, and nothing has cleared it.
+#[cold]
+#[inline(never)]
+unsafe fn send_notice(pool: *mut PoolHeader) {
+    // SAFETY: the pool serves a class while our block is on its chain (precondition).
+    let remote = unsafe { &(*pool).remote };
     // SAFETY: until `NOTIFYING` is cleared the owner keeps the pool, and so its cache lives (O5).
     unsafe { owner_notices((*pool).owner.load(Ordering::Relaxed)).push(pool) };
     // Sent: the bit goes, whatever pushes and the owner's takes did to the chain meanwhile.
@@ -421,7 +439,6 @@ unsafe fn push_chain(
     ) {
         word = now;
     }
-    true
 }
 
 /// A remote free: pushes `block` onto its pool's remote chain (`push_chain`: a notice to the
@@ -430,6 +447,7 @@ unsafe fn push_chain(
 ///
 /// # Safety
 /// `block` lies in a pool serving a class, is out, and is given up.
+#[inline]
 pub(crate) unsafe fn push_remote(pool: *mut PoolHeader, block: *mut FreeBlock) -> bool {
     // SAFETY: forwarded precondition.
     if unsafe { push_chain(pool, block, block, 1) } {
