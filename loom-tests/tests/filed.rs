@@ -24,23 +24,27 @@ const CLASS: usize = 31;
 pub const NOTICE_BEFORE: usize = 0;
 pub const NOTICE_AFTER: usize = 1;
 
-/// A cache whose first pool is filed: its three blocks, and the first block of the next pool.
-fn filed_pool(core: &TestCore, cache: &ThreadCache) -> ([*mut u8; 3], *mut u8) {
+/// Each model's start: a new core, and `cache`, activated, with its first pool filed: that
+/// pool's three blocks, and the first block of the next pool. (The cache is the caller's: its
+/// id is its address.)
+fn filed_pool(cache: &ThreadCache) -> (Arc<TestCore>, [*mut u8; 3], *mut u8) {
+    let core = Arc::new(Core::new(MemPages::new(2)));
+    cache.activate();
     let c = class(CLASS);
     assert_eq!((c.blocks_per_pool(), c.carve()), (3, 1));
     let p = [0, 1, 2].map(|i| {
-        let b = take(cache, core, c);
+        let b = take(cache, &core, c);
         stamp(b, i + 1);
         b
     });
-    let q = take(cache, core, c);
+    let q = take(cache, &core, c);
     stamp(q, 9);
     assert_eq!(
-        class_snapshot(core, c).pools_full,
+        class_snapshot(&core, c).pools_full,
         1,
         "a used-up pool is filed"
     );
-    (p, q)
+    (core, p, q)
 }
 
 fn pool(b: *mut u8) -> OwnedPool {
@@ -49,11 +53,9 @@ fn pool(b: *mut u8) -> OwnedPool {
 
 pub fn notice_reaches_owner(seen: &'static Seen) {
     model("filed/notice", move || {
-        let core = Arc::new(Core::new(MemPages::new(2)));
-        let c = class(CLASS);
         let cache = ThreadCache::new();
-        cache.activate();
-        let (p, q) = filed_pool(&core, &cache);
+        let (core, p, q) = filed_pool(&cache);
+        let c = class(CLASS);
         let filed = pool(p[0]);
         let addr = p[0] as usize;
         let freer_core = core.clone();
@@ -99,11 +101,9 @@ pub fn notice_reaches_owner(seen: &'static Seen) {
 
 pub fn local_free_races_notice(seen: &'static Seen) {
     model("filed/local", move || {
-        let core = Arc::new(Core::new(MemPages::new(2)));
-        let c = class(CLASS);
         let cache = ThreadCache::new();
-        cache.activate();
-        let (p, q) = filed_pool(&core, &cache);
+        let (core, p, q) = filed_pool(&cache);
+        let c = class(CLASS);
         let filed = pool(p[0]);
         let addr = p[0] as usize;
         let freer_core = core.clone();
@@ -141,10 +141,8 @@ pub const THROUGH_CORE: usize = 1;
 
 pub fn exit_races_notice(seen: &'static Seen) {
     model("filed/exit", move || {
-        let core = Arc::new(Core::new(MemPages::new(2)));
         let cache = ThreadCache::new();
-        cache.activate();
-        let (p, q) = filed_pool(&core, &cache);
+        let (core, p, q) = filed_pool(&cache);
         let addr = p[0] as usize;
         let freer_core = core.clone();
         let freer = thread::spawn(move || {

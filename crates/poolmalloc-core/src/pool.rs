@@ -281,13 +281,13 @@ unsafe fn walk(head: *mut FreeBlock) -> (usize, *mut FreeBlock) {
     (count, last)
 }
 
-/// The owner takes its pool's remote chain, if it has one: a load first, and a
-/// compare-and-swap only when there is a chain to take, leaving `NOTIFYING` if it is set (an
-/// empty chain or `FILED` stays as it is: a filed pool still asks for its notice). Acquire: the
-/// blocks' links were written before their pushes (Release).
+/// Takes a pool's remote chain whole, if it has one: a load first, and a compare-and-swap only
+/// when there is a chain to take, leaving `NOTIFYING` if it is set (an empty chain or `FILED`
+/// stays as it is: a filed pool still asks for its notice). Acquire: the blocks' links were
+/// written before their pushes (Release).
 ///
 /// # Safety
-/// The caller owns the pool (O1, O2).
+/// The caller owns the pool, or borrows the chain (`borrow_remote`; O1, O2).
 unsafe fn take_chain(pool: *mut PoolHeader) -> Batch {
     // SAFETY: the header is mapped while the pool is held (precondition).
     let remote = unsafe { &(*pool).remote };
@@ -315,6 +315,18 @@ unsafe fn take_chain(pool: *mut PoolHeader) -> Batch {
     }
 }
 
+/// The pool's remote word once no notice is being sent into it (`NOTIFYING` clear; the owner
+/// waits for a sender, never a sender for anyone). Acquire, as `take_chain`.
+fn settled(remote: &AtomicUsize) -> usize {
+    loop {
+        let word = remote.load(Ordering::Acquire);
+        if word & NOTIFYING == 0 {
+            return word;
+        }
+        crate::sync::wait_a_moment();
+    }
+}
+
 /// Seizes an owned pool's remote chain for the core (O3): the word becomes `CORE_HELD`, once no
 /// notice is being sent (O5), and the chain it held (if any) is returned. Acquire, as
 /// `take_chain`.
@@ -333,23 +345,24 @@ unsafe fn seize(pool: *mut PoolHeader) -> Batch {
     }
     // SAFETY: the header is mapped while the pool is held (precondition).
     let remote = unsafe { &(*pool).remote };
-    let mut word = remote.load(Ordering::Relaxed);
-    loop {
+    #[cfg(feature = "planted-fault")]
+    let wait = !crate::planted_fault::on(&crate::planted_fault::UNWAITED_HANDOVER);
+    #[cfg(not(feature = "planted-fault"))]
+    let wait = true;
+    let word = loop {
+        let word = if wait {
+            settled(remote)
+        } else {
+            remote.load(Ordering::Relaxed)
+        };
         debug_assert_ne!(word, CORE_HELD, "O1: an owned pool is never CORE_HELD");
-        #[cfg(feature = "planted-fault")]
-        let wait = !crate::planted_fault::on(&crate::planted_fault::UNWAITED_HANDOVER);
-        #[cfg(not(feature = "planted-fault"))]
-        let wait = true;
-        if word & NOTIFYING != 0 && wait {
-            crate::sync::wait_a_moment();
-            word = remote.load(Ordering::Relaxed);
-            continue;
+        if remote
+            .compare_exchange_weak(word, CORE_HELD, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            break word;
         }
-        match remote.compare_exchange_weak(word, CORE_HELD, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => break,
-            Err(now) => word = now,
-        }
-    }
+    };
     // (`FILED`, like `NOTIFYING` alone, reads as no chain.)
     Batch {
         head: chain_of(word),
@@ -468,25 +481,10 @@ pub(crate) unsafe fn push_remote(pool: *mut PoolHeader, block: *mut FreeBlock) -
 /// # Safety
 /// `pool` serves a class and has a block out (the caller's suspect keeps it so, or is on it).
 pub(crate) unsafe fn borrow_remote(pool: *mut PoolHeader) -> Option<*mut FreeBlock> {
-    // SAFETY: the pool serves a class (precondition), so its header is initialised.
-    let remote = unsafe { &(*pool).remote };
-    let mut head = remote.load(Ordering::Relaxed);
-    loop {
-        if !is_chain(head) {
-            return None;
-        }
-        // Acquire: the blocks' links were written before their pushes (Release). A notice
-        // being sent keeps its bit.
-        match remote.compare_exchange_weak(
-            head,
-            head & NOTIFYING,
-            Ordering::Acquire,
-            Ordering::Relaxed,
-        ) {
-            Ok(_) => return Some(chain_of(head)),
-            Err(now) => head = now,
-        }
-    }
+    // SAFETY: the pool serves a class (precondition), so its header is initialised; a borrower
+    // may swap the chain out as its owner would (O2).
+    let chain = unsafe { take_chain(pool) };
+    (chain.count > 0).then_some(chain.head)
 }
 
 /// Gives a borrowed chain back whole: pushed in front of whatever was freed meanwhile, as a
@@ -599,12 +597,8 @@ impl OwnedPool {
     pub unsafe fn file(self, take_notices: impl FnOnce()) -> bool {
         // SAFETY: owned by the caller (precondition).
         let p = unsafe { &*self.0 };
-        let mut word = p.remote.load(Ordering::Acquire);
-        // A notice being sent (the pool was `FILED`, and unfiled since): wait it out.
-        while word & NOTIFYING != 0 {
-            crate::sync::wait_a_moment();
-            word = p.remote.load(Ordering::Acquire);
-        }
+        // A notice being sent (the pool was `FILED`, and unfiled since) is waited out.
+        let word = settled(&p.remote);
         if is_chain(word) {
             return false;
         }
@@ -632,20 +626,11 @@ impl OwnedPool {
     pub unsafe fn quiesce(self) {
         // SAFETY: owned by the caller (precondition).
         let remote = unsafe { &(*self.0).remote };
-        loop {
-            match remote.load(Ordering::Acquire) {
-                word if word & NOTIFYING != 0 => crate::sync::wait_a_moment(),
-                FILED => {
-                    if remote
-                        .compare_exchange(FILED, 0, Ordering::Acquire, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        return;
-                    }
-                }
-                _ => return,
-            }
-        }
+        while settled(remote) == FILED
+            && remote
+                .compare_exchange(FILED, 0, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {}
     }
 
     /// Takes the pool off the filed list's books (a free block came back to it): its owner word

@@ -22,9 +22,9 @@
 //! A pool that empties stays with its thread, within `KEPT_POOLS` of each kind: the last to
 //! empty is `kept`, as it was, current or not; the ones it displaced while still empty are
 //! *spares*, off every list, in a stack per class. A pool displaced when the spares are full
-//! goes to its arena, where it stays warm for the purge delay. A class that needs a pool takes back one of its own first (a kept or spare pool that
-//! served it, as it was), then one the core holds for it, then reformats a spare of another
-//! class, and only then takes a new pool. A free that empties the kept pool again is an ordinary
+//! goes to its arena, where it stays warm for the purge delay. A class that needs a pool takes
+//! back one of its own first (a kept or spare pool that served it, as it was), then one the
+//! core holds for it, then reformats a spare of another class, and only then takes a new pool. A free that empties the kept pool again is an ordinary
 //! local free (`free_local`), so a loop that allocates and frees one block never leaves the
 //! fast path.
 //!
